@@ -1,0 +1,138 @@
+// The embedded default camera: ffmpeg's test source encoded to H.264 (or JPEG), split into
+// access units by our own parser, SPS read for the MIME. Needs no hardware.
+
+import { z } from 'zod';
+import { captureClockUs, type DriverOutput, type SourceDriver, type TrackSpec } from '../../runtime/engine/api.js';
+import { runChild } from '../exec/child.js';
+import { resolveFfmpeg } from '../exec/ffmpeg.js';
+import { AnnexBSplitter, h264Mime } from './h264.js';
+import { JpegSplitter } from './jpeg.js';
+
+export const testPatternDriverSchema = z
+  .object({
+    kind: z.literal('testpattern'),
+    track: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).default('video'),
+    codec: z.enum(['h264', 'jpeg']).default('h264'),
+    width: z.number().int().min(16).max(3840).multipleOf(2).default(1280),
+    height: z.number().int().min(16).max(2160).multipleOf(2).default(720),
+    fps: z.number().int().min(1).max(60).default(30),
+    bitrateKbps: z.number().int().min(50).max(50_000).default(2000),
+    /** Seconds between keyframes (GOP length). */
+    keyintSeconds: z.number().min(0.1).max(10).default(1),
+    pattern: z.enum(['testsrc2', 'testsrc', 'smptebars', 'smptehdbars', 'rgbtestsrc']).default('testsrc2'),
+    profile: z.enum(['baseline', 'main', 'high']).default('baseline'),
+  })
+  .strict();
+export type TestPatternConfig = z.infer<typeof testPatternDriverSchema>;
+
+export interface CameraDeps {
+  ffmpegPath?: string;
+}
+
+export function testPatternArgs(c: TestPatternConfig): string[] {
+  const gop = Math.max(1, Math.round(c.fps * c.keyintSeconds));
+  const input = ['-hide_banner', '-loglevel', 'warning', '-nostdin', '-re', '-f', 'lavfi', '-i',
+    `${c.pattern}=size=${c.width}x${c.height}:rate=${c.fps}`];
+  if (c.codec === 'jpeg') {
+    return [...input, '-c:v', 'mjpeg', '-q:v', '5', '-pix_fmt', 'yuvj420p', '-f', 'image2pipe', 'pipe:1'];
+  }
+  return [
+    ...input,
+    '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-profile:v', c.profile,
+    '-pix_fmt', 'yuv420p', '-g', String(gop), '-keyint_min', String(gop), '-sc_threshold', '0',
+    '-b:v', `${c.bitrateKbps}k`, '-maxrate', `${c.bitrateKbps}k`, '-bufsize', `${Math.round(c.bitrateKbps / 2)}k`,
+    // SPS/PPS in front of every IDR: a late subscriber can start at any keyframe.
+    '-x264-params', 'repeat-headers=1',
+    '-f', 'h264', 'pipe:1',
+  ];
+}
+
+export class TestPatternDriver implements SourceDriver {
+  readonly kind = 'testpattern';
+  private frames = 0;
+  private bytes = 0;
+  private starts = 0;
+  private lastError: string | null = null;
+  private splitterStats: Record<string, number> = {};
+  private readonly ffmpeg: string;
+
+  constructor(
+    private readonly cfg: TestPatternConfig,
+    deps: CameraDeps = {},
+  ) {
+    this.ffmpeg = resolveFfmpeg(deps.ffmpegPath).path;
+  }
+
+  describe(): TrackSpec[] {
+    const mime = this.cfg.codec === 'jpeg' ? 'image/jpeg' : h264Mime(undefined, this.cfg.fps);
+    return [{ track: this.cfg.track, mime }];
+  }
+
+  async run(out: DriverOutput, signal: AbortSignal): Promise<void> {
+    this.starts++;
+    const track = this.cfg.track;
+    let onData: (chunk: Buffer) => void;
+    if (this.cfg.codec === 'jpeg') {
+      const split = new JpegSplitter();
+      out.setMime(track, `image/jpeg;width=${this.cfg.width};height=${this.cfg.height}`);
+      onData = (chunk) => {
+        for (const img of split.push(chunk)) this.emit(out, img, true);
+        this.splitterStats = split.stats();
+      };
+    } else {
+      const split = new AnnexBSplitter();
+      let mime = '';
+      onData = (chunk) => {
+        for (const au of split.push(chunk)) {
+          const m = h264Mime(split.sps, this.cfg.fps);
+          if (m !== mime) {
+            mime = m;
+            out.setMime(track, m);
+          }
+          this.emit(out, au.data, au.key);
+        }
+        this.splitterStats = split.stats();
+      };
+    }
+    try {
+      await runChild(
+        {
+          cmd: this.ffmpeg,
+          args: testPatternArgs(this.cfg),
+          label: `ffmpeg testpattern(${track})`,
+          startTimeoutMs: 10_000,
+          stallTimeoutMs: 5_000,
+        },
+        onData,
+        signal,
+      );
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      throw err;
+    }
+  }
+
+  requestKeyframe(): boolean {
+    return false; // ffmpeg's lavfi → x264 pipeline takes no keyframe requests; GOP is keyintSeconds.
+  }
+
+  stats() {
+    return {
+      frames: this.frames,
+      bytes: this.bytes,
+      starts: this.starts,
+      lastError: this.lastError,
+      ...this.splitterStats,
+    };
+  }
+
+  private emit(out: DriverOutput, data: Buffer, key: boolean): void {
+    this.frames++;
+    this.bytes += data.length;
+    out.write(this.cfg.track, { ts: captureClockUs(), wallclock: Date.now(), key, data });
+  }
+}
+
+export function createTestPatternDriver(cfg: TestPatternConfig, deps: CameraDeps = {}): TestPatternDriver {
+  return new TestPatternDriver(cfg, deps);
+}
