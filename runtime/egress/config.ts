@@ -1,0 +1,114 @@
+// Egress configuration: upstream pang targets (publish and pull-down), WHIP targets,
+// WHIP ingest and WHEP. Validated at start; errors name the key path (zod does).
+import { z } from 'zod';
+import type { TrackRef } from '../engine/api.js';
+
+/** A label inside the engine or on a Moth server: safe in a URL path and in logs. */
+const label = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - (1..64)');
+
+/** `channel/source/track` written as one string in config files. */
+export const trackRefSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]{1,64}\/[A-Za-z0-9_.-]{1,64}\/[A-Za-z0-9_.-]{1,64}$/, 'channel/source/track')
+  .transform((s): TrackRef => {
+    const [channel, source, track] = s.split('/') as [string, string, string];
+    return { channel, source, track };
+  });
+
+const wsUrl = z
+  .string()
+  .url()
+  .refine((u) => /^wss?:\/\//i.test(u), 'must be ws:// or wss://');
+
+const httpUrl = z
+  .string()
+  .url()
+  .refine((u) => /^https?:\/\//i.test(u), 'must be http:// or https://');
+
+/** Where on a Moth(-compatible) server: a static channel id or an instant channel by name. */
+const upstreamEndpoint = {
+  url: wsUrl.describe('server base, e.g. wss://moth.example:8277 (the /pang/ws/... path is added)'),
+  caFile: z.string().min(1).optional().describe('PEM CA bundle for a self-signed server'),
+  insecure: z.boolean().default(false).describe('skip TLS verification (test benches only)'),
+  channel: z
+    .string()
+    .regex(/^[0-9a-v]{20}$/, 'rs/xid form: 20 chars of 0-9a-v')
+    .optional()
+    .describe('static channel id'),
+  instant: label.optional().describe('instant channel name (used when channel is not set)'),
+  key: z.string().min(1).max(256).optional().describe('stream key (never logged)'),
+  source: label.default('base'),
+  track: label.default('video'),
+  /** Moth closes idle sessions after `timeout` s (1..3600); we keep alive every ~20 s anyway. */
+  timeoutSec: z.number().int().min(1).max(3600).optional(),
+};
+
+function channelRequired<T extends { channel?: string; instant?: string }>(v: T): boolean {
+  return Boolean(v.channel) !== Boolean(v.instant);
+}
+
+export const pangUpstreamSchema = z
+  .object({
+    ...upstreamEndpoint,
+    /** The local track to publish. */
+    from: trackRefSchema,
+    /**
+     * Byte ceiling of what may wait in the socket (ws.bufferedAmount). 512 KB ≈ 2 s of a
+     * 2 Mbit/s camera: deep enough to ride out a hiccup, shallow enough that a thin uplink
+     * drops GOP tails instead of drifting seconds behind live.
+     */
+    maxBufferedBytes: z.number().int().min(16 * 1024).max(64 * 1024 * 1024).default(512 * 1024),
+  })
+  .refine(channelRequired, 'set exactly one of channel or instant');
+
+export const pangPullSchema = z
+  .object({
+    ...upstreamEndpoint,
+    /** The local track the pulled messages are written to. */
+    to: trackRefSchema,
+  })
+  .refine(channelRequired, 'set exactly one of channel or instant');
+
+export const whipTargetSchema = z.object({
+  url: httpUrl.describe('WHIP endpoint URL'),
+  token: z.string().min(1).max(4096).optional().describe('bearer token (never logged)'),
+  /** Local tracks to publish: at most one video (H.264) and any number of data tracks. */
+  tracks: z.array(trackRefSchema).min(1).max(8),
+  /** Seconds to wait for the endpoint's answer and for ICE to connect. */
+  timeoutSec: z.number().int().min(1).max(120).default(15),
+});
+
+export const egressConfigSchema = z.object({
+  upstream: z.array(pangUpstreamSchema).max(64).default([]),
+  pull: z.array(pangPullSchema).max(64).default([]),
+  whip: z.array(whipTargetSchema).max(16).default([]),
+  whipIngest: z
+    .object({
+      enabled: z.boolean().default(false),
+      token: z.string().min(1).max(4096).optional().describe('bearer token required from publishers'),
+      /** Local channel ingested tracks land in: POST /whip/<source> → <channel>/<source>/video. */
+      channel: label.default('ingest'),
+      maxSessions: z.number().int().min(1).max(64).default(4),
+    })
+    .prefault({}),
+  whep: z
+    .object({
+      enabled: z.boolean().default(true),
+      /** Concurrent viewers; each holds a DTLS/SRTP session (CPU on a Pi). */
+      maxSessions: z.number().int().min(1).max(64).default(8),
+    })
+    .prefault({}),
+  /** Backoff of every reconnecting link (pang, WHIP): 1 s → 60 s, reset after 10 s healthy. */
+  backoff: z
+    .object({
+      initialMs: z.number().int().min(10).max(60_000).default(1000),
+      maxMs: z.number().int().min(100).max(600_000).default(60_000),
+      resetAfterMs: z.number().int().min(100).max(600_000).default(10_000),
+    })
+    .prefault({}),
+});
+
+export type EgressConfig = z.infer<typeof egressConfigSchema>;
+export type PangUpstreamConfig = z.infer<typeof pangUpstreamSchema>;
+export type PangPullConfig = z.infer<typeof pangPullSchema>;
+export type WhipTargetConfig = z.infer<typeof whipTargetSchema>;

@@ -1,0 +1,312 @@
+// pang upstream publisher: one local track → one /pang/ws/pub session on a Moth(-compatible)
+// server. MIME text first and about once a second, one access unit per binary message with
+// SPS/PPS in front of every IDR, keepalive by an empty binary message, never waits for a pong,
+// treats an immediate close as a refusal and backs off, and drops GOP tails under backpressure.
+import { readFileSync } from 'node:fs';
+import WebSocket from 'ws';
+import {
+  mimeBase,
+  mimeKind,
+  trackPath,
+  type BackoffOptions,
+  type ConsumerHandle,
+  type ConsumerStats,
+  type TrackRef,
+  type TrackSource,
+} from '../engine/api.js';
+import { ParamSetCache } from './h264-rtp.js';
+import { ReconnectingLink, type LinkStats } from './link.js';
+import {
+  classifyClose,
+  connectErrorCode,
+  GopGate,
+  pangSessionUrl,
+  redactPangUrl,
+  type EgressLog,
+  type PangEndpoint,
+} from './pang-link.js';
+
+export interface PangPublisherOptions {
+  name: string;
+  endpoint: PangEndpoint;
+  caFile?: string | undefined;
+  insecure?: boolean | undefined;
+  from: TrackRef;
+  maxBufferedBytes: number;
+  source: TrackSource;
+  log: EgressLog;
+  backoff: BackoffOptions;
+  /** Moth closes a publisher after `timeout` s of silence; 20 s keeps well inside the 30 s default. */
+  keepaliveMs?: number;
+  /** New subscribers ignore data until they have a MIME: re-send it about once a second. */
+  mimeResendMs?: number;
+  /** A close without close frame within this window after the upgrade is a refusal. */
+  refusalWindowMs?: number;
+  handshakeTimeoutMs?: number;
+  /** Byte ceiling of this link's engine consumer queue (the socket ceiling comes first). */
+  consumerCeilingBytes?: number;
+}
+
+export interface PangPublisherStats extends LinkStats {
+  track: string;
+  framesOut: number;
+  bytesOut: number;
+  textsOut: number;
+  mimeSends: number;
+  keepalives: number;
+  refusals: number;
+  paramSetsPrepended: number;
+  bufferedBytes: number;
+  maxBufferedBytes: number;
+  peakBufferedBytes: number;
+  waitingForKeyframe: boolean;
+  dropped: { gopTail: number; bufferFull: number; noMime: number };
+  droppedBytes: number;
+  consumer: ConsumerStats | null;
+  /** Drops inside the engine queue, summed over past sessions. */
+  consumerDroppedTotal: number;
+}
+
+export class PangPublisher extends ReconnectingLink {
+  private ws: WebSocket | null = null;
+  private consumer: ConsumerHandle | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private openedAt = 0;
+  private lastSendAt = 0;
+  private lastMimeAt = 0;
+  private sentMime: string | undefined;
+  private gate: GopGate;
+  private params = new ParamSetCache();
+  private pumping = false;
+  private connectError: string | null = null;
+  private readonly url: string;
+  private readonly o: Required<Omit<PangPublisherOptions, 'caFile' | 'insecure'>> & Pick<PangPublisherOptions, 'caFile' | 'insecure'>;
+  private c = {
+    framesOut: 0,
+    bytesOut: 0,
+    textsOut: 0,
+    mimeSends: 0,
+    keepalives: 0,
+    refusals: 0,
+    noMime: 0,
+    peakBufferedBytes: 0,
+    consumerDroppedTotal: 0,
+  };
+  /** Called with every binary payload right after ws.send (tests, latency bench). */
+  onSent: ((data: Buffer, key: boolean, ts: number) => void) | null = null;
+
+  constructor(opts: PangPublisherOptions) {
+    const url = pangSessionUrl(opts.endpoint, 'pub');
+    super(opts.name, 'pang-pub', redactPangUrl(url), opts.log, opts.backoff);
+    this.url = url;
+    this.o = {
+      keepaliveMs: 20_000,
+      mimeResendMs: 1000,
+      refusalWindowMs: 3000,
+      handshakeTimeoutMs: 10_000,
+      // 4 MB: room for about two 720p GOPs; the socket ceiling decides drops long before this.
+      consumerCeilingBytes: 4 * 1024 * 1024,
+      ...opts,
+    };
+    this.gate = new GopGate(opts.maxBufferedBytes);
+  }
+
+  protected attempt(): void {
+    this.connectError = null;
+    let ca: Buffer | undefined;
+    if (this.o.caFile) {
+      try {
+        ca = readFileSync(this.o.caFile);
+      } catch (err) {
+        this.failed('UPSTREAM_CA_FILE', `cannot read CA file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+        return;
+      }
+    }
+    const ws = new WebSocket(this.url, {
+      handshakeTimeout: this.o.handshakeTimeoutMs,
+      perMessageDeflate: false,
+      rejectUnauthorized: !this.o.insecure,
+      ...(ca ? { ca } : {}),
+    });
+    this.ws = ws;
+    ws.on('open', () => this.onOpen(ws));
+    ws.on('error', (err) => {
+      // ws follows every error with 'close'; remember why, without the URL (it holds the key).
+      this.connectError = `${connectErrorCode(err)}|${sanitize(err.message, this.o.endpoint.key)}`;
+    });
+    ws.on('close', (code) => this.onClose(ws, code));
+    // Inbound messages (bundle mode echoes) are ignored; a Moth never sends pongs, we never ping.
+  }
+
+  private onOpen(ws: WebSocket): void {
+    if (ws !== this.ws) return;
+    this.openedAt = Date.now();
+    this.lastSendAt = this.openedAt;
+    this.sentMime = undefined;
+    this.gate.reset(); // the parameter-set cache stays: a camera may send SPS/PPS only once
+    const consumer = this.o.source.subscribe(this.o.from, {
+      label: `pang-up ${this.name}`,
+      ceilingBytes: this.o.consumerCeilingBytes,
+      fromCache: true,
+    });
+    this.consumer = consumer;
+    consumer.onReadable(() => this.pump());
+    consumer.onClose((reason) => {
+      if (consumer === this.consumer) this.failed('SOURCE_CLOSED', `local track closed: ${reason}`);
+    });
+    this.sendMime(consumer.mime());
+    const tick = Math.max(10, Math.min(this.o.mimeResendMs, this.o.keepaliveMs, this.o.refusalWindowMs) / 2);
+    this.timer = setInterval(() => this.onTick(), tick);
+    this.timer.unref?.();
+    this.pump();
+  }
+
+  private onTick(): void {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    const now = Date.now();
+    const mime = this.consumer?.mime() ?? this.sentMime;
+    if (mime && now - this.lastMimeAt >= this.o.mimeResendMs) this.sendMime(mime);
+    // Still open after the refusal window: the server accepted us even if the track is idle.
+    if (now - this.openedAt >= this.o.refusalWindowMs) this.up();
+    if (now - this.lastSendAt >= this.o.keepaliveMs) {
+      // Moth never answers pings: keep alive with an empty binary message.
+      ws.send(Buffer.alloc(0), { binary: true });
+      this.lastSendAt = now;
+      this.c.keepalives++;
+    }
+    this.trackBuffered(ws);
+  }
+
+  private sendMime(mime: string | undefined): void {
+    const ws = this.ws;
+    if (!mime || !ws || ws.readyState !== WebSocket.OPEN) return;
+    ws.send(mime, { binary: false });
+    this.sentMime = mime;
+    this.c.mimeSends++;
+    this.lastSendAt = this.lastMimeAt = Date.now();
+  }
+
+  private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      for (;;) {
+        const ws = this.ws;
+        const consumer = this.consumer;
+        if (!ws || !consumer || ws.readyState !== WebSocket.OPEN) return;
+        const item = consumer.next();
+        if (!item) return;
+        if (item.type === 'text') {
+          // REXT/XCMD texts are forwarded as sent; a MIME change comes through item.mime.
+          ws.send(item.text, { binary: false });
+          this.c.textsOut++;
+          continue;
+        }
+        const mime = item.mime ?? consumer.mime();
+        if (!mime) {
+          this.c.noMime++; // a Moth viewer ignores data before the MIME: do not send it
+          continue;
+        }
+        if (mime !== this.sentMime) this.sendMime(mime);
+        const kind = mimeKind(mime);
+        let data = item.frame.data;
+        if (kind === 'video' && mimeBase(mime) === 'video/h264') data = this.params.apply(data);
+        const decision = this.gate.decide(kind, item.frame.key, data.length, ws.bufferedAmount);
+        if (decision !== 'send') continue;
+        ws.send(data, { binary: true });
+        this.lastSendAt = Date.now();
+        this.c.framesOut++;
+        this.c.bytesOut += data.length;
+        this.trackBuffered(ws);
+        this.onSent?.(data, item.frame.key, item.frame.ts);
+        this.up();
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private trackBuffered(ws: WebSocket): void {
+    if (ws.bufferedAmount > this.c.peakBufferedBytes) this.c.peakBufferedBytes = ws.bufferedAmount;
+  }
+
+  private onClose(ws: WebSocket, code: number): void {
+    if (ws !== this.ws) return;
+    const opened = this.openedAt > 0;
+    const since = opened ? Date.now() - this.openedAt : 0;
+    if (!opened) {
+      const [errCode, msg] = (this.connectError ?? 'UPSTREAM_CONNECT_FAILED|connection failed').split('|', 2);
+      this.failed(errCode!, msg ?? 'connection failed');
+      return;
+    }
+    const kind = classifyClose(code, since, this.o.refusalWindowMs);
+    if (kind === 'refused') {
+      this.c.refusals++;
+      this.failed('UPSTREAM_REFUSED', `server closed the session ${since} ms after the upgrade (code ${code}): wrong key, unknown channel or track busy`);
+    } else if (kind === 'dropped') {
+      this.failed('UPSTREAM_DROPPED', `session lost after ${Math.round(since / 1000)} s (code ${code})`);
+    } else {
+      this.failed('UPSTREAM_CLOSED', `server closed the session (code ${code})`);
+    }
+  }
+
+  protected teardown(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    const consumer = this.consumer;
+    this.consumer = null;
+    if (consumer) {
+      const s = consumer.stats();
+      this.c.consumerDroppedTotal += Object.values(s.dropped).reduce((a, b) => a + b, 0);
+      try {
+        consumer.close();
+      } catch {
+        // engine consumers close idempotently; nothing to recover here
+      }
+    }
+    const ws = this.ws;
+    this.ws = null;
+    this.openedAt = 0;
+    if (ws) {
+      ws.removeAllListeners('open');
+      ws.on('error', () => {}); // late errors of a socket we are abandoning
+      try {
+        ws.terminate();
+      } catch {
+        // terminate on a never-connected socket can throw in old ws versions
+      }
+    }
+  }
+
+  stats(): PangPublisherStats {
+    const ws = this.ws;
+    return {
+      ...this.baseStats(),
+      track: trackPath(this.o.from),
+      framesOut: this.c.framesOut,
+      bytesOut: this.c.bytesOut,
+      textsOut: this.c.textsOut,
+      mimeSends: this.c.mimeSends,
+      keepalives: this.c.keepalives,
+      refusals: this.c.refusals,
+      paramSetsPrepended: this.params.prepended,
+      bufferedBytes: ws ? ws.bufferedAmount : 0,
+      maxBufferedBytes: this.o.maxBufferedBytes,
+      peakBufferedBytes: this.c.peakBufferedBytes,
+      waitingForKeyframe: this.gate.waitingForKeyframe,
+      dropped: { gopTail: this.gate.dropped.gopTail, bufferFull: this.gate.dropped.bufferFull, noMime: this.c.noMime },
+      droppedBytes: this.gate.droppedBytes,
+      consumer: this.consumer ? this.consumer.stats() : null,
+      consumerDroppedTotal: this.c.consumerDroppedTotal,
+    };
+  }
+}
+
+/** Error messages from ws/TLS may quote the URL: strip the key if it shows up. */
+export function sanitize(message: string, secret: string | undefined): string {
+  let m = message;
+  if (secret) m = m.split(secret).join('***');
+  m = m.replace(/([?&](?:key|token)=)[^&\s]+/gi, '$1***');
+  return m.slice(0, 300);
+}
