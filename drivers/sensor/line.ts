@@ -1,0 +1,474 @@
+// Generic serial line sensor: one record per line on a data track, optionally parsed as JSON or
+// with a regex (named groups → JSON object). Also the serial read loop the GPS driver reuses.
+//
+// Pure parts (LineFramer, compileLineParser) do no I/O. SerialRecordDriver is the thin shell: it
+// owns one serial port, reopens it with jittered backoff after unplug/EIO/ENOENT (no spin), and
+// counts every skipped line by reason.
+
+import { setTimeout as delay } from 'node:timers/promises';
+import { stat } from 'node:fs/promises';
+import { SerialPort } from 'serialport';
+import { z } from 'zod';
+import {
+  Backoff,
+  EdgeError,
+  captureClockUs,
+  type DriverOutput,
+  type DriverStats,
+  type SourceDriver,
+  type TrackSpec,
+} from '../../runtime/engine/api.js';
+
+// --- pure: bytes → lines ------------------------------------------------------------------------
+
+export type FramerEvent = { line: Buffer } | { overlong: number };
+
+/**
+ * Splits a byte stream on LF (a trailing CR is removed). A line longer than maxLineBytes is
+ * dropped whole: bytes are discarded up to the next LF and one `overlong` event reports it, so a
+ * device that never sends LF (wrong baud rate, binary protocol) costs at most maxLineBytes.
+ */
+export class LineFramer {
+  private parts: Buffer[] = [];
+  private partLen = 0;
+  private skipping = false;
+  private skipped = 0;
+
+  constructor(readonly maxLineBytes: number) {
+    if (!(maxLineBytes >= 1)) throw new RangeError('maxLineBytes must be >= 1');
+  }
+
+  /** Bytes held for the incomplete line (always <= maxLineBytes). */
+  get pendingBytes(): number {
+    return this.partLen;
+  }
+
+  push(chunk: Buffer): FramerEvent[] {
+    const out: FramerEvent[] = [];
+    let start = 0;
+    while (start < chunk.length) {
+      const nl = chunk.indexOf(0x0a, start);
+      const end = nl === -1 ? chunk.length : nl;
+      const piece = chunk.subarray(start, end);
+      if (this.skipping) {
+        this.skipped += piece.length;
+      } else if (this.partLen + piece.length > this.maxLineBytes + 1) {
+        // +1: the CR of a CR LF line of exactly maxLineBytes is not part of the line.
+        this.skipped = this.partLen + piece.length;
+        this.parts = [];
+        this.partLen = 0;
+        this.skipping = true;
+      } else if (piece.length > 0) {
+        this.parts.push(piece);
+        this.partLen += piece.length;
+      }
+      if (nl === -1) break;
+      if (this.skipping) {
+        out.push({ overlong: this.skipped });
+        this.skipping = false;
+        this.skipped = 0;
+      } else {
+        let line = this.parts.length === 1 ? Buffer.from(this.parts[0]!) : Buffer.concat(this.parts, this.partLen);
+        if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
+        if (line.length > this.maxLineBytes) out.push({ overlong: line.length });
+        else out.push({ line });
+      }
+      this.parts = [];
+      this.partLen = 0;
+      start = nl + 1;
+    }
+    return out;
+  }
+
+  /** Forget a partial line (the port was reopened: its tail belongs to another stream). */
+  reset(): void {
+    this.parts = [];
+    this.partLen = 0;
+    this.skipping = false;
+    this.skipped = 0;
+  }
+}
+
+// --- pure: line → record ------------------------------------------------------------------------
+
+export type LineVerdict = { ok: true; data: Buffer } | { ok: false; reason: string; ignored?: boolean };
+export type LineParser = (line: Buffer) => LineVerdict;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Valid UTF-8 without control characters (TAB allowed), or null: binary noise on the wire. */
+export function decodeTextLine(line: Buffer): string | null {
+  let text: string;
+  try {
+    text = utf8.decode(line);
+  } catch {
+    return null;
+  }
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f) return null;
+  }
+  return text;
+}
+
+/** Longest regex source accepted from config: bounds compile cost, discourages pathological patterns. */
+export const MAX_PATTERN_CHARS = 512;
+
+export const lineParseSchema = z.discriminatedUnion('mode', [
+  z.object({ mode: z.literal('none') }),
+  z.object({ mode: z.literal('json') }),
+  z.object({
+    mode: z.literal('regex'),
+    /** JavaScript regex source with named groups, e.g. `^T=(?<temp>-?\d+\.\d+) H=(?<hum>\d+)$`. */
+    pattern: z
+      .string()
+      .min(1)
+      .max(MAX_PATTERN_CHARS)
+      .refine((p) => {
+        try {
+          new RegExp(p);
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'not a valid regular expression'),
+    /** Turn group values that look like numbers into JSON numbers. */
+    numbers: z.boolean().default(true),
+  }),
+]);
+export type LineParseConfig = z.infer<typeof lineParseSchema>;
+
+const NUMERIC = /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
+
+export function lineParserMime(cfg: LineParseConfig): string {
+  return cfg.mode === 'none' ? 'text/plain;charset=utf-8' : 'application/json';
+}
+
+export function compileLineParser(cfg: LineParseConfig): LineParser {
+  switch (cfg.mode) {
+    case 'none':
+      return (line) => {
+        const text = decodeTextLine(line);
+        if (text === null) return { ok: false, reason: 'binary' };
+        if (text.trim() === '') return { ok: false, reason: 'empty', ignored: true };
+        return { ok: true, data: line };
+      };
+    case 'json':
+      return (line) => {
+        const text = decodeTextLine(line);
+        if (text === null) return { ok: false, reason: 'binary' };
+        if (text.trim() === '') return { ok: false, reason: 'empty', ignored: true };
+        try {
+          JSON.parse(text);
+        } catch {
+          return { ok: false, reason: 'json' };
+        }
+        return { ok: true, data: line };
+      };
+    case 'regex': {
+      const re = new RegExp(cfg.pattern);
+      const numbers = cfg.numbers;
+      return (line) => {
+        const text = decodeTextLine(line);
+        if (text === null) return { ok: false, reason: 'binary' };
+        if (text.trim() === '') return { ok: false, reason: 'empty', ignored: true };
+        const m = re.exec(text);
+        if (!m) return { ok: false, reason: 'regex' };
+        const rec: Record<string, string | number | null> = {};
+        if (m.groups) {
+          for (const [k, v] of Object.entries(m.groups)) {
+            rec[k] = v === undefined ? null : numbers && NUMERIC.test(v) ? Number(v) : v;
+          }
+        } else {
+          m.slice(1).forEach((v, i) => {
+            rec[String(i + 1)] = v === undefined ? null : numbers && NUMERIC.test(v) ? Number(v) : v;
+          });
+        }
+        return { ok: true, data: Buffer.from(JSON.stringify(rec)) };
+      };
+    }
+  }
+}
+
+// --- config -------------------------------------------------------------------------------------
+
+/** Standard UART rates; anything else is almost always a typo in the config. */
+export const BAUD_RATES = [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600] as const;
+
+export const serialPortSchema = z.object({
+  /** Device path: /dev/ttyUSB0, /dev/serial/by-id/…, /dev/ttyAMA0. */
+  path: z.string().min(1).max(4096).regex(/^\//, 'must be an absolute device path'),
+  baudRate: z
+    .number()
+    .int()
+    .refine((b) => (BAUD_RATES as readonly number[]).includes(b), `one of ${BAUD_RATES.join(', ')}`)
+    .default(9600),
+  /**
+   * Reopen the port when no byte arrived for this long (0 = never). A wedged USB-serial adapter
+   * can stay "open" and silent; a GPS talks every second, so silence means trouble.
+   */
+  idleReopenMs: z.number().int().min(0).max(3_600_000).default(0),
+  reopen: z
+    .object({
+      initialMs: z.number().int().min(10).max(60_000).default(500),
+      maxMs: z.number().int().min(10).max(600_000).default(30_000),
+    })
+    .default({ initialMs: 500, maxMs: 30_000 }),
+});
+
+export const lineSensorDriverSchema = serialPortSchema.extend({
+  kind: z.literal('serial-lines'),
+  track: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.-]+$/).default('data'),
+  parse: lineParseSchema.default({ mode: 'none' }),
+  /** 1 KiB fits any sane sensor line; a longer "line" is noise and is dropped whole. */
+  maxLineBytes: z.number().int().min(16).max(65_536).default(1024),
+});
+export type LineSensorDriverConfig = z.infer<typeof lineSensorDriverSchema>;
+export type LineSensorDriverInput = z.input<typeof lineSensorDriverSchema>;
+
+// --- I/O shell ----------------------------------------------------------------------------------
+
+export interface SerialRecordDriverOptions {
+  kind: string;
+  path: string;
+  baudRate: number;
+  track: string;
+  mime: string;
+  maxLineBytes: number;
+  idleReopenMs: number;
+  reopen: { initialMs: number; maxMs: number };
+  parse: LineParser;
+  /** Injectable for tests (jitter). */
+  random?: () => number;
+}
+
+/** Closing a port: bounded so a wedged driver cannot hold stop() forever. */
+const CLOSE_TIMEOUT_MS = 2000;
+/**
+ * How often the device node is checked while open. A vanished pty (and sometimes a USB adapter)
+ * gives no read error at all — it shows up only on the next write — so a read-only sensor would sit
+ * "open" forever. One stat() per second is cheap and catches unplug (node gone) and replug (node
+ * replaced: different inode/rdev behind the same by-id path).
+ */
+const PRESENCE_CHECK_MS = 1000;
+
+/**
+ * Reads lines from one serial port and writes one record per accepted line. run() keeps the port
+ * open across unplug/replug (reopen with jittered capped backoff) until the signal aborts.
+ */
+export class SerialRecordDriver implements SourceDriver {
+  readonly kind: string;
+  private readonly o: SerialRecordDriverOptions;
+  private readonly framer: LineFramer;
+  private readonly backoff: Backoff;
+  private running = false;
+  private c = {
+    opens: 0,
+    openFailures: 0,
+    reopens: 0,
+    idleReopens: 0,
+    vanished: 0,
+    bytesIn: 0,
+    linesIn: 0,
+    recordsOut: 0,
+    bytesOut: 0,
+    ignored: 0,
+    malformed: 0,
+  };
+  private dropped: Record<string, number> = {};
+  private connected = false;
+  private lastError: string | null = null;
+  private lastRecordWallclock: number | null = null;
+
+  constructor(o: SerialRecordDriverOptions) {
+    this.o = o;
+    this.kind = o.kind;
+    this.framer = new LineFramer(o.maxLineBytes);
+    this.backoff = new Backoff({
+      initialMs: o.reopen.initialMs,
+      maxMs: Math.max(o.reopen.initialMs, o.reopen.maxMs),
+      ...(o.random ? { random: o.random } : {}),
+    });
+  }
+
+  describe(): TrackSpec[] {
+    return [{ track: this.o.track, mime: this.o.mime }];
+  }
+
+  stats(): DriverStats {
+    const s: DriverStats = {
+      ...this.c,
+      connected: this.connected,
+      path: this.o.path,
+      lastError: this.lastError,
+      lastRecordWallclock: this.lastRecordWallclock,
+      nextReopenMs: this.backoff.lastDelayMs,
+    };
+    for (const [k, v] of Object.entries(this.dropped)) s[`dropped_${k}`] = v;
+    return s;
+  }
+
+  /** Feed raw bytes as if read from the port (used by run; public for tests and simulators). */
+  ingest(chunk: Buffer, out: DriverOutput, ts = captureClockUs(), wallclock = Date.now()): void {
+    this.c.bytesIn += chunk.length;
+    for (const ev of this.framer.push(chunk)) {
+      if ('overlong' in ev) {
+        this.c.linesIn++;
+        this.drop('overlong', false);
+        continue;
+      }
+      this.c.linesIn++;
+      let v: LineVerdict;
+      try {
+        v = this.o.parse(ev.line);
+      } catch (err) {
+        // A parser must not throw; if one does, the line is malformed, the driver keeps going.
+        v = { ok: false, reason: 'parser-error' };
+        this.lastError = `parser threw: ${(err as Error).message}`;
+      }
+      if (!v.ok) {
+        this.drop(v.reason, v.ignored === true);
+        continue;
+      }
+      this.c.recordsOut++;
+      this.c.bytesOut += v.data.length;
+      this.lastRecordWallclock = wallclock;
+      out.write(this.o.track, { ts, wallclock, key: true, data: v.data });
+    }
+  }
+
+  private drop(reason: string, ignored: boolean): void {
+    if (ignored) this.c.ignored++;
+    else this.c.malformed++;
+    this.dropped[reason] = (this.dropped[reason] ?? 0) + 1;
+  }
+
+  async run(out: DriverOutput, signal: AbortSignal): Promise<void> {
+    if (this.running) throw new EdgeError('SERIAL_ALREADY_RUNNING', 'run() called twice', { path: this.o.path });
+    this.running = true;
+    out.setMime(this.o.track, this.o.mime);
+    try {
+      let first = true;
+      while (!signal.aborted) {
+        if (!first) {
+          const wait = this.backoff.next(Date.now());
+          this.c.reopens++;
+          try {
+            await delay(wait, undefined, { signal });
+          } catch {
+            break; // aborted
+          }
+        }
+        first = false;
+        await this.session(out, signal);
+      }
+    } finally {
+      this.connected = false;
+      this.running = false;
+    }
+  }
+
+  /** One open → read → lost cycle. Never throws: failures are recorded and the loop backs off. */
+  private async session(out: DriverOutput, signal: AbortSignal): Promise<void> {
+    const port = new SerialPort({ path: this.o.path, baudRate: this.o.baudRate, autoOpen: false });
+    const opened = await new Promise<Error | null>((resolve) => port.open((err) => resolve(err ?? null)));
+    if (opened) {
+      this.c.openFailures++;
+      this.lastError = `open ${this.o.path}: ${opened.message}`;
+      return;
+    }
+    const identity = await nodeIdentity(this.o.path);
+    this.c.opens++;
+    this.connected = true;
+    this.framer.reset();
+    let idleTimer: NodeJS.Timeout | null = null;
+    let presenceTimer: NodeJS.Timeout | null = null;
+    try {
+      await new Promise<void>((resolve) => {
+        let done = false;
+        const finish = (why: string | null): void => {
+          if (done) return;
+          done = true;
+          if (why) this.lastError = why;
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        const armIdle = (): void => {
+          if (this.o.idleReopenMs <= 0) return;
+          if (idleTimer) clearTimeout(idleTimer);
+          idleTimer = setTimeout(() => {
+            this.c.idleReopens++;
+            finish(`no data for ${this.o.idleReopenMs} ms`);
+          }, this.o.idleReopenMs);
+        };
+        const onAbort = (): void => finish(null);
+        port.on('data', (chunk: Buffer) => {
+          const ts = captureClockUs();
+          armIdle();
+          this.backoff.healthy(Date.now());
+          this.ingest(chunk, out, ts);
+        });
+        port.on('error', (err: Error) => finish(`${this.o.path}: ${err.message}`));
+        port.on('close', (err: (Error & { disconnected?: boolean }) | null) =>
+          finish(err ? `${this.o.path} closed: ${err.message}${err.disconnected ? ' (disconnected)' : ''}` : `${this.o.path} closed`),
+        );
+        signal.addEventListener('abort', onAbort, { once: true });
+        if (signal.aborted) onAbort();
+        armIdle();
+        presenceTimer = setInterval(() => {
+          void nodeIdentity(this.o.path).then((now) => {
+            if (done || now === identity) return;
+            this.c.vanished++;
+            finish(now === null ? `${this.o.path} vanished` : `${this.o.path} replaced by another device`);
+          });
+        }, PRESENCE_CHECK_MS);
+      });
+    } finally {
+      if (idleTimer) clearTimeout(idleTimer);
+      if (presenceTimer) clearInterval(presenceTimer);
+      this.connected = false;
+      await closePort(port);
+    }
+  }
+}
+
+/** `dev:ino:rdev` of the node behind a path (symlinks followed), or null when it is gone. */
+async function nodeIdentity(path: string): Promise<string | null> {
+  try {
+    const st = await stat(path);
+    return `${st.dev}:${st.ino}:${st.rdev}`;
+  } catch {
+    return null;
+  }
+}
+
+/** Close a port if still open; bounded, never throws. */
+async function closePort(port: SerialPort): Promise<void> {
+  port.removeAllListeners('data');
+  // Keep a no-op error listener: a late EIO after close must not become an uncaught 'error'.
+  port.on('error', () => {});
+  if (!port.isOpen) return;
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, CLOSE_TIMEOUT_MS);
+    port.close(() => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+/** Factory for the runtime's driver switch: `case 'serial-lines': return createLineSensorDriver(cfg)`. */
+export function createLineSensorDriver(input: LineSensorDriverInput | LineSensorDriverConfig): SerialRecordDriver {
+  const cfg = lineSensorDriverSchema.parse(input);
+  return new SerialRecordDriver({
+    kind: 'serial-lines',
+    path: cfg.path,
+    baudRate: cfg.baudRate,
+    track: cfg.track,
+    mime: lineParserMime(cfg.parse),
+    maxLineBytes: cfg.maxLineBytes,
+    idleReopenMs: cfg.idleReopenMs,
+    reopen: cfg.reopen,
+    parse: compileLineParser(cfg.parse),
+  });
+}
