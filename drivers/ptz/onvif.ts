@@ -1,0 +1,256 @@
+// ONVIF PTZ driver over the `onvif` package (SOAP, WS-UsernameToken PasswordDigest).
+// Connect = unauthenticated GetSystemDateAndTime first (the package keeps the device's clock offset as
+// `timeShift` and stamps every UsernameToken `Created` with device time, so a camera whose clock is
+// hours off still accepts the token), then GetCapabilities (service addresses) and GetProfiles (the
+// first profile with a PTZ configuration, or the configured token). Wrong credentials: at most 2
+// attempts, then a long, growing lock-out (PTZ_AUTH_LOCKED) — cameras lock accounts too.
+
+import { Cam } from 'onvif';
+import { Backoff, EdgeError, type DriverStats } from '../../runtime/engine/api.js';
+import { PRESET_ID_RE, PRESET_NAME_RE, isZeroVelocity, type PtzCapabilities, type PtzDriver, type PtzPreset, type PtzStatus, type PtzVelocity } from './types.js';
+
+export interface OnvifOptions {
+  name: string;
+  hostname: string;
+  port?: number;
+  username: string;
+  password: string;
+  /** Use this media profile; default: the first profile with a PTZ configuration. */
+  profileToken?: string;
+  timeoutMs?: number;
+  /** First lock-out after failed credentials; doubles per repeat up to 1 h. Default 10 min. */
+  authLockoutMs?: number;
+}
+
+interface ProfileLike {
+  $?: { token?: string };
+  PTZConfiguration?: unknown;
+}
+
+type Cb<T> = (err: Error | null, data?: T) => void;
+
+export class OnvifDriver implements PtzDriver {
+  readonly kind = 'onvif' as const;
+  readonly name: string;
+  private cam: Cam | null = null;
+  private profileToken: string | null = null;
+  private connecting: Promise<void> | null = null;
+  private authFailures = 0;
+  private lockedUntil = 0;
+  private readonly authBackoff: Backoff;
+  private moving = false;
+  private online = false;
+  private closed = false;
+  private readonly c = { connects: 0, connectFailures: 0, calls: 0, callFailures: 0, authFailures: 0, lockouts: 0, refusedLocked: 0 };
+  private lastError: string | null = null;
+
+  constructor(private readonly o: OnvifOptions) {
+    this.name = o.name;
+    const lock = o.authLockoutMs ?? 600_000;
+    this.authBackoff = new Backoff({ initialMs: lock, maxMs: Math.max(lock, 3_600_000), jitter: 0, resetAfterMs: 3_600_000 });
+  }
+
+  capabilities(): PtzCapabilities {
+    return { continuous: true, absolute: false, relative: false, zoom: true, presets: true, status: true };
+  }
+
+  onLinkUp(_cb: () => void): void {
+    // HTTP: the router sends Stop first after any failed call.
+  }
+
+  /** The device's clock offset the package measured (ms), for stats and tests. */
+  get timeShiftMs(): number | undefined {
+    return this.cam?.timeShift;
+  }
+
+  private call<T>(what: string, fn: (cam: Cam, cb: Cb<T>) => void): Promise<T> {
+    return this.ensure().then(
+      () =>
+        new Promise<T>((resolve, reject) => {
+          this.c.calls++;
+          fn(this.cam!, (err, data) => {
+            if (err) {
+              this.c.callFailures++;
+              reject(this.mapError(err, what));
+            } else {
+              this.online = true;
+              this.authFailures = 0;
+              resolve(data as T);
+            }
+          });
+        }),
+    );
+  }
+
+  private mapError(err: Error, what: string): EdgeError {
+    const msg = err.message ?? String(err);
+    this.lastError = `${what}: ${msg.slice(0, 160)}`;
+    if (/not ?authori[sz]ed|authentication failed/i.test(msg)) return this.authFailed(what);
+    if (/ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ETIMEDOUT|timeout|socket hang up/i.test(msg)) {
+      this.online = false;
+      // Reconnect (and re-measure the clock) on the next call.
+      this.cam = null;
+      this.profileToken = null;
+      return new EdgeError('PTZ_LINK_DOWN', `${what}: ${msg.slice(0, 120)}`, { camera: this.name, host: this.o.hostname });
+    }
+    return new EdgeError('PTZ_DEVICE_ERROR', `${what}: ${msg.slice(0, 160)}`, { camera: this.name });
+  }
+
+  private authFailed(what: string): EdgeError {
+    this.authFailures++;
+    this.c.authFailures++;
+    if (this.authFailures >= 2) {
+      this.authFailures = 0;
+      this.c.lockouts++;
+      const wait = this.authBackoff.next(Date.now());
+      this.lockedUntil = Date.now() + wait;
+      this.cam = null;
+      this.profileToken = null;
+      return new EdgeError('PTZ_AUTH_FAILED', `${what}: device refused the credentials twice; locked out for ${Math.round(wait / 1000)} s`, {
+        camera: this.name,
+        host: this.o.hostname,
+        user: this.o.username,
+      });
+    }
+    return new EdgeError('PTZ_AUTH_FAILED', `${what}: device refused the credentials`, { camera: this.name, host: this.o.hostname, user: this.o.username });
+  }
+
+  private ensure(): Promise<void> {
+    if (this.closed) return Promise.reject(new EdgeError('PTZ_CLOSED', 'driver closed', { camera: this.name }));
+    const now = Date.now();
+    if (this.lockedUntil > now) {
+      this.c.refusedLocked++;
+      return Promise.reject(
+        new EdgeError('PTZ_AUTH_LOCKED', `credentials were refused; not retrying for ${Math.ceil((this.lockedUntil - now) / 1000)} s`, {
+          camera: this.name,
+          host: this.o.hostname,
+        }),
+      );
+    }
+    if (this.cam && this.profileToken) return Promise.resolve();
+    this.connecting ??= this.connect().finally(() => {
+      this.connecting = null;
+    });
+    return this.connecting;
+  }
+
+  /** Connect now (optional: every call connects on demand). */
+  async connect(): Promise<void> {
+    const cam = new Cam({
+      hostname: this.o.hostname,
+      port: this.o.port ?? 80,
+      username: this.o.username,
+      password: this.o.password,
+      timeout: this.o.timeoutMs ?? 5000,
+      autoconnect: false,
+      preserveAddress: true,
+    } as ConstructorParameters<typeof Cam>[0]);
+    cam.on('error', () => {});
+    const step = <T>(what: string, fn: (cb: Cb<T>) => void) =>
+      new Promise<T>((resolve, reject) => fn((err, data) => (err ? reject(this.mapError(err, what)) : resolve(data as T))));
+    try {
+      await step<Date>('GetSystemDateAndTime', (cb) => cam.getSystemDateAndTime(cb as never));
+      await step('GetCapabilities', (cb) => cam.getCapabilities(cb as never));
+      if (!cam.uri?.['ptz']) throw new EdgeError('PTZ_NOT_SUPPORTED', 'device has no PTZ service', { camera: this.name });
+      const profiles = await step<ProfileLike[]>('GetProfiles', (cb) => cam.getProfiles(cb as never));
+      const pick = this.o.profileToken
+        ? profiles.find((p) => p.$?.token === this.o.profileToken)
+        : profiles.find((p) => p.PTZConfiguration !== undefined);
+      const token = pick?.$?.token;
+      if (!token || !PRESET_ID_RE.test(token)) {
+        throw new EdgeError('PTZ_NOT_SUPPORTED', this.o.profileToken ? `profile ${this.o.profileToken} not found` : 'no profile with a PTZ configuration', {
+          camera: this.name,
+        });
+      }
+      this.cam = cam;
+      this.profileToken = token;
+      this.online = true;
+      this.authFailures = 0;
+      this.c.connects++;
+    } catch (e) {
+      this.c.connectFailures++;
+      if (e instanceof EdgeError) {
+        this.lastError = e.message;
+        throw e;
+      }
+      throw this.mapError(e as Error, 'connect');
+    }
+  }
+
+  async move(v: PtzVelocity): Promise<void> {
+    if (isZeroVelocity(v)) return this.stop();
+    await this.call('ContinuousMove', (cam, cb) =>
+      cam.continuousMove({ profileToken: this.profileToken!, x: v.pan, y: v.tilt, zoom: v.zoom } as never, cb as never),
+    );
+    this.moving = true;
+  }
+
+  async stop(): Promise<void> {
+    await this.call('Stop', (cam, cb) => cam.stop({ profileToken: this.profileToken!, panTilt: true, zoom: true } as never, cb as never));
+    this.moving = false;
+  }
+
+  async gotoPreset(id: string): Promise<void> {
+    if (!PRESET_ID_RE.test(id)) throw new EdgeError('PTZ_BAD_PRESET', 'bad preset token', { camera: this.name });
+    await this.call('GotoPreset', (cam, cb) => cam.gotoPreset({ profileToken: this.profileToken!, preset: id } as never, cb as never));
+    this.moving = false;
+  }
+
+  async setPreset(id: string, name?: string): Promise<void> {
+    if (!PRESET_ID_RE.test(id)) throw new EdgeError('PTZ_BAD_PRESET', 'bad preset token', { camera: this.name });
+    const presetName = name ?? `preset ${id}`;
+    // The package puts the name into the SOAP body unescaped: only markup-free names pass.
+    if (!PRESET_NAME_RE.test(presetName)) throw new EdgeError('PTZ_BAD_PRESET', 'bad preset name', { camera: this.name });
+    await this.call('SetPreset', (cam, cb) =>
+      cam.setPreset({ profileToken: this.profileToken!, presetName, presetToken: id } as never, cb as never),
+    );
+  }
+
+  async presets(): Promise<PtzPreset[]> {
+    const r = await this.call<Record<string, { $?: { token?: string }; name?: string }>>('GetPresets', (cam, cb) =>
+      cam.getPresets({ profileToken: this.profileToken! }, cb as never),
+    );
+    return Object.values(r ?? {})
+      .filter((p) => p.$?.token !== undefined)
+      .map((p) => ({ id: String(p.$!.token), name: String(p.name ?? '') }));
+  }
+
+  async status(): Promise<PtzStatus> {
+    try {
+      const s = await this.call<{ position: { x: unknown; y: unknown; zoom: unknown }; moveStatus?: unknown }>('GetStatus', (cam, cb) =>
+        cam.getStatus({ profileToken: this.profileToken! }, cb as never),
+      );
+      const n = (x: unknown) => (typeof x === 'number' ? x : Number(x ?? 0)) || 0;
+      const ms = s.moveStatus as { panTilt?: unknown; zoom?: unknown } | string | undefined;
+      const detail: Record<string, string | number | boolean> = {};
+      if (ms && typeof ms === 'object') {
+        if (typeof ms.panTilt === 'string') detail['panTiltStatus'] = ms.panTilt;
+        if (typeof ms.zoom === 'string') detail['zoomStatus'] = ms.zoom;
+      }
+      if (this.cam?.timeShift !== undefined) detail['clockOffsetMs'] = Math.round(this.cam.timeShift - (Date.now() - process.uptime() * 1000));
+      return { online: true, moving: this.moving, position: { pan: n(s.position.x), tilt: n(s.position.y), zoom: n(s.position.zoom) }, detail };
+    } catch (e) {
+      if (e instanceof EdgeError && e.code === 'PTZ_LINK_DOWN') return { online: false, moving: this.moving };
+      throw e;
+    }
+  }
+
+  stats(): DriverStats {
+    return {
+      kind: this.kind,
+      ...this.c,
+      online: this.online,
+      profileToken: this.profileToken,
+      locked: this.lockedUntil > Date.now(),
+      lastError: this.lastError,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.moving && this.cam) await this.stop().catch(() => {});
+    this.closed = true;
+    this.cam?.removeAllListeners();
+    this.cam = null;
+  }
+}
