@@ -26,8 +26,14 @@ export interface TrackWriter {
   close(): void;
 }
 
+/** Who writes (the engine's PublisherOwner). */
+export interface WriterOwner {
+  label: string;
+  requestKeyframe?: () => boolean;
+}
+
 export interface TrackPublishing {
-  publisher(ref: TrackRef, owner: string): TrackWriter;
+  publisher(ref: TrackRef, owner: WriterOwner): TrackWriter;
 }
 
 export interface PangPullerOptions {
@@ -104,7 +110,14 @@ export class PangPuller extends ReconnectingLink {
       }, this.o.keepaliveMs);
       this.timer.unref?.();
     });
-    ws.on('message', (raw, isBinary) => this.onMessage(raw, isBinary));
+    ws.on('message', (raw, isBinary) => {
+      try {
+        this.onMessage(raw, isBinary);
+      } catch (err) {
+        const e = err as { code?: unknown; message?: unknown };
+        this.failed(typeof e.code === 'string' ? e.code : 'LOCAL_WRITE_FAILED', String(e.message ?? err));
+      }
+    });
     ws.on('error', (err) => {
       this.connectError = `${connectErrorCode(err)}|${sanitize(err.message, this.o.endpoint.key)}`;
     });
@@ -125,7 +138,8 @@ export class PangPuller extends ReconnectingLink {
   }
 
   private ensureWriter(): TrackWriter {
-    if (!this.writer) this.writer = this.o.engine.publisher(this.o.to, `pang-pull ${this.name}`);
+    // Throws (UNKNOWN_CHANNEL, TRACK_BUSY): the caller turns it into a link failure and backs off.
+    if (!this.writer) this.writer = this.o.engine.publisher(this.o.to, { label: `pang-pull ${this.name}` });
     return this.writer;
   }
 

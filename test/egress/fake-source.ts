@@ -194,7 +194,7 @@ export class FakeSource implements TrackSource {
   listTracks(): Array<TrackRef & { mime: string | undefined; kind: TrackKind }> {
     return [...this.tracks.values()].map((t) => ({ ...t.ref, mime: t.mime, kind: t.kind }));
   }
-  publisher(ref: TrackRef, _owner: string): FakeWriter {
+  publisher(ref: TrackRef, _owner: { label: string }): FakeWriter {
     let open = true;
     return {
       setMime: (m) => open && this.setMime(ref, m),
@@ -243,7 +243,7 @@ export async function h264Fixture(dir: string, opts: { seconds?: number; size?: 
 }
 
 /** Play fixture AUs into a track at the fixture's frame rate (looping), until stop(). */
-export function playFixture(src: FakeSource, ref: TrackRef, fx: H264Fixture, opts: { loop?: boolean; onFrame?: (f: Frame, i: number) => void } = {}): { stop(): void; done: Promise<void>; sent(): number } {
+export function playFixture(src: FakeSource, ref: TrackRef, fx: H264Fixture, opts: { loop?: boolean; tag?: boolean; onFrame?: (f: Frame, i: number) => void } = {}): { stop(): void; done: Promise<void>; sent(): number } {
   src.setMime(ref, fx.mime);
   let i = 0;
   let stopped = false;
@@ -263,7 +263,8 @@ export function playFixture(src: FakeSource, ref: TrackRef, fx: H264Fixture, opt
         return;
       }
       const au = fx.aus[idx]!;
-      const frame: Frame = { ts: captureClockUs(), wallclock: Date.now(), key: au.key, data: au.data };
+      const data = opts.tag ? tagAu(au.data, i) : au.data;
+      const frame: Frame = { ts: captureClockUs(), wallclock: Date.now(), key: au.key, data };
       opts.onFrame?.(frame, i);
       src.publish(ref, frame);
       i++;
@@ -280,4 +281,34 @@ export function playFixture(src: FakeSource, ref: TrackRef, fx: H264Fixture, opt
     done,
     sent: () => i,
   };
+}
+
+const TAG_UUID = Buffer.from('6d6f74682d656467652d746167000001', 'hex');
+
+/**
+ * Put a user-data-unregistered SEI carrying `seq` right after the AUD (SEI must come before the
+ * first slice), so a test can tell which published frame a peer received. Decoders ignore it.
+ */
+export function tagAu(au: Buffer, seq: number): Buffer {
+  const payload = Buffer.alloc(20);
+  TAG_UUID.copy(payload, 0);
+  payload.writeUInt32BE(seq >>> 0, 16);
+  // 7-bit groups with the top bit set: no 00 00 0x byte pattern, so no emulation prevention needed.
+  payload.writeUInt32BE(((((seq >>> 21) & 0x7f) << 24) | (((seq >>> 14) & 0x7f) << 16) | (((seq >>> 7) & 0x7f) << 8) | (seq & 0x7f) | 0x80808080) >>> 0, 16);
+  const sei = Buffer.concat([Buffer.from([0, 0, 0, 1, 0x06, 0x05, 20]), payload, Buffer.from([0x80])]);
+  const nals = splitAnnexB(au);
+  const first = nals[0];
+  if (first && nalType(first) === NAL.AUD) {
+    const audEnd = au.indexOf(first) + first.length;
+    return Buffer.concat([au.subarray(0, audEnd), sei, au.subarray(audEnd)]);
+  }
+  return Buffer.concat([sei, au]);
+}
+
+/** The seq put by tagAu, or undefined. */
+export function readTag(au: Buffer): number | undefined {
+  const i = au.indexOf(TAG_UUID);
+  if (i < 0 || i + 20 > au.length) return undefined;
+  const v = au.readUInt32BE(i + 16) & 0x7f7f7f7f;
+  return ((v >>> 24) << 21) | (((v >>> 16) & 0x7f) << 14) | (((v >>> 8) & 0x7f) << 7) | (v & 0x7f);
 }
