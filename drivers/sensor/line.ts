@@ -2,15 +2,12 @@
 // with a regex (named groups → JSON object). Also the serial read loop the GPS driver reuses.
 //
 // Pure parts (LineFramer, compileLineParser) do no I/O. SerialRecordDriver is the thin shell: it
-// owns one serial port, reopens it with jittered backoff after unplug/EIO/ENOENT (no spin), and
-// counts every skipped line by reason.
+// owns one SerialLink (drivers/serial: reopen with jittered backoff after unplug/EIO/ENOENT, no
+// spin), adds a presence check for nodes that vanish silently, and counts every skipped line.
 
-import { setTimeout as delay } from 'node:timers/promises';
 import { stat } from 'node:fs/promises';
-import { SerialPort } from 'serialport';
 import { z } from 'zod';
 import {
-  Backoff,
   EdgeError,
   captureClockUs,
   type DriverOutput,
@@ -18,6 +15,7 @@ import {
   type SourceDriver,
   type TrackSpec,
 } from '../../runtime/engine/api.js';
+import { SerialLink } from '../serial/port.js';
 
 // --- pure: bytes → lines ------------------------------------------------------------------------
 
@@ -242,8 +240,6 @@ export interface SerialRecordDriverOptions {
   random?: () => number;
 }
 
-/** Closing a port: bounded so a wedged driver cannot hold stop() forever. */
-const CLOSE_TIMEOUT_MS = 2000;
 /**
  * How often the device node is checked while open. A vanished pty (and sometimes a USB adapter)
  * gives no read error at all — it shows up only on the next write — so a read-only sensor would sit
@@ -252,21 +248,22 @@ const CLOSE_TIMEOUT_MS = 2000;
  */
 const PRESENCE_CHECK_MS = 1000;
 
+type LinkCounters = { opens: number; openFailures: number; losses: number; idleReopens: number };
+
 /**
- * Reads lines from one serial port and writes one record per accepted line. run() keeps the port
- * open across unplug/replug (reopen with jittered capped backoff) until the signal aborts.
+ * Reads lines from one serial port (drivers/serial SerialLink: reopen with jittered capped
+ * backoff) and writes one record per accepted line. run() keeps going across unplug/replug until
+ * the signal aborts.
  */
 export class SerialRecordDriver implements SourceDriver {
   readonly kind: string;
   private readonly o: SerialRecordDriverOptions;
   private readonly framer: LineFramer;
-  private readonly backoff: Backoff;
   private running = false;
+  private link: SerialLink | null = null;
+  /** Counters of links already replaced (a vanished node gets a fresh link). */
+  private past: LinkCounters = { opens: 0, openFailures: 0, losses: 0, idleReopens: 0 };
   private c = {
-    opens: 0,
-    openFailures: 0,
-    reopens: 0,
-    idleReopens: 0,
     vanished: 0,
     bytesIn: 0,
     linesIn: 0,
@@ -276,19 +273,15 @@ export class SerialRecordDriver implements SourceDriver {
     malformed: 0,
   };
   private dropped: Record<string, number> = {};
-  private connected = false;
   private lastError: string | null = null;
   private lastRecordWallclock: number | null = null;
+  /** The open node's identity (undefined while unknown, null when it was already gone). */
+  private identity: string | null | undefined = undefined;
 
   constructor(o: SerialRecordDriverOptions) {
     this.o = o;
     this.kind = o.kind;
     this.framer = new LineFramer(o.maxLineBytes);
-    this.backoff = new Backoff({
-      initialMs: o.reopen.initialMs,
-      maxMs: Math.max(o.reopen.initialMs, o.reopen.maxMs),
-      ...(o.random ? { random: o.random } : {}),
-    });
   }
 
   describe(): TrackSpec[] {
@@ -296,13 +289,19 @@ export class SerialRecordDriver implements SourceDriver {
   }
 
   stats(): DriverStats {
+    const ls = this.link?.stats();
+    const n = (k: keyof LinkCounters): number => this.past[k] + (ls && typeof ls[k] === 'number' ? (ls[k] as number) : 0);
     const s: DriverStats = {
+      opens: n('opens'),
+      openFailures: n('openFailures'),
+      losses: n('losses'),
+      idleReopens: n('idleReopens'),
       ...this.c,
-      connected: this.connected,
+      connected: this.link?.isOpen ?? false,
       path: this.o.path,
-      lastError: this.lastError,
+      lastError: (ls?.lastError as string | null | undefined) ?? this.lastError,
       lastRecordWallclock: this.lastRecordWallclock,
-      nextReopenMs: this.backoff.lastDelayMs,
+      nextReopenMs: ls && typeof ls.backoffMs === 'number' ? ls.backoffMs : 0,
     };
     for (const [k, v] of Object.entries(this.dropped)) s[`dropped_${k}`] = v;
     return s;
@@ -312,12 +311,11 @@ export class SerialRecordDriver implements SourceDriver {
   ingest(chunk: Buffer, out: DriverOutput, ts = captureClockUs(), wallclock = Date.now()): void {
     this.c.bytesIn += chunk.length;
     for (const ev of this.framer.push(chunk)) {
+      this.c.linesIn++;
       if ('overlong' in ev) {
-        this.c.linesIn++;
         this.drop('overlong', false);
         continue;
       }
-      this.c.linesIn++;
       let v: LineVerdict;
       try {
         v = this.o.parse(ev.line);
@@ -343,91 +341,79 @@ export class SerialRecordDriver implements SourceDriver {
     this.dropped[reason] = (this.dropped[reason] ?? 0) + 1;
   }
 
+  private newLink(out: DriverOutput): SerialLink {
+    const link = new SerialLink({
+      path: this.o.path,
+      baudRate: this.o.baudRate,
+      readIdleTimeoutMs: this.o.idleReopenMs,
+      backoff: {
+        initialMs: this.o.reopen.initialMs,
+        maxMs: Math.max(this.o.reopen.initialMs, this.o.reopen.maxMs),
+        resetAfterMs: 10_000,
+        ...(this.o.random ? { random: this.o.random } : {}),
+      },
+    });
+    link.onOpen(() => {
+      // A partial line from before a reopen belongs to another stream: forget it.
+      this.framer.reset();
+      this.identity = undefined;
+      void nodeIdentity(this.o.path).then((id) => {
+        if (this.link === link) this.identity = id;
+      });
+    });
+    link.onData((chunk) => this.ingest(chunk, out, captureClockUs()));
+    link.start();
+    return link;
+  }
+
+  private retire(link: SerialLink): void {
+    const ls = link.stats();
+    for (const k of ['opens', 'openFailures', 'losses', 'idleReopens'] as const) {
+      if (typeof ls[k] === 'number') this.past[k] += ls[k] as number;
+    }
+    if (typeof ls.lastError === 'string') this.lastError = ls.lastError;
+  }
+
   async run(out: DriverOutput, signal: AbortSignal): Promise<void> {
     if (this.running) throw new EdgeError('SERIAL_ALREADY_RUNNING', 'run() called twice', { path: this.o.path });
     this.running = true;
     out.setMime(this.o.track, this.o.mime);
-    try {
-      let first = true;
-      while (!signal.aborted) {
-        if (!first) {
-          const wait = this.backoff.next(Date.now());
-          this.c.reopens++;
-          try {
-            await delay(wait, undefined, { signal });
-          } catch {
-            break; // aborted
-          }
-        }
-        first = false;
-        await this.session(out, signal);
-      }
-    } finally {
-      this.connected = false;
-      this.running = false;
-    }
-  }
-
-  /** One open → read → lost cycle. Never throws: failures are recorded and the loop backs off. */
-  private async session(out: DriverOutput, signal: AbortSignal): Promise<void> {
-    const port = new SerialPort({ path: this.o.path, baudRate: this.o.baudRate, autoOpen: false });
-    const opened = await new Promise<Error | null>((resolve) => port.open((err) => resolve(err ?? null)));
-    if (opened) {
-      this.c.openFailures++;
-      this.lastError = `open ${this.o.path}: ${opened.message}`;
-      return;
-    }
-    const identity = await nodeIdentity(this.o.path);
-    this.c.opens++;
-    this.connected = true;
-    this.framer.reset();
-    let idleTimer: NodeJS.Timeout | null = null;
-    let presenceTimer: NodeJS.Timeout | null = null;
+    let checking = false;
+    this.link = this.newLink(out);
+    const presence = setInterval(() => {
+      const link = this.link;
+      if (checking || !link || signal.aborted) return;
+      checking = true;
+      void nodeIdentity(this.o.path)
+        .then(async (now) => {
+          if (this.link !== link || signal.aborted || !link.isOpen || this.identity === undefined) return;
+          if (now !== null && now === this.identity) return;
+          this.c.vanished++;
+          this.retire(link);
+          this.lastError = now === null ? `${this.o.path} vanished` : `${this.o.path} replaced by another device`;
+          this.past.losses++;
+          this.link = null;
+          await link.close();
+          if (!signal.aborted) this.link = this.newLink(out);
+        })
+        .finally(() => {
+          checking = false;
+        });
+    }, PRESENCE_CHECK_MS);
     try {
       await new Promise<void>((resolve) => {
-        let done = false;
-        const finish = (why: string | null): void => {
-          if (done) return;
-          done = true;
-          if (why) this.lastError = why;
-          signal.removeEventListener('abort', onAbort);
-          resolve();
-        };
-        const armIdle = (): void => {
-          if (this.o.idleReopenMs <= 0) return;
-          if (idleTimer) clearTimeout(idleTimer);
-          idleTimer = setTimeout(() => {
-            this.c.idleReopens++;
-            finish(`no data for ${this.o.idleReopenMs} ms`);
-          }, this.o.idleReopenMs);
-        };
-        const onAbort = (): void => finish(null);
-        port.on('data', (chunk: Buffer) => {
-          const ts = captureClockUs();
-          armIdle();
-          this.backoff.healthy(Date.now());
-          this.ingest(chunk, out, ts);
-        });
-        port.on('error', (err: Error) => finish(`${this.o.path}: ${err.message}`));
-        port.on('close', (err: (Error & { disconnected?: boolean }) | null) =>
-          finish(err ? `${this.o.path} closed: ${err.message}${err.disconnected ? ' (disconnected)' : ''}` : `${this.o.path} closed`),
-        );
-        signal.addEventListener('abort', onAbort, { once: true });
-        if (signal.aborted) onAbort();
-        armIdle();
-        presenceTimer = setInterval(() => {
-          void nodeIdentity(this.o.path).then((now) => {
-            if (done || now === identity) return;
-            this.c.vanished++;
-            finish(now === null ? `${this.o.path} vanished` : `${this.o.path} replaced by another device`);
-          });
-        }, PRESENCE_CHECK_MS);
+        if (signal.aborted) resolve();
+        else signal.addEventListener('abort', () => resolve(), { once: true });
       });
     } finally {
-      if (idleTimer) clearTimeout(idleTimer);
-      if (presenceTimer) clearInterval(presenceTimer);
-      this.connected = false;
-      await closePort(port);
+      clearInterval(presence);
+      const link = this.link;
+      if (link) {
+        await link.close();
+        this.retire(link);
+        this.link = null;
+      }
+      this.running = false;
     }
   }
 }
@@ -440,21 +426,6 @@ async function nodeIdentity(path: string): Promise<string | null> {
   } catch {
     return null;
   }
-}
-
-/** Close a port if still open; bounded, never throws. */
-async function closePort(port: SerialPort): Promise<void> {
-  port.removeAllListeners('data');
-  // Keep a no-op error listener: a late EIO after close must not become an uncaught 'error'.
-  port.on('error', () => {});
-  if (!port.isOpen) return;
-  await new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, CLOSE_TIMEOUT_MS);
-    port.close(() => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
 }
 
 /** Factory for the runtime's driver switch: `case 'serial-lines': return createLineSensorDriver(cfg)`. */
