@@ -1,0 +1,77 @@
+// Config section `recordings:` (the lead mounts recordingsConfigSchema in runtime/config/schema.ts).
+import { z } from 'zod';
+
+const trackPattern = z
+  .string()
+  .regex(/^[A-Za-z0-9_.*-]+\/[A-Za-z0-9_.*-]+\/[A-Za-z0-9_.*-]+$/, 'channel/source/track, each part a name or *');
+
+const auth = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('none') }),
+  z.object({ type: z.literal('basic'), username: z.string().min(1), password: z.string() }),
+  z.object({ type: z.literal('bearer'), token: z.string().min(1) }),
+]);
+
+export const syncConfigSchema = z.object({
+  /** Base URL of a WebDAV-compatible target; a segment goes to `<url>/<relative path>`. */
+  url: z.string().url().refine((u) => /^https?:\/\//.test(u), 'http(s) only'),
+  auth: auth.default({ type: 'none' }),
+  /** PEM file of a CA to trust for https targets (added to Node's defaults). */
+  caFile: z.string().optional(),
+  /** Upload cap in bytes/s so live streaming keeps the uplink; 0 = uncapped. */
+  bandwidthBytesPerSec: z.number().int().min(0).default(0),
+  /** Track patterns uploaded first, in order; the rest oldest first. */
+  priority: z.array(trackPattern).default([]),
+  /** Delete the local copy once the target's copy verified (size + sha256). */
+  deleteAfterVerify: z.boolean().default(false),
+  /** After this many failed attempts a segment is quarantined (kept, reported, not retried). */
+  maxAttempts: z.number().int().min(1).max(100).default(5),
+  retryInitialMs: z.number().int().min(10).default(1000),
+  retryMaxMs: z.number().int().min(10).default(60_000),
+  /** Per request: no progress for this long aborts the request. */
+  timeoutMs: z.number().int().min(100).default(30_000),
+  /** How often the uploader looks for new closed segments when idle. */
+  pollMs: z.number().int().min(50).default(5000),
+});
+
+export const retentionConfigSchema = z.object({
+  /** Disk budget for all recordings; oldest synced segments go first. 0 = no budget. */
+  maxBytes: z.number().int().min(0).default(0),
+  /** Free-space floor of the recordings filesystem; below it even unsynced segments go (counted). */
+  minFreeBytes: z.number().int().min(0).default(256 * 1024 * 1024),
+  /** Maximum age of a synced segment, hours; 0 = no limit. */
+  maxAgeHours: z.number().min(0).default(0),
+  intervalMs: z.number().int().min(100).default(10_000),
+});
+
+export const recordingsConfigSchema = z.object({
+  enabled: z.boolean().default(true),
+  /** Root folder: <root>/<channel>/<source>/<track>/YYYY-MM-DD/HH-MM-SS.mmm.<ext> */
+  root: z.string().min(1).default('./recordings'),
+  /** SQLite index; default <root>/index.db. */
+  indexPath: z.string().optional(),
+  /** Tracks to record (`channel/source/track`, `*` for any part); empty = every track. */
+  tracks: z.array(trackPattern).default([]),
+  segmentDurationMs: z.number().int().min(1000).max(3_600_000).default(60_000),
+  fragmentDurationMs: z.number().int().min(100).max(10_000).default(1000),
+  /** fdatasync of open segments at this interval (and always at segment close). */
+  fsyncIntervalMs: z.number().int().min(100).default(5000),
+  /** A segment is cut at the next keyframe beyond this size (bounded files, bounded loss). */
+  maxSegmentBytes: z.number().int().min(64 * 1024).default(1024 * 1024 * 1024),
+  /** The recorder's engine queue: 8 MB ≈ 16 s of a 4 Mbit/s camera, room for a slow SD card. */
+  queueBytes: z.number().int().min(64 * 1024).default(8 * 1024 * 1024),
+  /** How often new tracks are looked for. */
+  discoverMs: z.number().int().min(50).default(1000),
+  retention: retentionConfigSchema.default(retentionConfigSchema.parse({})),
+  sync: syncConfigSchema.optional(),
+});
+
+export type RecordingsConfig = z.infer<typeof recordingsConfigSchema>;
+export type SyncConfig = z.infer<typeof syncConfigSchema>;
+export type RetentionConfig = z.infer<typeof retentionConfigSchema>;
+
+/** `a/b/c` matches pattern `a/*\/c`. */
+export function matchTrack(pattern: string, path: string): boolean {
+  const p = pattern.split('/');
+  const s = path.split('/');
+  return p.length === s.length && p.every((x, i) => x === '*' || x === s[i]);
+}

@@ -1,0 +1,265 @@
+// The SQLite index of segments (better-sqlite3). One writer (the runtime) in WAL mode with
+// synchronous=NORMAL; readers (CLI, HTTP) open read-only and, thanks to WAL, never wait on it.
+// Schema is versioned with user_version; migrations run in order in one transaction.
+import Database from 'better-sqlite3';
+import fs from 'node:fs';
+import { EdgeError } from '../runtime/engine/api.js';
+
+export type SegmentState = 'recording' | 'closed' | 'uploading' | 'synced' | 'quarantined' | 'missing';
+export type SegmentKind = 'video' | 'data';
+
+export interface SegmentRow {
+  id: number;
+  path: string;
+  channel: string;
+  source: string;
+  track: string;
+  mime: string;
+  kind: SegmentKind;
+  run: string;
+  offset_us: number;
+  start_us: number;
+  end_us: number;
+  wall_start_ms: number;
+  wall_end_ms: number;
+  duration_ms: number;
+  bytes: number;
+  frames: number;
+  keyframes: number;
+  sha256: string | null;
+  state: SegmentState;
+  present: number;
+  attempts: number;
+  last_error: string | null;
+  next_attempt_ms: number;
+  created_ms: number;
+  closed_ms: number | null;
+  synced_ms: number | null;
+  origin: string;
+}
+
+export type NewSegment = Omit<SegmentRow, 'id' | 'attempts' | 'last_error' | 'next_attempt_ms' | 'synced_ms' | 'present'>;
+
+const MIGRATIONS: string[] = [
+  // v1
+  `CREATE TABLE segments(
+     id INTEGER PRIMARY KEY,
+     path TEXT NOT NULL UNIQUE,
+     channel TEXT NOT NULL, source TEXT NOT NULL, track TEXT NOT NULL,
+     mime TEXT NOT NULL, kind TEXT NOT NULL,
+     run TEXT NOT NULL, offset_us INTEGER NOT NULL,
+     start_us INTEGER NOT NULL, end_us INTEGER NOT NULL,
+     wall_start_ms INTEGER NOT NULL, wall_end_ms INTEGER NOT NULL, duration_ms INTEGER NOT NULL,
+     bytes INTEGER NOT NULL, frames INTEGER NOT NULL, keyframes INTEGER NOT NULL,
+     sha256 TEXT,
+     state TEXT NOT NULL CHECK(state IN ('recording','closed','uploading','synced','quarantined','missing')),
+     present INTEGER NOT NULL DEFAULT 1,
+     attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+     created_ms INTEGER NOT NULL, closed_ms INTEGER, synced_ms INTEGER,
+     origin TEXT NOT NULL DEFAULT 'recorder'
+   );
+   CREATE INDEX seg_track_time ON segments(channel, source, track, wall_start_ms);
+   CREATE INDEX seg_state_time ON segments(state, wall_start_ms);
+   CREATE TABLE events(
+     id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, kind TEXT NOT NULL, path TEXT, detail TEXT
+   );`,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Events kept in the audit table; older ones are pruned (bounded table on a small SD card). */
+const MAX_EVENTS = 10_000;
+
+type Op = () => void;
+
+export interface IndexStats {
+  transactions: number;
+  opsWritten: number;
+  pendingOps: number;
+  droppedOps: number;
+  writeErrors: number;
+  lastError: string | null;
+}
+
+/** Bounded pending ops: an index write that cannot land (disk full) waits here; recovery heals the rest. */
+const MAX_PENDING_OPS = 10_000;
+
+export class IndexDb {
+  readonly db: Database.Database;
+  readonly readonly: boolean;
+  private pending: Op[] = [];
+  private closed = false;
+  private readonly st: IndexStats = { transactions: 0, opsWritten: 0, pendingOps: 0, droppedOps: 0, writeErrors: 0, lastError: null };
+
+  private constructor(db: Database.Database, readonly: boolean) {
+    this.db = db;
+    this.readonly = readonly;
+  }
+
+  /** The writer. Throws EdgeError INDEX_CORRUPT when the file is not a usable database. */
+  static openWriter(file: string): IndexDb {
+    let db: Database.Database | null = null;
+    try {
+      db = new Database(file);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('busy_timeout = 5000');
+      const check = db.pragma('quick_check', { simple: true });
+      if (check !== 'ok') throw new Error(`quick_check: ${String(check)}`);
+      const idx = new IndexDb(db, false);
+      idx.migrate();
+      return idx;
+    } catch (err) {
+      try {
+        db?.close();
+      } catch {
+        /* already failing: the original error is the one to report */
+      }
+      throw new EdgeError('INDEX_CORRUPT', `cannot open index ${file}: ${(err as Error).message}`, { file }, { cause: err });
+    }
+  }
+
+  /** A reader: read-only, never takes the write lock, waits (bounded) instead of failing. */
+  static openReader(file: string): IndexDb {
+    if (!fs.existsSync(file)) throw new EdgeError('INDEX_MISSING', `no index at ${file}`, { file });
+    const db = new Database(file, { readonly: true, fileMustExist: true });
+    db.pragma('busy_timeout = 5000');
+    const v = db.pragma('user_version', { simple: true }) as number;
+    if (v > SCHEMA_VERSION) {
+      db.close();
+      throw new EdgeError('INDEX_VERSION', `index schema v${v} is newer than this build (v${SCHEMA_VERSION})`, { file });
+    }
+    return new IndexDb(db, true);
+  }
+
+  private migrate(): void {
+    const v = this.db.pragma('user_version', { simple: true }) as number;
+    if (v > SCHEMA_VERSION) throw new Error(`index schema v${v} is newer than this build (v${SCHEMA_VERSION})`);
+    if (v === SCHEMA_VERSION) return;
+    this.db.transaction(() => {
+      for (let i = v; i < MIGRATIONS.length; i++) this.db.exec(MIGRATIONS[i]!);
+      this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    })();
+  }
+
+  stats(): IndexStats {
+    return { ...this.st, pendingOps: this.pending.length };
+  }
+
+  /** Queue a write; it lands in the next flush() transaction. */
+  enqueue(op: Op): void {
+    if (this.closed || this.readonly) return;
+    if (this.pending.length >= MAX_PENDING_OPS) {
+      this.pending.shift();
+      this.st.droppedOps++;
+    }
+    this.pending.push(op);
+  }
+
+  /** Write every queued op in one transaction. On failure (disk full) the ops stay queued. */
+  flush(): boolean {
+    if (this.closed || this.pending.length === 0) return true;
+    const ops = this.pending;
+    try {
+      this.db.transaction(() => {
+        for (const op of ops) op();
+      })();
+      this.st.transactions++;
+      this.st.opsWritten += ops.length;
+      this.pending = [];
+      return true;
+    } catch (err) {
+      this.st.writeErrors++;
+      this.st.lastError = (err as Error).message;
+      return false;
+    }
+  }
+
+  /** Run a write now in its own transaction (after flushing queued ops, so order holds). */
+  write<T>(fn: () => T): T {
+    this.flush();
+    const r = this.db.transaction(fn)();
+    this.st.transactions++;
+    this.st.opsWritten++;
+    return r;
+  }
+
+  insert(row: NewSegment): void {
+    this.db
+      .prepare(
+        `INSERT INTO segments(path, channel, source, track, mime, kind, run, offset_us, start_us, end_us,
+           wall_start_ms, wall_end_ms, duration_ms, bytes, frames, keyframes, sha256, state, created_ms, closed_ms, origin)
+         VALUES(@path, @channel, @source, @track, @mime, @kind, @run, @offset_us, @start_us, @end_us,
+           @wall_start_ms, @wall_end_ms, @duration_ms, @bytes, @frames, @keyframes, @sha256, @state, @created_ms, @closed_ms, @origin)
+         ON CONFLICT(path) DO UPDATE SET mime=excluded.mime, kind=excluded.kind, run=excluded.run, offset_us=excluded.offset_us,
+           start_us=excluded.start_us, end_us=excluded.end_us, wall_start_ms=excluded.wall_start_ms,
+           wall_end_ms=excluded.wall_end_ms, duration_ms=excluded.duration_ms, bytes=excluded.bytes, frames=excluded.frames,
+           keyframes=excluded.keyframes, sha256=excluded.sha256, state=excluded.state, closed_ms=excluded.closed_ms, present=1`,
+      )
+      .run(row);
+  }
+
+  update(path: string, fields: Partial<Omit<SegmentRow, 'id' | 'path'>>): void {
+    const keys = Object.keys(fields);
+    if (keys.length === 0) return;
+    for (const k of keys) if (!/^[a-z0-9_]+$/.test(k)) throw new Error(`bad column ${k}`);
+    this.db.prepare(`UPDATE segments SET ${keys.map((k) => `${k}=@${k}`).join(', ')} WHERE path=@path`).run({ ...fields, path });
+  }
+
+  delete(path: string): void {
+    this.db.prepare('DELETE FROM segments WHERE path=?').run(path);
+  }
+
+  event(kind: string, path: string | null, detail: string): void {
+    this.db.prepare('INSERT INTO events(at_ms, kind, path, detail) VALUES(?,?,?,?)').run(Date.now(), kind, path, detail);
+    this.db.prepare('DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?').run(MAX_EVENTS);
+  }
+
+  get(path: string): SegmentRow | undefined {
+    return this.db.prepare('SELECT * FROM segments WHERE path=?').get(path) as SegmentRow | undefined;
+  }
+
+  getById(id: number): SegmentRow | undefined {
+    return this.db.prepare('SELECT * FROM segments WHERE id=?').get(id) as SegmentRow | undefined;
+  }
+
+  all(): SegmentRow[] {
+    return this.db.prepare('SELECT * FROM segments ORDER BY wall_start_ms, id').all() as SegmentRow[];
+  }
+
+  list(q: { channel?: string; source?: string; track?: string; fromMs?: number; toMs?: number; state?: SegmentState; limit?: number }): SegmentRow[] {
+    const where: string[] = [];
+    const args: Record<string, unknown> = {};
+    if (q.channel !== undefined) (where.push('channel=@channel'), (args.channel = q.channel));
+    if (q.source !== undefined) (where.push('source=@source'), (args.source = q.source));
+    if (q.track !== undefined) (where.push('track=@track'), (args.track = q.track));
+    if (q.fromMs !== undefined) (where.push('wall_end_ms >= @fromMs'), (args.fromMs = q.fromMs));
+    if (q.toMs !== undefined) (where.push('wall_start_ms <= @toMs'), (args.toMs = q.toMs));
+    if (q.state !== undefined) (where.push('state=@state'), (args.state = q.state));
+    args.limit = Math.min(Math.max(1, q.limit ?? 1000), 10_000);
+    const sql = `SELECT * FROM segments ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY wall_start_ms, id LIMIT @limit`;
+    return this.db.prepare(sql).all(args) as SegmentRow[];
+  }
+
+  events(limit = 100): Array<{ id: number; at_ms: number; kind: string; path: string | null; detail: string }> {
+    return this.db.prepare('SELECT * FROM events ORDER BY id DESC LIMIT ?').all(limit) as Array<{
+      id: number;
+      at_ms: number;
+      kind: string;
+      path: string | null;
+      detail: string;
+    }>;
+  }
+
+  /** Flushes and closes; safe to call twice, never throws. */
+  close(): void {
+    if (this.closed) return;
+    if (!this.readonly) this.flush();
+    this.closed = true;
+    try {
+      this.db.close();
+    } catch {
+      /* closing a failed handle: nothing else to do */
+    }
+  }
+}

@@ -1,0 +1,172 @@
+// Retention: a disk budget, a free-space floor and a maximum age. The plan is pure; the shell
+// deletes files and updates the index.
+// Order: oldest synced first. Unsynced segments go only when the free-space floor is hit, and
+// each such loss is counted and logged. (With no sync target, nothing will ever be synced, so
+// closed segments are eligible under budget and age too.)
+import fs from 'node:fs';
+import path from 'node:path';
+import type { RetentionConfig } from './config.js';
+import type { IndexDb, SegmentRow } from './index-db.js';
+import type { RecLog } from './log.js';
+
+export type RetentionReason = 'age' | 'budget' | 'floor';
+
+export interface RetentionInput {
+  rows: Array<Pick<SegmentRow, 'path' | 'state' | 'bytes' | 'wall_start_ms' | 'wall_end_ms' | 'present' | 'id'>>;
+  /** Bytes in use by recordings (closed rows + open segments). */
+  usedBytes: number;
+  freeBytes: number;
+  now: number;
+  syncEnabled: boolean;
+  /** Treat the floor as hit whatever statfs says (a write just failed with ENOSPC). */
+  forceFloor?: boolean;
+  /** Under forceFloor, free at least this much. */
+  forceFreeBytes?: number;
+}
+
+export interface Deletion {
+  path: string;
+  bytes: number;
+  reason: RetentionReason;
+  unsynced: boolean;
+}
+
+export function planRetention(cfg: RetentionConfig, inp: RetentionInput): Deletion[] {
+  const rows = inp.rows
+    .filter((r) => r.present === 1 && (r.state === 'closed' || r.state === 'synced' || r.state === 'quarantined'))
+    .sort((a, b) => a.wall_start_ms - b.wall_start_ms || a.id - b.id);
+  const eligible = (r: (typeof rows)[number]) => r.state === 'synced' || (!inp.syncEnabled && r.state === 'closed');
+  const out: Deletion[] = [];
+  const gone = new Set<string>();
+  let used = inp.usedBytes;
+  let free = inp.freeBytes;
+  const del = (r: (typeof rows)[number], reason: RetentionReason) => {
+    gone.add(r.path);
+    used -= r.bytes;
+    free += r.bytes;
+    // with no sync target, budget/age rotation of closed segments is the policy, not a loss
+    out.push({ path: r.path, bytes: r.bytes, reason, unsynced: r.state !== 'synced' && (inp.syncEnabled || reason === 'floor') });
+  };
+  if (cfg.maxAgeHours > 0) {
+    const cutoff = inp.now - cfg.maxAgeHours * 3_600_000;
+    for (const r of rows) if (eligible(r) && r.wall_end_ms < cutoff) del(r, 'age');
+  }
+  if (cfg.maxBytes > 0) {
+    for (const r of rows) {
+      if (used <= cfg.maxBytes) break;
+      if (!gone.has(r.path) && eligible(r)) del(r, 'budget');
+    }
+  }
+  const floor = Math.max(cfg.minFreeBytes, inp.forceFloor ? inp.freeBytes + (inp.forceFreeBytes ?? 0) : 0);
+  if (free < floor) {
+    // synced first, then anything closed (counted losses)
+    for (const pass of [true, false]) {
+      for (const r of rows) {
+        if (free >= floor) break;
+        if (gone.has(r.path)) continue;
+        if (pass ? r.state === 'synced' : true) del(r, 'floor');
+      }
+    }
+  }
+  return out;
+}
+
+export interface RetentionStats {
+  runs: number;
+  deleted: number;
+  deletedBytes: number;
+  deletedByReason: Record<RetentionReason, number>;
+  /** Unsynced segments deleted because the free-space floor was hit. */
+  unsyncedLost: number;
+  unsyncedLostBytes: number;
+  lastFreeBytes: number | null;
+  lastError: string | null;
+}
+
+export function freeBytesOf(dir: string): number {
+  try {
+    const s = fs.statfsSync(dir);
+    return Number(s.bavail) * Number(s.bsize);
+  } catch {
+    return Number.MAX_SAFE_INTEGER; // cannot tell: never delete because of it
+  }
+}
+
+export class Retention {
+  readonly st: RetentionStats = {
+    runs: 0,
+    deleted: 0,
+    deletedBytes: 0,
+    deletedByReason: { age: 0, budget: 0, floor: 0 },
+    unsyncedLost: 0,
+    unsyncedLostBytes: 0,
+    lastFreeBytes: null,
+    lastError: null,
+  };
+
+  constructor(
+    private readonly root: string,
+    private readonly cfg: RetentionConfig,
+    private readonly db: IndexDb,
+    private readonly log: RecLog,
+    private readonly syncEnabled: boolean,
+  ) {}
+
+  /** One pass. `openBytes` are the open segments' bytes (not yet in the index as closed). */
+  run(openBytes: number, force?: { freeBytes: number }): Deletion[] {
+    this.st.runs++;
+    try {
+      this.db.flush();
+      const rows = this.db.db
+        .prepare("SELECT id, path, state, bytes, wall_start_ms, wall_end_ms, present FROM segments WHERE present=1")
+        .all() as RetentionInput['rows'];
+      const used = rows.reduce((a, r) => a + r.bytes, 0) + openBytes;
+      const free = freeBytesOf(this.root);
+      this.st.lastFreeBytes = free;
+      const plan = planRetention(this.cfg, {
+        rows,
+        usedBytes: used,
+        freeBytes: free,
+        now: Date.now(),
+        syncEnabled: this.syncEnabled,
+        forceFloor: force !== undefined,
+        forceFreeBytes: force?.freeBytes,
+      });
+      for (const d of plan) this.apply(d);
+      return plan;
+    } catch (err) {
+      this.st.lastError = (err as Error).message;
+      this.log.error({ err: (err as Error).message }, 'retention pass failed');
+      return [];
+    }
+  }
+
+  private apply(d: Deletion): void {
+    const abs = path.join(this.root, d.path);
+    fs.rmSync(abs, { force: true });
+    // the row stays: a synced one still says where the upstream copy is; a lost one is the record of the loss
+    this.db.write(() => {
+      if (d.unsynced) {
+        this.db.update(d.path, { present: 0, state: 'missing', last_error: `deleted unsynced by retention (${d.reason})` });
+        this.db.event('retention-lost', d.path, `reason=${d.reason} bytes=${d.bytes}`);
+      } else {
+        this.db.update(d.path, { present: 0 });
+        this.db.event('retention', d.path, `reason=${d.reason} bytes=${d.bytes}`);
+      }
+    });
+    this.st.deleted++;
+    this.st.deletedBytes += d.bytes;
+    this.st.deletedByReason[d.reason]++;
+    if (d.unsynced) {
+      this.st.unsyncedLost++;
+      this.st.unsyncedLostBytes += d.bytes;
+      this.log.warn({ path: d.path, bytes: d.bytes, reason: d.reason }, 'retention deleted an unsynced segment');
+    }
+    // remove the day folder when it became empty (never anything else)
+    try {
+      fs.rmdirSync(path.dirname(abs));
+    } catch {
+      /* not empty: fine */
+    }
+  }
+}

@@ -1,0 +1,309 @@
+// The recording service: recovery, then one TrackRecorder per recorded track, the batched index
+// writer, interval fsync, retention and the sync uploader. app.ts builds it with
+// createRecordingService({ config, source, log }), calls start(), and close() on shutdown.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { captureClockUs, EdgeError, mimeKind, trackPath, type TrackRef, type TrackSource } from '../runtime/engine/api.js';
+import { matchTrack, type RecordingsConfig } from './config.js';
+import { IndexDb } from './index-db.js';
+import { silentLog, Throttle, type RecLog } from './log.js';
+import { recover, type RecoveryReport } from './recovery.js';
+import { freeBytesOf, Retention } from './retention.js';
+import { TrackRecorder, type RecorderHooks, type TrackRecorderStats } from './recorder.js';
+import type { ClosedSegment, SegmentWriter } from './segment-writer.js';
+import { Uploader, type UploaderStats } from './sync.js';
+
+export interface RecordingServiceOptions {
+  config: RecordingsConfig;
+  source: TrackSource;
+  log?: RecLog;
+}
+
+export interface RecordingServiceStats {
+  running: boolean;
+  root: string;
+  recovery: (RecoveryReport & { indexRebuilt: boolean }) | null;
+  tracks: TrackRecorderStats[];
+  segmentsClosed: number;
+  bytesWritten: number;
+  index: ReturnType<IndexDb['stats']> | null;
+  retention: Retention['st'] | null;
+  sync: UploaderStats | null;
+  subscribeErrors: number;
+  lastError: string | null;
+}
+
+/** Index rows are written in one transaction at this interval (and at segment close bursts). */
+const INDEX_FLUSH_MS = 1000;
+
+export class RecordingService {
+  readonly root: string;
+  readonly indexPath: string;
+  private db: IndexDb | null = null;
+  private readonly recorders = new Map<string, TrackRecorder>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private retention: Retention | null = null;
+  private uploader: Uploader | null = null;
+  private recovery: (RecoveryReport & { indexRebuilt: boolean }) | null = null;
+  private started = false;
+  private closing: Promise<void> | null = null;
+  private readonly log: RecLog;
+  private readonly throttle: Throttle;
+  private readonly run = crypto.randomBytes(6).toString('hex');
+  /** wallclock − capture clock, fixed for this run: one clock for every track's timestamps. */
+  private readonly offsetUs = Date.now() * 1000 - captureClockUs();
+  private segmentsClosed = 0;
+  private subscribeErrors = 0;
+  private lastError: string | null = null;
+
+  constructor(private readonly opts: RecordingServiceOptions) {
+    const c = opts.config;
+    this.root = path.resolve(c.root);
+    this.indexPath = path.resolve(c.indexPath ?? path.join(this.root, 'index.db'));
+    this.log = opts.log ?? silentLog;
+    this.throttle = new Throttle(this.log);
+  }
+
+  get index(): IndexDb {
+    if (!this.db) throw new EdgeError('REC_NOT_STARTED', 'recording service not started');
+    return this.db;
+  }
+
+  /** Open (or rebuild) the index, run recovery, then start recording. */
+  async start(): Promise<void> {
+    if (this.started || this.closing) return;
+    this.started = true;
+    const c = this.opts.config;
+    fs.mkdirSync(this.root, { recursive: true });
+    let rebuilt = false;
+    try {
+      this.db = IndexDb.openWriter(this.indexPath);
+    } catch (err) {
+      // A corrupt index is moved aside (never deleted) and rebuilt from the files on disk.
+      const aside = `${this.indexPath}.corrupt-${Date.now()}`;
+      for (const sfx of ['', '-wal', '-shm']) {
+        if (fs.existsSync(this.indexPath + sfx)) fs.renameSync(this.indexPath + sfx, aside + sfx);
+      }
+      this.log.error({ err: (err as Error).message, movedTo: aside }, 'recordings index unusable: rebuilding from disk');
+      this.db = IndexDb.openWriter(this.indexPath);
+      rebuilt = true;
+    }
+    const fresh = this.db.all().length === 0;
+    const rep = recover(this.root, this.db, this.log, rebuilt || fresh ? 'rebuilt' : 'recovered');
+    this.recovery = { ...rep, indexRebuilt: rebuilt };
+    this.retention = new Retention(this.root, c.retention, this.db, this.log, c.sync !== undefined);
+    if (c.sync) {
+      this.uploader = new Uploader(c.sync, this.root, this.db, this.log);
+      this.uploader.start();
+    }
+    if (!c.enabled) return;
+    this.every(INDEX_FLUSH_MS, () => this.flushIndex());
+    this.every(c.fsyncIntervalMs, () => {
+      for (const r of this.recorders.values()) void r.sync();
+    });
+    this.every(c.retention.intervalMs, () => this.runRetention());
+    this.every(c.discoverMs, () => this.discover());
+    this.discover();
+  }
+
+  private every(ms: number, fn: () => void): void {
+    const t = setInterval(fn, ms);
+    t.unref();
+    this.timers.push(t);
+  }
+
+  private flushIndex(): void {
+    if (this.db && !this.db.flush()) {
+      this.throttle.warn('index-flush', { err: this.db.stats().lastError }, 'recordings index write failed; ops kept for retry');
+    }
+  }
+
+  private openBytes(): number {
+    let n = 0;
+    for (const r of this.recorders.values()) n += r.current?.bytes ?? 0;
+    return n;
+  }
+
+  runRetention(force?: { freeBytes: number }): void {
+    if (!this.retention) return;
+    this.retention.run(this.openBytes(), force);
+  }
+
+  private wanted(ref: TrackRef): boolean {
+    const p = trackPath(ref);
+    const pats = this.opts.config.tracks;
+    return pats.length === 0 || pats.some((x) => matchTrack(x, p));
+  }
+
+  /** Subscribe to every wanted track that has no recorder yet. */
+  discover(): void {
+    if (this.closing || !this.db) return;
+    for (const t of this.opts.source.listTracks()) {
+      const ref: TrackRef = { channel: t.channel, source: t.source, track: t.track };
+      const key = trackPath(ref);
+      if (this.recorders.has(key) || !this.wanted(ref)) continue;
+      if (t.kind === 'audio') continue; // audio recording is not part of this service yet
+      if (![ref.channel, ref.source, ref.track].every((s) => /^[A-Za-z0-9_.-]{1,64}$/.test(s) && s !== '.' && s !== '..')) {
+        this.throttle.warn(`name:${key}`, { track: key }, 'track name unusable as a folder name: not recorded');
+        continue;
+      }
+      try {
+        const consumer = this.opts.source.subscribe(ref, {
+          label: 'recorder',
+          ceilingBytes: this.opts.config.queueBytes,
+          fromCache: true,
+          texts: false,
+        });
+        const rec = new TrackRecorder(ref, consumer, this.recorderOptions(), this.hooks);
+        this.recorders.set(key, rec);
+        consumer.onClose(() => {
+          void rec.close().then(() => {
+            if (this.recorders.get(key) === rec) this.recorders.delete(key);
+          });
+        });
+        this.log.info({ track: key, mime: t.mime, kind: mimeKind(t.mime) }, 'recording track');
+      } catch (err) {
+        this.subscribeErrors++;
+        this.lastError = (err as Error).message;
+        this.throttle.warn(`sub:${key}`, { track: key, err: (err as Error).message }, 'cannot subscribe to track');
+      }
+    }
+  }
+
+  private recorderOptions() {
+    const c = this.opts.config;
+    return {
+      root: this.root,
+      segmentUs: c.segmentDurationMs * 1000,
+      fragmentUs: c.fragmentDurationMs * 1000,
+      maxSegmentBytes: c.maxSegmentBytes,
+      run: this.run,
+      offsetUs: this.offsetUs,
+      resumeFreeBytes: c.retention.minFreeBytes + 1024 * 1024,
+    };
+  }
+
+  private readonly hooks: RecorderHooks = {
+    opened: (w: SegmentWriter) => {
+      const db = this.db;
+      if (!db) return;
+      const m = w.meta;
+      db.enqueue(() =>
+        db.insert({
+          path: w.rel,
+          channel: m.channel,
+          source: m.source,
+          track: m.track,
+          mime: m.mime,
+          kind: w.kind,
+          run: m.run,
+          offset_us: m.offsetUs,
+          start_us: m.startUs,
+          end_us: m.startUs,
+          wall_start_ms: Math.round(m.wallMs),
+          wall_end_ms: Math.round(m.wallMs),
+          duration_ms: 0,
+          bytes: 0,
+          frames: 0,
+          keyframes: 0,
+          sha256: null,
+          state: 'recording',
+          created_ms: Date.now(),
+          closed_ms: null,
+          origin: 'recorder',
+        }),
+      );
+    },
+    closed: (s: ClosedSegment, w: SegmentWriter) => {
+      const db = this.db;
+      if (!db) return;
+      this.segmentsClosed++;
+      db.enqueue(() =>
+        db.insert({
+          path: s.rel,
+          channel: s.meta.channel,
+          source: s.meta.source,
+          track: s.meta.track,
+          mime: s.meta.mime,
+          kind: w.kind,
+          run: s.meta.run,
+          offset_us: s.meta.offsetUs,
+          start_us: Math.round(s.startUs),
+          end_us: Math.round(s.endUs),
+          wall_start_ms: Math.round(s.wallStartMs),
+          wall_end_ms: Math.round(s.wallEndMs),
+          duration_ms: Math.max(0, Math.round((s.endUs - s.startUs) / 1000)),
+          bytes: s.bytes,
+          frames: s.frames,
+          keyframes: s.keyframes,
+          sha256: s.sha256,
+          state: 'closed',
+          created_ms: Date.now(),
+          closed_ms: Date.now(),
+          origin: 'recorder',
+        }),
+      );
+      this.flushIndex();
+      this.uploader?.wake();
+    },
+    diskFull: (ref: TrackRef) => {
+      this.throttle.warn('enospc', { track: trackPath(ref) }, 'recordings disk full: recording paused until space returns');
+      this.flushIndex();
+      this.runRetention({ freeBytes: 2 * 1024 * 1024 });
+    },
+    freeBytes: () => freeBytesOf(this.root),
+    error: (err: Error, ctx: object) => {
+      this.lastError = err.message;
+      this.throttle.warn(`err:${JSON.stringify(ctx)}`, { ...ctx, err: err.message }, 'recorder error');
+    },
+  };
+
+  /** Wait until every recorder drained its queue (tests, CLI). */
+  async settled(): Promise<void> {
+    await Promise.all([...this.recorders.values()].map((r) => r.settled()));
+  }
+
+  /** The uploader, when a sync target is configured (CLI `sync`, HTTP retry of quarantined). */
+  get sync(): Uploader | null {
+    return this.uploader;
+  }
+
+  stats(): RecordingServiceStats {
+    const tracks = [...this.recorders.values()].map((r) => r.stats());
+    return {
+      running: this.started && !this.closing,
+      root: this.root,
+      recovery: this.recovery,
+      tracks,
+      segmentsClosed: this.segmentsClosed,
+      bytesWritten: tracks.reduce((a, t) => a + t.bytesWritten, 0),
+      index: this.db?.stats() ?? null,
+      retention: this.retention ? { ...this.retention.st } : null,
+      sync: this.uploader?.stats() ?? null,
+      subscribeErrors: this.subscribeErrors,
+      lastError: this.lastError,
+    };
+  }
+
+  /** Flush and close every segment, stop sync, close the index. Idempotent; never throws. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      for (const t of this.timers) clearInterval(t);
+      this.timers.length = 0;
+      try {
+        await Promise.all([...this.recorders.values()].map((r) => r.close()));
+        this.recorders.clear();
+        await this.uploader?.close();
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'recordings close');
+      }
+      this.db?.close();
+    })();
+    return this.closing;
+  }
+}
+
+export function createRecordingService(opts: RecordingServiceOptions): RecordingService {
+  return new RecordingService(opts);
+}

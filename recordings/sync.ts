@@ -1,0 +1,410 @@
+// Sync upstream: upload closed segments to a WebDAV-compatible HTTP(S) target, verify the stored
+// copy (size + sha256 from a checksum header, else a GET of the copy), then mark synced and,
+// when policy says so, delete the local file. Failures retry with capped jittered backoff; after
+// maxAttempts a segment is quarantined (kept, reported, not retried until asked).
+// A verified segment is never uploaded again: the state machine lives in the index, and a
+// segment whose row was rebuilt is checked on the target (HEAD + verify) before any PUT.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import path from 'node:path';
+import tls from 'node:tls';
+import { Backoff, EdgeError } from '../runtime/engine/api.js';
+import { matchTrack, type SyncConfig } from './config.js';
+import type { IndexDb, SegmentRow } from './index-db.js';
+import { Throttle, type RecLog } from './log.js';
+import { TokenBucket } from './throttle.js';
+
+export interface UploaderStats {
+  uploads: number;
+  uploadedBytes: number;
+  verified: number;
+  verifyFailures: number;
+  alreadyOnTarget: number;
+  failures: number;
+  quarantined: number;
+  deletedLocal: number;
+  retriesScheduled: number;
+  inFlight: string | null;
+  pending: number;
+  lastError: string | null;
+  lastSyncedAt: number | null;
+}
+
+interface HttpResult {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+}
+
+/** Directories known to exist on the target, so MKCOL runs once per folder; bounded (day folders grow). */
+const MAX_KNOWN_DIRS = 4096;
+/** Rows fetched per pass: a backlog of months is worked through in slices. */
+const BATCH = 200;
+const CHUNK = 256 * 1024;
+
+export function redactedUrl(u: string): string {
+  try {
+    const x = new URL(u);
+    x.username = '';
+    x.password = '';
+    x.search = '';
+    return x.toString();
+  } catch {
+    return '<bad url>';
+  }
+}
+
+export class Uploader {
+  private readonly base: URL;
+  private readonly agent: http.Agent;
+  private readonly authHeader: string | undefined;
+  private readonly knownDirs = new Set<string>();
+  private readonly backoff: Backoff;
+  private readonly throttle: Throttle;
+  private readonly st: UploaderStats = {
+    uploads: 0,
+    uploadedBytes: 0,
+    verified: 0,
+    verifyFailures: 0,
+    alreadyOnTarget: 0,
+    failures: 0,
+    quarantined: 0,
+    deletedLocal: 0,
+    retriesScheduled: 0,
+    inFlight: null,
+    pending: 0,
+    lastError: null,
+    lastSyncedAt: null,
+  };
+  private loop: Promise<void> | null = null;
+  private wakeUp: (() => void) | null = null;
+  private readonly abort = new AbortController();
+  private closed = false;
+  private passRunning: Promise<number> | null = null;
+
+  constructor(
+    private readonly cfg: SyncConfig,
+    private readonly root: string,
+    private readonly db: IndexDb,
+    private readonly log: RecLog,
+    private readonly random: () => number = Math.random,
+  ) {
+    this.base = new URL(cfg.url.endsWith('/') ? cfg.url : `${cfg.url}/`);
+    const agentOpts: https.AgentOptions = { keepAlive: true, maxSockets: 2 };
+    if (this.base.protocol === 'https:' && cfg.caFile) {
+      agentOpts.ca = [...tls.rootCertificates, fs.readFileSync(cfg.caFile, 'utf8')];
+    }
+    this.agent = this.base.protocol === 'https:' ? new https.Agent(agentOpts) : new http.Agent(agentOpts);
+    const a = cfg.auth;
+    if (a.type === 'basic') this.authHeader = `Basic ${Buffer.from(`${a.username}:${a.password}`).toString('base64')}`;
+    else if (a.type === 'bearer') this.authHeader = `Bearer ${a.token}`;
+    else if (this.base.username) {
+      this.authHeader = `Basic ${Buffer.from(`${decodeURIComponent(this.base.username)}:${decodeURIComponent(this.base.password)}`).toString('base64')}`;
+    }
+    this.base.username = '';
+    this.base.password = '';
+    this.backoff = new Backoff({ initialMs: cfg.retryInitialMs, maxMs: cfg.retryMaxMs, random: this.random });
+    this.throttle = new Throttle(log);
+  }
+
+  stats(): UploaderStats {
+    return { ...this.st };
+  }
+
+  start(): void {
+    if (this.loop || this.closed) return;
+    this.loop = this.runLoop();
+  }
+
+  wake(): void {
+    const w = this.wakeUp;
+    this.wakeUp = null;
+    w?.();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.wakeUp = null;
+        resolve();
+      }, ms);
+      this.wakeUp = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  private async runLoop(): Promise<void> {
+    while (!this.closed) {
+      let failed = 0;
+      try {
+        failed = await this.runOnce();
+      } catch (err) {
+        failed = 1;
+        this.st.lastError = (err as Error).message;
+      }
+      if (this.closed) break;
+      if (failed > 0) await this.sleep(this.backoff.next(Date.now()));
+      else {
+        this.backoff.reset();
+        await this.sleep(Math.min(this.cfg.pollMs, this.nextDueIn()));
+      }
+    }
+  }
+
+  private nextDueIn(): number {
+    const r = this.db.db
+      .prepare("SELECT MIN(next_attempt_ms) AS t FROM segments WHERE state='closed' AND present=1")
+      .get() as { t: number | null };
+    if (r.t === null) return this.cfg.pollMs;
+    return Math.max(10, r.t - Date.now());
+  }
+
+  /** Rows due now, by configured track priority, then oldest first. */
+  due(now = Date.now()): SegmentRow[] {
+    this.db.flush();
+    const rows = this.db.db
+      .prepare("SELECT * FROM segments WHERE state='closed' AND present=1 AND next_attempt_ms <= ? ORDER BY wall_start_ms, id LIMIT ?")
+      .all(now, BATCH) as SegmentRow[];
+    const pr = (r: SegmentRow) => {
+      const p = `${r.channel}/${r.source}/${r.track}`;
+      const i = this.cfg.priority.findIndex((x) => matchTrack(x, p));
+      return i < 0 ? this.cfg.priority.length : i;
+    };
+    return rows.sort((a, b) => pr(a) - pr(b) || a.wall_start_ms - b.wall_start_ms || a.id - b.id);
+  }
+
+  /** One pass over due segments. Returns the number of failures. Concurrent calls share one pass. */
+  runOnce(): Promise<number> {
+    this.passRunning ??= this.pass().finally(() => (this.passRunning = null));
+    return this.passRunning;
+  }
+
+  private async pass(): Promise<number> {
+    let failures = 0;
+    for (;;) {
+      const rows = this.due();
+      this.st.pending = rows.length;
+      if (rows.length === 0 || this.closed) return failures;
+      let progressed = false;
+      for (const row of rows) {
+        if (this.closed) return failures;
+        const ok = await this.syncOne(row);
+        if (ok) progressed = true;
+        else {
+          failures++;
+          // a failing target: stop this pass, the loop backs off before the next one
+          return failures;
+        }
+      }
+      if (!progressed) return failures;
+    }
+  }
+
+  /** Put a quarantined segment (or all) back in the queue. */
+  retryQuarantined(p?: string): number {
+    const res = p
+      ? this.db.write(() => this.db.db.prepare("UPDATE segments SET state='closed', attempts=0, next_attempt_ms=0 WHERE state='quarantined' AND path=?").run(p))
+      : this.db.write(() => this.db.db.prepare("UPDATE segments SET state='closed', attempts=0, next_attempt_ms=0 WHERE state='quarantined'").run());
+    this.wake();
+    return res.changes;
+  }
+
+  private url(rel: string): URL {
+    return new URL(rel.split('/').map(encodeURIComponent).join('/'), this.base);
+  }
+
+  private request(method: string, url: URL, opts: { headers?: Record<string, string | number>; body?: (req: http.ClientRequest) => Promise<void>; sink?: (chunk: Buffer) => void } = {}): Promise<HttpResult> {
+    return new Promise<HttpResult>((resolve, reject) => {
+      const headers: Record<string, string | number> = { ...opts.headers };
+      if (this.authHeader) headers.authorization = this.authHeader;
+      const mod = url.protocol === 'https:' ? https : http;
+      const req = mod.request(url, { method, headers, agent: this.agent, signal: this.abort.signal });
+      req.setTimeout(this.cfg.timeoutMs, () => req.destroy(new EdgeError('SYNC_TIMEOUT', `${method} timed out`, { url: redactedUrl(url.toString()) })));
+      req.on('error', reject);
+      req.on('response', (res) => {
+        res.on('data', (c: Buffer) => opts.sink?.(c));
+        res.on('error', reject);
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
+      });
+      if (opts.body) opts.body(req).then(() => req.end(), (err) => req.destroy(err as Error));
+      else req.end();
+    });
+  }
+
+  private async ensureDirs(rel: string): Promise<void> {
+    const parts = rel.split('/').slice(0, -1);
+    for (let i = 1; i <= parts.length; i++) {
+      const dir = parts.slice(0, i).join('/');
+      if (this.knownDirs.has(dir)) continue;
+      const u = this.url(`${dir}/`);
+      const r = await this.request('MKCOL', u);
+      // 201 created; 405 exists; 301 nginx redirect to the slash form of an existing folder
+      if (r.status === 201 || r.status === 405 || r.status === 301 || r.status === 200) {
+        if (this.knownDirs.size >= MAX_KNOWN_DIRS) this.knownDirs.clear();
+        this.knownDirs.add(dir);
+      } else {
+        throw new EdgeError('SYNC_MKCOL', `MKCOL ${dir} → ${r.status}`, { status: r.status });
+      }
+    }
+  }
+
+  private async put(row: SegmentRow, abs: string, url: URL): Promise<HttpResult> {
+    const bucket = this.cfg.bandwidthBytesPerSec > 0 ? new TokenBucket(this.cfg.bandwidthBytesPerSec, Math.max(CHUNK, this.cfg.bandwidthBytesPerSec / 4), Date.now()) : null;
+    return this.request('PUT', url, {
+      headers: { 'content-length': row.bytes, 'content-type': row.kind === 'video' ? 'video/mp4' : 'application/octet-stream' },
+      body: async (req) => {
+        const stream = fs.createReadStream(abs, { start: 0, end: Math.max(0, row.bytes - 1), highWaterMark: CHUNK });
+        try {
+          for await (const chunk of stream as AsyncIterable<Buffer>) {
+            if (bucket) {
+              const wait = bucket.take(chunk.length, Date.now());
+              if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+            }
+            if (req.destroyed) throw new EdgeError('SYNC_ABORTED', 'request closed');
+            if (!req.write(chunk)) {
+              await new Promise<void>((resolve, reject) => {
+                const ok = () => (req.off('error', ko), resolve());
+                const ko = (e: Error) => (req.off('drain', ok), reject(e));
+                req.once('drain', ok);
+                req.once('error', ko);
+                req.once('close', ok);
+              });
+            }
+          }
+        } finally {
+          stream.destroy();
+        }
+      },
+    });
+  }
+
+  /** Size + sha256 of the target's copy: from a checksum header when given, else by a GET. */
+  private async verify(row: SegmentRow, url: URL, putHeaders?: http.IncomingHttpHeaders): Promise<string | null> {
+    const fromHeader = putHeaders ? checksumHeader(putHeaders) : null;
+    if (fromHeader) return fromHeader === row.sha256 ? null : `checksum header ${fromHeader} ≠ ${row.sha256}`;
+    const h = crypto.createHash('sha256');
+    let size = 0;
+    const r = await this.request('GET', url, {
+      sink: (c) => {
+        size += c.length;
+        h.update(c);
+      },
+    });
+    if (r.status !== 200) return `GET for verify → ${r.status}`;
+    if (size !== row.bytes) return `target holds ${size} bytes, expected ${row.bytes}`;
+    const sha = h.digest('hex');
+    if (sha !== row.sha256) return `target sha256 ${sha.slice(0, 12)}… ≠ local ${String(row.sha256).slice(0, 12)}…`;
+    return null;
+  }
+
+  /** Upload + verify one segment. true when synced (or nothing to do). */
+  async syncOne(row: SegmentRow): Promise<boolean> {
+    const abs = path.join(this.root, row.path);
+    const url = this.url(row.path);
+    this.st.inFlight = row.path;
+    try {
+      if (!row.sha256) throw new EdgeError('SYNC_NO_HASH', 'segment has no sha256 yet');
+      const size = fs.statSync(abs).size;
+      if (size !== row.bytes) throw new EdgeError('SYNC_SIZE', `local file is ${size} bytes, index says ${row.bytes}`);
+      this.db.write(() => this.db.update(row.path, { state: 'uploading' }));
+      // Rebuilt or retried rows may already be on the target: check before sending again.
+      let verified = false;
+      if (row.origin !== 'recorder' || row.attempts > 0) {
+        const head = await this.request('HEAD', url);
+        if (head.status === 200 && Number(head.headers['content-length']) === row.bytes && (await this.verify(row, url)) === null) {
+          verified = true;
+          this.st.alreadyOnTarget++;
+        }
+      }
+      if (!verified) {
+        await this.ensureDirs(row.path);
+        const r = await this.put(row, abs, url);
+        if (r.status === 401 || r.status === 403) throw new EdgeError('SYNC_AUTH', `PUT refused: ${r.status}`, { status: r.status });
+        if (r.status < 200 || r.status >= 300) throw new EdgeError('SYNC_PUT', `PUT → ${r.status}`, { status: r.status });
+        this.st.uploads++;
+        this.st.uploadedBytes += row.bytes;
+        const bad = await this.verify(row, url, r.headers);
+        if (bad) {
+          this.st.verifyFailures++;
+          throw new EdgeError('SYNC_VERIFY', bad);
+        }
+      }
+      this.st.verified++;
+      this.st.lastSyncedAt = Date.now();
+      const del = this.cfg.deleteAfterVerify;
+      this.db.write(() => {
+        this.db.update(row.path, { state: 'synced', synced_ms: Date.now(), last_error: null, present: del ? 0 : 1 });
+        this.db.event('synced', row.path, `bytes=${row.bytes}${del ? ' local deleted' : ''}`);
+      });
+      if (del) {
+        fs.rmSync(abs, { force: true });
+        this.st.deletedLocal++;
+      }
+      return true;
+    } catch (err) {
+      if (this.closed) {
+        this.db.write(() => this.db.update(row.path, { state: 'closed' }));
+        return false;
+      }
+      this.fail(row, err as Error);
+      return false;
+    } finally {
+      this.st.inFlight = null;
+    }
+  }
+
+  private fail(row: SegmentRow, err: Error): void {
+    this.st.failures++;
+    const attempts = row.attempts + 1;
+    const msg = err instanceof EdgeError ? err.message : `${(err as NodeJS.ErrnoException).code ?? 'ERR'}: ${err.message}`;
+    this.st.lastError = msg;
+    if (attempts >= this.cfg.maxAttempts) {
+      this.st.quarantined++;
+      this.db.write(() => {
+        this.db.update(row.path, { state: 'quarantined', attempts, last_error: msg });
+        this.db.event('quarantined', row.path, `after ${attempts} attempts: ${msg}`);
+      });
+      this.log.warn({ path: row.path, attempts, err: msg }, 'segment quarantined: not retried until asked');
+      return;
+    }
+    const base = Math.min(this.cfg.retryMaxMs, this.cfg.retryInitialMs * 2 ** (attempts - 1));
+    const delay = Math.max(1, Math.round(base * (1 - 0.5 * this.random())));
+    this.st.retriesScheduled++;
+    this.db.write(() => this.db.update(row.path, { state: 'closed', attempts, last_error: msg, next_attempt_ms: Date.now() + delay }));
+    this.throttle.warn('sync-fail', { path: row.path, attempts, err: msg, retryInMs: delay }, 'segment upload failed');
+  }
+
+  /** Stop: abort the request in flight (its row goes back to closed). Idempotent, never throws. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort();
+    this.wake();
+    try {
+      await this.loop;
+      await this.passRunning;
+    } catch {
+      /* aborted requests reject: expected */
+    }
+    this.agent.destroy();
+  }
+}
+
+/** sha256 of the stored copy when the target reports one: Repr-Digest / Digest / OC-Checksum / X-Checksum-Sha256. */
+export function checksumHeader(h: http.IncomingHttpHeaders): string | null {
+  const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
+  const x = one(h['x-checksum-sha256']);
+  if (x && /^[0-9a-f]{64}$/i.test(x)) return x.toLowerCase();
+  const oc = one(h['oc-checksum']);
+  const ocm = oc ? /SHA256:([0-9a-f]{64})/i.exec(oc) : null;
+  if (ocm) return ocm[1]!.toLowerCase();
+  for (const name of ['repr-digest', 'digest']) {
+    const v = one(h[name]);
+    const m = v ? /sha-256=:?([A-Za-z0-9+/=]{44}):?/i.exec(v) : null;
+    if (m) return Buffer.from(m[1]!, 'base64').toString('hex');
+  }
+  return null;
+}

@@ -1,0 +1,102 @@
+// Fixtures for the recordings tests: real H.264 from the real ffmpeg, split into access units by
+// the drivers' splitter, published through the real Engine; ffprobe to check what is on disk.
+import { execFile, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestContext } from 'node:test';
+import { AnnexBSplitter, type AccessUnit } from '../../drivers/camera/h264.js';
+import { Engine } from '../../runtime/engine/engine.js';
+import { recordingsConfigSchema, type RecordingsConfig } from '../../recordings/config.js';
+
+export const FFMPEG = '/usr/bin/ffmpeg';
+export const FFPROBE = '/usr/bin/ffprobe';
+
+export async function tempDir(t: TestContext, prefix = 'rec-'): Promise<string> {
+  const d = await fs.promises.mkdtemp(path.join(os.tmpdir(), prefix));
+  t.after(() => fs.rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+const h264Cache = new Map<string, AccessUnit[]>();
+
+/** Real H.264 access units (Annex B, SPS/PPS before every IDR, GOP = fps frames). */
+export function h264Units(opts: { width?: number; height?: number; fps?: number; seconds?: number; bitrate?: string } = {}): AccessUnit[] {
+  const w = opts.width ?? 320;
+  const h = opts.height ?? 180;
+  const fps = opts.fps ?? 30;
+  const secs = opts.seconds ?? 4;
+  const key = `${w}x${h}@${fps}x${secs}:${opts.bitrate ?? ''}`;
+  const cached = h264Cache.get(key);
+  if (cached) return cached;
+  const args = ['-v', 'error', '-f', 'lavfi', '-i', `testsrc2=size=${w}x${h}:rate=${fps}`, '-t', String(secs), '-c:v', 'libx264', '-preset', 'ultrafast', '-g', String(fps), '-bf', '0'];
+  if (opts.bitrate) args.push('-b:v', opts.bitrate, '-maxrate', opts.bitrate, '-bufsize', opts.bitrate);
+  args.push('-x264-params', 'repeat-headers=1', '-f', 'h264', '-');
+  const buf = execFileSync(FFMPEG, args, { maxBuffer: 512 * 1024 * 1024 });
+  const sp = new AnnexBSplitter();
+  const aus = [...sp.push(buf), ...sp.flush()];
+  h264Cache.set(key, aus);
+  return aus;
+}
+
+export function newEngine(): Engine {
+  return new Engine({
+    memoryCeilingBytes: 256 * 1024 * 1024,
+    consumerQueueBytes: 16 * 1024 * 1024,
+    gopCacheBytes: 8 * 1024 * 1024,
+    trackLingerMs: 60_000,
+    instantChannelTtlMs: 3_600_000,
+    maxInstantChannels: 16,
+  });
+}
+
+export function config(root: string, over: Record<string, unknown> = {}): RecordingsConfig {
+  return recordingsConfigSchema.parse({ root, retention: { minFreeBytes: 0 }, ...over });
+}
+
+export interface ProbeResult {
+  codec: string;
+  width: number;
+  height: number;
+  frames: number;
+}
+
+/** Decode every frame with the real ffprobe; rejects with ffprobe's stderr on a decode error. */
+export function ffprobeFrames(file: string): Promise<ProbeResult> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      FFPROBE,
+      ['-v', 'error', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=codec_name,width,height,nb_read_frames', '-of', 'json', file],
+      { timeout: 60_000 },
+      (err, stdout, stderr) => {
+        if (err) return reject(new Error(`ffprobe ${file}: ${err.message} ${stderr}`));
+        if (stderr.trim()) return reject(new Error(`ffprobe ${file} reported: ${stderr.trim().slice(0, 500)}`));
+        const s = (JSON.parse(stdout) as { streams: Array<{ codec_name: string; width: number; height: number; nb_read_frames: string }> }).streams[0];
+        if (!s) return reject(new Error(`ffprobe ${file}: no video stream`));
+        resolve({ codec: s.codec_name, width: s.width, height: s.height, frames: Number(s.nb_read_frames) });
+      },
+    );
+  });
+}
+
+/** Wait for a condition with a bound; fails with the message on timeout. */
+export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export function listFiles(root: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string, rel: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) walk(path.join(d, e.name), r);
+      else out.push(r);
+    }
+  };
+  walk(root, '');
+  return out.sort();
+}

@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { captureClockUs } from '../../runtime/engine/api.js';
+import { IndexDb } from '../../recordings/index-db.js';
+import { sha256File } from '../../recordings/recovery.js';
+import { createRecordingService } from '../../recordings/service.js';
+import { scanRecords, decodeFileHeader } from '../../recordings/record-file.js';
+import { config, ffprobeFrames, h264Units, listFiles, newEngine, tempDir } from './helpers.js';
+
+const CAM = { channel: 'robot', source: 'base', track: 'cam' };
+const IMU = { channel: 'robot', source: 'base', track: 'imu' };
+
+test('records real H.264 into fMP4 segments cut at keyframes, data records on the same grid, index matches disk', async (t) => {
+  const root = await tempDir(t);
+  const engine = newEngine();
+  engine.addStaticChannel({ id: 'robot' });
+  const svc = createRecordingService({ config: config(root, { segmentDurationMs: 2000, fragmentDurationMs: 500 }), source: engine });
+  t.after(() => svc.close());
+  await svc.start();
+  const cam = engine.publisher(CAM, { label: 'test' });
+  cam.setMime('video/h264;width=320;height=180');
+  const imu = engine.publisher(IMU, { label: 'test' });
+  imu.setMime('application/json');
+  svc.discover();
+  const aus = h264Units({ seconds: 5 });
+  const t0 = Math.floor(captureClockUs() / 2_000_000) * 2_000_000 + 2_000_000; // on a grid line
+  const w0 = Date.now();
+  let imuN = 0;
+  for (let i = 0; i < aus.length; i++) {
+    const ts = t0 + Math.round((i * 1e6) / 30);
+    cam.write({ ts, wallclock: w0 + ts / 1000 - t0 / 1000, key: aus[i]!.key, data: aus[i]!.data });
+    // 50 Hz IMU: records between this frame and the next
+    while (t0 + imuN * 20_000 < ts + 33_333) {
+      const its = t0 + imuN * 20_000;
+      imu.write({ ts: its, wallclock: w0 + (its - t0) / 1000, key: true, data: Buffer.from(JSON.stringify({ n: imuN, ax: 0.1 })) });
+      imuN++;
+    }
+    if (i % 10 === 0) await svc.settled();
+  }
+  await svc.settled();
+  await svc.close();
+
+  const files = listFiles(root).filter((f) => !f.startsWith('index.db'));
+  assert.ok(files.every((f) => !f.endsWith('.part')), `no .part after close: ${files}`);
+  const mp4 = files.filter((f) => f.endsWith('.mp4'));
+  const rec = files.filter((f) => f.endsWith('.rec'));
+  assert.ok(mp4.length >= 3 && mp4.length <= 4, `5 s at 2 s segments: ${mp4}`);
+  assert.equal(rec.length, mp4.length, 'data cut on the same grid');
+  assert.match(mp4[0]!, /^robot\/base\/cam\/\d{4}-\d{2}-\d{2}\/\d{2}-\d{2}-\d{2}\.\d{3}\.mp4$/);
+
+  const db = IndexDb.openReader(path.join(root, 'index.db'));
+  t.after(() => db.close());
+  const rows = db.all();
+  assert.equal(rows.length, files.length);
+  let frames = 0;
+  for (const r of rows) {
+    assert.equal(r.state, 'closed');
+    assert.equal(r.bytes, fs.statSync(path.join(root, r.path)).size);
+    assert.equal(r.sha256, sha256File(path.join(root, r.path)), 'sha256 computed while writing');
+    if (r.kind === 'video') {
+      const p = await ffprobeFrames(path.join(root, r.path));
+      assert.equal(p.codec, 'h264');
+      assert.equal(p.width, 320);
+      assert.equal(p.frames, r.frames, `${r.path}: decoded frames = indexed frames`);
+      frames += p.frames;
+      assert.ok(r.keyframes >= 1);
+    } else {
+      const buf = fs.readFileSync(path.join(root, r.path));
+      const h = decodeFileHeader(buf);
+      const recs = [...scanRecords(buf, h.bodyStart)];
+      assert.equal(recs.length, r.frames);
+      assert.ok(recs.every((x) => x.ts >= r.start_us && x.ts <= r.end_us));
+    }
+  }
+  assert.equal(frames, aus.length, 'every frame recorded (close flushes the open fragment)');
+  const dataFrames = rows.filter((r) => r.kind === 'data').reduce((a, r) => a + r.frames, 0);
+  assert.equal(dataFrames, imuN);
+  // video and data segments start on the same capture-clock grid lines
+  const vStarts = rows.filter((r) => r.kind === 'video').map((r) => Math.floor(r.start_us / 2e6));
+  const dStarts = rows.filter((r) => r.kind === 'data').map((r) => Math.floor(r.start_us / 2e6));
+  assert.deepEqual(vStarts, dStarts);
+});
