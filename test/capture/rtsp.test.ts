@@ -1,0 +1,135 @@
+// RTSP driver against a real RTSP camera (GStreamer's gst-rtsp-server via python3-gi) over TCP and
+// UDP with digest auth; a camera killed and restarted mid-stream → the track resumes at a keyframe
+// and what a subscriber got decodes with ffprobe. Credentials never appear in stats or errors.
+
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createRtspDriver, rtspArgs, rtspDriverSchema, rtspUrlWithCredentials, validRtspUrl } from '../../drivers/camera/rtsp.js';
+import { EdgeError, type Frame } from '../../runtime/engine/api.js';
+import { Engine } from '../../runtime/engine/engine.js';
+import { DriverSupervisor } from '../../runtime/supervisor.js';
+import { silentLogger } from '../../runtime/log.js';
+import { startRtspCamera } from '../sim/rtsp-camera.js';
+import { childPids, probe, recordingOutput, tempDir, waitFor } from './helpers.js';
+
+const USER = 'admin';
+const PASS = 'p@ss:w0rd/#';
+
+test('RTSP args: credentials percent-encoded into the URL, redaction list, no shell, URL validated', () => {
+  const cfg = rtspDriverSchema.parse({ kind: 'rtsp', url: 'rtsp://cam.local:554/stream1', username: USER, password: PASS, transport: 'udp' });
+  const t = rtspUrlWithCredentials(cfg);
+  assert.equal(t.url, 'rtsp://admin:p%40ss%3Aw0rd%2F%23@cam.local:554/stream1');
+  assert.equal(t.safeUrl, 'rtsp://cam.local:554/stream1');
+  assert.ok(t.secrets.includes(PASS) && t.secrets.includes('p%40ss%3Aw0rd%2F%23'));
+  const args = rtspArgs(cfg, t.url);
+  assert.equal(args[args.indexOf('-rtsp_transport') + 1], 'udp');
+  assert.equal(args[args.indexOf('-i') + 1], t.url);
+  assert.equal(args[args.indexOf('-c:v') + 1], 'copy', 'no transcoding');
+  assert.ok(args.includes('dump_extra=freq=keyframe'));
+  // inline credentials are kept and redacted the same way
+  const inline = rtspUrlWithCredentials({ url: 'rtsp://u:secret@10.0.0.2/live' });
+  assert.deepEqual(inline.secrets.includes('secret'), true);
+  assert.equal(inline.safeUrl, 'rtsp://10.0.0.2/live');
+  for (const bad of ['-i /etc/passwd', 'http://x/y', 'rtsp://', 'rtsp://host/a b', 'rtsp://h/\n-f', 'file:///dev/video0']) {
+    assert.equal(validRtspUrl(bad), false, bad);
+  }
+  assert.throws(() => createRtspDriver({ kind: 'rtsp', url: 'rtsp://user:hunter2@/x y' }), (e: unknown) => e instanceof EdgeError && e.code === 'CONFIG_INVALID' && !e.message.includes('hunter2'));
+});
+
+test('RTSP over TCP with digest auth: whole access units, keyframe first, MIME from SPS, decodable', async (t) => {
+  const dir = await tempDir(t, 'rtsp-');
+  const cam = await startRtspCamera({ user: USER, password: PASS, auth: 'digest' });
+  t.after(() => cam.stop());
+  const drv = createRtspDriver({ kind: 'rtsp', url: cam.url, username: USER, password: PASS, transport: 'tcp', fps: 25 });
+  const out = recordingOutput();
+  const ac = new AbortController();
+  const running = drv.run(out, ac.signal);
+  await waitFor(() => out.frames.length >= 30, 15_000, '30 frames over RTSP/TCP');
+  ac.abort();
+  await running;
+  assert.equal(out.frames[0]!.key, true, 'a run starts at a keyframe');
+  assert.match(out.mimes.at(-1)!.mime, /^video\/h264;width=320;height=240;framerate=25;codecs=avc1\.42/);
+  for (let i = 1; i < out.frames.length; i++) assert.ok(out.frames[i]!.ts >= out.frames[i - 1]!.ts);
+  const file = join(dir, 'tcp.h264');
+  await writeFile(file, Buffer.concat(out.frames.map((f) => f.data)));
+  const p = await probe(file);
+  assert.equal(p.frames, out.frames.length, 'every access unit decodes as one picture');
+  assert.equal(p.width, 320);
+  const st = drv.stats();
+  assert.ok(typeof st.firstFrameMs === 'number');
+  assert.ok(!JSON.stringify(st).includes(PASS) && !JSON.stringify(st).includes('p%40ss'), 'no password in stats');
+  assert.deepEqual(await childPids(new RegExp(`127\\.0\\.0\\.1:${cam.port}/cam`)), [], 'ffmpeg is gone after abort');
+});
+
+test('RTSP over UDP pulls the same stream', async (t) => {
+  const cam = await startRtspCamera({ user: USER, password: PASS, auth: 'digest', transport: 'udp' });
+  t.after(() => cam.stop());
+  const drv = createRtspDriver({ kind: 'rtsp', url: cam.url.replace('rtsp://', `rtsp://${USER}:${encodeURIComponent(PASS)}@`), transport: 'udp' });
+  const out = recordingOutput();
+  const ac = new AbortController();
+  const running = drv.run(out, ac.signal);
+  await waitFor(() => out.frames.length >= 20, 15_000, '20 frames over RTSP/UDP');
+  ac.abort();
+  await running;
+  assert.equal(out.frames[0]!.key, true);
+  assert.equal(drv.stats().transport, 'udp');
+});
+
+test('RTSP: a wrong password fails with RTSP_AUTH_FAILED and the stderr tail, without the password', async (t) => {
+  const cam = await startRtspCamera({ user: USER, password: PASS, auth: 'digest' });
+  t.after(() => cam.stop());
+  const wrong = 'not-the-pass!';
+  const drv = createRtspDriver({ kind: 'rtsp', url: cam.url, username: USER, password: wrong });
+  const ac = new AbortController();
+  await assert.rejects(drv.run(recordingOutput(), ac.signal), (e: unknown) => {
+    assert.ok(e instanceof EdgeError);
+    assert.equal(e.code, 'RTSP_AUTH_FAILED');
+    assert.match(e.message, /401/);
+    assert.ok(!e.message.includes(wrong) && !e.message.includes(encodeURIComponent(wrong)), e.message);
+    return true;
+  });
+  assert.ok(!JSON.stringify(drv.stats()).includes(wrong));
+});
+
+test('RTSP: camera killed and restarted mid-stream → reconnect, the track resumes at a keyframe, a subscriber decodes all', async (t) => {
+  const dir = await tempDir(t, 'rtsp-reconnect-');
+  let cam = await startRtspCamera({ user: USER, password: PASS });
+  const port = cam.port;
+  t.after(() => cam.stop());
+  const engine = new Engine({ memoryCeilingBytes: 64 << 20, consumerQueueBytes: 16 << 20, gopCacheBytes: 4 << 20, trackLingerMs: 30_000, instantChannelTtlMs: 3_600_000, maxInstantChannels: 4 });
+  t.after(() => engine.close());
+  engine.addStaticChannel({ id: 'cam' });
+  const drv = createRtspDriver({ kind: 'rtsp', url: cam.url, username: USER, password: PASS, stallTimeoutMs: 1500 });
+  const sup = new DriverSupervisor('front', drv, engine, 'cam', 'base', { restartInitialMs: 100, restartMaxMs: 500, healthyAfterMs: 5000, log: silentLogger(), random: () => 0 });
+  const consumer = engine.subscribe({ channel: 'cam', source: 'base', track: 'video' }, { label: 'test-sub' });
+  const got: Frame[] = [];
+  const drain = () => {
+    for (let it = consumer.next(); it; it = consumer.next()) if (it.type === 'frame') got.push(it.frame);
+  };
+  consumer.onReadable(drain);
+  sup.start();
+  t.after(() => sup.close());
+
+  await waitFor(() => got.length >= 25, 15_000, 'frames before the cut');
+  const beforeCut = got.length;
+  await cam.kill();
+  await waitFor(() => drv.stats().running === false || Number(drv.stats().starts) >= 2, 10_000, 'the driver notices the cut');
+  cam = await startRtspCamera({ user: USER, password: PASS, port });
+  await waitFor(() => got.length >= beforeCut + 25, 20_000, 'frames after the camera came back');
+  await sup.close();
+  drain();
+
+  const st = sup.stats();
+  assert.ok(st.restarts >= 1, `restarts: ${st.restarts}`);
+  assert.match(String(st.lastErrorCode), /^RTSP_(STREAM_ENDED|CONNECT_FAILED)$|^STALLED$/);
+  assert.equal(got[0]!.key, true);
+  assert.equal(got[beforeCut]!.key, true, 'the track resumes at a keyframe after the reconnect');
+  assert.ok(got[beforeCut]!.ts > got[beforeCut - 1]!.ts);
+  const file = join(dir, 'sub.h264');
+  await writeFile(file, Buffer.concat(got.map((f) => f.data)));
+  const p = await probe(file);
+  assert.equal(p.frames, got.length, 'everything the subscriber got decodes');
+  assert.deepEqual(await childPids(new RegExp(`127\\.0\\.0\\.1:${port}/cam`)), [], 'no orphan ffmpeg');
+});
