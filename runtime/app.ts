@@ -1,0 +1,140 @@
+// The process: builds every component from the config, owns them, closes them in order.
+
+import type { AddressInfo } from 'node:net';
+import type { Config } from './config/schema.js';
+import { createSourceDriver } from './drivers.js';
+import { Engine } from './engine/engine.js';
+import { createMetrics } from './http/metrics.js';
+import { HttpServer } from './http/server.js';
+import type { Logger } from './log.js';
+import { PangServer } from './pang/server.js';
+import { DriverSupervisor } from './supervisor.js';
+
+/** Anything the app owns: stats for /api/stats, an idempotent close. */
+export interface Component {
+  stats(): unknown;
+  close(): Promise<void> | void;
+}
+
+export class App {
+  readonly engine: Engine;
+  readonly http: HttpServer;
+  readonly pang: PangServer;
+  readonly supervisors: DriverSupervisor[] = [];
+  /** Feature components (recordings, egress, control…), closed before the engine. */
+  readonly components = new Map<string, Component>();
+  private address: AddressInfo | undefined;
+  private closing: Promise<void> | undefined;
+  readonly startedAt = Date.now();
+
+  private constructor(
+    readonly config: Config,
+    readonly log: Logger,
+  ) {
+    const e = config.engine;
+    this.engine = new Engine({
+      memoryCeilingBytes: e.memoryCeiling,
+      consumerQueueBytes: e.consumerQueue,
+      gopCacheBytes: e.gopCache,
+      trackLingerMs: e.trackLingerSeconds * 1000,
+      instantChannelTtlMs: e.instantChannelTtlSeconds * 1000,
+      maxInstantChannels: e.maxInstantChannels,
+    });
+    this.http = new HttpServer({ host: config.server.host, port: config.server.port, maxConnections: config.server.maxConnections });
+    this.pang = new PangServer(this.engine, { maxMessageBytes: config.server.maxMessageBytes, log: log.child({ c: 'pang' }) });
+  }
+
+  static async start(config: Config, log: Logger): Promise<App> {
+    const app = new App(config, log);
+    try {
+      await app.init();
+    } catch (err) {
+      await app.close();
+      throw err;
+    }
+    return app;
+  }
+
+  private async init(): Promise<void> {
+    const { config, log } = this;
+    for (const ch of config.channels ?? []) {
+      this.engine.addStaticChannel({ id: ch.id, name: ch.name, key: ch.key });
+      for (const src of ch.sources) {
+        const name = `${ch.name ?? ch.id}/${src.name}/${src.driver.track}`;
+        const driver = createSourceDriver(src.driver, config);
+        this.supervisors.push(
+          new DriverSupervisor(name, driver, this.engine, ch.id, src.name, { ...config.supervisor, log: log.child({ c: 'driver', driver: name }) }),
+        );
+      }
+    }
+
+    const r = this.http.router;
+    this.pang.registerRoutes(r);
+    this.http.onUpgrade('/pang/ws', (req, socket, head) => this.pang.handleUpgrade(req, socket, head));
+    const metrics = createMetrics({ engine: this.engine, supervisors: () => this.supervisors, pang: () => this.pang.stats() });
+    r.route('GET', '/healthz', (ctx) => {
+      const drivers = this.supervisors.map((s) => s.stats());
+      const ok = drivers.every((d) => d.state === 'running' || d.state === 'starting');
+      ctx.json(ok ? 200 : 503, {
+        status: ok ? 'ok' : 'degraded',
+        uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+        drivers: drivers.map((d) => ({ name: d.name, state: d.state, ready: d.ready, lastError: d.lastError })),
+      });
+    });
+    r.route('GET', '/api/stats', (ctx) => ctx.json(200, this.stats()));
+    r.route('GET', '/metrics', async (ctx) => {
+      const text = await metrics.metrics();
+      ctx.res.writeHead(200, { 'content-type': metrics.contentType });
+      ctx.res.end(text);
+    });
+
+    this.address = await this.http.listen();
+    for (const s of this.supervisors) s.start();
+    log.info({ host: this.address.address, port: this.address.port }, 'moth-edge listening');
+  }
+
+  get port(): number {
+    return this.address?.port ?? 0;
+  }
+
+  /** Base URLs for humans (printed at start, shown in the README). */
+  urls(): string[] {
+    const host = this.config.server.host.includes(':') ? `[${this.config.server.host}]` : this.config.server.host;
+    const base = `${host}:${this.port}`;
+    const out = [`stats:    http://${base}/api/stats`, `metrics:  http://${base}/metrics`];
+    for (const ch of this.config.channels ?? []) {
+      for (const src of ch.sources) {
+        out.push(`pang sub: ws://${base}/pang/ws/sub?channel=${ch.id}&source=${src.name}&track=${src.driver.track}   (${src.driver.kind})`);
+      }
+    }
+    return out;
+  }
+
+  stats() {
+    const components: Record<string, unknown> = {};
+    for (const [name, c] of this.components) components[name] = c.stats();
+    const mem = process.memoryUsage();
+    return {
+      uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+      process: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, pid: process.pid },
+      engine: this.engine.stats(),
+      drivers: this.supervisors.map((s) => s.stats()),
+      pang: this.pang.stats(),
+      http: this.http.stats(),
+      ...components,
+    };
+  }
+
+  /** Stop drivers, flush and close everything. Idempotent. */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closing = (async () => {
+      await Promise.allSettled(this.supervisors.map((s) => s.close()));
+      await Promise.allSettled([...this.components.values()].reverse().map(async (c) => c.close()));
+      await this.pang.close();
+      await this.http.close();
+      this.engine.close();
+    })();
+    return this.closing;
+  }
+}

@@ -1,0 +1,163 @@
+#!/usr/bin/env node
+// moth-edge command line: run the runtime, check or print the config.
+
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { App } from './app.js';
+import { ConfigError, loadConfig } from './config/load.js';
+import { createLogger } from './log.js';
+
+const HELP = `moth-edge — on-robot media and control runtime
+
+Usage:
+  moth-edge [run] [--config FILE]     run the runtime (no file: the embedded demo)
+  moth-edge --check-config [--config FILE]
+                                      validate the config and exit (0 ok, 2 invalid)
+  moth-edge --print-config [--config FILE]
+                                      print the effective config (defaults filled, secrets hidden)
+  moth-edge --help | --version
+
+The config file may also be given by the MOTH_EDGE_CONFIG environment variable.
+Stops gracefully on SIGINT/SIGTERM (drivers stopped, files flushed) within 5 s.
+`;
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    return pkg.version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+interface Args {
+  command: string;
+  config?: string;
+  check: boolean;
+  print: boolean;
+  help: boolean;
+  version: boolean;
+  rest: string[];
+}
+
+export function parseArgs(argv: string[]): Args {
+  const a: Args = { command: 'run', check: false, print: false, help: false, version: false, rest: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const x = argv[i]!;
+    if (x === '--config' || x === '-c') {
+      const v = argv[++i];
+      if (!v) throw new ConfigError('--config needs a file path', []);
+      a.config = v;
+    } else if (x.startsWith('--config=')) a.config = x.slice(9);
+    else if (x === '--check-config') a.check = true;
+    else if (x === '--print-config') a.print = true;
+    else if (x === '--help' || x === '-h') a.help = true;
+    else if (x === '--version' || x === '-v') a.version = true;
+    else if (i === 0 && !x.startsWith('-')) a.command = x;
+    else a.rest.push(x);
+  }
+  a.config ??= process.env.MOTH_EDGE_CONFIG || undefined;
+  return a;
+}
+
+/** Secrets out of the printed config. */
+function hideSecrets(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(hideSecrets);
+  if (v && typeof v === 'object') {
+    const o: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) o[k] = /^(key|token|password|secret)$/i.test(k) && x !== undefined ? '***' : hideSecrets(x);
+    return o;
+  }
+  return v;
+}
+
+async function run(args: Args): Promise<number> {
+  const config = loadConfig(args.config);
+  const log = createLogger(config.log.level);
+  const app = await App.start(config, log);
+  process.stdout.write(`\nmoth-edge ${version()} is running (${args.config ?? 'embedded demo: test pattern + simulated IMU'})\n`);
+  for (const u of app.urls()) process.stdout.write(`  ${u}\n`);
+  process.stdout.write('\n');
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (sig: string) => {
+      if (stopping) {
+        log.warn(`${sig} again: exiting now`);
+        process.exit(1);
+      }
+      stopping = true;
+      log.info(`${sig}: stopping`);
+      // A graceful stop that hangs must not outlive pm2's kill_timeout: hard cap 5 s.
+      const cap = setTimeout(() => {
+        log.error('graceful stop took over 5 s: exiting');
+        resolve(1);
+      }, 5000);
+      cap.unref();
+      app.close().then(
+        () => {
+          clearTimeout(cap);
+          log.info('stopped');
+          resolve(0);
+        },
+        (err) => {
+          clearTimeout(cap);
+          log.error({ err }, 'stop failed');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+  });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let args: Args;
+  try {
+    args = parseArgs(argv);
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    return 2;
+  }
+  if (args.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (args.version) {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  try {
+    if (args.check || args.print) {
+      const config = loadConfig(args.config);
+      if (args.print) process.stdout.write(`${JSON.stringify(hideSecrets(config), null, 2)}\n`);
+      else process.stdout.write(`config ok: ${args.config ?? 'embedded default'}\n`);
+      return 0;
+    }
+    switch (args.command) {
+      case 'run':
+        return await run(args);
+      default:
+        process.stderr.write(`unknown command "${args.command}"\n\n${HELP}`);
+        return 2;
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      return 2;
+    }
+    const e = err as { code?: string; message?: string };
+    process.stderr.write(`moth-edge: ${e.message ?? String(err)}\n`);
+    return 1;
+  }
+}
+
+function isEntry(): boolean {
+  try {
+    return !!process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntry()) main(process.argv.slice(2)).then((code) => process.exit(code));

@@ -1,0 +1,140 @@
+// The one config file, validated at start. Every section has defaults, so an empty file (or
+// none) gives the embedded demo. Unknown keys are errors: a typo must not be silently ignored.
+
+import { z } from 'zod';
+import { testPatternDriverSchema } from '../../drivers/camera/testpattern.js';
+import { simulatedSensorSchema } from '../../drivers/sensor/simulated.js';
+import { byteSize } from './bytes.js';
+
+const MiB = 1024 * 1024;
+const label = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - (1..64 chars)');
+
+/** One visible list of the capture drivers a source may use (MediaMTX's source switch). */
+export const driverSchema = z.discriminatedUnion('kind', [testPatternDriverSchema, simulatedSensorSchema]);
+export type DriverConfig = z.infer<typeof driverSchema>;
+
+const sourceSchema = z
+  .object({
+    name: label.default('base'),
+    driver: driverSchema,
+  })
+  .strict();
+
+const channelSchema = z
+  .object({
+    /** rs/xid form, 20 chars of base32hex, as Moth channel ids. */
+    id: z.string().regex(/^[0-9a-v]{20}$/, 'a 20-char xid (0-9, a-v)'),
+    name: label.optional(),
+    key: z.string().min(1).max(256).optional(),
+    sources: z.array(sourceSchema).max(64).default([]),
+  })
+  .strict();
+
+const serverSchema = z
+  .object({
+    host: z.string().min(1).default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535).default(8276),
+    /** Largest WebSocket message accepted: one 4K keyframe fits in 4 MiB. */
+    maxMessageBytes: byteSize(1024, 64 * MiB).default(4 * MiB),
+    maxConnections: z.number().int().min(1).max(10_000).default(256),
+    /** Bearer token for control and WHIP; required when host is not a loopback address. */
+    token: z.string().min(16).max(512).optional(),
+  })
+  .strict();
+
+const engineSchema = z
+  .object({
+    /** Every buffered frame in the process together. 64 MiB fits a Pi Zero 2 W (512 MB). */
+    memoryCeiling: byteSize(1 * MiB, 4096 * MiB).default(64 * MiB),
+    /** One consumer's queue: ~4 s of 8 Mbit/s — a slow viewer must not starve the recorder. */
+    consumerQueue: byteSize(16 * 1024, 512 * MiB).default(4 * MiB),
+    /** Cached GOP for late joiners: 1 s GOP at 8 Mbit/s is ~1 MiB; 4 MiB leaves room for 4K. */
+    gopCache: byteSize(16 * 1024, 512 * MiB).default(4 * MiB),
+    trackLingerSeconds: z.number().min(0).max(3600).default(5),
+    instantChannelTtlSeconds: z.number().min(1).max(7 * 86400).default(3600),
+    maxInstantChannels: z.number().int().min(0).max(10_000).default(64),
+  })
+  .strict();
+
+const logSchema = z
+  .object({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .strict();
+
+const ffmpegSchema = z
+  .object({
+    /** Absolute path of the ffmpeg to use; default: the system's, else the packaged one. */
+    path: z.string().startsWith('/').optional(),
+  })
+  .strict();
+
+const supervisorSchema = z
+  .object({
+    restartInitialMs: z.number().int().min(10).max(60_000).default(500),
+    restartMaxMs: z.number().int().min(100).max(600_000).default(30_000),
+    /** A driver that ran this long is healthy: its next failure restarts from the initial delay. */
+    healthyAfterMs: z.number().int().min(100).max(3_600_000).default(10_000),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    server: serverSchema.default(serverSchema.parse({})),
+    engine: engineSchema.default(engineSchema.parse({})),
+    log: logSchema.default(logSchema.parse({})),
+    ffmpeg: ffmpegSchema.default(ffmpegSchema.parse({})),
+    supervisor: supervisorSchema.default(supervisorSchema.parse({})),
+    channels: z.array(channelSchema).max(256).optional(),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const ids = new Set<string>();
+    const names = new Set<string>();
+    (c.channels ?? []).forEach((ch, i) => {
+      if (ids.has(ch.id)) ctx.addIssue({ code: 'custom', path: ['channels', i, 'id'], message: `duplicate channel id ${ch.id}` });
+      ids.add(ch.id);
+      if (ch.name) {
+        if (names.has(ch.name)) ctx.addIssue({ code: 'custom', path: ['channels', i, 'name'], message: `duplicate channel name ${ch.name}` });
+        names.add(ch.name);
+      }
+      const tracks = new Set<string>();
+      ch.sources.forEach((s, j) => {
+        const t = `${s.name}/${s.driver.track}`;
+        if (tracks.has(t)) {
+          ctx.addIssue({ code: 'custom', path: ['channels', i, 'sources', j, 'driver', 'track'], message: `track ${t} is written by two drivers` });
+        }
+        tracks.add(t);
+      });
+    });
+    if (!isLoopback(c.server.host) && !c.server.token) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['server', 'token'],
+        message: `server.host ${c.server.host} is not loopback: set server.token (>= 16 chars) for control and WHIP`,
+      });
+    }
+  });
+
+export type Config = z.infer<typeof configSchema>;
+export type ChannelConfig = z.infer<typeof channelSchema>;
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+/** The embedded demo: test-pattern camera + simulated IMU on one static channel. */
+export const EMBEDDED_CHANNEL_ID = 'm0thedge000000000000';
+
+export function embeddedChannels(): ChannelConfig[] {
+  return [
+    {
+      id: EMBEDDED_CHANNEL_ID,
+      name: 'robot',
+      sources: [
+        { name: 'base', driver: testPatternDriverSchema.parse({ kind: 'testpattern' }) },
+        { name: 'base', driver: simulatedSensorSchema.parse({ kind: 'simulated', track: 'imu', sensor: 'imu', rateHz: 50 }) },
+      ],
+    },
+  ];
+}

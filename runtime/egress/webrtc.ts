@@ -1,0 +1,256 @@
+// werift glue shared by the WHIP publisher, the WHEP server and WHIP ingest: peer connection
+// set-up for H.264, a bounded wait for ICE gathering / connection, and RtpFeed, which moves one
+// engine consumer's access units into an RTP sender without transcoding and turns PLI/FIR into
+// keyframe requests.
+import {
+  RTCPeerConnection,
+  RTCRtpCodecParameters,
+  RtcpPayloadSpecificFeedback,
+  RtpHeader,
+  RtpPacket,
+  type RTCRtpSender,
+  type RTCDataChannel,
+} from 'werift';
+import { EdgeError, mimeBase, mimeKind, type ConsumerHandle, type TrackRef, type TrackSource } from '../engine/api.js';
+import { packetizeH264, ParamSetCache } from './h264-rtp.js';
+
+export interface PeerOptions {
+  /** Extra host addresses to offer (loopback for same-host peers, field notes). */
+  additionalHostAddresses?: string[];
+  /** H.264 profile-level-ids to offer/accept, most preferred first. */
+  h264Profiles?: string[];
+  /** STUN/TURN for peers beyond the LAN. */
+  iceServers?: Array<{ urls: string; username?: string; credential?: string }>;
+}
+
+export function h264Codec(profileLevelId: string): RTCRtpCodecParameters {
+  return new RTCRtpCodecParameters({
+    mimeType: 'video/H264',
+    clockRate: 90000,
+    rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }],
+    parameters: `level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=${profileLevelId}`,
+  });
+}
+
+export function createPeer(opts: PeerOptions = {}): RTCPeerConnection {
+  const profiles = opts.h264Profiles && opts.h264Profiles.length > 0 ? opts.h264Profiles : ['42e01f'];
+  return new RTCPeerConnection({
+    codecs: { video: profiles.map(h264Codec), audio: [] },
+    iceServers: opts.iceServers ?? [],
+    iceAdditionalHostAddresses: opts.additionalHostAddresses ?? ['127.0.0.1'],
+    iceUseIpv6: false,
+  });
+}
+
+/** Resolve when ICE gathering completes, or after `ms` with what was gathered (never hangs). */
+export function gatheringComplete(pc: RTCPeerConnection, ms: number): Promise<void> {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    const sub = pc.iceGatheringStateChange.subscribe((s) => {
+      if (s === 'complete') done();
+    });
+    function done(): void {
+      clearTimeout(t);
+      sub.unSubscribe();
+      resolve();
+    }
+  });
+}
+
+/** Resolve on 'connected'; reject on 'failed'/'closed' or after `ms` (typed EdgeErrors). */
+export function connected(pc: RTCPeerConnection, ms: number, codePrefix: string): Promise<void> {
+  if (pc.connectionState === 'connected') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => finish(new EdgeError(`${codePrefix}_ICE_TIMEOUT`, `ICE did not connect within ${ms} ms`)), ms);
+    const sub = pc.connectionStateChange.subscribe((s) => {
+      if (s === 'connected') finish();
+      else if (s === 'failed' || s === 'closed') finish(new EdgeError(`${codePrefix}_ICE_FAILED`, `peer connection ${s}`));
+    });
+    function finish(err?: Error): void {
+      clearTimeout(t);
+      sub.unSubscribe();
+      if (err) reject(err);
+      else resolve();
+    }
+  });
+}
+
+export interface RtpFeedStats {
+  track: string;
+  framesOut: number;
+  packetsOut: number;
+  bytesOut: number;
+  recordsOut: number;
+  plis: number;
+  firs: number;
+  keyframeRequestsGranted: number;
+  keyframeRequestsDenied: number;
+  waitingForKeyframe: boolean;
+  /** Frames skipped: not H.264, no MIME yet, or a record that did not fit the data channel buffer. */
+  skipped: { notH264: number; noMime: number; channelFull: number };
+  consumer: ReturnType<ConsumerHandle['stats']> | null;
+}
+
+const RTP_MTU = 1200; // fits a 1280-byte IPv6 minimum MTU path with SRTP and header overhead
+
+/**
+ * One track → one WebRTC peer: video through an RTP sender (H.264 pass-through, SPS/PPS in front
+ * of every IDR, 90 kHz timestamps from the capture clock); data records through a data channel.
+ */
+export class RtpFeed {
+  private consumer: ConsumerHandle | null = null;
+  private params = new ParamSetCache();
+  private seq = Math.floor(Math.random() * 0xffff);
+  private pumping = false;
+  private closed = false;
+  private needKey = true;
+  private lastKeyReq = 0;
+  private unsubs: Array<() => void> = [];
+  private c = { framesOut: 0, packetsOut: 0, bytesOut: 0, recordsOut: 0, plis: 0, firs: 0, granted: 0, denied: 0, notH264: 0, noMime: 0, channelFull: 0 };
+
+  constructor(
+    private readonly source: TrackSource,
+    readonly ref: TrackRef,
+    private readonly out: { sender: RTCRtpSender } | { channel: RTCDataChannel },
+    private readonly label: string,
+    /** Engine queue ceiling for this viewer: 4 MB ≈ two 720p GOPs; a slow peer loses GOP tails. */
+    private readonly ceilingBytes = 4 * 1024 * 1024,
+  ) {}
+
+  start(): void {
+    if (this.consumer || this.closed) return;
+    const c = this.source.subscribe(this.ref, { label: this.label, ceilingBytes: this.ceilingBytes, fromCache: true, texts: false });
+    this.consumer = c;
+    c.onReadable(() => this.pump());
+    if ('sender' in this.out) {
+      const sender = this.out.sender;
+      const sub = sender.onRtcp.subscribe((p) => {
+        if (p.type !== RtcpPayloadSpecificFeedback.type) return;
+        const count = (p as RtcpPayloadSpecificFeedback).feedback.count;
+        if (count === 1) this.c.plis++;
+        else if (count === 4) this.c.firs++;
+        else return;
+        this.keyframe();
+      });
+      this.unsubs.push(() => sub.unSubscribe());
+    }
+    this.pump();
+  }
+
+  /** Ask the source for a keyframe (at most every 500 ms: browsers repeat PLIs while waiting). */
+  private keyframe(): void {
+    const now = Date.now();
+    if (now - this.lastKeyReq < 500) return;
+    this.lastKeyReq = now;
+    if (this.source.requestKeyframe(this.ref)) this.c.granted++;
+    else this.c.denied++; // the driver cannot: the next natural IDR will do, and this is counted
+  }
+
+  private pump(): void {
+    if (this.pumping || this.closed) return;
+    this.pumping = true;
+    try {
+      for (let item = this.consumer?.next(); item; item = this.consumer?.next()) {
+        if (item.type !== 'frame') continue;
+        const mime = item.mime ?? this.consumer?.mime();
+        if (!mime) {
+          this.c.noMime++;
+          continue;
+        }
+        if ('channel' in this.out) {
+          const ch = this.out.channel;
+          if (ch.readyState !== 'open') continue;
+          // 1 MB of unsent data per channel: a stalled peer drops records instead of growing memory.
+          if (ch.bufferedAmount > 1024 * 1024) {
+            this.c.channelFull++;
+            continue;
+          }
+          ch.send(item.frame.data);
+          this.c.recordsOut++;
+          this.c.bytesOut += item.frame.data.length;
+          continue;
+        }
+        if (mimeKind(mime) !== 'video' || mimeBase(mime) !== 'video/h264') {
+          this.c.notH264++;
+          continue;
+        }
+        const au = this.params.apply(item.frame.data);
+        if (this.needKey) {
+          if (!item.frame.key) continue;
+          this.needKey = false;
+        }
+        this.sendAu(au, item.frame.ts);
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private sendAu(au: Buffer, tsUs: number): void {
+    if (!('sender' in this.out)) return;
+    const sender = this.out.sender;
+    const payloads = packetizeH264(au, RTP_MTU);
+    const timestamp = Math.floor((tsUs * 9) / 100) >>> 0; // µs → 90 kHz, wrapping at 2^32
+    payloads.forEach((payload, i) => {
+      const header = new RtpHeader({
+        payloadType: 96, // rewritten by werift to the negotiated payload type
+        sequenceNumber: this.seq,
+        timestamp,
+        marker: i === payloads.length - 1,
+        ssrc: 0, // werift sets the sender's SSRC
+      });
+      this.seq = (this.seq + 1) & 0xffff;
+      this.c.packetsOut++;
+      this.c.bytesOut += payload.length;
+      void sender.sendRtp(new RtpPacket(header, payload)).catch(() => {
+        // a send after the transport closed; teardown follows from the connection state
+      });
+    });
+    this.c.framesOut++;
+  }
+
+  stats(): RtpFeedStats {
+    return {
+      track: `${this.ref.channel}/${this.ref.source}/${this.ref.track}`,
+      framesOut: this.c.framesOut,
+      packetsOut: this.c.packetsOut,
+      bytesOut: this.c.bytesOut,
+      recordsOut: this.c.recordsOut,
+      plis: this.c.plis,
+      firs: this.c.firs,
+      keyframeRequestsGranted: this.c.granted,
+      keyframeRequestsDenied: this.c.denied,
+      waitingForKeyframe: this.needKey,
+      skipped: { notH264: this.c.notH264, noMime: this.c.noMime, channelFull: this.c.channelFull },
+      consumer: this.consumer ? this.consumer.stats() : null,
+    };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const u of this.unsubs.splice(0)) {
+      try {
+        u();
+      } catch {
+        // unsubscribing a finished event is harmless
+      }
+    }
+    const c = this.consumer;
+    this.consumer = null;
+    try {
+      c?.close();
+    } catch {
+      // engine consumers close idempotently
+    }
+  }
+}
+
+/** Close a werift peer connection without letting a late error escape. */
+export function closePeer(pc: RTCPeerConnection | null): void {
+  if (!pc) return;
+  pc.close().catch(() => {
+    // closing a half-open connection may reject; there is nothing left to release
+  });
+}

@@ -1,0 +1,90 @@
+// Prometheus text at /metrics, read from the same stats() the dashboard uses (prom-client).
+
+import client from 'prom-client';
+import type { Engine } from '../engine/engine.js';
+import type { DriverSupervisor } from '../supervisor.js';
+
+export interface MetricSources {
+  engine: Engine;
+  supervisors: () => DriverSupervisor[];
+  pang?: () => { sessions: number; byRole: Record<string, number>; refused: Record<string, number> };
+}
+
+export function createMetrics(src: MetricSources): client.Registry {
+  const reg = new client.Registry();
+  client.collectDefaultMetrics({ register: reg, prefix: 'moth_edge_' });
+  const trackLabels = ['channel', 'source', 'track'] as const;
+
+  const counter = (name: string, help: string, labelNames: readonly string[], fill: (c: client.Counter<string>) => void) =>
+    new client.Counter({
+      name,
+      help,
+      labelNames,
+      registers: [reg],
+      collect() {
+        this.reset();
+        fill(this);
+      },
+    });
+  const gauge = (name: string, help: string, labelNames: readonly string[], fill: (g: client.Gauge<string>) => void) =>
+    new client.Gauge({
+      name,
+      help,
+      labelNames,
+      registers: [reg],
+      collect() {
+        this.reset();
+        fill(this);
+      },
+    });
+
+  const tracks = () => src.engine.listChannels().flatMap((ch) => ch.tracks().map((t) => t.stats()));
+  const l = (t: { channel: string; source: string; track: string }) => ({ channel: t.channel, source: t.source, track: t.track });
+
+  counter('moth_edge_track_frames_total', 'Frames published on a track', trackLabels, (c) => {
+    for (const t of tracks()) c.inc(l(t), t.framesIn);
+  });
+  counter('moth_edge_track_bytes_total', 'Payload bytes published on a track', trackLabels, (c) => {
+    for (const t of tracks()) c.inc(l(t), t.bytesIn);
+  });
+  counter('moth_edge_track_dropped_total', 'Frames dropped by consumers of a track, by reason', [...trackLabels, 'reason'], (c) => {
+    for (const t of tracks()) for (const [reason, n] of Object.entries(t.drops)) c.inc({ ...l(t), reason }, n);
+  });
+  gauge('moth_edge_track_fps', 'Frames per second over the last second', trackLabels, (g) => {
+    for (const t of tracks()) g.set(l(t), t.fps);
+  });
+  gauge('moth_edge_track_bitrate_bps', 'Bits per second over the last second', trackLabels, (g) => {
+    for (const t of tracks()) g.set(l(t), t.bitrateBps);
+  });
+  gauge('moth_edge_track_consumers', 'Consumers of a track', trackLabels, (g) => {
+    for (const t of tracks()) g.set(l(t), t.consumers.length);
+  });
+  gauge('moth_edge_buffer_bytes', 'Bytes buffered in the engine (GOP caches + queues)', [], (g) => {
+    g.set(src.engine.budget.used);
+  });
+  gauge('moth_edge_buffer_ceiling_bytes', 'Engine memory ceiling', [], (g) => {
+    g.set(src.engine.budget.ceiling);
+  });
+  counter('moth_edge_buffer_shed_total', 'Times the memory ceiling forced a shed', [], (c) => {
+    c.inc(src.engine.budget.shedEvents);
+  });
+  gauge('moth_edge_driver_up', '1 when the driver is running and produced a frame', ['driver'], (g) => {
+    for (const s of src.supervisors()) {
+      const st = s.stats();
+      g.set({ driver: s.name }, st.state === 'running' ? 1 : 0);
+    }
+  });
+  counter('moth_edge_driver_restarts_total', 'Driver restarts', ['driver'], (c) => {
+    for (const s of src.supervisors()) c.inc({ driver: s.name }, s.stats().restarts);
+  });
+  if (src.pang) {
+    const pang = src.pang;
+    gauge('moth_edge_pang_sessions', 'Open pang sessions by role', ['role'], (g) => {
+      for (const [role, n] of Object.entries(pang().byRole)) g.set({ role }, n);
+    });
+    counter('moth_edge_pang_refused_total', 'Refused pang connections by close code', ['code'], (c) => {
+      for (const [code, n] of Object.entries(pang().refused)) c.inc({ code }, n);
+    });
+  }
+  return reg;
+}
