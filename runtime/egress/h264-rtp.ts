@@ -213,7 +213,8 @@ export class H264Depacketizer {
       if (s) {
         this.fu = [Buffer.from([(p[0]! & 0xe0) | (p[1]! & 0x1f)])];
       } else if (!this.fu) {
-        throw new EdgeError('RTP_H264_MALFORMED', 'FU-A continuation without start');
+        this.broken = true; // its start packet was lost (or we joined mid-NAL): a loss, not malformed
+        return;
       }
       this.fu.push(p.subarray(2));
       let fuBytes = 0;
