@@ -1,0 +1,25 @@
+// board/: detection, profiles, thermal step-down and the `moth-edge board` command.
+export { detectBoard, parsePiRevision, parseNvTegraRelease, BOARD_IDS, type BoardId, type BoardInfo } from './detect.js';
+export {
+  PROFILES,
+  profileFor,
+  chooseEncoder,
+  pm2MemoryString,
+  type BoardProfile,
+  type EncoderChoice,
+  type ThermalPolicy,
+  type ThermalStep,
+  type VideoDefaults,
+} from './profiles.js';
+export {
+  createThermalMonitor,
+  nextThermalLevel,
+  parseThrottled,
+  applyStep,
+  readThermalZones,
+  type ThermalMonitor,
+  type ThermalMonitorOptions,
+  type ThermalState,
+  type ThrottledFlags,
+} from './thermal.js';
+export { runBoardCli, boardReport, probeFfmpegEncoders, type BoardReport } from './cli.js';
