@@ -65,6 +65,11 @@ export class RecordingService {
     this.throttle = new Throttle(this.log);
   }
 
+  /** This run's id, stored on every segment it writes. */
+  get runId(): string {
+    return this.run;
+  }
+
   get index(): IndexDb {
     if (!this.db) throw new EdgeError('REC_NOT_STARTED', 'recording service not started');
     return this.db;
