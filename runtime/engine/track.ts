@@ -350,7 +350,6 @@ export class Track {
         this.onIdle(this);
       }
     }, this.limits.lingerMs);
-    this.lingerTimer.unref();
   }
 
   private detachConsumer(c: Consumer): void {
