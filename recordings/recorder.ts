@@ -24,6 +24,8 @@ export interface RecorderHooks {
   opened(w: SegmentWriter): void;
   /** A segment reached its final name. */
   closed(seg: ClosedSegment, w: SegmentWriter): void;
+  /** A segment ended with nothing on disk: its file is gone, its `recording` row must go too. */
+  discarded(w: SegmentWriter): void;
   /** A write failed with ENOSPC: retention should run now. */
   diskFull(ref: TrackRef): void;
   /** Free bytes on the recordings filesystem (to resume after disk full). */
@@ -316,6 +318,8 @@ export class TrackRecorder {
       this.st.segmentsClosed++;
       this.bytesClosed += seg.bytes;
       this.hooks.closed(seg, w);
+    } else {
+      this.hooks.discarded(w);
     }
   }
 

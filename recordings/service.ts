@@ -252,10 +252,14 @@ export class RecordingService {
       this.flushIndex();
       this.uploader?.wake();
     },
+    discarded: (w: SegmentWriter) => {
+      const db = this.db;
+      db?.enqueue(() => db.delete(w.rel));
+    },
     diskFull: (ref: TrackRef) => {
       this.throttle.warn('enospc', { track: trackPath(ref) }, 'recordings disk full: recording paused until space returns');
       this.flushIndex();
-      this.runRetention({ freeBytes: 2 * 1024 * 1024 });
+      this.runRetention();
     },
     freeBytes: () => freeBytesOf(this.root),
     error: (err: Error, ctx: object) => {
