@@ -1,0 +1,187 @@
+// The `control` config section: PTZ heads, motor controllers, joysticks, router policy and the
+// upstream Moth meb. Passwords and keys live here and nowhere else: they are never logged, never in
+// stats and never in error messages.
+
+import { z } from 'zod';
+
+const label = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ - (1..64 chars)');
+/** Serial ports by stable path (/dev/serial/by-id/… encouraged; /dev/tty* and test ptys accepted). */
+const serialPath = z.string().min(1).max(512).startsWith('/').refine((p) => !p.includes('\0'), 'no NUL in path');
+const secret = z.string().min(1).max(256);
+
+const onvifSchema = z
+  .object({
+    kind: z.literal('onvif'),
+    name: label,
+    host: z.string().min(1).max(253).regex(/^[A-Za-z0-9.:[\]-]+$/, 'a host name or IP address'),
+    port: z.number().int().min(1).max(65535).default(80),
+    username: z.string().min(1).max(64),
+    password: secret,
+    profileToken: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).optional(),
+    timeoutMs: z.number().int().min(100).max(60_000).default(5000),
+    /** First lock-out after refused credentials (2 attempts); doubles per repeat up to 1 h. */
+    authLockoutMs: z.number().int().min(1000).max(3_600_000).default(600_000),
+  })
+  .strict();
+
+const isapiSchema = z
+  .object({
+    kind: z.literal('isapi'),
+    name: label,
+    url: z.string().regex(/^http:\/\/[A-Za-z0-9.:[\]-]+\/?$/, 'http://host[:port] (credentials go in username/password)'),
+    username: z.string().min(1).max(64),
+    password: secret,
+    channel: z.number().int().min(1).max(256).default(1),
+    timeoutMs: z.number().int().min(100).max(60_000).default(3000),
+    authLockoutMs: z.number().int().min(1000).max(3_600_000).default(600_000),
+  })
+  .strict();
+
+const pelcoSchema = z
+  .object({
+    kind: z.literal('pelco-d'),
+    name: label,
+    path: serialPath,
+    baudRate: z.union([z.literal(2400), z.literal(4800), z.literal(9600), z.literal(19200), z.literal(38400)]).default(9600),
+    address: z.number().int().min(1).max(255).default(1),
+    queryPosition: z.boolean().default(false),
+    presets: z.array(z.object({ id: z.string().regex(/^\d{1,3}$/), name: z.string().regex(/^[^<>&"'\u0000-\u001f]{1,64}$/) }).strict()).max(255).default([]),
+  })
+  .strict();
+
+export const ptzDeviceSchema = z.discriminatedUnion('kind', [onvifSchema, isapiSchema, pelcoSchema]);
+
+const sabertoothSchema = z
+  .object({
+    kind: z.literal('sabertooth'),
+    name: label,
+    path: serialPath,
+    baudRate: z.union([z.literal(2400), z.literal(9600), z.literal(19200), z.literal(38400), z.literal(115200)]).default(9600),
+    address: z.number().int().min(128).max(135).default(128),
+    /** The controller stops by itself after this long without a packet (its serial timeout). */
+    deviceTimeoutMs: z.number().int().min(100).max(12_700).default(500),
+    keepaliveMs: z.number().int().min(20).max(5000).default(150),
+  })
+  .strict();
+
+const lineMotorSchema = z
+  .object({
+    kind: z.literal('line'),
+    name: label,
+    path: serialPath,
+    baudRate: z.number().int().min(300).max(4_000_000).default(115200),
+    template: z.string().max(64).default('M {left} {right}'),
+    scale: z.number().int().min(1).max(1_000_000).default(1000),
+    statusCommand: z.string().regex(/^[A-Za-z0-9?!#$ _-]{1,16}$/).default('?'),
+    ackTimeoutMs: z.number().int().min(10).max(10_000).default(250),
+    keepaliveMs: z.number().int().min(20).max(5000).default(150),
+  })
+  .strict();
+
+export const motorDeviceSchema = z.discriminatedUnion('kind', [sabertoothSchema, lineMotorSchema]);
+
+const axis = z.object({ axis: z.number().int().min(0).max(1023), invert: z.boolean().default(false) }).strict();
+
+const joystickSchema = z
+  .object({
+    name: label.default('joystick'),
+    path: serialPath,
+    format: z.enum(['js', 'evdev']).default('js'),
+    evdevEventSize: z.union([z.literal(16), z.literal(24)]).default(24),
+    /** evdev axis ranges by axis code (the joystick API normalises by itself). */
+    evdevRanges: z.record(z.string().regex(/^\d{1,4}$/), z.object({ min: z.number().int(), max: z.number().int() }).strict()).default({}),
+    /** Which camera / motor this controller drives. */
+    ptz: label.optional(),
+    motor: label.optional(),
+    deadzone: z.number().min(0).max(0.5).default(0.08),
+    expo: z.number().min(0).max(1).default(0.3),
+    axes: z
+      .object({
+        pan: axis.optional(),
+        tilt: axis.optional(),
+        zoom: axis.optional(),
+      })
+      .strict()
+      .default({ pan: { axis: 0, invert: false }, tilt: { axis: 1, invert: true } }),
+    drive: z
+      .discriminatedUnion('mode', [
+        z.object({ mode: z.literal('tank'), left: axis, right: axis }).strict(),
+        z.object({ mode: z.literal('arcade'), throttle: axis, steer: axis }).strict(),
+      ])
+      .optional(),
+    buttons: z
+      .object({
+        stop: z.number().int().min(0).max(1023).optional(),
+        presets: z.record(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/), z.number().int().min(0).max(1023)).default({}),
+      })
+      .strict()
+      .default({ presets: {} }),
+    /** Re-send the held deflection this often (refreshes the dead-man lease; js only reports changes). */
+    refreshMs: z.number().int().min(20).max(1000).default(100),
+  })
+  .strict();
+
+const upstreamSchema = z
+  .object({
+    /** ws(s)://host[:port] of the Moth server (no path, no credentials). */
+    url: z.string().regex(/^wss?:\/\/[A-Za-z0-9.:[\]-]+\/?$/, 'ws(s)://host[:port]'),
+    channel: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/),
+    /** For channel=instant. */
+    name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).optional(),
+    source: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).default('base'),
+    track: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).default('control'),
+    key: secret.optional(),
+    /** Reconnect back-off. */
+    reconnectInitialMs: z.number().int().min(50).max(60_000).default(1000),
+    reconnectMaxMs: z.number().int().min(100).max(600_000).default(30_000),
+    /** Moth never answers pings: keep the session alive with an empty binary message this often. */
+    keepaliveMs: z.number().int().min(1000).max(60_000).default(20_000),
+  })
+  .strict();
+
+export const controlConfigSchema = z
+  .object({
+    /** Dead-man lease of a velocity command with no lease_ms of its own. */
+    leaseMs: z.number().int().min(50).max(5000).default(500),
+    /** The longest lease a command may ask for. */
+    maxLeaseMs: z.number().int().min(50).max(60_000).default(5000),
+    /** Motion commands per second per device, at most; in between only the latest is kept. */
+    maxRatePerSec: z.number().min(1).max(200).default(20),
+    priorities: z
+      .object({ joystick: z.number().int().min(0).max(100).default(30), remote: z.number().int().min(0).max(100).default(20), api: z.number().int().min(0).max(100).default(10) })
+      .strict()
+      .default({ joystick: 30, remote: 20, api: 10 }),
+    /** HTTP/pang request bodies: a command is < 1 kB. */
+    maxBodyBytes: z.number().int().min(256).max(65_536).default(4096),
+    ptz: z.array(ptzDeviceSchema).max(32).default([]),
+    motors: z.array(motorDeviceSchema).max(16).default([]),
+    joysticks: z.array(joystickSchema).max(8).default([]),
+    upstream: upstreamSchema.optional(),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.ptz.forEach((p, i) => {
+      if (seen.has(`ptz/${p.name}`)) ctx.addIssue({ code: 'custom', path: ['ptz', i, 'name'], message: `duplicate camera ${p.name}` });
+      seen.add(`ptz/${p.name}`);
+    });
+    c.motors.forEach((m, i) => {
+      if (seen.has(`motor/${m.name}`)) ctx.addIssue({ code: 'custom', path: ['motors', i, 'name'], message: `duplicate motor ${m.name}` });
+      seen.add(`motor/${m.name}`);
+      if (m.kind === 'line' && !/^[A-Za-z0-9 ,;:_#$!=+*-]*\{left\}[A-Za-z0-9 ,;:_#$!=+*-]*\{right\}[A-Za-z0-9 ,;:_#$!=+*-]*$/.test(m.template)) {
+        ctx.addIssue({ code: 'custom', path: ['motors', i, 'template'], message: 'must contain {left} then {right}, printable' });
+      }
+    });
+    c.joysticks.forEach((j, i) => {
+      if (j.ptz && !seen.has(`ptz/${j.ptz}`)) ctx.addIssue({ code: 'custom', path: ['joysticks', i, 'ptz'], message: `no camera ${j.ptz}` });
+      if (j.motor && !seen.has(`motor/${j.motor}`)) ctx.addIssue({ code: 'custom', path: ['joysticks', i, 'motor'], message: `no motor ${j.motor}` });
+      if (j.motor && !j.drive) ctx.addIssue({ code: 'custom', path: ['joysticks', i, 'drive'], message: 'a joystick driving a motor needs a drive mapping' });
+    });
+    if (c.leaseMs > c.maxLeaseMs) ctx.addIssue({ code: 'custom', path: ['leaseMs'], message: 'leaseMs must be <= maxLeaseMs' });
+  });
+
+export type ControlConfig = z.infer<typeof controlConfigSchema>;
+export type PtzDeviceConfig = z.infer<typeof ptzDeviceSchema>;
+export type MotorDeviceConfig = z.infer<typeof motorDeviceSchema>;
+export type JoystickConfig = z.infer<typeof joystickSchema>;
+export type UpstreamControlConfig = z.infer<typeof upstreamSchema>;

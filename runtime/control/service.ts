@@ -1,0 +1,391 @@
+// The control component: builds PTZ/motor drivers from config (one visible switch per family),
+// puts them behind the ControlRouter, attaches joysticks, the pang adapter and the upstream meb
+// client. Owned by the app: stats() and an idempotent close() that stops everything moving first.
+
+import { EdgeError } from '../engine/api.js';
+import type { Logger } from '../log.js';
+import { IsapiDriver } from '../../drivers/ptz/isapi.js';
+import { OnvifDriver } from '../../drivers/ptz/onvif.js';
+import { PelcoDDriver } from '../../drivers/ptz/pelco-d-driver.js';
+import type { PtzDriver, PtzVelocity } from '../../drivers/ptz/types.js';
+import { LineMotorDriver, SabertoothDriver } from '../../drivers/motor/serial-motor.js';
+import type { MotorDriver, MotorSpeeds } from '../../drivers/motor/types.js';
+import { JoystickInput, JoystickMapper } from '../../drivers/input/joystick.js';
+import { controlConfigSchema, type ControlConfig, type JoystickConfig, type MotorDeviceConfig, type PtzDeviceConfig } from './config.js';
+import { ControlRouter, type CommandSource, type MotionResult, type RouterEvent } from './router.js';
+import type { ControlCommand } from './command.js';
+import { PangControlAdapter } from './pang.js';
+import { UpstreamControlClient } from './upstream.js';
+
+export function createPtzDriver(c: PtzDeviceConfig): PtzDriver {
+  switch (c.kind) {
+    case 'onvif':
+      return new OnvifDriver({
+        name: c.name,
+        hostname: c.host,
+        port: c.port,
+        username: c.username,
+        password: c.password,
+        profileToken: c.profileToken,
+        timeoutMs: c.timeoutMs,
+        authLockoutMs: c.authLockoutMs,
+      });
+    case 'isapi':
+      return new IsapiDriver({
+        name: c.name,
+        url: c.url,
+        username: c.username,
+        password: c.password,
+        channel: c.channel,
+        timeoutMs: c.timeoutMs,
+        authLockoutMs: c.authLockoutMs,
+      });
+    case 'pelco-d':
+      return new PelcoDDriver({ name: c.name, path: c.path, baudRate: c.baudRate, address: c.address, queryPosition: c.queryPosition, presets: c.presets });
+  }
+}
+
+export function createMotorDriver(c: MotorDeviceConfig): MotorDriver {
+  switch (c.kind) {
+    case 'sabertooth':
+      return new SabertoothDriver({ name: c.name, path: c.path, baudRate: c.baudRate, address: c.address, deviceTimeoutMs: c.deviceTimeoutMs, keepaliveMs: c.keepaliveMs });
+    case 'line':
+      return new LineMotorDriver({
+        name: c.name,
+        path: c.path,
+        baudRate: c.baudRate,
+        template: c.template,
+        scale: c.scale,
+        statusCommand: c.statusCommand,
+        ackTimeoutMs: c.ackTimeoutMs,
+        keepaliveMs: c.keepaliveMs,
+      });
+  }
+}
+
+export interface ControlServiceParts {
+  ptz?: PtzDriver[];
+  motors?: MotorDriver[];
+  config?: Partial<ControlConfig>;
+  log: Logger;
+}
+
+export class ControlService {
+  readonly router: ControlRouter;
+  readonly pang: PangControlAdapter;
+  readonly config: ControlConfig;
+  private readonly ptzDrivers = new Map<string, PtzDriver>();
+  private readonly motorDrivers = new Map<string, MotorDriver>();
+  private readonly joysticks: JoystickControl[] = [];
+  private upstream: UpstreamControlClient | null = null;
+  private closing: Promise<void> | null = null;
+  private readonly log: Logger;
+
+  constructor(parts: ControlServiceParts) {
+    this.config = controlConfigSchema.parse({ ...parts.config, ptz: [], motors: [], joysticks: [], upstream: undefined });
+    this.log = parts.log;
+    this.router = new ControlRouter({
+      priorities: this.config.priorities,
+      leaseMs: this.config.leaseMs,
+      maxLeaseMs: this.config.maxLeaseMs,
+      maxRatePerSec: this.config.maxRatePerSec,
+    });
+    for (const d of parts.ptz ?? []) this.addPtz(d);
+    for (const m of parts.motors ?? []) this.addMotor(m);
+    this.router.on((e: RouterEvent) => {
+      if (e.type === 'deadman' || e.type === 'link-drop') this.log.warn({ device: e.device, event: e.type }, `control: ${e.type} stop of ${e.device}`);
+    });
+    this.pang = new PangControlAdapter(this, { maxCommandBytes: this.config.maxBodyBytes });
+  }
+
+  addPtz(d: PtzDriver): void {
+    const id = `ptz/${d.name}`;
+    this.ptzDrivers.set(d.name, d);
+    this.router.add({
+      id,
+      sendMotion: (v) => d.move({ pan: v['pan'] ?? 0, tilt: v['tilt'] ?? 0, zoom: v['zoom'] ?? 0 }),
+      sendStop: () => d.stop(),
+      onLinkUp: (cb) => d.onLinkUp(cb),
+    });
+  }
+
+  addMotor(m: MotorDriver): void {
+    const id = `motor/${m.name}`;
+    this.motorDrivers.set(m.name, m);
+    this.router.add({
+      id,
+      sendMotion: (v) => m.drive({ left: v['left'] ?? 0, right: v['right'] ?? 0 }),
+      sendStop: () => m.stop(),
+      onLinkUp: (cb) => m.onLinkUp(cb),
+    });
+  }
+
+  attachJoystick(c: JoystickConfig): void {
+    const j = new JoystickControl(this, c, this.log);
+    this.joysticks.push(j);
+    j.start();
+  }
+
+  attachUpstream(c: NonNullable<ControlConfig['upstream']>): void {
+    this.upstream = new UpstreamControlClient(c, this.pang, this.log);
+    this.upstream.start();
+  }
+
+  // ---- the operations every surface uses -------------------------------------------------
+
+  private ptzDriver(camera: string): PtzDriver {
+    const d = this.ptzDrivers.get(camera);
+    if (!d) throw new EdgeError('PTZ_UNKNOWN_CAMERA', `no camera ${camera.slice(0, 64)}`, { camera: camera.slice(0, 64) });
+    return d;
+  }
+
+  private motorDriver(motor: string): MotorDriver {
+    const d = this.motorDrivers.get(motor);
+    if (!d) throw new EdgeError('MOTOR_UNKNOWN', `no motor ${motor.slice(0, 64)}`, { motor: motor.slice(0, 64) });
+    return d;
+  }
+
+  cameras(): Array<{ id: string; kind: string; capabilities: ReturnType<PtzDriver['capabilities']>; holder: string | null }> {
+    return [...this.ptzDrivers.values()].map((d) => ({ id: d.name, kind: d.kind, capabilities: d.capabilities(), holder: this.router.holder(`ptz/${d.name}`)?.kind ?? null }));
+  }
+
+  motorList(): Array<{ id: string; kind: string; holder: string | null }> {
+    return [...this.motorDrivers.values()].map((m) => ({ id: m.name, kind: m.kind, holder: this.router.holder(`motor/${m.name}`)?.kind ?? null }));
+  }
+
+  async ptzMove(camera: string, src: CommandSource, v: PtzVelocity, leaseMs?: number): Promise<MotionResult> {
+    this.ptzDriver(camera);
+    return this.router.move(`ptz/${camera}`, src, { pan: v.pan, tilt: v.tilt, zoom: v.zoom }, leaseMs);
+  }
+
+  async ptzStop(camera: string, src: CommandSource): Promise<void> {
+    this.ptzDriver(camera);
+    return this.router.stop(`ptz/${camera}`, src);
+  }
+
+  async ptzStatus(camera: string): Promise<Record<string, unknown>> {
+    const d = this.ptzDriver(camera);
+    const s = await d.status();
+    const h = this.router.holder(`ptz/${camera}`);
+    return { camera, kind: d.kind, ...s, holder: h ? { source: h.kind, remainingMs: h.remainingMs } : null };
+  }
+
+  async ptzPresets(camera: string): Promise<Array<{ id: string; name: string }>> {
+    return this.ptzDriver(camera).presets();
+  }
+
+  async ptzGotoPreset(camera: string, src: CommandSource, id: string): Promise<void> {
+    const d = this.ptzDriver(camera);
+    await this.router.operate(`ptz/${camera}`, src, true, () => d.gotoPreset(id));
+  }
+
+  async ptzSetPreset(camera: string, src: CommandSource, id: string, name?: string): Promise<void> {
+    const d = this.ptzDriver(camera);
+    await this.router.operate(`ptz/${camera}`, src, false, () => d.setPreset(id, name));
+  }
+
+  async motorDrive(motor: string, src: CommandSource, s: MotorSpeeds, leaseMs?: number): Promise<MotionResult> {
+    this.motorDriver(motor);
+    return this.router.move(`motor/${motor}`, src, { left: s.left, right: s.right }, leaseMs);
+  }
+
+  async motorStop(motor: string, src: CommandSource): Promise<void> {
+    this.motorDriver(motor);
+    return this.router.stop(`motor/${motor}`, src);
+  }
+
+  async motorStatus(motor: string): Promise<Record<string, unknown>> {
+    const m = this.motorDriver(motor);
+    const s = await m.status();
+    const h = this.router.holder(`motor/${motor}`);
+    return { motor, kind: m.kind, ...s, holder: h ? { source: h.kind, remainingMs: h.remainingMs } : null };
+  }
+
+  /** Run one parsed remote command (pang ctl/meb, upstream). */
+  async execute(c: ControlCommand, src: CommandSource): Promise<unknown> {
+    if (c.action === 'list') return { cameras: this.cameras(), motors: this.motorList() };
+    const dev = c.device!;
+    if (c.kind === 'ptz') {
+      switch (c.action) {
+        case 'move':
+          return { result: await this.ptzMove(dev, src, { pan: c.pan ?? 0, tilt: c.tilt ?? 0, zoom: c.zoom ?? 0 }, c.lease_ms) };
+        case 'stop':
+          await this.ptzStop(dev, src);
+          return { result: 'stopped' };
+        case 'goto_preset':
+          await this.ptzGotoPreset(dev, src, c.preset!);
+          return { result: 'sent' };
+        case 'set_preset':
+          await this.ptzSetPreset(dev, src, c.preset!, c.name);
+          return { result: 'sent' };
+        case 'status':
+          return this.ptzStatus(dev);
+        case 'presets':
+          return { presets: await this.ptzPresets(dev) };
+      }
+    } else {
+      switch (c.action) {
+        case 'move':
+          return { result: await this.motorDrive(dev, src, { left: c.left ?? 0, right: c.right ?? 0 }, c.lease_ms) };
+        case 'stop':
+          await this.motorStop(dev, src);
+          return { result: 'stopped' };
+        case 'status':
+          return this.motorStatus(dev);
+      }
+    }
+    throw new EdgeError('CONTROL_BAD_COMMAND', `${c.action} is not supported for ${c.kind}`);
+  }
+
+  /** Safe for the dashboard and /metrics: counters only, never credentials. */
+  stats(): Record<string, unknown> {
+    const drivers: Record<string, unknown> = {};
+    for (const d of this.ptzDrivers.values()) drivers[`ptz/${d.name}`] = d.stats();
+    for (const m of this.motorDrivers.values()) drivers[`motor/${m.name}`] = m.stats();
+    return {
+      router: this.router.stats(),
+      drivers,
+      joysticks: this.joysticks.map((j) => j.stats()),
+      pang: this.pang.stats(),
+      upstream: this.upstream?.stats() ?? null,
+    };
+  }
+
+  /** Stops everything moving, then closes joysticks, upstream and drivers. Idempotent, never throws. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      for (const j of this.joysticks) j.close();
+      this.upstream?.close();
+      this.pang.close();
+      await this.router.close().catch(() => {});
+      const all: Array<PtzDriver | MotorDriver> = [...this.ptzDrivers.values(), ...this.motorDrivers.values()];
+      await Promise.all(all.map((d) => d.close().catch(() => {})));
+    })();
+    return this.closing;
+  }
+}
+
+/** Build the control component from its config section (already validated or raw). */
+export function createControlService(config: unknown, log: Logger): ControlService {
+  const c = controlConfigSchema.parse(config ?? {});
+  const svc = new ControlService({
+    config: { leaseMs: c.leaseMs, maxLeaseMs: c.maxLeaseMs, maxRatePerSec: c.maxRatePerSec, priorities: c.priorities, maxBodyBytes: c.maxBodyBytes },
+    log,
+  });
+  try {
+    for (const p of c.ptz) svc.addPtz(createPtzDriver(p));
+    for (const m of c.motors) svc.addMotor(createMotorDriver(m));
+    for (const j of c.joysticks) svc.attachJoystick(j);
+    if (c.upstream) svc.attachUpstream(c.upstream);
+  } catch (e) {
+    void svc.close();
+    throw e;
+  }
+  log.info(
+    { cameras: c.ptz.map((p) => `${p.name}(${p.kind})`), motors: c.motors.map((m) => `${m.name}(${m.kind})`), joysticks: c.joysticks.length, upstream: !!c.upstream },
+    'control ready',
+  );
+  return svc;
+}
+
+/**
+ * A joystick driving one camera and/or one motor, as source "joystick". While deflected it re-sends
+ * the velocity every refreshMs (the js API only reports changes, and the lease must be refreshed);
+ * back at centre it sends one Stop; losing the device releases its session (the router stops).
+ */
+class JoystickControl {
+  private readonly input: JoystickInput;
+  private readonly mapper: JoystickMapper;
+  private readonly src: CommandSource;
+  private refresh: NodeJS.Timeout | null = null;
+  private ptzMoving = false;
+  private motorMoving = false;
+  private readonly c = { commands: 0, refused: 0, errors: 0, buttonStops: 0, buttonPresets: 0 };
+
+  constructor(
+    private readonly svc: ControlService,
+    private readonly cfg: JoystickConfig,
+    private readonly log: Logger,
+  ) {
+    this.src = { kind: 'joystick', session: `joystick:${cfg.name}` };
+    const ranges: Record<number, { min: number; max: number }> = {};
+    for (const [k, v] of Object.entries(cfg.evdevRanges)) ranges[Number(k)] = v;
+    this.input = new JoystickInput({ path: cfg.path, format: cfg.format, evdevEventSize: cfg.evdevEventSize, evdevRanges: ranges });
+    this.mapper = new JoystickMapper({
+      deadzone: cfg.deadzone,
+      expo: cfg.expo,
+      ptz: cfg.axes,
+      motor: cfg.drive,
+      buttons: { stop: cfg.buttons.stop, presets: cfg.buttons.presets },
+    });
+    this.input.onEvent((e) => {
+      for (const a of this.mapper.apply(e)) this.action(a);
+      this.push();
+    });
+    this.input.onLost((why) => {
+      this.mapper.reset();
+      this.ptzMoving = this.motorMoving = false;
+      this.svc.router.releaseSession(this.src.session);
+      this.log.warn({ joystick: cfg.name, why }, 'joystick lost; its devices were stopped');
+    });
+  }
+
+  start(): void {
+    this.input.start();
+    this.refresh = setInterval(() => this.push(true), this.cfg.refreshMs);
+    this.refresh.unref();
+  }
+
+  private note(p: Promise<unknown>): void {
+    p.catch((e: unknown) => {
+      if (e instanceof EdgeError && e.code === 'CONTROL_BUSY') this.c.refused++;
+      else this.c.errors++;
+    });
+  }
+
+  private action(a: { type: 'stop' } | { type: 'preset'; id: string }): void {
+    if (a.type === 'stop') {
+      this.c.buttonStops++;
+      if (this.cfg.ptz) this.note(this.svc.ptzStop(this.cfg.ptz, this.src));
+      if (this.cfg.motor) this.note(this.svc.motorStop(this.cfg.motor, this.src));
+    } else if (this.cfg.ptz) {
+      this.c.buttonPresets++;
+      this.note(this.svc.ptzGotoPreset(this.cfg.ptz, this.src, a.id));
+    }
+  }
+
+  /** Send the mapped state: moves while deflected; one Stop when it returns to centre. */
+  private push(refreshOnly = false): void {
+    const s = this.mapper.state();
+    if (this.cfg.ptz) {
+      const active = s.ptz.pan !== 0 || s.ptz.tilt !== 0 || s.ptz.zoom !== 0;
+      if (active) {
+        this.c.commands++;
+        this.note(this.svc.ptzMove(this.cfg.ptz, this.src, s.ptz));
+      } else if (this.ptzMoving && !refreshOnly) {
+        this.note(this.svc.ptzStop(this.cfg.ptz, this.src));
+      }
+      if (!refreshOnly || active) this.ptzMoving = active;
+    }
+    if (this.cfg.motor && this.cfg.drive) {
+      const active = s.motor.left !== 0 || s.motor.right !== 0;
+      if (active) {
+        this.c.commands++;
+        this.note(this.svc.motorDrive(this.cfg.motor, this.src, s.motor));
+      } else if (this.motorMoving && !refreshOnly) {
+        this.note(this.svc.motorStop(this.cfg.motor, this.src));
+      }
+      if (!refreshOnly || active) this.motorMoving = active;
+    }
+  }
+
+  stats(): Record<string, unknown> {
+    return { name: this.cfg.name, ...this.input.stats(), ...this.c };
+  }
+
+  close(): void {
+    if (this.refresh) clearInterval(this.refresh);
+    this.refresh = null;
+    this.input.close();
+  }
+}
