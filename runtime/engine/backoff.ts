@@ -29,11 +29,12 @@ export class Backoff {
       throw new RangeError(`backoff needs 0 < initialMs <= maxMs, got ${opts.initialMs}..${opts.maxMs}`);
     }
     this.o = {
-      factor: 2,
-      jitter: 0.5,
-      resetAfterMs: 10_000,
-      random: Math.random,
-      ...opts,
+      initialMs: opts.initialMs,
+      maxMs: opts.maxMs,
+      factor: opts.factor ?? 2,
+      jitter: opts.jitter ?? 0.5,
+      resetAfterMs: opts.resetAfterMs ?? 10_000,
+      random: opts.random ?? Math.random,
     };
   }
 
