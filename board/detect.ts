@@ -6,6 +6,7 @@
 // containers); /etc/nv_tegra_release identifies an L4T (Jetson) image; the CPU architecture is the
 // fallback.
 
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { arch as osArch, totalmem } from 'node:os';
@@ -54,10 +55,23 @@ export interface DetectOptions {
   arch?: string;
 }
 
+const FILES = ['proc/device-tree/model', 'proc/device-tree/compatible', 'proc/cpuinfo', 'etc/nv_tegra_release', 'proc/meminfo'] as const;
+type Evidence = Record<(typeof FILES)[number], string | null>;
+
+// Device-tree strings are NUL-terminated (and `compatible` is a NUL-separated list).
+const strip = (s: string): string => s.replace(/\0+$/, '');
+
 async function readText(root: string, rel: string): Promise<string | null> {
   try {
-    // Device-tree strings are NUL-terminated (and `compatible` is a NUL-separated list).
-    return (await readFile(join(root, rel), 'latin1')).replace(/\0+$/, '');
+    return strip(await readFile(join(root, rel), 'latin1'));
+  } catch {
+    return null;
+  }
+}
+
+function readTextSync(root: string, rel: string): string | null {
+  try {
+    return strip(readFileSync(join(root, rel), 'latin1'));
   } catch {
     return null;
   }
@@ -139,13 +153,21 @@ export function parseNvTegraRelease(text: string): { l4t: string; board: string 
 }
 
 export async function detectBoard(root = '/', opts: DetectOptions = {}): Promise<BoardInfo> {
-  const [model, compatible, cpuinfo, tegra, meminfo] = await Promise.all([
-    readText(root, 'proc/device-tree/model'),
-    readText(root, 'proc/device-tree/compatible'),
-    readText(root, 'proc/cpuinfo'),
-    readText(root, 'etc/nv_tegra_release'),
-    readText(root, 'proc/meminfo'),
-  ]);
+  const texts = await Promise.all(FILES.map((f) => readText(root, f)));
+  return classify(Object.fromEntries(FILES.map((f, i) => [f, texts[i]!])) as Evidence, root, opts);
+}
+
+/** Same as detectBoard, synchronously (for pm2's ecosystem file, which cannot await). */
+export function detectBoardSync(root = '/', opts: DetectOptions = {}): BoardInfo {
+  return classify(Object.fromEntries(FILES.map((f) => [f, readTextSync(root, f)])) as Evidence, root, opts);
+}
+
+function classify(ev: Evidence, root: string, opts: DetectOptions): BoardInfo {
+  const model = ev['proc/device-tree/model'];
+  const compatible = ev['proc/device-tree/compatible'];
+  const cpuinfo = ev['proc/cpuinfo'];
+  const tegra = ev['etc/nv_tegra_release'];
+  const meminfo = ev['proc/meminfo'];
   const arch = opts.arch ?? archFromCpuinfo(cpuinfo) ?? (root === '/' ? osArch() : 'x64');
   const memKb = meminfo ? /^MemTotal:\s*(\d+)\s*kB/m.exec(meminfo) : null;
   const memMb = memKb ? Math.round(Number(memKb[1]) / 1024) : root === '/' ? Math.round(totalmem() / 1048576) : null;

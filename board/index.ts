@@ -1,5 +1,5 @@
 // board/: detection, profiles, thermal step-down and the `moth-edge board` command.
-export { detectBoard, parsePiRevision, parseNvTegraRelease, BOARD_IDS, type BoardId, type BoardInfo } from './detect.js';
+export { detectBoard, detectBoardSync, parsePiRevision, parseNvTegraRelease, BOARD_IDS, type BoardId, type BoardInfo } from './detect.js';
 export {
   PROFILES,
   profileFor,
@@ -23,3 +23,4 @@ export {
   type ThrottledFlags,
 } from './thermal.js';
 export { runBoardCli, boardReport, probeFfmpegEncoders, type BoardReport } from './cli.js';
+export { pm2Limits, type Pm2Limits } from './pm2.js';
