@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 import { App } from '../../runtime/app.js';
 import { parseConfig } from '../../runtime/config/load.js';
@@ -123,4 +124,20 @@ export function writeFile(dir: string, name: string, data: Buffer | string): str
   const p = join(dir, name);
   writeFileSync(p, data);
   return p;
+}
+
+/** How to run the CLI as a child: the compiled JS in CI, the TS source under tsx while developing. */
+export function cliCommand(): { cmd: string; args: string[] } {
+  const ts = import.meta.url.endsWith('.ts');
+  const entry = fileURLToPath(new URL(`../../runtime/cli.${ts ? 'ts' : 'js'}`, import.meta.url));
+  return { cmd: process.execPath, args: ts ? ['--import', 'tsx', entry] : [entry] };
+}
+
+/** PIDs of processes whose command line contains `needle` (orphan checks). */
+export async function pidsMatching(needle: string): Promise<number[]> {
+  const { stdout } = await run('ps', ['-eo', 'pid=,args=']);
+  return stdout
+    .split('\n')
+    .filter((l) => l.includes(needle) && !l.includes('ps -eo'))
+    .map((l) => Number(l.trim().split(/\s+/)[0]));
 }
