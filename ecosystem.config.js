@@ -32,6 +32,7 @@ export const apps = [
     max_memory_restart: limits.maxMemoryRestart,
     // The runtime stops gracefully within 5 s (drivers stopped, files flushed, hard cap in cli.ts);
     // pm2 must wait longer than that before SIGKILL.
+    // (pm2 7 stops with SIGINT, or PM2_KILL_SIGNAL set for the daemon; the runtime handles both.)
     kill_timeout: 8000,
     // A crash loop backs off 200 ms → ×1.5 … capped at 15 s by pm2; reset after a stable run.
     exp_backoff_restart_delay: 200,
