@@ -117,7 +117,6 @@ test('pm2: start, kill -9 → restarted and serving, stop → graceful, no orpha
   }
   assert.ok(existsSync(cli), `compile the runtime first (npx tsc -p .): ${cli} missing`);
   const dir = await mkdtemp(join(tmpdir(), 'moth-pm2-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
   const port = await freePort();
   const config = join(dir, 'config.json');
   await writeFile(
@@ -153,8 +152,19 @@ test('pm2: start, kill -9 → restarted and serving, stop → graceful, no orpha
       ),
     );
   const jlist = async (): Promise<Pm2Proc | undefined> => (JSON.parse(await pm2run(['jlist'])) as Pm2Proc[]).find((p) => p.name === name);
+  // One hook, in order: stop the daemon (it needs PM2_HOME), make sure it is gone, then delete.
   t.after(async () => {
+    const pidFile = join(dir, 'pm2/pm2.pid');
+    const daemon = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : 0;
     await pm2run(['kill']).catch(() => {});
+    if (daemon > 0 && alive(daemon)) {
+      try {
+        process.kill(daemon, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    await rm(dir, { recursive: true, force: true });
   });
 
   await pm2run(['start', join(repo, 'ecosystem.config.js')]);
