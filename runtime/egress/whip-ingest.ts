@@ -84,6 +84,8 @@ export class WhipIngest {
     const s: IngestSession = { id, ref, pc, writer: null, depack: new H264Depacketizer(), state: 'new', createdAt: Date.now(), framesIn: 0, bytesIn: 0, plis: 0, timer: null };
     try {
       const tr = pc.addTransceiver('video', { direction: 'recvonly' });
+      // werift fires onTrack inside setRemoteDescription: subscribe before it.
+      this.wire(s, tr);
       await pc.setRemoteDescription({ type: 'offer', sdp: offerSdp });
       await pc.setLocalDescription(await pc.createAnswer());
       await gatheringComplete(pc, 2000);
@@ -96,12 +98,12 @@ export class WhipIngest {
         const e = err as EdgeError;
         this.reject(e.code ?? 'WHIP_TRACK_UNAVAILABLE', e.code === 'UNKNOWN_CHANNEL' ? 404 : 409, e.message);
       }
-      this.wire(s, tr);
       this.sessions.set(id, s);
       this.c.created++;
       this.o.log.info({ whipIngest: id.slice(0, 8), track: trackPath(ref) }, 'WHIP ingest session started');
       return { id, answer };
     } catch (err) {
+      if (s.timer) clearTimeout(s.timer);
       try {
         s.writer?.close();
       } catch {
