@@ -28,6 +28,8 @@ export interface OnvifCameraSimOptions {
   hardware?: string;
   /** Device clock offset from ours in ms (cameras are often hours off). */
   clockOffsetMs?: number;
+  /** Also listen on the WS-Discovery multicast group (on the loopback interface) at this port. */
+  multicastPort?: number;
 }
 
 export interface OnvifCameraSim {
@@ -176,7 +178,7 @@ export async function startOnvifCameraSim(o: OnvifCameraSimOptions): Promise<Onv
   // WS-Discovery: answer a Probe for NetworkVideoTransmitter (or an untyped one) by unicast to the sender
   const udp: Socket = createSocket({ type: 'udp4', reuseAddr: true });
   udp.on('error', () => {});
-  udp.on('message', (msg, rinfo) => {
+  const onProbe = (msg: Buffer, rinfo: { address: string; port: number }): void => {
     const xml = msg.toString('utf8');
     if (!/<(?:[\w-]+:)?Probe[\s>]/.test(xml)) return;
     const messageId = tag(xml, 'MessageID') ?? '';
@@ -197,9 +199,18 @@ export async function startOnvifCameraSim(o: OnvifCameraSimOptions): Promise<Onv
       `<d:Types>dn:NetworkVideoTransmitter tds:Device</d:Types><d:Scopes>${scopes.join(' ')}</d:Scopes>` +
       `<d:XAddrs>http://${host()}/onvif/device_service</d:XAddrs><d:MetadataVersion>10</d:MetadataVersion></d:ProbeMatch></d:ProbeMatches></SOAP-ENV:Body></SOAP-ENV:Envelope>`;
     udp.send(Buffer.from(answer), rinfo.port, rinfo.address);
-  });
+  };
+  udp.on('message', onProbe);
   await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', resolve));
   const discoveryPort = udp.address().port;
+  let mc: Socket | undefined;
+  if (o.multicastPort) {
+    mc = createSocket({ type: 'udp4', reuseAddr: true });
+    mc.on('error', () => {});
+    mc.on('message', onProbe);
+    await new Promise<void>((resolve) => mc!.bind(o.multicastPort, resolve));
+    mc.addMembership('239.255.255.250', '127.0.0.1');
+  }
 
   let closed: Promise<void> | undefined;
   return {
@@ -214,6 +225,7 @@ export async function startOnvifCameraSim(o: OnvifCameraSimOptions): Promise<Onv
       if (!closed) {
         closed = (async () => {
           udp.close();
+          mc?.close();
           server.closeAllConnections();
           await new Promise<void>((resolve) => server.close(() => resolve()));
         })();
