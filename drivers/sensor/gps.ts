@@ -28,7 +28,7 @@ export const gpsDriverSchema = serialPortSchema.extend({
   allowMissingChecksum: z.boolean().default(false),
   // A GPS sends every second: 10 s of silence means a wedged adapter, reopen it.
   idleReopenMs: z.number().int().min(0).max(3_600_000).default(10_000),
-});
+}).strict(); // unknown keys are errors, like the rest of the config
 export type GpsDriverConfig = z.infer<typeof gpsDriverSchema>;
 export type GpsDriverInput = z.input<typeof gpsDriverSchema>;
 

@@ -113,8 +113,8 @@ export function decodeTextLine(line: Buffer): string | null {
 export const MAX_PATTERN_CHARS = 512;
 
 export const lineParseSchema = z.discriminatedUnion('mode', [
-  z.object({ mode: z.literal('none') }),
-  z.object({ mode: z.literal('json') }),
+  z.object({ mode: z.literal('none') }).strict(),
+  z.object({ mode: z.literal('json') }).strict(),
   z.object({
     mode: z.literal('regex'),
     /** JavaScript regex source with named groups, e.g. `^T=(?<temp>-?\d+\.\d+) H=(?<hum>\d+)$`. */
@@ -132,7 +132,7 @@ export const lineParseSchema = z.discriminatedUnion('mode', [
       }, 'not a valid regular expression'),
     /** Turn group values that look like numbers into JSON numbers. */
     numbers: z.boolean().default(true),
-  }),
+  }).strict(),
 ]);
 export type LineParseConfig = z.infer<typeof lineParseSchema>;
 
@@ -211,6 +211,7 @@ export const serialPortSchema = z.object({
       initialMs: z.number().int().min(10).max(60_000).default(500),
       maxMs: z.number().int().min(10).max(600_000).default(30_000),
     })
+    .strict()
     .default({ initialMs: 500, maxMs: 30_000 }),
 });
 
@@ -220,7 +221,7 @@ export const lineSensorDriverSchema = serialPortSchema.extend({
   parse: lineParseSchema.default({ mode: 'none' }),
   /** 1 KiB fits any sane sensor line; a longer "line" is noise and is dropped whole. */
   maxLineBytes: z.number().int().min(16).max(65_536).default(1024),
-});
+}).strict(); // unknown keys are errors, like the rest of the config
 export type LineSensorDriverConfig = z.infer<typeof lineSensorDriverSchema>;
 export type LineSensorDriverInput = z.input<typeof lineSensorDriverSchema>;
 

@@ -195,3 +195,8 @@ test('config: bad values are refused with the key path', () => {
   assert.throws(() => createLineSensorDriver({ kind: 'serial-lines', path: '/dev/x', parse: { mode: 'regex', pattern: '(' } }), /pattern/);
   assert.throws(() => createLineSensorDriver({ kind: 'serial-lines', path: '/dev/x', maxLineBytes: 1 << 20 }), /maxLineBytes/);
 });
+
+test('config: unknown keys are refused (a typo must not be ignored)', () => {
+  assert.throws(() => createGpsDriver({ kind: 'gps', path: '/dev/ttyUSB0', baudrate: 9600 } as never), /baudrate|Unrecognized/);
+  assert.throws(() => createLineSensorDriver({ kind: 'serial-lines', path: '/dev/x', parse: { mode: 'json', pattern: 'x' } } as never), /pattern|Unrecognized/);
+});
