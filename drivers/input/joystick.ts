@@ -163,23 +163,31 @@ export interface JoystickInputOptions {
   format?: 'js' | 'evdev';
   evdevEventSize?: 16 | 24;
   evdevRanges?: Record<number, EvdevAxisRange>;
+  /** Poll interval when no bytes are waiting. 10 ms: below a human's reaction, ~100 syscalls/s. */
+  pollMs?: number;
   backoff?: { initialMs: number; maxMs: number };
 }
 
+const READ_CHUNK = 64 * JS_EVENT_SIZE;
+
 /**
- * Reads a joystick device (or a fifo/pty carrying the same bytes). Reopens with Backoff when the
- * device goes away (unplug → read error / EOF). onLost fires on every loss so the owner can stop.
+ * Reads a joystick device (or a fifo/pty carrying the same bytes) with non-blocking reads polled
+ * every pollMs: a blocking read would pin a libuv thread until the next stick movement and keep the
+ * process from exiting. Reopens with Backoff when the device goes away (ENODEV on unplug, EOF when a
+ * fifo writer leaves); onLost fires on every loss so the owner can stop what it drove.
  */
 export class JoystickInput {
-  private stream: fs.ReadStream | null = null;
+  private fd: number | null = null;
   private rest: Buffer = Buffer.alloc(0);
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
+  private gotData = false;
+  private readonly buf = Buffer.alloc(READ_CHUNK);
   private readonly backoff: Backoff;
   private readonly evL: Array<(e: InputEvent) => void> = [];
   private readonly lostL: Array<(why: string) => void> = [];
   private readonly openL: Array<() => void> = [];
-  private readonly c = { opens: 0, losses: 0, events: 0, bytes: 0 };
+  private readonly c = { opens: 0, openFailures: 0, losses: 0, events: 0, bytes: 0 };
   private lastError: string | null = null;
 
   constructor(private readonly o: JoystickInputOptions) {
@@ -197,54 +205,93 @@ export class JoystickInput {
     this.openL.push(cb);
   }
 
+  get isOpen(): boolean {
+    return this.fd !== null;
+  }
+
   start(): void {
-    if (!this.stream && !this.timer && !this.closed) this.open();
+    if (this.fd === null && !this.timer && !this.closed) this.open();
   }
 
   private open(): void {
     this.timer = null;
     if (this.closed) return;
-    const s = fs.createReadStream(this.o.path, { highWaterMark: 4096 });
-    this.stream = s;
-    this.rest = Buffer.alloc(0);
-    s.on('open', () => {
+    fs.open(this.o.path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK, (err, fd) => {
+      if (this.closed) {
+        if (!err) fs.close(fd, () => {});
+        return;
+      }
+      if (err) {
+        this.c.openFailures++;
+        this.lastError = `open: ${err.code ?? err.message}`;
+        this.timer = setTimeout(() => this.open(), this.backoff.next(Date.now()));
+        return;
+      }
+      this.fd = fd;
+      this.rest = Buffer.alloc(0);
+      this.gotData = false;
       this.c.opens++;
       this.backoff.healthy(Date.now());
       for (const cb of this.openL) cb();
+      this.read();
     });
-    s.on('data', (chunk: Buffer | string) => {
-      const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-      this.c.bytes += b.length;
-      const buf = this.rest.length ? Buffer.concat([this.rest, b]) : b;
-      const r =
-        this.o.format === 'evdev' ? parseEvdevEvents(buf, this.o.evdevEventSize ?? 24, this.o.evdevRanges) : parseJsEvents(buf);
-      this.rest = r.rest;
-      for (const e of r.events) {
-        this.c.events++;
-        for (const cb of this.evL) {
-          try {
-            cb(e);
-          } catch {
-            // a listener's throw must not stop input
-          }
+  }
+
+  private read(): void {
+    this.timer = null;
+    const fd = this.fd;
+    if (fd === null || this.closed) return;
+    fs.read(fd, this.buf, 0, READ_CHUNK, null, (err, n) => {
+      if (this.fd !== fd) return;
+      if (err) {
+        if (err.code === 'EAGAIN' || err.code === 'EWOULDBLOCK') {
+          this.timer = setTimeout(() => this.read(), this.o.pollMs ?? 10);
+          return;
+        }
+        this.lost(`read: ${err.code ?? err.message}`);
+        return;
+      }
+      if (n === 0) {
+        // EOF: a fifo whose writer left (or none came yet). Lost only once data had flowed.
+        if (this.gotData) this.lost('end of stream');
+        else this.timer = setTimeout(() => this.read(), this.o.pollMs ?? 10);
+        return;
+      }
+      this.gotData = true;
+      this.c.bytes += n;
+      this.feed(Buffer.from(this.buf.subarray(0, n)));
+      setImmediate(() => this.read());
+    });
+  }
+
+  private feed(b: Buffer): void {
+    const buf = this.rest.length ? Buffer.concat([this.rest, b]) : b;
+    const r = this.o.format === 'evdev' ? parseEvdevEvents(buf, this.o.evdevEventSize ?? 24, this.o.evdevRanges) : parseJsEvents(buf);
+    this.rest = r.rest;
+    for (const e of r.events) {
+      this.c.events++;
+      for (const cb of this.evL) {
+        try {
+          cb(e);
+        } catch {
+          // a listener's throw must not stop input
         }
       }
-    });
-    const lost = (why: string) => {
-      if (this.stream !== s) return;
-      this.stream = null;
-      s.destroy();
-      this.c.losses++;
-      this.lastError = why;
-      for (const cb of this.lostL) cb(why);
-      if (!this.closed) this.timer = setTimeout(() => this.open(), this.backoff.next(Date.now()));
-    };
-    s.on('error', (e) => lost(e.message.slice(0, 160)));
-    s.on('end', () => lost('end of stream'));
+    }
+  }
+
+  private lost(why: string): void {
+    const fd = this.fd;
+    this.fd = null;
+    if (fd !== null) fs.close(fd, () => {});
+    this.c.losses++;
+    this.lastError = why;
+    for (const cb of this.lostL) cb(why);
+    if (!this.closed) this.timer = setTimeout(() => this.open(), this.backoff.next(Date.now()));
   }
 
   stats(): DriverStats {
-    return { path: this.o.path, open: this.stream !== null, ...this.c, lastError: this.lastError };
+    return { path: this.o.path, open: this.fd !== null, ...this.c, lastError: this.lastError };
   }
 
   close(): void {
@@ -252,8 +299,8 @@ export class JoystickInput {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    const s = this.stream;
-    this.stream = null;
-    s?.destroy();
+    const fd = this.fd;
+    this.fd = null;
+    if (fd !== null) fs.close(fd, () => {});
   }
 }

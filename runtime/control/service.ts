@@ -300,6 +300,9 @@ class JoystickControl {
   private refresh: NodeJS.Timeout | null = null;
   private ptzMoving = false;
   private motorMoving = false;
+  /** After the stop button, motion waits until the stick is back at centre. */
+  private stopLatched = false;
+  private pushQueued = false;
   private readonly c = { commands: 0, refused: 0, errors: 0, buttonStops: 0, buttonPresets: 0 };
 
   constructor(
@@ -320,7 +323,14 @@ class JoystickControl {
     });
     this.input.onEvent((e) => {
       for (const a of this.mapper.apply(e)) this.action(a);
-      this.push();
+      // One command per read batch: a diagonal (two axis events) is one velocity, not two.
+      if (!this.pushQueued) {
+        this.pushQueued = true;
+        setImmediate(() => {
+          this.pushQueued = false;
+          if (this.refresh) this.push();
+        });
+      }
     });
     this.input.onLost((why) => {
       this.mapper.reset();
@@ -346,6 +356,8 @@ class JoystickControl {
   private action(a: { type: 'stop' } | { type: 'preset'; id: string }): void {
     if (a.type === 'stop') {
       this.c.buttonStops++;
+      this.stopLatched = true;
+      this.ptzMoving = this.motorMoving = false;
       if (this.cfg.ptz) this.note(this.svc.ptzStop(this.cfg.ptz, this.src));
       if (this.cfg.motor) this.note(this.svc.motorStop(this.cfg.motor, this.src));
     } else if (this.cfg.ptz) {
@@ -357,6 +369,11 @@ class JoystickControl {
   /** Send the mapped state: moves while deflected; one Stop when it returns to centre. */
   private push(refreshOnly = false): void {
     const s = this.mapper.state();
+    if (this.stopLatched) {
+      const centred = s.ptz.pan === 0 && s.ptz.tilt === 0 && s.ptz.zoom === 0 && s.motor.left === 0 && s.motor.right === 0;
+      if (!centred) return;
+      this.stopLatched = false;
+    }
     if (this.cfg.ptz) {
       const active = s.ptz.pan !== 0 || s.ptz.tilt !== 0 || s.ptz.zoom !== 0;
       if (active) {
