@@ -7,7 +7,7 @@ import { extname, join, normalize, dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { EdgeError, type TrackRef } from '../engine/api.js';
+import { EdgeError, trackPath, type ConsumerHandle, type Frame, type TrackRef, type TrackSource } from '../engine/api.js';
 import { HttpError, type RouteContext, type Router } from '../http/router.js';
 import type { TranscodeService } from '../transcode/service.js';
 import type { WhepServer } from '../whep/server.js';
@@ -22,6 +22,40 @@ export interface EgressRouteDeps {
   overview?: () => unknown;
   /** Serve the dashboard at / (default true). */
   dashboard?: boolean;
+  /** Engine, for GET /api/sensors/latest (the last record of each data track). */
+  source?: TrackSource | null;
+}
+
+/** The last record of every data track (JSON parsed when the MIME says so), for the dashboard. */
+export function sensorSnapshot(source: TrackSource, maxTracks = 32): Array<{ path: string; mime: string | null; value: unknown; ageMs: number | null }> {
+  const out: Array<{ path: string; mime: string | null; value: unknown; ageMs: number | null }> = [];
+  for (const t of source.listTracks()) {
+    if (t.kind !== 'data' || out.length >= maxTracks) continue;
+    const mime = t.mime ?? '';
+    if (/^image\//i.test(mime)) continue;
+    let c: ConsumerHandle | null = null;
+    try {
+      c = source.subscribe(t, { label: 'dashboard-sensors', fromCache: true, texts: false, ceilingBytes: 64 * 1024 });
+      let last: Frame | undefined;
+      for (let it = c.next(); it; it = c.next()) if (it.type === 'frame') last = it.frame;
+      if (!last) continue;
+      const text = last.data.subarray(0, 4096).toString('utf8');
+      let value: unknown = text;
+      if (/json/i.test(mime)) {
+        try {
+          value = JSON.parse(text);
+        } catch {
+          value = text; // a record cut at 4 KB or not JSON: show it raw
+        }
+      }
+      out.push({ path: trackPath(t), mime: t.mime ?? null, value, ageMs: Math.max(0, Date.now() - last.wallclock) });
+    } catch {
+      // a track that vanished between list and subscribe
+    } finally {
+      c?.close();
+    }
+  }
+  return out;
 }
 
 const LABEL = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -164,6 +198,11 @@ export function registerEgressRoutes(router: Router, deps: EgressRouteDeps): voi
     ctx.res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': jpeg.length, 'cache-control': 'no-store' });
     ctx.res.end(ctx.req.method === 'HEAD' ? undefined : jpeg);
   });
+
+  if (deps.source) {
+    const src = deps.source;
+    router.route('GET', '/api/sensors/latest', (ctx) => ctx.json(200, { tracks: sensorSnapshot(src) }));
+  }
 
   if (deps.overview) {
     const overview = deps.overview;

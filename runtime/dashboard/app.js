@@ -1,0 +1,258 @@
+// moth-edge dashboard: plain ES module, no build step. Polls /api/stats once a second, plays a
+// video track over WHEP, shows upstream link state, sensor values, PTZ and recordings.
+const $ = (id) => document.getElementById(id);
+const state = { pc: null, session: null, playing: null, lastBytes: 0, lastAt: 0, tracks: [] };
+window.mothEdge = { get pc() { return state.pc; }, state };
+
+const fmtRate = (bps) => (bps >= 1e6 ? `${(bps / 1e6).toFixed(2)} Mbit/s` : bps >= 1e3 ? `${(bps / 1e3).toFixed(0)} kbit/s` : `${Math.round(bps || 0)} bit/s`);
+const fmtBytes = (b) => (b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(1)} MB` : `${Math.round(b / 1024)} KB`);
+const fmtAge = (s) => (s >= 86400 ? `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h` : s >= 3600 ? `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m` : s >= 60 ? `${Math.floor(s / 60)}m ${s % 60}s` : `${s}s`);
+const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+const sum = (o) => Object.values(o || {}).reduce((a, b) => a + (typeof b === 'number' ? b : 0), 0);
+
+async function getJson(url) {
+  const r = await fetch(url, { cache: 'no-store' });
+  if (!r.ok) throw Object.assign(new Error(`${r.status}`), { status: r.status });
+  return r.json();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stats: tracks, links, health
+
+function collectTracks(stats) {
+  const out = [];
+  for (const ch of stats?.engine?.channels ?? []) {
+    for (const t of ch.tracks ?? []) out.push({ ...t, path: `${t.channel}/${t.source}/${t.track}`, channelName: ch.name });
+  }
+  return out;
+}
+
+function renderTracks(tracks) {
+  const body = $('tracks');
+  if (tracks.length === 0) {
+    body.innerHTML = '<tr><td colspan="6" class="empty">No tracks yet</td></tr>';
+    return;
+  }
+  body.innerHTML = tracks
+    .map((t) => {
+      const drops = sum(t.drops);
+      const type = t.mime ? t.mime.split(';')[0] : '–';
+      return `<tr><td class="mono">${esc(t.path)}</td><td class="hide-phone">${esc(type)}</td><td class="num">${(t.fps ?? 0).toFixed(1)}</td><td class="num">${fmtRate(t.bitrateBps)}</td><td class="num ${drops ? 'drops-bad' : ''}">${drops}</td><td class="num">${(t.consumers ?? []).length}</td></tr>`;
+    })
+    .join('');
+}
+
+function renderSelect(tracks) {
+  const sel = $('track-select');
+  const videos = tracks.filter((t) => (t.mime || '').toLowerCase().startsWith('video/h264'));
+  const want = videos.map((t) => t.path).join('|');
+  if (sel.dataset.paths === want) return;
+  const cur = sel.value;
+  sel.dataset.paths = want;
+  sel.innerHTML = videos.length ? videos.map((t) => `<option value="${esc(t.path)}">${esc(t.path)}</option>`).join('') : '<option value="">No H.264 track</option>';
+  if (videos.some((t) => t.path === cur)) sel.value = cur;
+  $('play').disabled = videos.length === 0;
+  if (!state.playing && videos.length) {
+    const q = new URLSearchParams(location.search).get('track');
+    const pick = videos.find((t) => t.path === q) ?? videos[0];
+    sel.value = pick.path;
+    if (new URLSearchParams(location.search).get('autoplay') !== '0') play(pick.path);
+  }
+}
+
+function linkBadge(l) {
+  if (l.state === 'connected') return '<span class="badge ok">connected</span>';
+  if (l.state === 'backoff') return `<span class="badge bad">backoff${l.nextRetryInMs != null ? ` ${Math.ceil(l.nextRetryInMs / 1000)}s` : ''}</span>`;
+  return `<span class="badge warn">${esc(l.state)}</span>`;
+}
+
+function renderLinks(egress) {
+  const links = [...(egress?.upstream ?? []), ...(egress?.whip ?? []), ...(egress?.pull ?? [])];
+  const ul = $('links');
+  if (links.length === 0) {
+    ul.innerHTML = '<li class="empty">No upstream configured</li>';
+    return;
+  }
+  ul.innerHTML = links
+    .map((l) => {
+      const drops = l.dropped ? sum(l.dropped) : 0;
+      const err = l.lastError ? `<div class="link-err">${esc(l.lastError.code)} · ${esc(l.lastError.message)}</div>` : '';
+      const extra = l.kind === 'pang-pub' ? ` · ${l.framesOut} frames · ${drops} dropped · buffer ${fmtBytes(l.bufferedBytes)}` : l.kind === 'whip' ? ` · ${l.sessions} sessions` : l.kind === 'pang-pull' ? ` · ${l.framesIn} in` : '';
+      return `<li><div class="link-top"><span class="link-name">${esc(l.kind)} · ${esc(l.track ?? (l.tracks ?? []).join(', '))}</span>${linkBadge(l)}</div><div class="link-target">${esc(l.target)}</div><div class="meta">${l.reconnects} reconnects${extra}</div>${err}</li>`;
+    })
+    .join('');
+}
+
+async function refresh() {
+  let stats;
+  try {
+    stats = await getJson('/api/stats');
+  } catch (e) {
+    try {
+      stats = await getJson('/api/egress/overview');
+    } catch {
+      $('health').textContent = 'offline';
+      $('health').dataset.state = 'down';
+      return;
+    }
+  }
+  const tracks = collectTracks(stats);
+  state.tracks = tracks;
+  renderTracks(tracks);
+  renderSelect(tracks);
+  renderLinks(stats.egress);
+  const drivers = stats.drivers ?? [];
+  const bad = drivers.filter((d) => d.state !== 'running' && d.state !== 'starting').length;
+  $('health').textContent = bad ? `${bad} driver${bad > 1 ? 's' : ''} down` : 'healthy';
+  $('health').dataset.state = bad ? 'degraded' : 'ok';
+  if (stats.uptimeS != null) $('uptime').textContent = `up ${fmtAge(stats.uptimeS)}`;
+  const mem = stats.engine?.memory;
+  if (mem) $('mem').textContent = `buffers ${fmtBytes(mem.used ?? mem.usedBytes ?? 0)} / ${fmtBytes(mem.ceiling ?? mem.ceilingBytes ?? 0)}`;
+  $('updated').textContent = `updated ${new Date().toLocaleTimeString()}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sensors, PTZ, recordings
+
+async function refreshSensors() {
+  try {
+    const { tracks } = await getJson('/api/sensors/latest');
+    const box = $('sensors');
+    if (!tracks.length) {
+      box.innerHTML = '<p class="empty">No sensor tracks</p>';
+      return;
+    }
+    box.innerHTML = tracks
+      .map((s) => {
+        const v = s.value;
+        const rows = v && typeof v === 'object' && !Array.isArray(v)
+          ? Object.entries(v).slice(0, 12).map(([k, x]) => `<dt>${esc(k)}</dt><dd>${esc(typeof x === 'number' ? +x.toFixed(6) : typeof x === 'object' ? JSON.stringify(x) : x)}</dd>`).join('')
+          : `<dt>value</dt><dd>${esc(typeof v === 'string' ? v : JSON.stringify(v))}</dd>`;
+        const age = s.ageMs != null ? ` · ${(s.ageMs / 1000).toFixed(1)} s ago` : '';
+        return `<div class="sensor"><h3 class="mono">${esc(s.path)}${age}</h3><dl>${rows}</dl></div>`;
+      })
+      .join('');
+  } catch {
+    $('sensors').innerHTML = '<p class="empty">Sensor API not available</p>';
+  }
+}
+
+async function refreshPtz() {
+  const box = $('ptz');
+  try {
+    const { cameras } = await getJson('/ptz/cameras');
+    if (!cameras?.length) {
+      box.innerHTML = '<p class="empty">No PTZ heads configured</p>';
+      return;
+    }
+    box.innerHTML = cameras.map((c) => `<div class="sensor"><h3>${esc(c.id ?? c.name ?? c)}</h3><button class="btn" data-stop="${esc(c.id ?? c.name ?? c)}" type="button">Stop</button></div>`).join('');
+    box.querySelectorAll('[data-stop]').forEach((b) => b.addEventListener('click', () => fetch(`/ptz/${encodeURIComponent(b.dataset.stop)}/stop`, { method: 'POST' })));
+  } catch (e) {
+    box.innerHTML = `<p class="empty">${e.status === 404 ? 'PTZ API not enabled' : 'PTZ unavailable'}</p>`;
+  }
+}
+
+async function refreshRecordings() {
+  const box = $('recordings');
+  try {
+    const r = await getJson('/api/recordings');
+    const list = r.recordings ?? r.segments ?? [];
+    box.innerHTML = list.length
+      ? `<ul class="links">${list.slice(0, 8).map((s) => `<li class="mono">${esc(s.track ?? s.path ?? '')} · ${esc(s.start ?? s.startedAt ?? '')}</li>`).join('')}</ul>`
+      : '<p class="empty">No recordings yet</p>';
+  } catch (e) {
+    box.innerHTML = `<p class="empty">${e.status === 404 ? 'Recording API not enabled' : 'Recordings unavailable'}</p>`;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// WHEP player
+
+async function stop() {
+  const { pc, session } = state;
+  state.pc = null;
+  state.session = null;
+  state.playing = null;
+  if (pc) pc.close();
+  if (session) fetch(session, { method: 'DELETE', keepalive: true }).catch(() => {});
+  $('video').srcObject = null;
+  $('video-overlay').classList.remove('hidden');
+  $('v-state').textContent = 'idle';
+  $('play').textContent = 'Play';
+}
+
+async function play(path) {
+  await stop();
+  if (!path) return;
+  state.playing = path;
+  $('play').textContent = 'Stop';
+  $('v-state').textContent = 'connecting';
+  $('video-overlay').textContent = 'Connecting…';
+  const pc = new RTCPeerConnection();
+  state.pc = pc;
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  pc.ontrack = (ev) => {
+    const v = $('video');
+    v.srcObject = ev.streams[0] ?? new MediaStream([ev.track]);
+    v.play().catch(() => {});
+  };
+  pc.onconnectionstatechange = () => {
+    $('v-state').textContent = pc.connectionState;
+    if (pc.connectionState === 'failed') {
+      $('video-overlay').textContent = 'Connection failed — retrying';
+      setTimeout(() => state.pc === pc && play(path), 2000);
+    }
+  };
+  try {
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((resolve) => {
+      if (pc.iceGatheringState === 'complete') return resolve();
+      const t = setTimeout(resolve, 2000);
+      pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && (clearTimeout(t), resolve()));
+    });
+    const r = await fetch(`/whep/${path.split('/').map(encodeURIComponent).join('/')}`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: pc.localDescription.sdp });
+    if (r.status !== 201) {
+      const j = await r.json().catch(() => ({}));
+      throw new Error(j.error?.message ?? `WHEP ${r.status}`);
+    }
+    state.session = new URL(r.headers.get('location'), location.href).toString();
+    await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
+    $('video-overlay').classList.add('hidden');
+  } catch (e) {
+    $('video-overlay').textContent = `Cannot play: ${e.message}`;
+    $('v-state').textContent = 'error';
+  }
+}
+
+async function viewerStats() {
+  const pc = state.pc;
+  if (!pc) return;
+  const s = await pc.getStats();
+  s.forEach((r) => {
+    if (r.type !== 'inbound-rtp' || r.kind !== 'video') return;
+    $('v-frames').textContent = r.framesDecoded ?? 0;
+    if (r.frameWidth) $('v-res').textContent = `${r.frameWidth}×${r.frameHeight}${r.framesPerSecond ? ` @ ${Math.round(r.framesPerSecond)}` : ''}`;
+    const now = performance.now();
+    if (state.lastAt && r.bytesReceived >= state.lastBytes) $('v-rate').textContent = fmtRate(((r.bytesReceived - state.lastBytes) * 8000) / (now - state.lastAt));
+    state.lastBytes = r.bytesReceived;
+    state.lastAt = now;
+  });
+}
+
+$('play').addEventListener('click', () => (state.playing ? stop() : play($('track-select').value)));
+$('track-select').addEventListener('change', (e) => state.playing && play(e.target.value));
+$('shot').addEventListener('click', () => {
+  const p = $('track-select').value;
+  if (p) window.open(`/api/shot/${p.split('/').map(encodeURIComponent).join('/')}.jpg`, '_blank');
+});
+window.addEventListener('pagehide', () => state.session && fetch(state.session, { method: 'DELETE', keepalive: true }));
+$('host').textContent = location.host;
+
+refresh();
+refreshSensors();
+refreshPtz();
+refreshRecordings();
+setInterval(refresh, 1000);
+setInterval(refreshSensors, 1000);
+setInterval(viewerStats, 1000);
+setInterval(refreshRecordings, 15000);
