@@ -19,6 +19,8 @@ export interface IsapiSimOptions {
 
 export interface IsapiLogEntry {
   at: number;
+  /** performance.now() at receipt, for latency measurements. */
+  t: number;
   op: 'continuous' | 'goto' | 'set';
   pan?: number;
   tilt?: number;
@@ -163,11 +165,12 @@ export class IsapiDeviceSim {
       if (!m || m[1] !== '1') return bad(404, 'notSupport');
       const rest = m[2]!;
       const at = Date.now();
+      const t = performance.now();
       try {
         if (req.method === 'PUT' && rest === '/continuous') {
           const d = parsePtzData(body);
           this.vel = { pan: d.pan / 100, tilt: d.tilt / 100, zoom: d.zoom / 100 };
-          this.log.push({ at, op: 'continuous', pan: d.pan, tilt: d.tilt, zoom: d.zoom });
+          this.log.push({ at, t, op: 'continuous', pan: d.pan, tilt: d.tilt, zoom: d.zoom });
           return ok();
         }
         if (req.method === 'GET' && rest === '/presets') {
@@ -181,7 +184,7 @@ export class IsapiDeviceSim {
           if (!p) return bad(400, 'presetNotExist');
           this.vel = { pan: 0, tilt: 0, zoom: 0 };
           this.pos = { ...p.pos };
-          this.log.push({ at, op: 'goto', id: Number(g[1]) });
+          this.log.push({ at, t, op: 'goto', id: Number(g[1]) });
           return ok();
         }
         const s = /^\/presets\/(\d+)$/.exec(rest);
@@ -189,7 +192,7 @@ export class IsapiDeviceSim {
           const p = parsePresetXml(body);
           if (p.id !== Number(s[1])) return bad(400, 'badXmlContent');
           this.presets.set(p.id, { name: p.name, pos: { ...this.pos } });
-          this.log.push({ at, op: 'set', id: p.id });
+          this.log.push({ at, t, op: 'set', id: p.id });
           return ok();
         }
         if (req.method === 'GET' && rest === '/status') {

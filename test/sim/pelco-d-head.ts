@@ -6,6 +6,8 @@ import { closePeer, openPeer } from './serial-pty.js';
 
 export interface SimLogEntry {
   at: number;
+  /** performance.now() at receipt, for latency measurements. */
+  t: number;
   type: 'move' | 'stop' | 'preset' | 'query' | 'other';
   pan?: number;
   tilt?: number;
@@ -68,17 +70,18 @@ export class PelcoDHeadSim {
   private apply(c: PelcoDCommand): void {
     this.integrate();
     const at = Date.now();
+    const t = performance.now();
     switch (c.type) {
       case 'stop':
         this.vel = { pan: 0, tilt: 0, zoom: 0 };
-        this.log.push({ at, type: 'stop' });
+        this.log.push({ at, t, type: 'stop' });
         break;
       case 'move':
         this.vel = { pan: c.pan / 0x3f, tilt: c.tilt / 0x3f, zoom: c.zoom };
-        this.log.push({ at, type: 'move', pan: this.vel.pan, tilt: this.vel.tilt, zoom: this.vel.zoom });
+        this.log.push({ at, t, type: 'move', pan: this.vel.pan, tilt: this.vel.tilt, zoom: this.vel.zoom });
         break;
       case 'preset':
-        this.log.push({ at, type: 'preset', op: c.op, id: c.id });
+        this.log.push({ at, t, type: 'preset', op: c.op, id: c.id });
         if (c.op === 'set') this.presets.set(c.id, { ...this.pos });
         else if (c.op === 'clear') this.presets.delete(c.id);
         else {
@@ -88,14 +91,14 @@ export class PelcoDHeadSim {
         }
         break;
       case 'query': {
-        this.log.push({ at, type: 'query', op: c.what });
+        this.log.push({ at, t, type: 'query', op: c.what });
         const v =
           c.what === 'pan' ? Math.round(this.pos.pan * 100) : c.what === 'tilt' ? (Math.round(this.pos.tilt * 100) + 0x10000) % 0x10000 : Math.round(this.pos.zoom * 0xffff);
         this.port?.write(encodeResponse(this.address, c.what, v));
         break;
       }
       default:
-        this.log.push({ at, type: 'other' });
+        this.log.push({ at, t, type: 'other' });
     }
   }
 
