@@ -44,7 +44,9 @@ function inputFormat(mime: string | undefined): string {
 
 /** Arguments built only from validated values (codec from the enum, numbers from config). */
 export function transcodeArgs(inFmt: string, codec: Codec, o: { jpegFps: number; bitrateKbps: number; gop: number }): string[] {
-  const a = ['-hide_banner', '-loglevel', 'error', '-fflags', 'nobuffer', '-flags', 'low_delay', '-f', inFmt, '-i', 'pipe:0', '-an'];
+  // Small probe: ffmpeg's default 5 MB probe holds every output back for seconds on a live pipe.
+  // Wall-clock timestamps: a raw elementary stream has none, and fps= needs real time.
+  const a = ['-hide_banner', '-loglevel', 'error', '-probesize', '32768', '-analyzeduration', '0', '-use_wallclock_as_timestamps', '1', '-fflags', 'nobuffer', '-flags', 'low_delay', '-f', inFmt, '-i', 'pipe:0', '-an'];
   switch (codec) {
     case 'jpeg':
       return [...a, '-vf', `fps=${o.jpegFps}`, '-c:v', 'mjpeg', '-q:v', '5', '-f', 'image2pipe', 'pipe:1'];

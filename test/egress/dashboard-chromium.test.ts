@@ -97,7 +97,7 @@ test('dashboard plays WHEP in Chromium, updates stats, shows links and sensors; 
   // Stats update: the tracks table shows live fps, the link list shows both states, sensors show.
   await page.waitForFunction(
     () =>
-      [...document.querySelectorAll('#tracks tr')].some((tr) => {
+      Array.from(document.querySelectorAll('#tracks tr')).some((tr) => {
         const td = tr.querySelectorAll('td');
         return td[0]?.textContent === 'cam/base/video' && Number(td[2]?.textContent) >= 20 && /bit\/s/.test(td[3]?.textContent ?? '');
       }),

@@ -9,10 +9,10 @@ import type { TestContext } from 'node:test';
 export const run = promisify(execFile);
 
 /** Poll `pred` until it holds; fail with `what` after `ms` (a bound, not a speed assertion). */
-export async function waitFor(pred: () => boolean, ms: number, what: string): Promise<void> {
+export async function waitFor(pred: () => boolean, ms: number, what: string | (() => string)): Promise<void> {
   const end = Date.now() + ms;
   while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for: ${what}`);
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for: ${typeof what === 'function' ? what() : what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
