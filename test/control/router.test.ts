@@ -108,14 +108,14 @@ describe('control router: rate limit and coalescing', () => {
   });
 
   it('a repeated identical velocity refreshes the lease without resending', async (t) => {
-    const { r, a } = setup({ leaseMs: 150 });
+    const { r, a } = setup({ leaseMs: 300 });
     t.after(() => r.close());
     await r.move('ptz/front', api, { pan: 0.5 });
-    for (let i = 0; i < 6; i++) {
-      await new Promise((res) => setTimeout(res, 50));
+    for (let i = 0; i < 8; i++) {
+      await new Promise((res) => setTimeout(res, 60));
       assert.equal(await r.move('ptz/front', api, { pan: 0.5 }), 'unchanged');
     }
-    // 300 ms > lease: only the refreshes kept it moving
+    // 480 ms > lease: only the refreshes kept it moving
     assert.equal(a.calls.filter((c) => c.type === 'stop').length, 0);
     assert.equal(a.calls.length, 1);
     await waitUntil(() => a.last?.type === 'stop', 'dead-man after refreshes stop');
