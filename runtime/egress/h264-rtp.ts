@@ -214,6 +214,7 @@ export class H264Depacketizer {
         this.fu = [Buffer.from([(p[0]! & 0xe0) | (p[1]! & 0x1f)])];
       } else if (!this.fu) {
         this.broken = true; // its start packet was lost (or we joined mid-NAL): a loss, not malformed
+        this.bytes += p.length;
         return;
       }
       this.fu.push(p.subarray(2));
@@ -238,13 +239,14 @@ export class H264Depacketizer {
     const nals = this.nals;
     const ts = this.ts ?? 0;
     const broken = this.broken;
+    const hadData = this.bytes > 0 || this.fu !== null;
     this.nals = [];
     this.bytes = 0;
     this.fu = null;
     this.ts = null;
     this.broken = false;
-    if (nals.length === 0) return;
-    if (broken) {
+    if (!hadData) return;
+    if (broken || nals.length === 0) {
       this.counters.lossDiscards++;
       return;
     }
