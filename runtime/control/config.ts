@@ -1,6 +1,22 @@
 // The `control` config section: PTZ heads, motor controllers, joysticks, router policy and the
 // upstream Moth meb. Passwords and keys live here and nowhere else: they are never logged, never in
-// stats and never in error messages.
+// stats and never in error messages. Example (YAML):
+//
+//   control:
+//     leaseMs: 500                 # dead-man lease of a velocity command
+//     maxRatePerSec: 20            # per device; in between only the latest velocity is kept
+//     priorities: { joystick: 30, remote: 20, api: 10 }
+//     ptz:
+//       - { kind: onvif, name: front, host: 192.168.1.64, username: admin, password: "…" }
+//       - { kind: isapi, name: dome, url: "http://192.168.1.65", username: admin, password: "…", channel: 1 }
+//       - { kind: pelco-d, name: mast, path: /dev/serial/by-id/usb-FTDI_…-if00-port0, baudRate: 9600, address: 1 }
+//     motors:
+//       - { kind: sabertooth, name: base, path: /dev/serial/by-id/usb-…, address: 128, deviceTimeoutMs: 500 }
+//       - { kind: line, name: arm, path: /dev/serial/by-id/usb-…, baudRate: 115200, template: "M {left} {right}" }
+//     joysticks:
+//       - { path: /dev/input/js0, ptz: front, motor: base, drive: { mode: arcade, throttle: { axis: 1, invert: true }, steer: { axis: 0 } },
+//           buttons: { stop: 0, presets: { "1": 3 } } }
+//     upstream: { url: "wss://moth.example.org:8277", channel: robot1, key: "…" }
 
 import { z } from 'zod';
 
