@@ -3,7 +3,7 @@
 // client. Owned by the app: stats() and an idempotent close() that stops everything moving first.
 
 import { EdgeError } from '../engine/api.js';
-import type { Logger } from '../log.js';
+import { ThrottledLog, type Logger } from '../log.js';
 import { IsapiDriver } from '../../drivers/ptz/isapi.js';
 import { OnvifDriver } from '../../drivers/ptz/onvif.js';
 import { PelcoDDriver } from '../../drivers/ptz/pelco-d-driver.js';
@@ -92,8 +92,12 @@ export class ControlService {
     });
     for (const d of parts.ptz ?? []) this.addPtz(d);
     for (const m of parts.motors ?? []) this.addMotor(m);
+    // Dead-man stops are routine (a click-to-nudge client lets every lease run out) and device errors
+    // repeat while a link is down: both are logged at most once a minute per device, with a count.
+    const throttled = new ThrottledLog(this.log, 60_000);
     this.router.on((e: RouterEvent) => {
-      if (e.type === 'deadman' || e.type === 'link-drop') this.log.warn({ device: e.device, event: e.type }, `control: ${e.type} stop of ${e.device}`);
+      if (e.type === 'deadman' || e.type === 'link-drop') throttled.warn(`${e.type}:${e.device}`, `control: ${e.type} stop of ${e.device}`, { device: e.device });
+      else if (e.type === 'error') throttled.error(`error:${e.device}`, `control: ${e.device} failed: ${e.detail ?? ''}`, { device: e.device });
     });
     this.pang = new PangControlAdapter(this, { maxCommandBytes: this.config.maxBodyBytes });
   }

@@ -140,3 +140,42 @@ describe('joystick control', () => {
     assert.equal(j['losses'], 1);
   });
 });
+
+describe('evdev gamepad input', () => {
+  it('reads input_event records from a fifo, axis ranges from config, and notices the device leaving', async (t) => {
+    const { JoystickInput } = await import('../../drivers/input/joystick.js');
+    const dir = await mkdtemp(path.join(tmpdir(), 'evdev-'));
+    const fifo = path.join(dir, 'event3');
+    execFileSync('mkfifo', [fifo]);
+    const input = new JoystickInput({ path: fifo, format: 'evdev', evdevEventSize: 24, evdevRanges: { 0: { min: 0, max: 255 } }, pollMs: 5 });
+    const events: Array<{ kind: string; number: number; value: number }> = [];
+    const lost: string[] = [];
+    input.onEvent((e) => events.push(e));
+    input.onLost((w) => lost.push(w));
+    input.start();
+    const fd = fs.openSync(fifo, fs.constants.O_RDWR);
+    t.after(async () => {
+      input.close();
+      await rm(dir, { recursive: true, force: true });
+    });
+    const ev = (type: number, code: number, value: number) => {
+      const b = Buffer.alloc(24);
+      b.writeUInt16LE(type, 16);
+      b.writeUInt16LE(code, 18);
+      b.writeInt32LE(value, 20);
+      return b;
+    };
+    await waitUntil(() => input.isOpen, 'open');
+    // one record split across two writes, then a sync event (ignored)
+    const all = Buffer.concat([ev(3, 0, 0), ev(1, 304, 1), ev(0, 0, 0)]);
+    fs.writeSync(fd, all.subarray(0, 30));
+    fs.writeSync(fd, all.subarray(30));
+    await waitUntil(() => events.length === 2, 'two events');
+    assert.deepEqual(events, [
+      { kind: 'axis', number: 0, value: -1, init: false },
+      { kind: 'button', number: 304, value: 1, init: false },
+    ]);
+    fs.closeSync(fd);
+    await waitUntil(() => lost.length === 1, 'loss noticed');
+  });
+});

@@ -230,3 +230,32 @@ describe('control router: operations', () => {
     await assert.rejects(r.move('ptz/front', api, { pan: 1 }), /CONTROL_CLOSED/);
   });
 });
+
+describe('control router with a real HTTP device going away and coming back', () => {
+  it('ISAPI camera unreachable mid-move: the owed Stop is the first thing it receives when back', async (t) => {
+    const { IsapiDeviceSim } = await import('../sim/isapi-device.js');
+    const { IsapiDriver } = await import('../../drivers/ptz/isapi.js');
+    const { ControlService } = await import('../../runtime/control/service.js');
+    const { silentLogger } = await import('../../runtime/log.js');
+    const sim = new IsapiDeviceSim({ username: 'admin', password: 'pw' });
+    await sim.start();
+    const port = sim.port;
+    const svc = new ControlService({ ptz: [new IsapiDriver({ name: 'dome', url: sim.url, username: 'admin', password: 'pw', timeoutMs: 300 })], log: silentLogger(), config: { leaseMs: 5000 } });
+    t.after(async () => {
+      await svc.close();
+      await sim.stop();
+    });
+    await svc.ptzMove('dome', api, { pan: 0.5, tilt: 0, zoom: 0 });
+    assert.equal(sim.moving, true);
+    await sim.stop(); // network gone; the head keeps moving on its last command
+    await assert.rejects(svc.ptzMove('dome', api, { pan: 0.8, tilt: 0, zoom: 0 }), /PTZ_LINK_DOWN/);
+    sim.log.length = 0;
+    await sim.start(port); // back
+    await waitUntil(() => sim.log.length > 0, 'first command after the device came back', 8000);
+    assert.deepEqual([sim.log[0]!.op, sim.log[0]!.pan, sim.log[0]!.tilt, sim.log[0]!.zoom], ['continuous', 0, 0, 0]);
+    assert.equal(sim.moving, false);
+    const st = (svc.stats()['router'] as Record<string, Record<string, number>>)['ptz/dome']!;
+    assert.equal(st['stopsOwed'], 1);
+    assert.ok(st['stopRetries']! >= 1);
+  });
+});

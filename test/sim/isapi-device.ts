@@ -47,9 +47,10 @@ export class IsapiDeviceSim {
 
   constructor(readonly o: IsapiSimOptions) {}
 
-  async start(): Promise<void> {
+  /** Listen on `port` (0 = ephemeral; pass the old port to bring a stopped device back). */
+  async start(port = 0): Promise<void> {
     this.server = http.createServer((req, res) => this.handle(req, res));
-    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
+    await new Promise<void>((r) => this.server!.listen(port, '127.0.0.1', r));
     this.port = (this.server.address() as AddressInfo).port;
   }
 
