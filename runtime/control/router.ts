@@ -297,6 +297,7 @@ export class ControlRouter {
 
   /** The link of a session dropped (pang client gone): stop every device it was moving, now. */
   releaseSession(session: string): void {
+    if (this.closed) return; // close() already stopped everything
     const now = Date.now();
     for (const lane of this.lanes.values()) {
       if (lane.owner?.session !== session) continue;
