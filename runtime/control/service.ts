@@ -285,6 +285,12 @@ export function createControlService(config: unknown, log: Logger): ControlServi
     void svc.close();
     throw e;
   }
+  const serialPaths = [...c.ptz.flatMap((p) => (p.kind === 'pelco-d' ? [p.path] : [])), ...c.motors.map((m) => m.path)];
+  for (const p of serialPaths) {
+    if (/^\/dev\/tty(USB|ACM)\d+$/.test(p)) {
+      log.warn({ path: p }, 'serial device configured by its tty number, which can change on replug: prefer /dev/serial/by-id/…');
+    }
+  }
   log.info(
     { cameras: c.ptz.map((p) => `${p.name}(${p.kind})`), motors: c.motors.map((m) => `${m.name}(${m.kind})`), joysticks: c.joysticks.length, upstream: !!c.upstream },
     'control ready',

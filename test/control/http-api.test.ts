@@ -113,6 +113,16 @@ describe('PTZ HTTP API (seed shapes)', () => {
     assert.equal(bad.status, 400);
   });
 
+  it('a motor drive without refresh stops by the router’s dead-man, before the firmware watchdog', async () => {
+    const t0 = Date.now();
+    await req(h.base, 'POST', '/motors/base/drive', { left: -0.3, right: 0.3 });
+    await waitUntil(() => h.motor.moving, 'driving');
+    await waitUntil(() => !h.motor.moving, 'dead-man stop', 2000);
+    const last = h.motor.log[h.motor.log.length - 1]!;
+    assert.equal(last.type, 'stop', 'a Stop command, not the firmware watchdog');
+    assert.ok(last.at - t0 >= 390 && last.at - t0 < 1000, `stopped after ${last.at - t0} ms`);
+  });
+
   it('stats show every decision', () => {
     const s = h.control.stats()['router'] as Record<string, Record<string, number>>;
     assert.ok(s['ptz/front']!['commandsIn']! > 0);
