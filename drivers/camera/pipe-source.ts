@@ -4,10 +4,16 @@
 
 import { captureClockUs, EdgeError, type DriverOutput, type DriverStats } from '../../runtime/engine/api.js';
 import { runChild, type RunChildOptions, type SupervisedChild } from '../exec/child.js';
-import { AnnexBSplitter, h264Mime } from './h264.js';
+import { AnnexBSplitter, h264Mime, parseSps, type SpsInfo } from './h264.js';
+import { AvcDepacketizer, FlvStreamReader } from '../ingest/rtmp/flv.js';
 import { JpegSplitter } from './jpeg.js';
 
-export type PipeCodec = 'h264' | 'jpeg';
+/**
+ * What the child writes on stdout: raw H.264 Annex-B (rpicam-vid), H.264 in FLV (ffmpeg `-f flv`:
+ * tag sizes mark where a frame ends, so it leaves at once instead of waiting for the next frame's
+ * start code — one frame interval less latency), or concatenated JPEGs.
+ */
+export type PipeCodec = 'h264' | 'h264-flv' | 'jpeg';
 
 /** Remove `user:pass@` from every URL in a text (RTSP URLs reach ffmpeg's stderr and argv). */
 export function redactUserinfo(s: string): string {
@@ -74,6 +80,40 @@ export class PipeSource {
         for (const img of split.push(chunk)) emit(img, true);
         this.splitterStats = split.stats();
       };
+    } else if (o.codec === 'h264-flv') {
+      const reader = new FlvStreamReader();
+      // ffmpeg's FLV muxer writes 4-byte NAL lengths; with no extradata (a camera that sends SPS/PPS
+      // only in-band) the parameter sets are taken from the stream.
+      const depack = new AvcDepacketizer(4);
+      let seenKey = false;
+      let sps: SpsInfo | undefined;
+      onData = (chunk) => {
+        for (const tag of reader.push(chunk)) {
+          if (tag.type !== 9) continue;
+          const unit = depack.push(tag.body);
+          if (unit === 'config' || (unit && depack.config && !sps)) {
+            try {
+              sps = parseSps(depack.config!.sps[0]!);
+            } catch {
+              sps = undefined;
+            }
+          }
+          if (!unit || unit === 'config') continue;
+          if (!seenKey && !unit.key) {
+            this.droppedBeforeKeyframe++;
+            continue;
+          }
+          seenKey = true;
+          const m = h264Mime(sps, o.fps);
+          if (m !== mime) {
+            mime = m;
+            out.setMime(o.track, m);
+          }
+          emit(unit.data, unit.key);
+        }
+        const c = depack.counters;
+        this.splitterStats = { flvTags: reader.tags, accessUnits: c.units, keyframes: c.keyframes, droppedNoConfig: c.droppedNoConfig, droppedInvalid: c.droppedInvalid, droppedOtherCodec: c.droppedOtherCodec };
+      };
     } else {
       const split = new AnnexBSplitter();
       let seenKey = false;
@@ -97,7 +137,15 @@ export class PipeSource {
     }
     this.running = true;
     try {
-      await runChild(o.child, onData, signal, (c) => {
+      await runChild(o.child, (chunk) => {
+        try {
+          onData(chunk);
+        } catch (err) {
+          // a broken container is the process's fault: end this run with a typed error
+          if (err instanceof Error && 'code' in err && typeof err.code === 'string') throw new EdgeError(err.code, err.message.replace(/^[A-Z_]+: /, ''));
+          throw err;
+        }
+      }, signal, (c) => {
         this.child = c;
       });
     } catch (err) {

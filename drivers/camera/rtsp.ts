@@ -73,9 +73,10 @@ export function rtspArgs(cfg: RtspConfig, url: string): string[] {
     '-i', url,
     '-map', '0:v:0', '-an', '-dn', '-sn',
     '-c:v', 'copy',
-    // Cameras often send SPS/PPS only in the SDP: put them in front of every IDR (pang rule).
-    '-bsf:v', 'dump_extra=freq=keyframe',
-    '-f', 'h264', 'pipe:1',
+    // FLV: each frame ends where its tag says, so it leaves without waiting for the next one.
+    // SPS/PPS from the SDP become the sequence header; we put them in front of every IDR.
+    '-flush_packets', '1',
+    '-f', 'flv', 'pipe:1',
   ];
 }
 
@@ -103,7 +104,7 @@ export class RtspDriver implements SourceDriver {
     const host = new URL(this.target.safeUrl).host;
     await this.pipe.run(
       {
-        codec: 'h264',
+        codec: 'h264-flv',
         track: this.cfg.track,
         fps: this.cfg.fps,
         child: {

@@ -57,6 +57,8 @@ export function v4l2Mode(c: V4l2Config): V4l2Mode {
   return 'encode';
 }
 
+const FLV_OUT = ['-flush_packets', '1', '-f', 'flv', 'pipe:1'];
+
 export function v4l2Args(c: V4l2Config, boardEncoder?: 'h264_v4l2m2m' | 'libx264'): string[] {
   const input = [
     '-hide_banner', '-loglevel', 'warning', '-nostdin',
@@ -69,19 +71,19 @@ export function v4l2Args(c: V4l2Config, boardEncoder?: 'h264_v4l2m2m' | 'libx264
   const mode = v4l2Mode(c);
   if (mode === 'jpeg-passthrough') return [...input, '-c:v', 'copy', '-f', 'mjpeg', 'pipe:1'];
   if (mode === 'h264-passthrough') {
-    return [...input, '-c:v', 'copy', '-bsf:v', 'dump_extra=freq=keyframe', '-f', 'h264', 'pipe:1'];
+    // FLV out: frame ends are explicit (no wait for the next frame); UVC cameras put SPS/PPS in-band
+    return [...input, '-c:v', 'copy', ...FLV_OUT];
   }
   const enc = c.encoder === 'auto' ? boardEncoder ?? 'libx264' : c.encoder;
   const gop = Math.max(1, Math.round(c.fps * c.keyintSeconds));
   const rate = ['-b:v', `${c.bitrateKbps}k`, '-maxrate', `${c.bitrateKbps}k`, '-bufsize', `${Math.max(100, Math.round(c.bitrateKbps / 2))}k`];
   if (enc === 'h264_v4l2m2m') {
-    // The Pi's bcm2835 codec wants yuv420p; SPS/PPS before each IDR via dump_extra.
-    return [...input, '-pix_fmt', 'yuv420p', '-c:v', 'h264_v4l2m2m', ...rate, '-g', String(gop),
-      '-bsf:v', 'dump_extra=freq=keyframe', '-f', 'h264', 'pipe:1'];
+    // The Pi's bcm2835 codec wants yuv420p; SPS/PPS go before each IDR on our side (AvcDepacketizer).
+    return [...input, '-pix_fmt', 'yuv420p', '-c:v', 'h264_v4l2m2m', ...rate, '-g', String(gop), ...FLV_OUT];
   }
   return [...input, '-pix_fmt', 'yuv420p', '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency',
     '-profile:v', 'baseline', ...rate, '-g', String(gop), '-keyint_min', String(gop), '-sc_threshold', '0',
-    '-x264-params', 'repeat-headers=1', '-f', 'h264', 'pipe:1'];
+    '-x264-params', 'repeat-headers=1', ...FLV_OUT];
 }
 
 export class V4l2Driver implements SourceDriver {
@@ -101,7 +103,7 @@ export class V4l2Driver implements SourceDriver {
   async run(out: DriverOutput, signal: AbortSignal): Promise<void> {
     await this.pipe.run(
       {
-        codec: this.cfg.output,
+        codec: this.cfg.output === 'jpeg' ? 'jpeg' : 'h264-flv',
         track: this.cfg.track,
         fps: this.cfg.fps,
         jpegSize: { width: this.cfg.width, height: this.cfg.height },

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Amf0Error, decodeAmf0, encodeAmf0, type Amf0Value } from '../../drivers/ingest/rtmp/amf0.js';
 import { ChunkError, ChunkReader, ChunkWriter, MSG, u32, type RtmpMessage } from '../../drivers/ingest/rtmp/chunk.js';
-import { AvcDepacketizer, FlvError, parseAvcDecoderConfig, parseVideoTag, splitAvcc } from '../../drivers/ingest/rtmp/flv.js';
+import { AvcDepacketizer, FlvError, FlvStreamReader, parseAvcDecoderConfig, parseVideoTag, splitAvcc } from '../../drivers/ingest/rtmp/flv.js';
 import { clientC0C1, HANDSHAKE_SIZE, HandshakeError, ServerHandshake } from '../../drivers/ingest/rtmp/handshake.js';
 import { RtmpServerSession, type PublishRequest, type RtmpSessionHandler } from '../../drivers/ingest/rtmp/session.js';
 
@@ -358,5 +358,67 @@ test('session: arbitrary bytes after the handshake close the session with a type
       assert.ok(c.closed.length <= 1);
     }),
     { numRuns: 3000 },
+  );
+});
+
+// ---------------------------------------------------------------------------------------------
+// FLV byte streams (cameras run through ffmpeg `-f flv`)
+
+function flvFile(tags: Array<{ type: number; ts: number; body: Buffer }>): Buffer {
+  const parts: Buffer[] = [Buffer.from([0x46, 0x4c, 0x56, 1, 1, 0, 0, 0, 9]), u32(0)];
+  for (const t of tags) {
+    const h = Buffer.alloc(11);
+    h[0] = t.type;
+    h.writeUIntBE(t.body.length, 1, 3);
+    h.writeUIntBE(t.ts & 0xffffff, 4, 3);
+    h[7] = (t.ts >>> 24) & 0xff;
+    parts.push(h, t.body, u32(11 + t.body.length));
+  }
+  return Buffer.concat(parts);
+}
+
+test('FLV stream: tags come out whole at any split; in-band SPS/PPS start a stream with no sequence header', () => {
+  const idr = Buffer.concat([Buffer.from([0x17, 1, 0, 0, 0]), avcc(SPS, PPS, Buffer.from([0x65, 0x88, 1]))]);
+  const p = Buffer.concat([Buffer.from([0x27, 1, 0, 0, 0]), avcc(Buffer.from([0x41, 0x9a, 2]))]);
+  const file = flvFile([{ type: 18, ts: 0, body: Buffer.from('meta') }, { type: 9, ts: 0, body: idr }, { type: 9, ts: 0x1000021, body: p }]);
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 1, max: 40 }), { maxLength: 40 }), (pieces) => {
+      const r = new FlvStreamReader();
+      const d = new AvcDepacketizer(4);
+      const units: Array<{ key: boolean; data: Buffer }> = [];
+      const ts: number[] = [];
+      let pos = 0;
+      const feed = (b: Buffer) => {
+        for (const t of r.push(b)) {
+          ts.push(t.timestamp);
+          if (t.type !== 9) continue;
+          const u = d.push(t.body);
+          if (u && u !== 'config') units.push(u);
+        }
+      };
+      for (const n of pieces) {
+        if (pos >= file.length) break;
+        feed(file.subarray(pos, pos + n));
+        pos += n;
+      }
+      if (pos < file.length) feed(file.subarray(pos));
+      assert.deepEqual(ts, [0, 0, 0x1000021]);
+      assert.deepEqual(units.map((u) => u.key), [true, false]);
+      assert.ok(d.config && d.config.sps[0]!.equals(SPS), 'parameter sets taken in-band');
+    }),
+    { numRuns: 300 },
+  );
+  assert.throws(() => new FlvStreamReader().push(Buffer.from('GIF89a....')), FlvError);
+  const huge = flvFile([]);
+  assert.throws(() => new FlvStreamReader(1024).push(Buffer.concat([huge, Buffer.from([9, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0])])), (e: unknown) => e instanceof FlvError && e.code === 'FLV_TAG_TOO_LARGE');
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+      try {
+        new FlvStreamReader(4096).push(Buffer.concat([Buffer.from('FLV\x01\x01\0\0\0\x09', 'latin1'), Buffer.from(bytes)]));
+      } catch (err) {
+        assert.ok(err instanceof FlvError, String(err));
+      }
+    }),
+    { numRuns: 2000 },
   );
 });

@@ -117,6 +117,12 @@ export interface AvcDepacketizerStats {
  */
 export class AvcDepacketizer {
   config: AvcConfig | null = null;
+  /**
+   * @param inBandLengthSize NAL length size to assume before any sequence header, so a stream
+   * whose SPS/PPS come only in-band (ffmpeg's FLV muxer without extradata writes 4) still starts.
+   * Undefined: units before the first sequence header are dropped (RTMP publishers send one).
+   */
+  constructor(private readonly inBandLengthSize?: 1 | 2 | 4) {}
   readonly counters: AvcDepacketizerStats = { configs: 0, units: 0, keyframes: 0, droppedNoConfig: 0, droppedInvalid: 0, droppedOtherCodec: 0 };
 
   /** Returns the unit, 'config' when a new sequence header arrived, or null when dropped. */
@@ -141,13 +147,13 @@ export class AvcDepacketizer {
       this.counters.configs++;
       return 'config';
     }
-    if (!this.config) {
+    if (!this.config && this.inBandLengthSize === undefined) {
       this.counters.droppedNoConfig++;
       return null;
     }
     let nals: Buffer[];
     try {
-      nals = splitAvcc(tag.body, this.config.lengthSize);
+      nals = splitAvcc(tag.body, this.config?.lengthSize ?? this.inBandLengthSize!);
     } catch (err) {
       if (err instanceof FlvError) {
         this.counters.droppedInvalid++;
@@ -168,6 +174,18 @@ export class AvcDepacketizer {
       else if (t === 7) hasSps = true;
       else if (t === 8) hasPps = true;
     }
+    if (!this.config) {
+      if (!(hasSps && hasPps)) {
+        this.counters.droppedNoConfig++; // nothing decodes before the first parameter sets
+        return null;
+      }
+      const sps = nals.filter((n) => (n[0]! & 0x1f) === 7).map((n) => Buffer.from(n));
+      const pps = nals.filter((n) => (n[0]! & 0x1f) === 8).map((n) => Buffer.from(n));
+      const s0 = sps[0]!;
+      this.config = { profile: s0[1] ?? 0, compatibility: s0[2] ?? 0, level: s0[3] ?? 0, lengthSize: this.inBandLengthSize!, sps, pps };
+      this.counters.configs++;
+    }
+    const config = this.config;
     const parts: Buffer[] = [];
     let nalStart = 0;
     // An access unit delimiter, when present, must stay first.
@@ -176,12 +194,67 @@ export class AvcDepacketizer {
       nalStart = 1;
     }
     if (key && !(hasSps && hasPps)) {
-      for (const s of this.config.sps) parts.push(START, s);
-      for (const s of this.config.pps) parts.push(START, s);
+      for (const s of config.sps) parts.push(START, s);
+      for (const s of config.pps) parts.push(START, s);
     }
     for (let i = nalStart; i < nals.length; i++) parts.push(START, nals[i]!);
     this.counters.units++;
     if (key) this.counters.keyframes++;
     return { data: Buffer.concat(parts), key, cts: tag.cts };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// FLV byte streams (a process writing `-f flv` to a pipe)
+
+export interface FlvTag {
+  /** 8 audio, 9 video, 18 script data. */
+  type: number;
+  /** Decode timestamp in ms (24 bits + 8-bit extension). */
+  timestamp: number;
+  body: Buffer;
+}
+
+/**
+ * Streaming FLV reader: header, then tags with explicit sizes — so a frame is complete the moment
+ * its last byte arrives (an Annex-B splitter has to wait for the next frame's start). Bounded: a
+ * tag larger than `maxTagBytes` is an error, not an allocation.
+ */
+export class FlvStreamReader {
+  private buf: Buffer = Buffer.alloc(0);
+  private headerLeft = -1; // -1: header not read yet
+  tags = 0;
+
+  constructor(private readonly maxTagBytes = 8 * 1024 * 1024) {}
+
+  push(chunk: Buffer): FlvTag[] {
+    const out: FlvTag[] = [];
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    let p = 0;
+    if (this.headerLeft < 0) {
+      if (this.buf.length < 9) return out;
+      if (this.buf.toString('latin1', 0, 3) !== 'FLV') throw new FlvError('FLV_INVALID', 'stream does not start with an FLV header');
+      const dataOffset = this.buf.readUInt32BE(5);
+      if (dataOffset < 9 || dataOffset > 1024) throw new FlvError('FLV_INVALID', `header size ${dataOffset}`);
+      this.headerLeft = dataOffset + 4; // header + PreviousTagSize0
+    }
+    if (this.headerLeft > 0) {
+      const skip = Math.min(this.headerLeft, this.buf.length);
+      this.headerLeft -= skip;
+      p = skip;
+    }
+    while (this.headerLeft === 0 && this.buf.length - p >= 11) {
+      const type = this.buf[p]! & 0x1f;
+      const size = this.buf.readUIntBE(p + 1, 3);
+      if (size > this.maxTagBytes) throw new FlvError('FLV_TAG_TOO_LARGE', `tag of ${size} bytes exceeds ${this.maxTagBytes}`);
+      if (this.buf.length - p < 11 + size + 4) break;
+      const timestamp = (this.buf.readUIntBE(p + 4, 3) | (this.buf[p + 7]! << 24)) >>> 0;
+      // a view, valid until the next push(): callers convert it (AvcDepacketizer copies into the AU)
+      out.push({ type, timestamp, body: this.buf.subarray(p + 11, p + 11 + size) });
+      this.tags++;
+      p += 11 + size + 4;
+    }
+    this.buf = p >= this.buf.length ? Buffer.alloc(0) : Buffer.from(this.buf.subarray(p));
+    return out;
   }
 }
