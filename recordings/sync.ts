@@ -234,29 +234,37 @@ export class Uploader {
     });
   }
 
+  /**
+   * MKCOL every folder from the host root down to the segment's day folder, once per run.
+   * Only needed when a PUT says the parent is missing (nginx's create_full_put_path never does).
+   */
   private async ensureDirs(rel: string): Promise<void> {
-    const parts = rel.split('/').slice(0, -1);
-    for (let i = 1; i <= parts.length; i++) {
-      const dir = parts.slice(0, i).join('/');
+    const baseParts = this.base.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    const relParts = rel.split('/').slice(0, -1);
+    const all = [...baseParts, ...relParts];
+    for (let i = 1; i <= all.length; i++) {
+      const dir = all.slice(0, i).join('/');
       if (this.knownDirs.has(dir)) continue;
-      const u = this.url(`${dir}/`);
+      const u = new URL(`/${all.slice(0, i).map(encodeURIComponent).join('/')}/`, this.base);
       const r = await this.request('MKCOL', u);
-      // 201 created; 405 exists; 301 nginx redirect to the slash form of an existing folder
-      if (r.status === 201 || r.status === 405 || r.status === 301 || r.status === 200) {
-        if (this.knownDirs.size >= MAX_KNOWN_DIRS) this.knownDirs.clear();
-        this.knownDirs.add(dir);
-      } else {
-        throw new EdgeError('SYNC_MKCOL', `MKCOL ${dir} → ${r.status}`, { status: r.status });
-      }
+      // 201 created; 405 exists; 301 nginx redirect to the slash form of an existing folder.
+      // Above the base, a folder we may not create (403) can still exist: the PUT decides.
+      const ok = r.status === 201 || r.status === 405 || r.status === 301 || r.status === 200 || (i <= baseParts.length && r.status !== 409);
+      if (!ok) throw new EdgeError('SYNC_MKCOL', `MKCOL ${dir} → ${r.status}`, { status: r.status });
+      if (this.knownDirs.size >= MAX_KNOWN_DIRS) this.knownDirs.clear();
+      this.knownDirs.add(dir);
     }
   }
 
   private async put(row: SegmentRow, abs: string, url: URL): Promise<HttpResult> {
-    const bucket = this.cfg.bandwidthBytesPerSec > 0 ? new TokenBucket(this.cfg.bandwidthBytesPerSec, Math.max(CHUNK, this.cfg.bandwidthBytesPerSec / 4), Date.now()) : null;
+    const rate = this.cfg.bandwidthBytesPerSec;
+    // under a cap, small reads (1/8 s of budget) keep the pace smooth instead of bursty
+    const chunk = rate > 0 ? Math.min(CHUNK, Math.max(4096, Math.floor(rate / 8))) : CHUNK;
+    const bucket = rate > 0 ? new TokenBucket(rate, chunk, Date.now()) : null;
     return this.request('PUT', url, {
       headers: { 'content-length': row.bytes, 'content-type': row.kind === 'video' ? 'video/mp4' : 'application/octet-stream' },
       body: async (req) => {
-        const stream = fs.createReadStream(abs, { start: 0, end: Math.max(0, row.bytes - 1), highWaterMark: CHUNK });
+        const stream = fs.createReadStream(abs, { start: 0, end: Math.max(0, row.bytes - 1), highWaterMark: chunk });
         try {
           for await (const chunk of stream as AsyncIterable<Buffer>) {
             if (bucket) {
@@ -320,8 +328,14 @@ export class Uploader {
         }
       }
       if (!verified) {
-        await this.ensureDirs(row.path);
-        const r = await this.put(row, abs, url);
+        let r = await this.put(row, abs, url);
+        const dayDir = [...this.base.pathname.split('/').filter(Boolean).map(decodeURIComponent), ...row.path.split('/').slice(0, -1)].join('/');
+        if ((r.status === 409 || r.status === 404 || r.status === 500) && !this.knownDirs.has(dayDir)) {
+          // the parent folder is missing on a plain WebDAV target (409; nginx without
+          // create_full_put_path says 500): create the folders, send again
+          await this.ensureDirs(row.path);
+          r = await this.put(row, abs, url);
+        }
         if (r.status === 401 || r.status === 403) throw new EdgeError('SYNC_AUTH', `PUT refused: ${r.status}`, { status: r.status });
         if (r.status < 200 || r.status >= 300) throw new EdgeError('SYNC_PUT', `PUT → ${r.status}`, { status: r.status });
         this.st.uploads++;

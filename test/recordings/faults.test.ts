@@ -11,7 +11,7 @@ import { decodeFileHeader, scanRecords } from '../../recordings/record-file.js';
 import { createRecordingService, type RecordingService } from '../../recordings/service.js';
 import type { AccessUnit } from '../../drivers/camera/h264.js';
 import type { Engine } from '../../runtime/engine/engine.js';
-import { config, ffprobeFrames, h264Units, listFiles, newEngine, tempDir } from './helpers.js';
+import { config, ffprobeFrames, h264Units, listFiles, newEngine, recordFixture, tempDir } from './helpers.js';
 
 const CAM = { channel: 'robot', source: 'base', track: 'cam' };
 const GPS = { channel: 'robot', source: 'base', track: 'gps' };
@@ -20,29 +20,6 @@ async function startService(root: string, engine: Engine, over: Record<string, u
   const svc = createRecordingService({ config: config(root, { segmentDurationMs: 2000, fragmentDurationMs: 500, ...over }), source: engine });
   await svc.start();
   return svc;
-}
-
-/** Record `seconds` of video (+ a 10 Hz data track) and close; returns the frames fed. */
-async function recordSome(root: string, seconds = 5): Promise<{ video: number; data: number }> {
-  const engine = newEngine();
-  engine.addStaticChannel({ id: 'robot' });
-  const svc = await startService(root, engine);
-  const cam = engine.publisher(CAM, { label: 't' });
-  cam.setMime('video/h264');
-  const gps = engine.publisher(GPS, { label: 't' });
-  gps.setMime('text/plain');
-  svc.discover();
-  const aus = h264Units({ seconds });
-  const t0 = captureClockUs();
-  let d = 0;
-  for (let i = 0; i < aus.length; i++) {
-    const ts = t0 + Math.round((i * 1e6) / 30);
-    cam.write({ ts, wallclock: Date.now(), key: aus[i]!.key, data: aus[i]!.data });
-    if (i % 3 === 0) gps.write({ ts, wallclock: Date.now(), key: true, data: Buffer.from(`$GPGGA,${i}`) }), d++;
-    await svc.settled();
-  }
-  await svc.close();
-  return { video: aus.length, data: d };
 }
 
 function rowsOf(root: string) {
@@ -125,7 +102,7 @@ test('malformed frames are dropped and counted; a MIME change starts a new segme
 
 test('recovery: torn parts truncated to the last fragment/record, empty parts removed, missing rows marked, orphans indexed', async (t) => {
   const root = await tempDir(t);
-  await recordSome(root, 5);
+  await recordFixture(root, 5);
   const before = rowsOf(root);
   const video = before.filter((r) => r.kind === 'video');
   const data = before.filter((r) => r.kind === 'data');
@@ -185,7 +162,7 @@ test('recovery: torn parts truncated to the last fragment/record, empty parts re
 for (const damage of ['deleted', 'corrupted'] as const) {
   test(`index ${damage} while the folder is full: rebuilt from disk, nothing deleted`, async (t) => {
     const root = await tempDir(t);
-    await recordSome(root, 4);
+    await recordFixture(root, 4);
     const filesBefore = listSegmentFiles(root);
     const hashes = new Map(filesBefore.map((f) => [f, sha256File(path.join(root, f))]));
     const rowsBefore = rowsOf(root);

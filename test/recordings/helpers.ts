@@ -7,6 +7,8 @@ import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { AnnexBSplitter, type AccessUnit } from '../../drivers/camera/h264.js';
 import { Engine } from '../../runtime/engine/engine.js';
+import { captureClockUs } from '../../runtime/engine/api.js';
+import { createRecordingService } from '../../recordings/service.js';
 import { recordingsConfigSchema, type RecordingsConfig } from '../../recordings/config.js';
 
 export const FFMPEG = '/usr/bin/ffmpeg';
@@ -99,4 +101,30 @@ export function listFiles(root: string): string[] {
   };
   walk(root, '');
   return out.sort();
+}
+
+/** Record `seconds` of real video (+ a 10 Hz text track) into root with 2 s segments, then close. */
+export async function recordFixture(root: string, seconds = 5, opts: { width?: number; height?: number } = {}): Promise<{ video: number; data: number }> {
+  const engine = newEngine();
+  engine.addStaticChannel({ id: 'robot' });
+  const svc = createRecordingService({ config: config(root, { segmentDurationMs: 2000, fragmentDurationMs: 500 }), source: engine });
+  await svc.start();
+  const cam = engine.publisher({ channel: 'robot', source: 'base', track: 'cam' }, { label: 't' });
+  cam.setMime('video/h264');
+  const gps = engine.publisher({ channel: 'robot', source: 'base', track: 'gps' }, { label: 't' });
+  gps.setMime('text/plain');
+  svc.discover();
+  const aus = h264Units({ seconds, width: opts.width, height: opts.height });
+  const t0 = captureClockUs();
+  const w0 = Date.now();
+  let d = 0;
+  for (let i = 0; i < aus.length; i++) {
+    const ts = t0 + Math.round((i * 1e6) / 30);
+    const wallclock = w0 + (ts - t0) / 1000;
+    cam.write({ ts, wallclock, key: aus[i]!.key, data: aus[i]!.data });
+    if (i % 3 === 0) (gps.write({ ts, wallclock, key: true, data: Buffer.from(`$GPGGA,${i}`) }), d++);
+    await svc.settled();
+  }
+  await svc.close();
+  return { video: aus.length, data: d };
 }

@@ -1,0 +1,173 @@
+// A real nginx (Debian nginx-light, WebDAV) on loopback for the sync tests, with its own config,
+// plus a TCP proxy that cuts connections mid-upload and a target that keeps truncated files.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import type { TestContext } from 'node:test';
+import { waitFor } from './helpers.js';
+
+export interface Nginx {
+  port: number;
+  url: string;
+  www: string;
+  /** Requests nginx logged, as "METHOD /path status". */
+  log(): string[];
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+export async function startNginx(t: TestContext, dir: string): Promise<Nginx> {
+  const port = await freePort();
+  const www = path.join(dir, 'www');
+  fs.mkdirSync(www, { recursive: true });
+  fs.mkdirSync(path.join(www, 'auth'), { recursive: true });
+  fs.mkdirSync(path.join(www, 'plain'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'htpasswd'), 'robot:{PLAIN}s3cret\n');
+  const conf = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(
+    conf,
+    `daemon off;
+master_process off;
+user root;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 64; }
+http {
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  log_format req '$request_method $uri $status';
+  access_log ${dir}/access.log req;
+  server {
+    listen 127.0.0.1:${port};
+    root ${www};
+    client_max_body_size 0;
+    location / {
+      dav_methods PUT DELETE MKCOL;
+      create_full_put_path on;
+      dav_access user:rw group:r all:r;
+    }
+    location /auth/ {
+      auth_basic "recordings";
+      auth_basic_user_file ${dir}/htpasswd;
+      dav_methods PUT DELETE MKCOL;
+      create_full_put_path on;
+    }
+    location /plain/ {
+      dav_methods PUT DELETE MKCOL;
+    }
+    location /broken/ {
+      return 500;
+    }
+  }
+}
+`,
+  );
+  const child: ChildProcess = spawn('/usr/sbin/nginx', ['-p', dir, '-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()).length > 4096 && (stderr = stderr.slice(-4096)));
+  let exited = false;
+  child.once('exit', () => (exited = true));
+  t.after(async () => {
+    if (!exited) {
+      child.kill('SIGTERM');
+      await new Promise<void>((r) => (exited ? r() : child.once('exit', () => r())));
+    }
+  });
+  await waitFor(
+    () =>
+      new Promise<boolean>((resolve) => {
+        if (exited) throw new Error(`nginx exited: ${stderr}`);
+        const s = net.connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
+        s.on('error', () => resolve(false));
+      }),
+    'nginx to listen',
+    10_000,
+  );
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    www,
+    log: () => {
+      try {
+        return fs.readFileSync(path.join(dir, 'access.log'), 'utf8').split('\n').filter(Boolean);
+      } catch {
+        return [];
+      }
+    },
+  };
+}
+
+/** TCP proxy in front of nginx that cuts the first `cuts` connections after `afterBytes` upstream bytes. */
+export async function startCuttingProxy(t: TestContext, port: number, cuts: number, afterBytes: number): Promise<{ url: string; cut: () => number }> {
+  let cutDone = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const up = net.connect(port, '127.0.0.1');
+    sockets.add(client);
+    sockets.add(up);
+    const cutThis = cutDone < cuts;
+    let n = 0;
+    client.on('data', (c: Buffer) => {
+      n += c.length;
+      if (cutThis && n > afterBytes) {
+        cutDone++;
+        client.destroy();
+        up.destroy();
+        return;
+      }
+      up.write(c);
+    });
+    up.on('data', (c: Buffer) => client.write(c));
+    const end = () => (client.destroy(), up.destroy());
+    client.on('error', end).on('close', end);
+    up.on('error', end).on('close', end);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  return { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`, cut: () => cutDone };
+}
+
+/** A WebDAV-ish target that answers 201 to every PUT but keeps only the first half of the body. */
+export async function startTruncatingTarget(t: TestContext): Promise<{ url: string; puts: () => number }> {
+  const store = new Map<string, Buffer>();
+  let puts = 0;
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const url = req.url ?? '/';
+      if (req.method === 'MKCOL') return res.writeHead(201).end();
+      if (req.method === 'PUT') {
+        puts++;
+        const body = Buffer.concat(chunks);
+        store.set(url, body.subarray(0, Math.floor(body.length / 2)));
+        return res.writeHead(201).end();
+      }
+      const b = store.get(url);
+      if (!b) return res.writeHead(404).end();
+      res.writeHead(200, { 'content-length': b.length });
+      res.end(req.method === 'HEAD' ? undefined : b);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  return { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/up`, puts: () => puts };
+}
