@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { simAsset } from '../sim/assets.js';
 import { listV4l2Devices, parseFfmpegFormats, parseV4l2Formats, parseV4l2Info, runDevicesCli, suggestConfig } from '../../drivers/camera/devices.js';
 import { tempDir } from './helpers.js';
 
-const V4L2CTL = fileURLToPath(new URL('../sim/v4l2-ctl.mjs', import.meta.url));
+const V4L2CTL = simAsset('v4l2-ctl.mjs');
 
 const C920 = `Driver Info:
 	Driver name      : uvcvideo

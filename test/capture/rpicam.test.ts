@@ -6,13 +6,13 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { simAsset } from '../sim/assets.js';
 import { createRpicamDriver, resolveRpicamTool, rpicamArgs, rpicamDriverSchema } from '../../drivers/camera/rpicam.js';
 import { nalUnits, nalType } from '../../drivers/camera/h264.js';
 import { EdgeError } from '../../runtime/engine/api.js';
 import { childPids, probe, recordingOutput, tempDir, waitFor } from './helpers.js';
 
-const STAND_IN = fileURLToPath(new URL('../sim/rpicam-vid.mjs', import.meta.url));
+const STAND_IN = simAsset('rpicam-vid.mjs');
 
 test('rpicam args: size/fps/bitrate/intra from config, inline headers, stdout', () => {
   const a = rpicamArgs(rpicamDriverSchema.parse({ kind: 'rpicam', width: 1920, height: 1080, fps: 30, bitrateKbps: 4000, intraFrames: 15, profile: 'main', vflip: true, rotation: 180, camera: 1 }));

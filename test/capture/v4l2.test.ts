@@ -7,12 +7,12 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { simAsset } from '../sim/assets.js';
 import { createV4l2Driver, v4l2Args, v4l2DriverSchema, V4L2_DEVICE_RE } from '../../drivers/camera/v4l2.js';
 import { EdgeError } from '../../runtime/engine/api.js';
 import { childPids, probe, recordingOutput, tempDir, waitFor } from './helpers.js';
 
-const STAND_IN = fileURLToPath(new URL('../sim/v4l2-ffmpeg.mjs', import.meta.url));
+const STAND_IN = simAsset('v4l2-ffmpeg.mjs');
 const DEVICES = { '/dev/video0': { h264: ['640x480', '1280x720'], mjpeg: ['640x480'], yuyv422: ['320x240'] }, '/dev/v4l/by-id/usb-Cam_0001-video-index0': { mjpeg: ['320x240'] } };
 
 function withEnv(t: { after: (fn: () => void) => void }, vars: Record<string, string>): void {

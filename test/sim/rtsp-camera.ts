@@ -3,9 +3,9 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { simAsset } from './assets.js';
 
-const SCRIPT = fileURLToPath(new URL('./rtsp-server.py', import.meta.url));
+const SCRIPT = simAsset('rtsp-server.py');
 const PYTHON = '/usr/bin/python3';
 
 export interface RtspCameraOptions {
