@@ -168,7 +168,9 @@ function classify(ev: Evidence, root: string, opts: DetectOptions): BoardInfo {
   const cpuinfo = ev['proc/cpuinfo'];
   const tegra = ev['etc/nv_tegra_release'];
   const meminfo = ev['proc/meminfo'];
-  const arch = opts.arch ?? archFromCpuinfo(cpuinfo) ?? (root === '/' ? osArch() : 'x64');
+  // On the live system the process knows its own arch (under qemu-user, /proc/cpuinfo is the
+  // host's); a fixture tree only has its cpuinfo.
+  const arch = opts.arch ?? (root === '/' ? osArch() : (archFromCpuinfo(cpuinfo) ?? 'x64'));
   const memKb = meminfo ? /^MemTotal:\s*(\d+)\s*kB/m.exec(meminfo) : null;
   const memMb = memKb ? Math.round(Number(memKb[1]) / 1024) : root === '/' ? Math.round(totalmem() / 1048576) : null;
   const compat = compatible ? compatible.split('\0').join(' ') : '';

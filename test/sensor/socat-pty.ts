@@ -1,6 +1,7 @@
 // Test peer: a socat pty pair. The driver opens `dev`, the test writes device bytes into `feed`.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, writeSync, closeSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { EventEmitter } from 'node:events';
 import type { DriverOutput, Frame } from '../../runtime/engine/api.js';
 
@@ -9,6 +10,8 @@ export interface PtyPair {
   feed: string;
   proc: ChildProcess;
   write(data: string | Buffer): void;
+  /** Write without blocking the event loop (a full pty buffer blocks writeSync until the reader drains it). */
+  writeAsync(data: string | Buffer): Promise<void>;
   /** Kill socat (the "device" vanishes) and wait for it to exit. */
   kill(): Promise<void>;
 }
@@ -37,7 +40,14 @@ export async function startPtyPair(dev: string, feed: string, timeoutMs = 5000):
   });
   proc.stderr!.resume();
   let fd: number | null = null;
+  let fh: FileHandle | null = null;
   return {
+    async writeAsync(data) {
+      fh ??= await open(feed, 'w');
+      const buf = typeof data === 'string' ? Buffer.from(data, 'latin1') : data;
+      let off = 0;
+      while (off < buf.length) off += (await fh.write(buf, off)).bytesWritten;
+    },
     dev,
     feed,
     proc,
@@ -48,6 +58,10 @@ export async function startPtyPair(dev: string, feed: string, timeoutMs = 5000):
       while (off < buf.length) off += writeSync(fd, buf, off);
     },
     async kill() {
+      if (fh !== null) {
+        await fh.close().catch(() => {});
+        fh = null;
+      }
       if (fd !== null) {
         try {
           closeSync(fd);
