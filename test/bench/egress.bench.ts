@@ -1,0 +1,184 @@
+// Egress bench (issue 4).
+//  1. Glass-to-upstream latency: a 720p30 test pattern published through the engine and the pang
+//     upstream publisher to the strict Moth-like peer on loopback: capture timestamp → arrival,
+//     p50/p99, against a baseline of the same access units written straight to a ws socket.
+//  2. WHIP publish CPU for one 720p30 H.264 track (werift, SRTP, pass-through) in its own process,
+//     against `ffmpeg -re -c copy` of the same stream to RTP in the same run.
+import { spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
+import { captureClockUs, type Frame } from '../../runtime/engine/api.js';
+import { registerEgressRoutes } from '../../runtime/egress/http.js';
+import { PangPublisher } from '../../runtime/egress/pang-publisher.js';
+import { silentLog } from '../../runtime/egress/pang-link.js';
+import { WhipIngest } from '../../runtime/egress/whip-ingest.js';
+import { HttpServer } from '../../runtime/http/server.js';
+import { testEngine } from '../egress/engine-fixture.js';
+import { h264Fixture, readTag, tagAu, type H264Fixture } from '../egress/fake-source.js';
+import { StrictPangPeer } from '../sim/strict-pang-peer.js';
+import { cpuMs, percentile, round, rssMiB, type BenchRow } from './harness.js';
+
+const CHAN = '0123456789abcdefghij';
+const cam = { channel: 'cam', source: 'base', track: 'video' };
+const LAT_SECONDS = 10;
+const CPU_SECONDS = 15;
+
+async function latency(fx: H264Fixture): Promise<BenchRow[]> {
+  const peer = new StrictPangPeer({ channels: { [CHAN]: undefined } });
+  await peer.listen();
+  const rows: BenchRow[] = [];
+  try {
+    // Baseline: the same AUs written straight to a ws socket as they are "captured".
+    const sent = new Map<number, number>();
+    const base = new WebSocket(`${peer.url}/pang/ws/pub?channel=${CHAN}&source=base&track=baseline`, { perMessageDeflate: false });
+    await new Promise((r) => base.once('open', r));
+    base.send(fx.mime);
+    const lat0 = await measure(peer, `${CHAN}/base/baseline`, fx, (data, i) => {
+      sent.set(i, captureClockUs());
+      base.send(data, { binary: true });
+    }, sent);
+    base.terminate();
+    rows.push({ bench: 'egress', case: 'pang latency baseline (bare ws send)', frames: lat0.length, p50_ms: round(percentile(lat0, 50), 3), p99_ms: round(percentile(lat0, 99), 3) });
+
+    // moth-edge: engine track → PangPublisher → strict peer.
+    const engine = testEngine();
+    const pub = new PangPublisher({ name: 'bench', endpoint: { url: peer.url, channel: CHAN, source: 'base', track: 'video' }, from: cam, maxBufferedBytes: 512 * 1024, source: engine, log: silentLog, backoff: { initialMs: 100, maxMs: 1000 } });
+    const writer = engine.publisher(cam, { label: 'bench' });
+    writer.setMime(fx.mime);
+    pub.start();
+    await waitUntil(() => peer.track(`${CHAN}/base/video`).publisher !== null, 5000);
+    const caps = new Map<number, number>();
+    const lat1 = await measure(peer, `${CHAN}/base/video`, fx, (data, i, key) => {
+      const ts = captureClockUs();
+      caps.set(i, ts);
+      const f: Frame = { ts, wallclock: Date.now(), key, data };
+      writer.write(f);
+    }, caps);
+    pub.close();
+    writer.close();
+    engine.close();
+    const p50 = percentile(lat1, 50);
+    const p99 = percentile(lat1, 99);
+    rows.push({ bench: 'egress', case: 'pang latency moth-edge (engine → publisher)', frames: lat1.length, p50_ms: round(p50, 3), p99_ms: round(p99, 3), added_p50_ms: round(p50 - percentile(lat0, 50), 3), added_p99_ms: round(p99 - percentile(lat0, 99), 3), target_added_p99_ms: 5 });
+  } finally {
+    await peer.close();
+  }
+  return rows;
+}
+
+/** Play the fixture at its rate for LAT_SECONDS through `send`; latency = arrival − capture per tagged frame. */
+async function measure(peer: StrictPangPeer, path: string, fx: H264Fixture, send: (data: Buffer, i: number, key: boolean) => void, sentAt: Map<number, number>): Promise<number[]> {
+  const lat: number[] = [];
+  const onMsg = (p: string, m: { binary: boolean; data: Buffer; atUs: number }): void => {
+    if (p !== path || !m.binary || m.data.length === 0) return;
+    const seq = readTag(m.data);
+    const at = seq === undefined ? undefined : sentAt.get(seq);
+    if (at !== undefined) lat.push((m.atUs - at) / 1000);
+  };
+  peer.on('message', onMsg);
+  const total = LAT_SECONDS * fx.fps;
+  const t0 = performance.now();
+  for (let i = 0; i < total; i++) {
+    const due = t0 + (i * 1000) / fx.fps;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const au = fx.aus[i % fx.aus.length]!;
+    send(tagAu(au.data, i), i, au.key);
+  }
+  await waitUntil(() => lat.length >= total, 5000).catch(() => undefined);
+  peer.off('message', onMsg);
+  return lat.sort((a, b) => a - b);
+}
+
+async function waitUntil(pred: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error('bench wait timed out');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function whipCpu(fx: H264Fixture, dir: string): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  // Receiver (werift WHIP ingest) in this process; the publisher in a child of its own.
+  const engine = testEngine(['cam', 'ingest']);
+  const ingest = new WhipIngest({ engine, log: silentLog, maxSessions: 2 });
+  const http = new HttpServer({ host: '127.0.0.1', port: 0, maxConnections: 16 });
+  registerEgressRoutes(http.router, { ingest: { server: ingest, channel: 'ingest' }, dashboard: false });
+  const { port } = await http.listen();
+  const fxFile = join(dir, 'fx.json');
+  await writeFile(fxFile, JSON.stringify({ mime: fx.mime, fps: fx.fps, aus: fx.aus.map((a) => ({ key: a.key, b64: a.data.toString('base64') })) }));
+  const here = fileURLToPath(new URL('.', import.meta.url));
+  const ts = import.meta.url.endsWith('.ts');
+  const child = spawn(process.execPath, [...(ts ? ['--import', 'tsx'] : []), join(here, `egress-whip-child.${ts ? 'ts' : 'js'}`), fxFile, `http://127.0.0.1:${port}/whip/ingest/bench/video`], { stdio: ['pipe', 'pipe', 'inherit'] });
+  try {
+    let out = '';
+    child.stdout!.on('data', (d) => (out += d));
+    await waitUntil(() => out.includes('connected'), 20_000);
+    await new Promise((r) => setTimeout(r, 2000)); // past the connect burst
+    const c0 = cpuMs(child.pid!);
+    const w0 = performance.now();
+    await new Promise((r) => setTimeout(r, CPU_SECONDS * 1000));
+    const cpu = ((cpuMs(child.pid!) - c0) / (performance.now() - w0)) * 100;
+    const rss = rssMiB(child.pid!).rss;
+    child.stdin!.write('stop\n');
+    await new Promise((r) => child.once('exit', r));
+    const framesIn = ingest.stats().sessions[0]?.framesIn ?? Number(/"framesOut":(\d+)/.exec(out)?.[1] ?? 0);
+    rows.push({ bench: 'egress', case: 'WHIP publish 720p30 (werift, SRTP, pass-through)', seconds: CPU_SECONDS, cpu_pct: round(cpu, 1), rss_mb: round(rss, 1), frames_received: framesIn });
+  } finally {
+    child.kill('SIGKILL');
+    ingest.close();
+    await http.close();
+    engine.close();
+  }
+  // Baseline: ffmpeg -re -c copy of the same stream to RTP on loopback, into a UDP sink of ours.
+  const h264 = join(dir, 'fx.h264');
+  // -stream_loop fails on a raw H.264 input here (EPERM seeking): repeat the stream instead.
+  const once = Buffer.concat(fx.aus.map((a) => a.data));
+  await writeFile(h264, Buffer.concat(Array.from({ length: Math.ceil((CPU_SECONDS + 4) / (fx.aus.length / fx.fps)) }, () => once)));
+  const sink = createSocket('udp4');
+  let sinkBytes = 0;
+  sink.on('message', (m) => (sinkBytes += m.length));
+  await new Promise<void>((r) => sink.bind(0, '127.0.0.1', () => r()));
+  const sinkPort = sink.address().port;
+  const ff = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-f', 'h264', '-framerate', String(fx.fps), '-i', h264, '-c', 'copy', '-f', 'rtp', `rtp://127.0.0.1:${sinkPort}`], { stdio: ['ignore', 'ignore', 'inherit'], detached: true });
+  try {
+    await new Promise((r) => setTimeout(r, 2000));
+    const c0 = cpuMs(ff.pid!);
+    const w0 = performance.now();
+    await new Promise((r) => setTimeout(r, CPU_SECONDS * 1000));
+    const cpu = ((cpuMs(ff.pid!) - c0) / (performance.now() - w0)) * 100;
+    rows.push({ bench: 'egress', case: 'baseline ffmpeg -re -c copy → RTP', seconds: CPU_SECONDS, cpu_pct: round(cpu, 1), rss_mb: round(rssMiB(ff.pid!).rss, 1), mbps: round((sinkBytes * 8) / ((performance.now() - w0) / 1000) / 1e6, 2) });
+  } finally {
+    sink.close();
+    try {
+      process.kill(-ff.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  const whip = Number(rows[0]!.cpu_pct);
+  const base = Number(rows[1]!.cpu_pct);
+  rows.push({ bench: 'egress', case: 'WHIP CPU ratio vs ffmpeg -c copy', ratio: round(whip / Math.max(0.1, base), 2), target_ratio: 1.5 });
+  return rows;
+}
+
+export async function bench(): Promise<BenchRow[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'egress-bench-'));
+  try {
+    const fx = await h264Fixture(dir, { seconds: 4, size: '1280x720', bitrate: '4M' });
+    return [...(await latency(fx)), ...(await whipCpu(fx, dir))];
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// `node --import tsx test/bench/egress.bench.ts` runs it alone.
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const rows = await bench();
+  console.table(rows);
+}
