@@ -422,3 +422,19 @@ test('FLV stream: tags come out whole at any split; in-band SPS/PPS start a stre
     { numRuns: 2000 },
   );
 });
+
+test('session: before a publish is accepted, messages are capped at 64 KB (an unauthenticated peer holds little)', () => {
+  const { s, c } = makeSession(() => true);
+  s.push(Buffer.concat([clientC0C1(rnd), Buffer.alloc(HANDSHAKE_SIZE)]));
+  // a 1 MB "command" header before any publish
+  s.push(Buffer.from([0x03, 0, 0, 0, 0x10, 0, 0, 20, 0, 0, 0, 0]));
+  assert.deepEqual(c.closed, ['protocol-error']);
+  // after a publish, a 1 MB video message is fine
+  const ok = makeSession(() => true);
+  ok.s.push(publisherBytes('key'));
+  const w = new ChunkWriter(false);
+  w.chunkSize = 4096;
+  ok.s.push(w.encode({ csid: 6, typeId: MSG.video, streamId: 1, timestamp: 0, payload: Buffer.alloc(1 << 20, 0x27) }));
+  assert.equal(ok.c.videos.length, 1);
+  assert.equal(ok.c.closed.length, 0);
+});

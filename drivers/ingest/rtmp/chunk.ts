@@ -78,8 +78,8 @@ export interface ChunkReaderStats {
 
 export class ChunkReader {
   private chunkSize = 128; // RTMP default until a Set Chunk Size arrives
-  private readonly maxMessageBytes: number;
-  private readonly maxPendingBytes: number;
+  private maxMessageBytes: number;
+  private maxPendingBytes: number;
   private readonly maxChunkStreams: number;
   private readonly streams = new Map<number, CsState>();
   private pendingBytes = 0;
@@ -99,6 +99,12 @@ export class ChunkReader {
 
   get inChunkSize(): number {
     return this.chunkSize;
+  }
+
+  /** Change the limits (a server allows video-sized messages only once a publish is accepted). */
+  setLimits(maxMessageBytes: number, maxPendingBytes = maxMessageBytes * 2): void {
+    this.maxMessageBytes = maxMessageBytes;
+    this.maxPendingBytes = maxPendingBytes;
   }
 
   /**

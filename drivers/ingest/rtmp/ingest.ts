@@ -37,8 +37,11 @@ export const rtmpIngestSchema = z
     handshakeTimeoutMs: z.number().int().min(500).max(60_000).default(10_000),
     /** A publisher silent this long is cut (a dead encoder must free the track). */
     idleTimeoutMs: z.number().int().min(1000).max(300_000).default(10_000),
-    /** Largest RTMP message (one video frame). 8 MB > any 4K intra frame at sane bitrates. */
-    maxMessageBytes: z.number().int().min(64 * 1024).max(64 * 1024 * 1024).default(8 * 1024 * 1024),
+    /**
+     * Largest RTMP message (one video frame) once a publish is accepted. A 1080p IDR at 8 Mbit/s is
+     * ~0.3–0.6 MB; 4 MB leaves headroom while 8 connections cannot pin more than ~40 MB on a Pi Zero.
+     */
+    maxMessageBytes: z.number().int().min(64 * 1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
   })
   .strict();
 export type RtmpIngestConfig = z.infer<typeof rtmpIngestSchema>;

@@ -55,6 +55,7 @@ export interface RtmpSessionStats {
 const WINDOW_ACK_SIZE = 5_000_000;
 // createStream calls per connection: a publisher needs one; a few allow a retry.
 const MAX_STREAMS = 4;
+const PRE_PUBLISH_MAX_MESSAGE = 64 * 1024;
 
 export class RtmpServerSession {
   private readonly hs: ServerHandshake;
@@ -82,7 +83,9 @@ export class RtmpServerSession {
   constructor(private readonly h: RtmpSessionHandler, private readonly opts: RtmpSessionOptions = {}) {
     const random = opts.random ?? ((n: number) => Buffer.alloc(n, 0x5a));
     this.hs = new ServerHandshake(random, opts.nowMs ?? (() => Date.now()));
-    this.reader = new ChunkReader({ maxMessageBytes: opts.maxMessageBytes });
+    // Until a publish is accepted only commands flow: 64 KB is far above any connect/publish, and
+    // an unauthenticated peer cannot make us hold megabytes.
+    this.reader = new ChunkReader({ maxMessageBytes: PRE_PUBLISH_MAX_MESSAGE, maxPendingBytes: 2 * PRE_PUBLISH_MAX_MESSAGE });
   }
 
   get appName(): string {
@@ -302,6 +305,9 @@ export class RtmpServerSession {
         }
         this.publishStreamId = streamId;
         this.setState('publishing');
+        // one video message at a time plus interleaved audio/control: a message and a bit
+        const max = this.opts.maxMessageBytes ?? 4 * 1024 * 1024;
+        this.reader.setLimits(max, max + 1024 * 1024);
         this.sendMsg(2, MSG.userControl, 0, userControl(USER_CONTROL.streamBegin, streamId));
         this.sendStatus(streamId, 'status', 'NetStream.Publish.Start', 'Start publishing');
         return;
