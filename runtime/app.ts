@@ -1,7 +1,9 @@
 // The process: builds every component from the config, owns them, closes them in order.
 
 import type { AddressInfo } from 'node:net';
-import type { Config } from './config/schema.js';
+import { isLoopback, type Config } from './config/schema.js';
+import { registerControlRoutes } from './control/http.js';
+import { createControlService, type ControlService } from './control/service.js';
 import { createSourceDriver } from './drivers.js';
 import { Engine } from './engine/engine.js';
 import { createMetrics } from './http/metrics.js';
@@ -20,6 +22,7 @@ export class App {
   readonly engine: Engine;
   readonly http: HttpServer;
   readonly pang: PangServer;
+  readonly control: ControlService;
   readonly supervisors: DriverSupervisor[] = [];
   /** Feature components (recordings, egress, control…), closed before the engine. */
   readonly components = new Map<string, Component>();
@@ -41,7 +44,14 @@ export class App {
       maxInstantChannels: e.maxInstantChannels,
     });
     this.http = new HttpServer({ host: config.server.host, port: config.server.port, maxConnections: config.server.maxConnections });
-    this.pang = new PangServer(this.engine, { maxMessageBytes: config.server.maxMessageBytes, log: log.child({ c: 'pang' }) });
+    // Control first: the pang server hands it ctl/meb commands.
+    this.control = createControlService(config.control, log.child({ c: 'control' }));
+    this.components.set('control', this.control);
+    this.pang = new PangServer(this.engine, {
+      maxMessageBytes: config.server.maxMessageBytes,
+      log: log.child({ c: 'pang' }),
+      commands: this.control.pang,
+    });
   }
 
   static async start(config: Config, log: Logger): Promise<App> {
@@ -70,6 +80,7 @@ export class App {
 
     const r = this.http.router;
     this.pang.registerRoutes(r);
+    registerControlRoutes(r, this.control, { token: config.server.token, bindIsLoopback: isLoopback(config.server.host) });
     this.http.onUpgrade('/pang/ws', (req, socket, head) => this.pang.handleUpgrade(req, socket, head));
     const metrics = createMetrics({ engine: this.engine, supervisors: () => this.supervisors, pang: () => this.pang.stats() });
     r.route('GET', '/healthz', (ctx) => {

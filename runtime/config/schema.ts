@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { testPatternDriverSchema } from '../../drivers/camera/testpattern.js';
 import { simulatedSensorSchema } from '../../drivers/sensor/simulated.js';
+import { controlConfigSchema } from '../control/config.js';
 import { byteSize } from './bytes.js';
 
 const MiB = 1024 * 1024;
@@ -86,6 +87,8 @@ export const configSchema = z
     ffmpeg: ffmpegSchema.default(ffmpegSchema.parse({})),
     supervisor: supervisorSchema.default(supervisorSchema.parse({})),
     channels: z.array(channelSchema).max(256).optional(),
+    /** PTZ heads, motors, joysticks, control router and upstream meb (runtime/control/config.ts). */
+    control: controlConfigSchema.default(controlConfigSchema.parse({})),
   })
   .strict()
   .superRefine((c, ctx) => {
