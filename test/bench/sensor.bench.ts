@@ -1,7 +1,6 @@
 // Sensor benchmarks: NMEA parse cost (vs checksum-only baseline), and serial GPS end-to-end over a
 // socat pty — write-to-record latency and CPU — against serialport + its own ReadlineParser reading
 // the same pty (the least a line sensor can cost).
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,8 +10,9 @@ import { createGpsDriver } from '../../drivers/sensor/gps.js';
 import { nmeaChecksum, parseNmea, NmeaError } from '../../drivers/sensor/nmea.js';
 import { RecordingOutput, startPtyPair } from '../sensor/socat-pty.js';
 import { percentile, round, type BenchRow } from './harness.js';
+import { UBLOX_M8N_LINES } from '../sensor/fixtures/ublox-m8n.js';
 
-const capture = readFileSync(new URL('../sensor/fixtures/ublox-m8n.nmea', import.meta.url), 'latin1').split('\r\n').filter(Boolean);
+const capture = UBLOX_M8N_LINES;
 
 function cpuNowMs(): number {
   const u = process.cpuUsage();

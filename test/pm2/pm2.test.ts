@@ -8,12 +8,22 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { TREES, writeTree } from '../board/fixtures.js';
 
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+/** The repo root, from test/pm2/ or from the compiled dist/test/pm2/. */
+function findRepo(): string {
+  let d = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(d, 'ecosystem.config.js'))) {
+    const up = dirname(d);
+    if (up === d) throw new Error('ecosystem.config.js not found above the test');
+    d = up;
+  }
+  return d;
+}
+const repo = findRepo();
 const cli = join(repo, 'dist/runtime/cli.js');
 
 /** pm2 from the repo's devDependencies, else MOTH_PM2_BIN, else the dev-machine tool prefix. */

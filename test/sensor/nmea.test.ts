@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { MAX_SENTENCE_CHARS, NmeaError, formatNmea, nmeaChecksum, parseNmea } from '../../drivers/sensor/nmea.js';
+import { UBLOX_M8N_LINES } from './fixtures/ublox-m8n.js';
 
-const capture = readFileSync(new URL('./fixtures/ublox-m8n.nmea', import.meta.url), 'latin1').split('\r\n').filter(Boolean);
+const capture = UBLOX_M8N_LINES;
 
 function code(fn: () => unknown): string {
   try {

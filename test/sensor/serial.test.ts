@@ -3,15 +3,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGpsDriver, GPS_MIME } from '../../drivers/sensor/gps.js';
 import { createLineSensorDriver } from '../../drivers/sensor/line.js';
 import { formatNmea } from '../../drivers/sensor/nmea.js';
 import { RecordingOutput, startPtyPair } from './socat-pty.js';
+import { UBLOX_M8N_CAPTURE } from './fixtures/ublox-m8n.js';
 
-const capture = readFileSync(new URL('./fixtures/ublox-m8n.nmea', import.meta.url));
+const capture = Buffer.from(UBLOX_M8N_CAPTURE, 'latin1');
 
 async function tmp(t: { after(fn: () => Promise<void>): void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'moth-serial-'));
