@@ -8,7 +8,7 @@ import { SerialPort, ReadlineParser } from 'serialport';
 import { captureClockUs } from '../../runtime/engine/api.js';
 import { createGpsDriver } from '../../drivers/sensor/gps.js';
 import { nmeaChecksum, parseNmea, NmeaError } from '../../drivers/sensor/nmea.js';
-import { RecordingOutput, startPtyPair } from '../sensor/socat-pty.js';
+import { RecordingOutput, startPtyPair, type PtyPair } from '../sensor/socat-pty.js';
 import { percentile, round, type BenchRow } from './harness.js';
 import { UBLOX_M8N_LINES } from '../sensor/fixtures/ublox-m8n.js';
 
@@ -52,6 +52,14 @@ function parseRows(): BenchRow[] {
 /** Write `count` GGA sentences, one every `gapMs`, and measure write → record latency. */
 async function ptyCase(dir: string, reader: 'gps-driver' | 'serialport-readline', count: number, gapMs: number): Promise<BenchRow> {
   const pty = await startPtyPair(join(dir, `${reader}-dev`), join(dir, `${reader}-feed`));
+  try {
+    return await ptyRun(pty, reader, count, gapMs);
+  } finally {
+    await pty.kill();
+  }
+}
+
+async function ptyRun(pty: PtyPair, reader: 'gps-driver' | 'serialport-readline', count: number, gapMs: number): Promise<BenchRow> {
   const lat: number[] = [];
   const sent = new Map<number, number>();
   const sentence = (i: number): string => {
@@ -62,7 +70,7 @@ async function ptyCase(dir: string, reader: 'gps-driver' | 'serialport-readline'
   };
   const key = (alt: number): number => Math.round(alt * 1000);
   let received = 0;
-  let stop: () => Promise<void>;
+  let stop: () => Promise<void> = async () => {};
   let onRecord: (alt: number, tsUs: number) => void = () => {};
   const done = new Promise<void>((resolve) => {
     onRecord = (alt, tsUs) => {
@@ -118,11 +126,13 @@ async function ptyCase(dir: string, reader: 'gps-driver' | 'serialport-readline'
     }
   }
   const timeout = new Promise<void>((_, j) => setTimeout(() => j(new Error(`${reader}: ${received}/${count} records`)), 20_000).unref());
-  await Promise.race([done, timeout]);
+  try {
+    await Promise.race([done, timeout]);
+  } finally {
+    await stop();
+  }
   const wall = performance.now() - t0;
   const cpu = cpuNowMs() - c0;
-  await stop();
-  await pty.kill();
   lat.sort((a, b) => a - b);
   return {
     bench: 'serial-gps',
