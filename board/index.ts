@@ -24,3 +24,4 @@ export {
 } from './thermal.js';
 export { runBoardCli, boardReport, probeFfmpegEncoders, type BoardReport } from './cli.js';
 export { pm2Limits, type Pm2Limits } from './pm2.js';
+export { createBoardService, type BoardService, type BoardServiceOptions } from './service.js';

@@ -238,3 +238,20 @@ test('moth-edge board: text and JSON output from a fixture tree, real ffmpeg pro
   assert.equal(await runBoardCli(['--bogus'], io), 2);
   assert.match(err, /unknown argument "--bogus"/);
 });
+
+test('board service: one component with stats() and an idempotent close()', async (t) => {
+  const { createBoardService } = await import('../../board/index.js');
+  const root = await tmp(t);
+  await writeTree(root, TREES['jetson-orin-nano']!);
+  const svc = await createBoardService({ root, thermalIntervalMs: 100 });
+  t.after(() => svc.close());
+  assert.equal(svc.info.id, 'jetson-orin-nano');
+  await svc.thermal.sample();
+  const s = svc.stats() as { id: string; hardwareH264: unknown; thermal: { tempC: number; level: number } };
+  assert.equal(s.id, 'jetson-orin-nano');
+  assert.equal(s.hardwareH264, null);
+  assert.equal(s.thermal.tempC, 51.1, 'tj-thermal is the hottest; cv0 at -256 °C is ignored');
+  assert.equal(s.thermal.level, 0);
+  svc.close();
+  svc.close();
+});
