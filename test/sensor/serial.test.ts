@@ -67,7 +67,8 @@ test('gps: real capture over a pty → 23 JSON records; corrupt, over-long and b
   assert.ok(out.frames.every((f) => f.frame.key && f.track === 'gps'));
 });
 
-test('gps: the pty vanishes and comes back → reopen with growing backoff, records resume', async (t) => {
+for (const signal of ['SIGTERM', 'SIGKILL'] as const)
+test(`gps: the pty vanishes (socat ${signal}) and comes back → reopen with growing backoff, records resume`, async (t) => {
   const dir = await tmp(t);
   const dev = join(dir, 'gps');
   const feed = join(dir, 'feed');
@@ -86,7 +87,7 @@ test('gps: the pty vanishes and comes back → reopen with growing backoff, reco
   pty.write(fix);
   await out.waitFor(() => out.frames.length === 1, 'first record');
 
-  await pty.kill(); // unplug
+  await pty.kill(signal); // unplug (SIGKILL: no cleanup, the link dangles)
   await out.waitFor(() => drv.stats().connected === false, 'driver notices the unplug');
   // While the device is gone, opening fails (ENOENT) and the delay grows: no tight loop.
   await out.waitFor(() => Number(drv.stats().openFailures) >= 4, '4 failed reopen attempts', 10_000);

@@ -12,8 +12,8 @@ export interface PtyPair {
   write(data: string | Buffer): void;
   /** Write without blocking the event loop (a full pty buffer blocks writeSync until the reader drains it). */
   writeAsync(data: string | Buffer): Promise<void>;
-  /** Kill socat (the "device" vanishes) and wait for it to exit. */
-  kill(): Promise<void>;
+  /** Kill socat (the "device" vanishes) and wait for it to exit. SIGKILL leaves a dangling link. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
 export async function startPtyPair(dev: string, feed: string, timeoutMs = 5000): Promise<PtyPair> {
@@ -57,7 +57,7 @@ export async function startPtyPair(dev: string, feed: string, timeoutMs = 5000):
       let off = 0;
       while (off < buf.length) off += writeSync(fd, buf, off);
     },
-    async kill() {
+    async kill(signal: NodeJS.Signals = 'SIGTERM') {
       if (fh !== null) {
         await fh.close().catch(() => {});
         fh = null;
@@ -72,7 +72,7 @@ export async function startPtyPair(dev: string, feed: string, timeoutMs = 5000):
       }
       if (proc.exitCode !== null || proc.signalCode !== null) return;
       const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-      proc.kill('SIGTERM');
+      proc.kill(signal);
       await exited;
     },
   };
