@@ -41,6 +41,7 @@ export class RecordingService {
   readonly root: string;
   readonly indexPath: string;
   private db: IndexDb | null = null;
+  private readerDb: IndexDb | null = null;
   private readonly recorders = new Map<string, TrackRecorder>();
   private readonly timers: NodeJS.Timeout[] = [];
   private retention: Retention | null = null;
@@ -68,6 +69,13 @@ export class RecordingService {
   /** This run's id, stored on every segment it writes. */
   get runId(): string {
     return this.run;
+  }
+
+  /** A read-only connection for HTTP handlers (WAL: never blocks the writer, never "locked"). */
+  reader(): IndexDb {
+    if (this.closing) throw new EdgeError('REC_CLOSED', 'recording service closed');
+    this.readerDb ??= IndexDb.openReader(this.indexPath);
+    return this.readerDb;
   }
 
   get index(): IndexDb {
@@ -307,6 +315,7 @@ export class RecordingService {
       } catch (err) {
         this.log.error({ err: (err as Error).message }, 'recordings close');
       }
+      this.readerDb?.close();
       this.db?.close();
     })();
     return this.closing;

@@ -1,0 +1,177 @@
+// Access: HTTP list / Range download / continuous fMP4 playback, the CLI (list, verify, sync,
+// export) and the MCAP export read back with @mcap/core, its video decoded by ffprobe.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { test } from 'node:test';
+import { McapIndexedReader, type IReadable } from '@mcap/core';
+import { Router } from '../../runtime/http/router.js';
+import { registerRecordingRoutes } from '../../runtime/recordings/http.js';
+import { runRecordingsCli } from '../../runtime/recordings/cli.js';
+import { IndexDb } from '../../recordings/index-db.js';
+import { createRecordingService } from '../../recordings/service.js';
+import { config, ffprobeFrames, newEngine, recordFixture, tempDir } from './helpers.js';
+import { startNginx } from './nginx.js';
+
+async function serve(t: import('node:test').TestContext, root: string) {
+  const svc = createRecordingService({ config: config(root), source: newEngine() });
+  await svc.start();
+  const router = new Router();
+  registerRecordingRoutes(router, svc);
+  const server = http.createServer((req, res) => {
+    void router.handle(req, res).then((m) => {
+      if (!m) res.writeHead(404).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+    await svc.close();
+  });
+  return `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`;
+}
+
+function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  return runRecordingsCli(argv, { out: (s) => (out += s), err: (s) => (err += s) }).then((code) => ({ code, out, err }));
+}
+
+test('HTTP: list with filters, Range download, continuous playback of a time range', async (t) => {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'rec');
+  const fed = await recordFixture(root, 6);
+  const base = await serve(t, root);
+  const all = (await (await fetch(`${base}/api/recordings`)).json()) as { count: number; segments: Array<{ id: number; kind: string; bytes: number; startMs: number; endMs: number; url: string; frames: number; track: string }> };
+  assert.ok(all.count >= 6);
+  const cams = (await (await fetch(`${base}/api/recordings?channel=robot&source=base&track=cam`)).json()) as typeof all;
+  assert.ok(cams.segments.every((s) => s.track === 'cam' && s.kind === 'video'));
+  const mid = cams.segments[1]!;
+  const ranged = (await (await fetch(`${base}/api/recordings?track=cam&from=${mid.startMs}&to=${mid.startMs + 1}`)).json()) as typeof all;
+  assert.ok(ranged.segments.some((s) => s.id === mid.id));
+  assert.equal((await fetch(`${base}/api/recordings?track=../etc`)).status, 400);
+  assert.equal((await fetch(`${base}/api/recordings?from=yesterday`)).status, 400);
+
+  // Range
+  const whole = Buffer.from(await (await fetch(`${base}${mid.url}`)).arrayBuffer());
+  assert.equal(whole.length, mid.bytes);
+  const part = await fetch(`${base}${mid.url}`, { headers: { range: 'bytes=100-199' } });
+  assert.equal(part.status, 206);
+  assert.equal(part.headers.get('content-range'), `bytes 100-199/${mid.bytes}`);
+  assert.deepEqual(Buffer.from(await part.arrayBuffer()), whole.subarray(100, 200));
+  const tail = await fetch(`${base}${mid.url}`, { headers: { range: 'bytes=-10' } });
+  assert.deepEqual(Buffer.from(await tail.arrayBuffer()), whole.subarray(whole.length - 10));
+  assert.equal((await fetch(`${base}${mid.url}`, { headers: { range: `bytes=${mid.bytes}-` } })).status, 416);
+  assert.equal((await fetch(`${base}/api/recordings/999999/file`)).status, 404);
+
+  // playback: the whole recording as one fMP4, decodable end to end
+  const from = cams.segments[0]!.startMs;
+  const to = cams.segments.at(-1)!.endMs;
+  const pb = await fetch(`${base}/api/recordings/playback?channel=robot&source=base&track=cam&from=${from}&to=${to}`);
+  assert.equal(pb.status, 200);
+  assert.equal(pb.headers.get('content-type'), 'video/mp4');
+  const file = path.join(dir, 'pb.mp4');
+  fs.writeFileSync(file, Buffer.from(await pb.arrayBuffer()));
+  const p = await ffprobeFrames(file);
+  assert.equal(p.frames, fed.video, 'every frame, across segment boundaries, in one file');
+  // a sub-range starts at the keyframe before `from`
+  const sub = await fetch(`${base}/api/recordings/playback?channel=robot&source=base&track=cam&from=${from + 2500}&to=${from + 3500}`);
+  fs.writeFileSync(file, Buffer.from(await sub.arrayBuffer()));
+  const ps = await ffprobeFrames(file);
+  assert.ok(ps.frames >= 30 && ps.frames <= 90, `sub-range frames ${ps.frames}`);
+  assert.equal((await fetch(`${base}/api/recordings/playback?channel=robot&source=base&track=cam&from=1&to=2`)).status, 404);
+  const page = await fetch(`${base}/recordings`);
+  assert.match(await page.text(), /play/);
+});
+
+test('CLI: list, verify (catches a changed byte and an unindexed file), export to MCAP read back by @mcap/core', async (t) => {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'rec');
+  const fed = await recordFixture(root, 4);
+  const listed = await cli(['list', '--root', root, '--json']);
+  assert.equal(listed.code, 0, listed.err);
+  const rows = JSON.parse(listed.out) as Array<{ path: string; kind: string; wall_start_ms: number; wall_end_ms: number }>;
+  assert.ok(rows.length >= 4);
+  assert.equal((await cli(['verify', '--root', root])).code, 0);
+
+  // export while the index is open by a writer (a running recorder): readers never see "locked"
+  const writer = IndexDb.openWriter(path.join(root, 'index.db'));
+  writer.db.exec('BEGIN IMMEDIATE');
+  const from = Math.min(...rows.map((r) => r.wall_start_ms));
+  const to = Math.max(...rows.map((r) => r.wall_end_ms));
+  const out = path.join(dir, 'run.mcap');
+  const ex = await cli(['export', '--root', root, '--from', String(from), '--to', String(to), '--out', out]);
+  writer.db.exec('COMMIT');
+  writer.close();
+  assert.equal(ex.code, 0, ex.err);
+
+  const fd = await fs.promises.open(out, 'r');
+  t.after(() => fd.close());
+  const size = BigInt((await fd.stat()).size);
+  const readable: IReadable = {
+    size: async () => size,
+    read: async (offset, length) => {
+      const b = Buffer.alloc(Number(length));
+      await fd.read(b, 0, Number(length), Number(offset));
+      return new Uint8Array(b.buffer, b.byteOffset, b.length);
+    },
+  };
+  const reader = await McapIndexedReader.Initialize({ readable });
+  const topics = [...reader.channelsById.values()].map((c) => c.topic).sort();
+  assert.deepEqual(topics, ['/robot/base/cam', '/robot/base/gps']);
+  const schemaNames = [...reader.schemasById.values()].map((s) => s.name).sort();
+  assert.deepEqual(schemaNames, ['foxglove.CompressedVideo', 'moth.Record']);
+  const camId = [...reader.channelsById.values()].find((c) => c.topic === '/robot/base/cam')!.id;
+  const h264: Buffer[] = [];
+  const times = { cam: [] as bigint[], gps: [] as bigint[] };
+  for await (const m of reader.readMessages()) {
+    const body = JSON.parse(new TextDecoder().decode(m.data)) as { data?: string; format?: string; text?: string };
+    if (m.channelId === camId) {
+      assert.equal(body.format, 'h264');
+      h264.push(Buffer.from(body.data!, 'base64'));
+      times.cam.push(m.logTime);
+    } else {
+      assert.match(body.text ?? '', /^\$GPGGA,/);
+      times.gps.push(m.logTime);
+    }
+  }
+  assert.equal(times.cam.length, fed.video);
+  assert.equal(times.gps.length, fed.data);
+  // one clock: the sensor records lie inside the video's time span, 100 ms apart
+  assert.ok(times.gps[0]! >= times.cam[0]! && times.gps.at(-1)! <= times.cam.at(-1)!);
+  assert.equal(Number(times.gps[1]! - times.gps[0]!) / 1e6, 100);
+  const es = path.join(dir, 'video.h264');
+  fs.writeFileSync(es, Buffer.concat(h264));
+  assert.equal((await ffprobeFrames(es)).frames, fed.video, 'the Annex-B messages decode');
+
+  // verify catches damage
+  const victim = rows.find((r) => r.kind === 'video')!;
+  const abs = path.join(root, victim.path);
+  const buf = fs.readFileSync(abs);
+  buf[buf.length - 10] ^= 0xff;
+  fs.writeFileSync(abs, buf);
+  fs.copyFileSync(abs, abs.replace(/\.mp4$/, '-3.mp4'));
+  const v = await cli(['verify', '--root', root]);
+  assert.equal(v.code, 1);
+  assert.match(v.out, /sha256 mismatch/);
+  assert.match(v.out, /not in the index/);
+  assert.equal((await cli(['bogus', '--root', root])).code, 2);
+  assert.equal((await cli(['list'])).code, 2);
+});
+
+test('CLI sync with a config file uploads to nginx', async (t) => {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'rec');
+  await recordFixture(root, 2);
+  const ng = await startNginx(t, path.join(dir, 'ng'));
+  const cfgFile = path.join(dir, 'moth.yaml');
+  fs.writeFileSync(cfgFile, `recordings:\n  root: rec\n  sync:\n    url: ${ng.url}/up\n`);
+  const r = await cli(['sync', '--config', cfgFile]);
+  assert.equal(r.code, 0, r.err + r.out);
+  const st = JSON.parse(r.out) as { verified: number };
+  const listed = JSON.parse((await cli(['list', '--config', cfgFile, '--json'])).out) as Array<{ state: string }>;
+  assert.equal(st.verified, listed.length);
+  assert.ok(listed.every((x) => x.state === 'synced'));
+});
