@@ -255,3 +255,31 @@ test('board service: one component with stats() and an idempotent close()', asyn
   svc.close();
   svc.close();
 });
+
+test('fuzz: board parsers and detection never throw on arbitrary file contents', async (t) => {
+  const fc = (await import('fast-check')).default;
+  const { parseNvTegraRelease } = await import('../../board/index.js');
+  fc.assert(
+    fc.property(fc.string({ maxLength: 200 }), (s) => {
+      parseThrottled(s);
+      parsePiRevision(s);
+      parseNvTegraRelease(s);
+      parseThrottled(`throttled=0x${s}`);
+    }),
+    { numRuns: 2000 },
+  );
+  const root = await tmp(t);
+  const { writeFile: wf, mkdir } = await import('node:fs/promises');
+  await mkdir(join(root, 'proc/device-tree'), { recursive: true });
+  await mkdir(join(root, 'etc'), { recursive: true });
+  await fc.assert(
+    fc.asyncProperty(fc.array(fc.uint8Array({ maxLength: 300 }), { minLength: 5, maxLength: 5 }), async (files) => {
+      const names = ['proc/device-tree/model', 'proc/device-tree/compatible', 'proc/cpuinfo', 'etc/nv_tegra_release', 'proc/meminfo'];
+      for (let i = 0; i < 5; i++) await wf(join(root, names[i]!), Buffer.from(files[i]!));
+      const b = await detectBoard(root);
+      assert.ok(BOARD_IDS.includes(b.id));
+      profileFor(b);
+    }),
+    { numRuns: 200 },
+  );
+});
