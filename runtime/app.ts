@@ -4,7 +4,9 @@ import type { AddressInfo } from 'node:net';
 import { isLoopback, type Config } from './config/schema.js';
 import { registerControlRoutes } from './control/http.js';
 import { createControlService, type ControlService } from './control/service.js';
+import { createRtmpIngest } from '../drivers/ingest/rtmp/ingest.js';
 import { createSourceDriver } from './drivers.js';
+import { EdgeError } from './engine/api.js';
 import { Engine } from './engine/engine.js';
 import { createMetrics } from './http/metrics.js';
 import { HttpServer } from './http/server.js';
@@ -98,6 +100,21 @@ export class App {
       ctx.res.writeHead(200, { 'content-type': metrics.contentType });
       ctx.res.end(text);
     });
+
+    if (config.rtmp) {
+      // Streams name a channel by id or configured name; the ingest needs the id.
+      const streams = config.rtmp.streams.map((st) => {
+        const ch = this.engine.findChannel(st.channel);
+        if (!ch) throw new EdgeError('CONFIG_INVALID', `rtmp.streams: unknown channel "${st.channel}"`);
+        return { ...st, channel: ch.id };
+      });
+      const rtmp = createRtmpIngest({ ...config.rtmp, streams }, {
+        openPublisher: (ref, owner) => this.engine.publisher(ref, owner),
+        log: log.child({ c: 'rtmp' }),
+      });
+      this.components.set('rtmp', rtmp);
+      await rtmp.ready;
+    }
 
     this.address = await this.http.listen();
     for (const s of this.supervisors) s.start();

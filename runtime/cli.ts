@@ -5,7 +5,9 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { App } from './app.js';
 import { ConfigError, loadConfig } from './config/load.js';
-import { createLogger } from './log.js';
+import { runDevicesCli } from '../drivers/camera/devices.js';
+import { runDiscoverCli } from '../drivers/discovery/probe.js';
+import { createLogger, redactUrl } from './log.js';
 
 const HELP = `moth-edge — on-robot media and control runtime
 
@@ -15,6 +17,8 @@ Usage:
                                       validate the config and exit (0 ok, 2 invalid)
   moth-edge --print-config [--config FILE]
                                       print the effective config (defaults filled, secrets hidden)
+  moth-edge devices [--json]          list V4L2 cameras, their formats and a suggested driver config
+  moth-edge discover [--timeout MS]   WS-Discovery probe for ONVIF cameras on the LAN
   moth-edge --help | --version
 
 The config file may also be given by the MOTH_EDGE_CONFIG environment variable.
@@ -68,7 +72,7 @@ function hideSecrets(v: unknown): unknown {
     for (const [k, x] of Object.entries(v)) o[k] = /^(key|token|password|secret)$/i.test(k) && x !== undefined ? '***' : hideSecrets(x);
     return o;
   }
-  return v;
+  return typeof v === 'string' ? redactUrl(v) : v;
 }
 
 async function run(args: Args): Promise<number> {
@@ -137,6 +141,10 @@ export async function main(argv: string[]): Promise<number> {
     switch (args.command) {
       case 'run':
         return await run(args);
+      case 'devices':
+        return await runDevicesCli(args.rest);
+      case 'discover':
+        return await runDiscoverCli(args.rest);
       default:
         process.stderr.write(`unknown command "${args.command}"\n\n${HELP}`);
         return 2;

@@ -1,7 +1,11 @@
 // The one visible place where config kinds become capture drivers (MediaMTX's source switch).
 
 import type { SourceDriver } from './engine/api.js';
+import { createOnvifDriver } from '../drivers/camera/onvif.js';
+import { createRpicamDriver } from '../drivers/camera/rpicam.js';
+import { createRtspDriver } from '../drivers/camera/rtsp.js';
 import { createTestPatternDriver } from '../drivers/camera/testpattern.js';
+import { createV4l2Driver } from '../drivers/camera/v4l2.js';
 import { SimulatedSensorDriver } from '../drivers/sensor/simulated.js';
 import type { Config, DriverConfig } from './config/schema.js';
 
@@ -10,6 +14,14 @@ export function createSourceDriver(cfg: DriverConfig, config: Config): SourceDri
   switch (cfg.kind) {
     case 'testpattern':
       return createTestPatternDriver(cfg, deps);
+    case 'rtsp':
+      return createRtspDriver(cfg, deps);
+    case 'v4l2':
+      return createV4l2Driver(cfg, deps);
+    case 'rpicam':
+      return createRpicamDriver(cfg);
+    case 'onvif':
+      return createOnvifDriver(cfg, deps);
     case 'simulated':
       return new SimulatedSensorDriver(cfg);
   }

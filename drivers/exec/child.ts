@@ -203,13 +203,15 @@ export async function runChild(
   const child = new SupervisedChild(opts);
   onStart?.(child);
   let gotData = false;
-  let lastData = Date.now();
+  // Monotonic: an NTP step of the wall clock must not look like a stall.
+  const started = performance.now();
+  let lastData = started;
   let timeoutErr: EdgeError | undefined;
   const onAbort = () => void child.stop();
   signal.addEventListener('abort', onAbort, { once: true });
   const watchdog = setInterval(() => {
-    const now = Date.now();
-    if (!gotData && opts.startTimeoutMs && now - child.startedAt > opts.startTimeoutMs) {
+    const now = performance.now();
+    if (!gotData && opts.startTimeoutMs && now - started > opts.startTimeoutMs) {
       timeoutErr = child.failure('START_TIMEOUT', `produced no output in ${opts.startTimeoutMs} ms`);
       void child.stop();
     } else if (gotData && opts.stallTimeoutMs && now - lastData > opts.stallTimeoutMs) {
@@ -219,7 +221,7 @@ export async function runChild(
   }, 250);
   child.stdout.on('data', (chunk: Buffer) => {
     gotData = true;
-    lastData = Date.now();
+    lastData = performance.now();
     try {
       onData(chunk);
     } catch (err) {

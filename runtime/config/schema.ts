@@ -2,7 +2,12 @@
 // none) gives the embedded demo. Unknown keys are errors: a typo must not be silently ignored.
 
 import { z } from 'zod';
+import { onvifDriverSchema } from '../../drivers/camera/onvif.js';
+import { rpicamDriverSchema } from '../../drivers/camera/rpicam.js';
+import { rtspDriverSchema } from '../../drivers/camera/rtsp.js';
 import { testPatternDriverSchema } from '../../drivers/camera/testpattern.js';
+import { v4l2DriverSchema } from '../../drivers/camera/v4l2.js';
+import { rtmpIngestSchema } from '../../drivers/ingest/rtmp/ingest.js';
 import { simulatedSensorSchema } from '../../drivers/sensor/simulated.js';
 import { controlConfigSchema } from '../control/config.js';
 import { byteSize } from './bytes.js';
@@ -11,7 +16,14 @@ const MiB = 1024 * 1024;
 const label = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - (1..64 chars)');
 
 /** One visible list of the capture drivers a source may use (MediaMTX's source switch). */
-export const driverSchema = z.discriminatedUnion('kind', [testPatternDriverSchema, simulatedSensorSchema]);
+export const driverSchema = z.discriminatedUnion('kind', [
+  testPatternDriverSchema,
+  rtspDriverSchema,
+  v4l2DriverSchema,
+  rpicamDriverSchema,
+  onvifDriverSchema,
+  simulatedSensorSchema,
+]);
 export type DriverConfig = z.infer<typeof driverSchema>;
 
 const sourceSchema = z
@@ -89,6 +101,8 @@ export const configSchema = z
     channels: z.array(channelSchema).max(256).optional(),
     /** PTZ heads, motors, joysticks, control router and upstream meb (runtime/control/config.ts). */
     control: controlConfigSchema.default(controlConfigSchema.parse({})),
+    /** RTMP ingest: onboard encoders publish rtmp://host:1935/<app>/<key> into a track. */
+    rtmp: rtmpIngestSchema.optional(),
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -28,7 +28,8 @@ export const rtmpStreamSchema = z
 export const rtmpIngestSchema = z
   .object({
     kind: z.literal('rtmp').default('rtmp'),
-    host: z.string().default('0.0.0.0'),
+    /** Loopback unless configured: an onboard encoder runs on the robot itself. */
+    host: z.string().default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).default(1935),
     streams: z.array(rtmpStreamSchema).min(1).max(64),
     /** Onboard encoders are few; a port scan or a reconnect storm must not exhaust memory. */
