@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { isLoopback, type Config } from './config/schema.js';
 import { registerControlRoutes } from './control/http.js';
 import { createControlService, type ControlService } from './control/service.js';
+import { createBoardService } from '../board/index.js';
 import { createRtmpIngest } from '../drivers/ingest/rtmp/ingest.js';
 import { createSourceDriver } from './drivers.js';
 import { EdgeError } from './engine/api.js';
@@ -69,6 +70,8 @@ export class App {
 
   private async init(): Promise<void> {
     const { config, log } = this;
+    // Board facts and thermal state (stats under "board"); the thermal monitor polls sysfs.
+    this.components.set('board', await createBoardService());
     for (const ch of config.channels ?? []) {
       this.engine.addStaticChannel({ id: ch.id, name: ch.name, key: ch.key });
       for (const src of ch.sources) {

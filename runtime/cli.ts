@@ -5,6 +5,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { App } from './app.js';
 import { ConfigError, loadConfig } from './config/load.js';
+import { runBoardCli } from '../board/index.js';
 import { runDevicesCli } from '../drivers/camera/devices.js';
 import { runDiscoverCli } from '../drivers/discovery/probe.js';
 import { createLogger, redactUrl } from './log.js';
@@ -17,6 +18,7 @@ Usage:
                                       validate the config and exit (0 ok, 2 invalid)
   moth-edge --print-config [--config FILE]
                                       print the effective config (defaults filled, secrets hidden)
+  moth-edge board [--json]            the detected board, its profile and thermal state
   moth-edge devices [--json]          list V4L2 cameras, their formats and a suggested driver config
   moth-edge discover [--timeout MS]   WS-Discovery probe for ONVIF cameras on the LAN
   moth-edge --help | --version
@@ -141,6 +143,8 @@ export async function main(argv: string[]): Promise<number> {
     switch (args.command) {
       case 'run':
         return await run(args);
+      case 'board':
+        return await runBoardCli(args.rest);
       case 'devices':
         return await runDevicesCli(args.rest);
       case 'discover':
@@ -162,7 +166,16 @@ export async function main(argv: string[]): Promise<number> {
 
 function isEntry(): boolean {
   try {
-    return !!process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+    const self = realpathSync(fileURLToPath(import.meta.url));
+    // pm2's fork container imports the script: its path is in pm_exec_path, not argv[1].
+    const candidates = [process.argv[1], process.env.pm_exec_path].filter((x): x is string => !!x);
+    return candidates.some((c) => {
+      try {
+        return realpathSync(c) === self;
+      } catch {
+        return false;
+      }
+    });
   } catch {
     return false;
   }

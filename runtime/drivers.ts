@@ -6,6 +6,8 @@ import { createRpicamDriver } from '../drivers/camera/rpicam.js';
 import { createRtspDriver } from '../drivers/camera/rtsp.js';
 import { createTestPatternDriver } from '../drivers/camera/testpattern.js';
 import { createV4l2Driver } from '../drivers/camera/v4l2.js';
+import { createGpsDriver } from '../drivers/sensor/gps.js';
+import { createLineSensorDriver } from '../drivers/sensor/line.js';
 import { SimulatedSensorDriver } from '../drivers/sensor/simulated.js';
 import type { Config, DriverConfig } from './config/schema.js';
 
@@ -24,5 +26,9 @@ export function createSourceDriver(cfg: DriverConfig, config: Config): SourceDri
       return createOnvifDriver(cfg, deps);
     case 'simulated':
       return new SimulatedSensorDriver(cfg);
+    case 'gps':
+      return createGpsDriver(cfg);
+    case 'serial-lines':
+      return createLineSensorDriver(cfg);
   }
 }

@@ -8,6 +8,8 @@ import { rtspDriverSchema } from '../../drivers/camera/rtsp.js';
 import { testPatternDriverSchema } from '../../drivers/camera/testpattern.js';
 import { v4l2DriverSchema } from '../../drivers/camera/v4l2.js';
 import { rtmpIngestSchema } from '../../drivers/ingest/rtmp/ingest.js';
+import { gpsDriverSchema } from '../../drivers/sensor/gps.js';
+import { lineSensorDriverSchema } from '../../drivers/sensor/line.js';
 import { simulatedSensorSchema } from '../../drivers/sensor/simulated.js';
 import { controlConfigSchema } from '../control/config.js';
 import { byteSize } from './bytes.js';
@@ -23,6 +25,8 @@ export const driverSchema = z.discriminatedUnion('kind', [
   rpicamDriverSchema,
   onvifDriverSchema,
   simulatedSensorSchema,
+  gpsDriverSchema,
+  lineSensorDriverSchema,
 ]);
 export type DriverConfig = z.infer<typeof driverSchema>;
 
