@@ -10,6 +10,7 @@ import {
   RtpPacket,
   type RTCRtpSender,
   type RTCDataChannel,
+  type RTCIceTransport,
 } from 'werift';
 import { EdgeError, mimeBase, mimeKind, type ConsumerHandle, type TrackRef, type TrackSource } from '../engine/api.js';
 import { packetizeH264, ParamSetCache } from './h264-rtp.js';
@@ -247,10 +248,21 @@ export class RtpFeed {
   }
 }
 
-/** Close a werift peer connection without letting a late error escape. */
-export function closePeer(pc: RTCPeerConnection | null): void {
+/**
+ * Close a werift peer connection without letting a late error escape. `extra` are ICE transports
+ * seen before BUNDLE (a data channel created next to a transceiver gets its own transport, which
+ * werift drops from its list without closing its UDP sockets): they are stopped too.
+ */
+export function closePeer(pc: RTCPeerConnection | null, extra: readonly RTCIceTransport[] = []): void {
   if (!pc) return;
-  pc.close().catch(() => {
-    // closing a half-open connection may reject; there is nothing left to release
-  });
+  const all = new Set<RTCIceTransport>([...extra, ...pc.iceTransports]);
+  const stopAll = (): void => {
+    for (const t of all) {
+      if (t.state === 'closed') continue;
+      t.stop().catch(() => {
+        // a transport that never gathered has nothing to release
+      });
+    }
+  };
+  pc.close().then(stopAll, stopAll);
 }

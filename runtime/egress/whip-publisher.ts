@@ -4,7 +4,7 @@
 // the resource on stop. H.264 goes out as the camera made it. Any failure — HTTP 4xx/5xx,
 // invalid answer, no answer, ICE failure, a dropped session — tears down cleanly and
 // reconnects with the shared backoff.
-import type { RTCPeerConnection, RTCDataChannel } from 'werift';
+import type { RTCPeerConnection, RTCDataChannel, RTCIceTransport } from 'werift';
 import { EdgeError, mimeKind, trackPath, type BackoffOptions, type TrackRef, type TrackSource } from '../engine/api.js';
 import { ReconnectingLink, type LinkStats } from './link.js';
 import { redactPangUrl, type EgressLog } from './pang-link.js';
@@ -41,6 +41,7 @@ const CONSTRAINED_BASELINE = '42e01f';
 
 export class WhipPublisher extends ReconnectingLink {
   private pc: RTCPeerConnection | null = null;
+  private transports: RTCIceTransport[] = [];
   private feeds: RtpFeed[] = [];
   private resource: string | null = null;
   private etag: string | null = null;
@@ -102,6 +103,7 @@ export class WhipPublisher extends ReconnectingLink {
       if (posted && c?.candidate) lateCandidates.push(c.candidate);
     });
     await pc.setLocalDescription(await pc.createOffer());
+    this.transports = [...pc.iceTransports]; // before BUNDLE drops one (see closePeer)
     await gatheringComplete(pc, this.o.gatherMs ?? 1500);
     const offer = pc.localDescription?.sdp;
     if (!offer) throw new EdgeError('WHIP_FAILED', 'no local offer');
@@ -173,8 +175,9 @@ export class WhipPublisher extends ReconnectingLink {
     this.abort?.abort();
     this.abort = null;
     for (const f of this.feeds.splice(0)) f.close();
-    closePeer(this.pc);
+    closePeer(this.pc, this.transports);
     this.pc = null;
+    this.transports = [];
     const resource = this.resource;
     this.resource = null;
     this.etag = null;

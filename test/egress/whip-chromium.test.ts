@@ -14,7 +14,7 @@ import { fastBackoff, tempDir, waitFor } from './helpers.js';
 
 const cam = { channel: 'cam', source: 'base', track: 'video' };
 
-test('WHIP → Chromium receiver: frames decoded under an accepted profile-level-id, DELETE tears down', async (t) => {
+test('WHIP → Chromium receiver: frames decoded under an accepted profile-level-id, a data track on a data channel, DELETE tears down', async (t) => {
   const missing = chromiumMissing();
   if (missing) return t.skip(missing);
   const dir = await tempDir(t);
@@ -37,9 +37,14 @@ test('WHIP → Chromium receiver: frames decoded under an accepted profile-level
           if (req.headers.authorization !== 'Bearer t0k') return res.writeHead(401).end();
           const offer = Buffer.concat(chunks).toString();
           const answer = await page.evaluate(async (sdp: string) => {
-            const w = window as unknown as { pc: RTCPeerConnection };
+            const w = window as unknown as { pc: RTCPeerConnection; dc: { label: string; msgs: string[] } };
             const pc = new RTCPeerConnection();
             w.pc = pc;
+            w.dc = { label: '', msgs: [] };
+            pc.ondatachannel = (e) => {
+              w.dc.label = e.channel.label;
+              e.channel.onmessage = (m) => void w.dc.msgs.push(typeof m.data === 'string' ? m.data : new TextDecoder().decode(m.data as ArrayBuffer));
+            };
             await pc.setRemoteDescription({ type: 'offer', sdp });
             await pc.setLocalDescription(await pc.createAnswer());
             await new Promise<void>((r) => {
@@ -69,8 +74,15 @@ test('WHIP → Chromium receiver: frames decoded under an accepted profile-level
 
   const feeder = feedEngine(engine, cam, fx, { loop: true });
   t.after(() => feeder.stop());
+  // A data track rides along on a data channel.
+  const gps = { channel: 'cam', source: 'base', track: 'gps' };
+  const gpsPub = engine.publisher(gps, { label: 'gps' });
+  gpsPub.setMime('application/json');
+  let seq = 0;
+  const gpsTimer = setInterval(() => gpsPub.write({ ts: 0, wallclock: Date.now(), key: true, data: Buffer.from(JSON.stringify({ seq: seq++, lat: 37.5 })) }), 100);
+  t.after(() => (clearInterval(gpsTimer), gpsPub.close()));
   await waitFor(() => feeder.sent() > 0, 5000, 'first frame');
-  const pub = new WhipPublisher({ name: 'chromium', url: `http://127.0.0.1:${port}/whip`, token: 't0k', tracks: [cam], source: engine, log: silentLog, backoff: fastBackoff, timeoutMs: 15_000 });
+  const pub = new WhipPublisher({ name: 'chromium', url: `http://127.0.0.1:${port}/whip`, token: 't0k', tracks: [cam, gps], source: engine, log: silentLog, backoff: fastBackoff, timeoutMs: 15_000 });
   t.after(() => pub.close());
   pub.start();
   await waitFor(() => pub.stats().state === 'connected', 20_000, 'WHIP connected to Chromium');
@@ -90,6 +102,11 @@ test('WHIP → Chromium receiver: frames decoded under an accepted profile-level
     await new Promise((r) => setTimeout(r, 200));
   }
   const sent = pub.stats().feeds[0]!.framesOut;
+  await page.waitForFunction(() => (window as unknown as { dc: { msgs: string[] } }).dc.msgs.length >= 5, undefined, { timeout: 10_000 });
+  const dc = await page.evaluate(() => (window as unknown as { dc: { label: string; msgs: string[] } }).dc);
+  assert.equal(dc.label, 'cam/base/gps');
+  const seqs = dc.msgs.map((m) => (JSON.parse(m) as { seq: number }).seq);
+  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'records in order');
   assert.ok(frames >= 90 && frames <= sent, `decoded ${frames} of ${sent}`);
   const st = pub.stats();
   assert.ok(['42e01f', '42c01f', '42001f'].includes(st.negotiatedProfile ?? ''), `answer accepted profile ${st.negotiatedProfile}`);
