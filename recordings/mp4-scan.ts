@@ -201,9 +201,18 @@ export function scanMp4Reader(size: number, read: (off: number, len: number) => 
   let boxes = 0;
   while (off < size && boxes++ < 10_000_000) {
     const head = read(off, Math.min(16, size - off));
-    const hb = readBox(head, 0, Number.MAX_SAFE_INTEGER);
-    if (!hb) break;
-    const box: Box = { type: hb.type, start: off, headerLen: hb.headerLen, end: off + (hb.end - hb.start) };
+    if (head.length < 8) break;
+    let boxSize = head.readUInt32BE(0);
+    let headerLen = 8;
+    if (boxSize === 1) {
+      if (head.length < 16) break;
+      const big = head.readBigUInt64BE(8);
+      if (big > BigInt(Number.MAX_SAFE_INTEGER)) break;
+      boxSize = Number(big);
+      headerLen = 16;
+    }
+    if (boxSize < headerLen) break; // 0 ("to end of file") is never written by our muxer
+    const box: Box = { type: head.toString('latin1', 4, 8), start: off, headerLen, end: off + boxSize };
     if (box.end > size) break;
     const whole = (): { b: Buffer; box: Box } | null => {
       const len = box.end - box.start;
