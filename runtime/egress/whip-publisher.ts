@@ -208,7 +208,22 @@ export class WhipPublisher extends ReconnectingLink {
 }
 
 async function readLimited(res: Response, limit: number): Promise<string> {
-  const buf = Buffer.from(await res.arrayBuffer());
-  if (buf.length > limit) throw new EdgeError('WHIP_BAD_ANSWER', `answer over ${limit} bytes`);
-  return buf.toString('utf8');
+  // A hostile or broken endpoint must not make us buffer an unbounded body.
+  if (Number(res.headers.get('content-length') ?? 0) > limit) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new EdgeError('WHIP_BAD_ANSWER', `answer over ${limit} bytes`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  if (res.body) {
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      size += chunk.length;
+      if (size > limit) {
+        await res.body.cancel().catch(() => undefined);
+        throw new EdgeError('WHIP_BAD_ANSWER', `answer over ${limit} bytes`);
+      }
+      chunks.push(Buffer.from(chunk));
+    }
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }

@@ -243,3 +243,36 @@ test('pull-down: an upstream data track is written into the local engine', async
   assert.deepEqual(recs, [0, 1, 2, 3, 4]);
   assert.equal(pull.stats().state, 'connected');
 });
+
+test('pull-down of an H.264 track: waits for the first IDR (Moth keeps no keyframe cache), then every AU', async (t) => {
+  const dir = await tempDir(t);
+  const fx = await h264Fixture(dir, { seconds: 2, size: '320x240', gop: 15 });
+  const peer = new StrictPangPeer({ channels: { [CHAN]: KEY } });
+  await peer.listen();
+  t.after(() => peer.close());
+  const src = new FakeSource();
+  const to = { channel: 'op', source: 'base', track: 'video' };
+  const pull = new PangPuller({ name: 'vid', endpoint: { url: peer.url, channel: CHAN, key: KEY, source: 'op', track: 'video' }, to, engine: src, log: silentLog, backoff: fastBackoff });
+  t.after(() => pull.close());
+  const op = new WebSocket(`${peer.url}/pang/ws/pub?channel=${CHAN}&key=${KEY}&source=op&track=video`);
+  t.after(() => op.terminate());
+  await new Promise((r) => op.once('open', r));
+  op.send(fx.mime);
+  pull.start();
+  await waitFor(() => peer.track(`${CHAN}/op/video`).subscribers.size === 1, 5000, 'pull session');
+  const local = src.subscribe(to, { label: 'test' });
+  // Start mid-GOP: the first 5 AUs are not keyframes.
+  const start = 5;
+  assert.ok(!fx.aus.slice(start, start + 1)[0]!.key);
+  for (const au of fx.aus.slice(start)) op.send(au.data, { binary: true });
+  const firstKey = fx.aus.findIndex((a, i) => i >= start && a.key);
+  const expected = fx.aus.length - firstKey;
+  await waitFor(() => pull.stats().framesIn >= expected, 5000, () => `${expected} AUs pulled (${pull.stats().framesIn})`);
+  assert.equal(pull.stats().dropped.waitKeyframe, firstKey - start);
+  const got: Buffer[] = [];
+  for (let it = local.next(); it; it = local.next()) if (it.type === 'frame') got.push(it.frame.data);
+  assert.equal(got.length, expected);
+  await writeFile(join(dir, 'pulled.h264'), Buffer.concat(got));
+  assert.equal((await probeH264(join(dir, 'pulled.h264'))).frames, expected);
+  assert.equal(src.mimeOf(to), fx.mime);
+});

@@ -95,7 +95,7 @@ test('WHIP ingest refuses a wrong token (401), a foreign channel (403), a non-SD
   assert.equal(r.status, 400);
 });
 
-type Mode = 'status' | 'bad-sdp' | 'silent' | 'no-location';
+type Mode = 'status' | 'bad-sdp' | 'silent' | 'no-location' | 'huge';
 
 async function badEndpoint(t: { after(fn: () => unknown): void }, mode: Mode, status = 400): Promise<{ url: string; seen: () => { posts: number; auth: string[] } }> {
   let posts = 0;
@@ -108,6 +108,7 @@ async function badEndpoint(t: { after(fn: () => unknown): void }, mode: Mode, st
       auth.push(String(req.headers.authorization ?? ''));
       if (mode === 'status') res.writeHead(status, { 'content-type': 'text/plain' }).end('nope');
       else if (mode === 'bad-sdp') res.writeHead(201, { location: '/r/1', 'content-type': 'application/sdp' }).end('this is not sdp');
+      else if (mode === 'huge') res.writeHead(201, { location: '/r/1', 'content-type': 'application/sdp' }).end('v=0\r\n' + 'a=x\r\n'.repeat(40_000));
       else if (mode === 'no-location') res.writeHead(201, { 'content-type': 'application/sdp' }).end('v=0\r\n');
       else held.push(res); // never answers
     });
@@ -134,6 +135,7 @@ test('WHIP endpoint answers 400/401/404/500, invalid SDP, no Location, or never:
     ['status', 500, 'WHIP_HTTP_500'],
     ['bad-sdp', 0, 'WHIP_BAD_ANSWER'],
     ['no-location', 0, 'WHIP_NO_LOCATION'],
+    ['huge', 0, 'WHIP_BAD_ANSWER'],
     ['silent', 0, 'WHIP_TIMEOUT'],
   ];
   await Promise.all(
