@@ -67,6 +67,7 @@ export class PangPuller extends ReconnectingLink {
   private ws: WebSocket | null = null;
   private writer: TrackWriter | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private acceptTimer: NodeJS.Timeout | null = null;
   private openedAt = 0;
   private mime: string | undefined;
   private needKey = true;
@@ -105,6 +106,11 @@ export class PangPuller extends ReconnectingLink {
       if (ws !== this.ws) return;
       this.openedAt = Date.now();
       this.needKey = true;
+      // Still open after the refusal window: accepted, even before the upstream track has data.
+      this.acceptTimer = setTimeout(() => {
+        if (ws === this.ws && ws.readyState === WebSocket.OPEN) this.up();
+      }, this.o.refusalWindowMs);
+      this.acceptTimer.unref?.();
       this.timer = setInterval(() => {
         if (ws.readyState === WebSocket.OPEN) ws.send(Buffer.from('ping'), { binary: true });
       }, this.o.keepaliveMs);
@@ -186,6 +192,8 @@ export class PangPuller extends ReconnectingLink {
   protected teardown(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    if (this.acceptTimer) clearTimeout(this.acceptTimer);
+    this.acceptTimer = null;
     const ws = this.ws;
     this.ws = null;
     this.openedAt = 0;
