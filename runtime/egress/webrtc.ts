@@ -83,6 +83,7 @@ export interface RtpFeedStats {
   packetsOut: number;
   bytesOut: number;
   recordsOut: number;
+  rtcpIn: number;
   plis: number;
   firs: number;
   keyframeRequestsGranted: number;
@@ -107,8 +108,10 @@ export class RtpFeed {
   private closed = false;
   private needKey = true;
   private lastKeyReq = 0;
+  /** When the receiver last sent RTCP (RR, PLI, REMB…): a silent receiver is a dead session. */
+  lastRtcpAt = 0;
   private unsubs: Array<() => void> = [];
-  private c = { framesOut: 0, packetsOut: 0, bytesOut: 0, recordsOut: 0, plis: 0, firs: 0, granted: 0, denied: 0, notH264: 0, noMime: 0, channelFull: 0 };
+  private c = { rtcpIn: 0, framesOut: 0, packetsOut: 0, bytesOut: 0, recordsOut: 0, plis: 0, firs: 0, granted: 0, denied: 0, notH264: 0, noMime: 0, channelFull: 0 };
 
   constructor(
     private readonly source: TrackSource,
@@ -127,6 +130,8 @@ export class RtpFeed {
     if ('sender' in this.out) {
       const sender = this.out.sender;
       const sub = sender.onRtcp.subscribe((p) => {
+        this.c.rtcpIn++;
+        this.lastRtcpAt = Date.now();
         if (p.type !== RtcpPayloadSpecificFeedback.type) return;
         const count = (p as RtcpPayloadSpecificFeedback).feedback.count;
         if (count === 1) this.c.plis++;
@@ -218,6 +223,7 @@ export class RtpFeed {
       packetsOut: this.c.packetsOut,
       bytesOut: this.c.bytesOut,
       recordsOut: this.c.recordsOut,
+      rtcpIn: this.c.rtcpIn,
       plis: this.c.plis,
       firs: this.c.firs,
       keyframeRequestsGranted: this.c.granted,

@@ -25,6 +25,11 @@ export interface WhipPublisherOptions {
   peer?: PeerOptions;
   /** How long to gather before POSTing (complete offer); later candidates are trickled. */
   gatherMs?: number;
+  /**
+   * A receiver that sends no RTCP (RR, PLI…) for this long is gone: RTP receivers report about
+   * once a second, and waiting for ICE consent expiry would take 30 s.
+   */
+  rtcpTimeoutMs?: number;
 }
 
 export interface WhipPublisherStats extends LinkStats {
@@ -51,6 +56,7 @@ export class WhipPublisher extends ReconnectingLink {
   private sessions = 0;
   private deletes = { ok: 0, failed: 0 };
   private gen = 0;
+  private watchdog: NodeJS.Timeout | null = null;
 
   constructor(private readonly o: WhipPublisherOptions) {
     super(o.name, 'whip', redactPangUrl(o.url), o.log, o.backoff);
@@ -145,6 +151,17 @@ export class WhipPublisher extends ReconnectingLink {
     if (transceiver && videoRef) this.feeds.push(new RtpFeed(this.o.source, videoRef, { sender: transceiver.sender }, `whip ${this.name}`));
     for (const { ref, ch } of channels) this.feeds.push(new RtpFeed(this.o.source, ref, { channel: ch }, `whip-data ${this.name}`));
     for (const f of this.feeds) f.start();
+    const video = transceiver ? this.feeds[0] : undefined;
+    if (video) {
+      const since = Date.now();
+      const limit = this.o.rtcpTimeoutMs ?? 15_000;
+      this.watchdog = setInterval(() => {
+        if (gen !== this.gen) return;
+        const last = Math.max(since, video.lastRtcpAt);
+        if (Date.now() - last > limit) this.failed('WHIP_SESSION_LOST', `receiver silent: no RTCP for ${Math.round((Date.now() - last) / 1000)} s`);
+      }, Math.min(2000, limit / 2));
+      this.watchdog.unref?.();
+    }
     this.up();
   }
 
@@ -172,6 +189,8 @@ export class WhipPublisher extends ReconnectingLink {
 
   protected teardown(): void {
     this.gen++;
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.watchdog = null;
     this.abort?.abort();
     this.abort = null;
     for (const f of this.feeds.splice(0)) f.close();

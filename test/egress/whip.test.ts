@@ -65,6 +65,7 @@ test('WHIP publisher → WHIP ingest (werift receiver over HTTP): frames land in
   assert.ok(feeder.keyRequests() >= 1, 'the PLI reached the camera driver');
   for (const l of log.lines) assert.ok(!l.includes(TOKEN));
   assert.ok(!JSON.stringify(st).includes(TOKEN));
+  assert.ok(st.feeds[0]!.rtcpIn >= 1, 'receiver reports arrive');
   pub.close();
   await waitFor(() => ingest.stats().sessions.length === 0, 5000, 'DELETE ended the ingest session');
   assert.equal(pub.stats().state, 'closed');
@@ -155,4 +156,32 @@ test('WHIP endpoint answers 400/401/404/500, invalid SDP, no Location, or never:
       pub.close();
     }),
   );
+});
+
+test('WHIP session dropped by the far side: the silent receiver is detected, torn down and re-published', async (t) => {
+  const dir = await tempDir(t);
+  const fx = await h264Fixture(dir, { seconds: 2, size: '320x240' });
+  const engine = testEngine(['cam', 'ingest']);
+  t.after(() => engine.close());
+  const feeder = feedEngine(engine, cam, fx, { loop: true });
+  t.after(() => feeder.stop());
+  const ingest = new WhipIngest({ engine, log: silentLog, maxSessions: 2 });
+  t.after(() => ingest.close());
+  const http = new HttpServer({ host: '127.0.0.1', port: 0, maxConnections: 64 });
+  registerEgressRoutes(http.router, { ingest: { server: ingest, channel: 'ingest' }, dashboard: false });
+  const { port } = await http.listen();
+  t.after(() => http.close());
+  const pub = new WhipPublisher({ name: 'drop', url: `http://127.0.0.1:${port}/whip/ingest/robot/video`, tracks: [cam], source: engine, log: silentLog, backoff: fastBackoff, timeoutMs: 10_000, rtcpTimeoutMs: 2000 });
+  t.after(() => pub.close());
+  pub.start();
+  await waitFor(() => (ingest.stats().sessions[0]?.framesIn ?? 0) >= 10, 15_000, 'first session carries frames');
+  const first = ingest.stats().sessions[0]!.id;
+  // The server drops the session without telling the publisher (crash, restart, cleanup).
+  const full = [...(ingest as unknown as { sessions: Map<string, unknown> }).sessions.keys()][0]!;
+  assert.ok(ingest.end(full, 'server restart'));
+  await waitFor(() => (pub.stats().failures.WHIP_SESSION_LOST ?? 0) >= 1, 15_000, 'loss detected');
+  await waitFor(() => ingest.stats().sessions.some((s) => s.id !== first && s.framesIn >= 10), 20_000, 'a new session carries frames');
+  const s = pub.stats();
+  assert.equal(s.state, 'connected');
+  assert.ok(s.sessions >= 2 && s.reconnects >= 1);
 });
