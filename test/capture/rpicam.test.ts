@@ -49,7 +49,8 @@ test('rpicam tool resolution: rpicam-vid first, libcamera-vid on older images, a
 
 test('rpicam stand-in: inline SPS/PPS before every IDR at the intra period, MIME from SPS, decodable', async (t) => {
   const dir = await tempDir(t, 'rpicam-');
-  const drv = createRpicamDriver({ kind: 'rpicam', width: 320, height: 240, fps: 25, intraFrames: 10, bitrateKbps: 800 }, { toolPath: STAND_IN });
+  // A size/rate no other test uses, so the orphan check below sees only this test's processes.
+  const drv = createRpicamDriver({ kind: 'rpicam', width: 336, height: 240, fps: 25, intraFrames: 10, bitrateKbps: 800 }, { toolPath: STAND_IN });
   const out = recordingOutput();
   const ac = new AbortController();
   const running = drv.run(out, ac.signal);
@@ -62,11 +63,17 @@ test('rpicam stand-in: inline SPS/PPS before every IDR at the intra period, MIME
     const types = nalUnits(out.frames[i]!.data).map(nalType);
     assert.ok(types.indexOf(7) >= 0 && types.indexOf(7) < types.indexOf(5), `SPS before IDR in frame ${i}: ${types}`);
   }
-  assert.match(out.mimes.at(-1)!.mime, /^video\/h264;width=320;height=240;framerate=25;codecs=avc1\.42/);
+  assert.match(out.mimes.at(-1)!.mime, /^video\/h264;width=336;height=240;framerate=25;codecs=avc1\.42/);
   const file = join(dir, 'a.h264');
   await writeFile(file, Buffer.concat(out.frames.map((f) => f.data)));
   assert.equal((await probe(file)).frames, out.frames.length);
-  assert.deepEqual(await childPids(/testsrc2=size=320x240:rate=25 /), [], 'no process left behind');
+  // The group was SIGKILLed; give the kernel a moment to reap before declaring an orphan.
+  let left = await childPids(/testsrc2=size=336x240:rate=25 /);
+  for (let i = 0; i < 30 && left.length > 0; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    left = await childPids(/testsrc2=size=336x240:rate=25 /);
+  }
+  assert.deepEqual(left, [], 'no process left behind');
 });
 
 test('rpicam errors: no camera, and a camera lost mid-stream, give typed errors with the tool\'s stderr', async (t) => {
