@@ -9,6 +9,8 @@ import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
+import { once } from 'node:events';
+import { pipeline } from 'node:stream/promises';
 import tls from 'node:tls';
 import { Backoff, EdgeError } from '../runtime/engine/api.js';
 import { matchTrack, type SyncConfig } from './config.js';
@@ -32,6 +34,14 @@ export interface UploaderStats {
   lastSyncedAt: number | null;
 }
 
+interface Staged {
+  row: SegmentRow;
+  abs: string;
+  url: URL;
+  putHeaders: http.IncomingHttpHeaders | null;
+  verified: boolean;
+}
+
 interface HttpResult {
   status: number;
   headers: http.IncomingHttpHeaders;
@@ -41,7 +51,7 @@ interface HttpResult {
 const MAX_KNOWN_DIRS = 4096;
 /** Rows fetched per pass: a backlog of months is worked through in slices. */
 const BATCH = 200;
-const CHUNK = 256 * 1024;
+const CHUNK = 1024 * 1024;
 
 export function redactedUrl(u: string): string {
   try {
@@ -182,24 +192,39 @@ export class Uploader {
     return this.passRunning;
   }
 
+  /**
+   * Uploads are pipelined: segment N is verified (GET) while N+1 is sent (PUT), so the verify
+   * read costs little time on the uplink. A failure stops the pass; the loop backs off.
+   */
   private async pass(): Promise<number> {
     let failures = 0;
-    for (;;) {
-      const rows = this.due();
-      this.st.pending = rows.length;
-      if (rows.length === 0 || this.closed) return failures;
-      let progressed = false;
-      for (const row of rows) {
-        if (this.closed) return failures;
-        const ok = await this.syncOne(row);
-        if (ok) progressed = true;
-        else {
-          failures++;
-          // a failing target: stop this pass, the loop backs off before the next one
-          return failures;
+    let settling: Promise<boolean> | null = null;
+    const drain = async () => {
+      if (settling && !(await settling)) failures++;
+      settling = null;
+    };
+    try {
+      for (;;) {
+        const rows = this.due();
+        this.st.pending = rows.length;
+        if (rows.length === 0 || this.closed) return failures;
+        for (const row of rows) {
+          if (this.closed) return failures;
+          const staged = await this.send(row);
+          await drain();
+          if (!staged) return failures + 1;
+          if (failures > 0) {
+            // the previous verify failed: do not pile up; finish this one and stop
+            await this.settle(staged);
+            return failures;
+          }
+          settling = this.settle(staged);
         }
+        await drain();
+        if (failures > 0) return failures;
       }
-      if (!progressed) return failures;
+    } finally {
+      await drain();
     }
   }
 
@@ -265,22 +290,17 @@ export class Uploader {
       headers: { 'content-length': row.bytes, 'content-type': row.kind === 'video' ? 'video/mp4' : 'application/octet-stream' },
       body: async (req) => {
         const stream = fs.createReadStream(abs, { start: 0, end: Math.max(0, row.bytes - 1), highWaterMark: chunk });
+        if (!bucket) {
+          // uncapped: let the stream machinery move the bytes (what curl -T does)
+          await pipeline(stream, req, { end: false });
+          return;
+        }
         try {
-          for await (const chunk of stream as AsyncIterable<Buffer>) {
-            if (bucket) {
-              const wait = bucket.take(chunk.length, Date.now());
-              if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-            }
+          for await (const c of stream as AsyncIterable<Buffer>) {
+            const wait = bucket.take(c.length, Date.now());
+            if (wait > 0) await new Promise((r) => setTimeout(r, wait));
             if (req.destroyed) throw new EdgeError('SYNC_ABORTED', 'request closed');
-            if (!req.write(chunk)) {
-              await new Promise<void>((resolve, reject) => {
-                const ok = () => (req.off('error', ko), resolve());
-                const ko = (e: Error) => (req.off('drain', ok), reject(e));
-                req.once('drain', ok);
-                req.once('error', ko);
-                req.once('close', ok);
-              });
-            }
+            if (!req.write(c)) await once(req, 'drain', { signal: this.abort.signal });
           }
         } finally {
           stream.destroy();
@@ -310,6 +330,12 @@ export class Uploader {
 
   /** Upload + verify one segment. true when synced (or nothing to do). */
   async syncOne(row: SegmentRow): Promise<boolean> {
+    const staged = await this.send(row);
+    return staged ? this.settle(staged) : false;
+  }
+
+  /** Stage 1: PUT (or find the identical copy already on the target). null on failure (recorded). */
+  private async send(row: SegmentRow): Promise<Staged | null> {
     const abs = path.join(this.root, row.path);
     const url = this.url(row.path);
     this.st.inFlight = row.path;
@@ -319,28 +345,40 @@ export class Uploader {
       if (size !== row.bytes) throw new EdgeError('SYNC_SIZE', `local file is ${size} bytes, index says ${row.bytes}`);
       this.db.write(() => this.db.update(row.path, { state: 'uploading' }));
       // Rebuilt or retried rows may already be on the target: check before sending again.
-      let verified = false;
       if (row.origin !== 'recorder' || row.attempts > 0) {
         const head = await this.request('HEAD', url);
         if (head.status === 200 && Number(head.headers['content-length']) === row.bytes && (await this.verify(row, url)) === null) {
-          verified = true;
           this.st.alreadyOnTarget++;
+          return { row, abs, url, putHeaders: null, verified: true };
         }
       }
-      if (!verified) {
-        let r = await this.put(row, abs, url);
-        const dayDir = [...this.base.pathname.split('/').filter(Boolean).map(decodeURIComponent), ...row.path.split('/').slice(0, -1)].join('/');
-        if ((r.status === 409 || r.status === 404 || r.status === 500) && !this.knownDirs.has(dayDir)) {
-          // the parent folder is missing on a plain WebDAV target (409; nginx without
-          // create_full_put_path says 500): create the folders, send again
-          await this.ensureDirs(row.path);
-          r = await this.put(row, abs, url);
-        }
-        if (r.status === 401 || r.status === 403) throw new EdgeError('SYNC_AUTH', `PUT refused: ${r.status}`, { status: r.status });
-        if (r.status < 200 || r.status >= 300) throw new EdgeError('SYNC_PUT', `PUT → ${r.status}`, { status: r.status });
-        this.st.uploads++;
-        this.st.uploadedBytes += row.bytes;
-        const bad = await this.verify(row, url, r.headers);
+      let r = await this.put(row, abs, url);
+      const dayDir = [...this.base.pathname.split('/').filter(Boolean).map(decodeURIComponent), ...row.path.split('/').slice(0, -1)].join('/');
+      if ((r.status === 409 || r.status === 404 || r.status === 500) && !this.knownDirs.has(dayDir)) {
+        // the parent folder is missing on a plain WebDAV target (409; nginx without
+        // create_full_put_path says 500): create the folders, send again
+        await this.ensureDirs(row.path);
+        r = await this.put(row, abs, url);
+      }
+      if (r.status === 401 || r.status === 403) throw new EdgeError('SYNC_AUTH', `PUT refused: ${r.status}`, { status: r.status });
+      if (r.status < 200 || r.status >= 300) throw new EdgeError('SYNC_PUT', `PUT → ${r.status}`, { status: r.status });
+      this.st.uploads++;
+      this.st.uploadedBytes += row.bytes;
+      return { row, abs, url, putHeaders: r.headers, verified: false };
+    } catch (err) {
+      this.failOrReset(row, err as Error);
+      return null;
+    } finally {
+      this.st.inFlight = null;
+    }
+  }
+
+  /** Stage 2: verify the stored copy, then mark synced (and delete locally when policy says so). */
+  private async settle(s: Staged): Promise<boolean> {
+    const { row, abs } = s;
+    try {
+      if (!s.verified) {
+        const bad = await this.verify(row, s.url, s.putHeaders ?? undefined);
         if (bad) {
           this.st.verifyFailures++;
           throw new EdgeError('SYNC_VERIFY', bad);
@@ -359,15 +397,18 @@ export class Uploader {
       }
       return true;
     } catch (err) {
-      if (this.closed) {
-        this.db.write(() => this.db.update(row.path, { state: 'closed' }));
-        return false;
-      }
-      this.fail(row, err as Error);
+      this.failOrReset(row, err as Error);
       return false;
-    } finally {
-      this.st.inFlight = null;
     }
+  }
+
+  private failOrReset(row: SegmentRow, err: Error): void {
+    if (this.closed) {
+      // stopping: not the segment's fault; a later run sends it again (a re-PUT is safe)
+      this.db.write(() => this.db.update(row.path, { state: 'closed' }));
+      return;
+    }
+    this.fail(row, err);
   }
 
   private fail(row: SegmentRow, err: Error): void {

@@ -24,7 +24,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startNginx(t: TestContext, dir: string): Promise<Nginx> {
+export async function startNginx(t: TestContext, dir: string, opts: { workers?: number } = {}): Promise<Nginx> {
   const port = await freePort();
   const www = path.join(dir, 'www');
   fs.mkdirSync(www, { recursive: true });
@@ -35,9 +35,9 @@ export async function startNginx(t: TestContext, dir: string): Promise<Nginx> {
   fs.writeFileSync(
     conf,
     `daemon off;
-master_process off;
+master_process ${opts.workers && opts.workers > 1 ? 'on' : 'off'};
 user root;
-worker_processes 1;
+worker_processes ${opts.workers ?? 1};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 events { worker_connections 64; }
