@@ -136,8 +136,6 @@ export async function exportMcap(root: string, rows: SegmentRow[], fromMs: numbe
       }
       return c;
     };
-    const fromUsWall = BigInt(Math.floor(fromMs)) * 1000n;
-    const toUsWall = BigInt(Math.ceil(toMs)) * 1000n;
     for (const row of segs) {
       const topic = `/${row.channel}/${row.source}/${row.track}`;
       const frameId = `${row.channel}/${row.source}/${row.track}`;
@@ -163,10 +161,10 @@ export async function exportMcap(root: string, rows: SegmentRow[], fromMs: numbe
         const json = /json/.test(mimeBase(row.mime));
         const c = await channel(topic, jpeg ? COMPRESSED_IMAGE : RECORD);
         for (const r of scanRecords(buf, h.bodyStart)) {
-          const capUs = BigInt(Math.round(r.ts));
-          const wallUs = capUs + offset;
-          if (wallUs < fromUsWall || wallUs > toUsWall) continue;
-          const ns = wallUs * 1000n;
+          // the range is in wallclock (what the index and the user speak); the log time is the
+          // capture clock on the run's offset (what orders and aligns the tracks)
+          if (r.wallclock < fromMs || r.wallclock > toMs) continue;
+          const ns = (BigInt(Math.round(r.ts)) + offset) * 1000n;
           let body: unknown;
           if (jpeg) body = { timestamp: stamp(ns), frame_id: frameId, data: r.payload.toString('base64'), format: 'jpeg' };
           else {

@@ -14,7 +14,10 @@ import { FFMPEG, ffprobeFrames, tempDir, waitFor } from './helpers.js';
 const KILLS = 20;
 const FRAGMENT_FRAMES = 30;
 const FRAGMENT_RECORDS = 50;
-const CHILD = path.join(import.meta.dirname, 'record-child.ts');
+// run from source (tsx) or compiled (dist/test/recordings/*.js, how `npm test` runs)
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const CHILD = path.join(import.meta.dirname, FROM_SOURCE ? 'record-child.ts' : 'record-child.js');
+const CHILD_ARGS = FROM_SOURCE ? ['--import', 'tsx', CHILD] : [CHILD];
 
 test(`kill -9 while recording, ${KILLS} times: recovery is exact and loses at most one fragment`, { timeout: 300_000 }, async (t) => {
   const dir = await tempDir(t, 'rec-kill-');
@@ -28,7 +31,7 @@ test(`kill -9 while recording, ${KILLS} times: recovery is exact and loses at mo
 
   for (let k = 0; k <= KILLS; k++) {
     fs.rmSync(counterFile, { force: true });
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, root, h264, counterFile], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...CHILD_ARGS, root, h264, counterFile], { stdio: ['pipe', 'pipe', 'inherit'] });
     let exited = false;
     child.once('exit', () => (exited = true));
     t.after(() => {
