@@ -11,7 +11,10 @@ import { registerRecordingRoutes } from '../../runtime/recordings/http.js';
 import { runRecordingsCli } from '../../runtime/recordings/cli.js';
 import { IndexDb } from '../../recordings/index-db.js';
 import { createRecordingService } from '../../recordings/service.js';
-import { config, ffprobeFrames, newEngine, recordFixture, tempDir } from './helpers.js';
+import { config, FFMPEG, FFPROBE, ffprobeFrames, newEngine, recordFixture, tempDir } from './helpers.js';
+import { execFileSync } from 'node:child_process';
+import { JpegSplitter } from '../../drivers/camera/jpeg.js';
+import { captureClockUs } from '../../runtime/engine/api.js';
 import { startNginx } from './nginx.js';
 
 async function serve(t: import('node:test').TestContext, root: string) {
@@ -174,4 +177,50 @@ test('CLI sync with a config file uploads to nginx', async (t) => {
   const listed = JSON.parse((await cli(['list', '--config', cfgFile, '--json'])).out) as Array<{ state: string }>;
   assert.equal(st.verified, listed.length);
   assert.ok(listed.every((x) => x.state === 'synced'));
+});
+
+test('JPEG track: one record per image, exported as foxglove.CompressedImage that decodes', async (t) => {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'rec');
+  const mjpeg = execFileSync(FFMPEG, ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=10', '-t', '2', '-c:v', 'mjpeg', '-f', 'image2pipe', '-']);
+  const images = new JpegSplitter().push(mjpeg);
+  assert.equal(images.length, 20);
+  const engine = newEngine();
+  engine.addStaticChannel({ id: 'robot' });
+  const svc = createRecordingService({ config: config(root), source: engine });
+  await svc.start();
+  const pub = engine.publisher({ channel: 'robot', source: 'arm', track: 'snap' }, { label: 't' });
+  pub.setMime('image/jpeg');
+  svc.discover();
+  const t0 = captureClockUs();
+  const w0 = Date.now();
+  for (let i = 0; i < images.length; i++) {
+    pub.write({ ts: t0 + i * 100_000, wallclock: w0 + i * 100, key: true, data: images[i]! });
+    await svc.settled();
+  }
+  await svc.close();
+  const out = path.join(dir, 'snap.mcap');
+  const r = await cli(['export', '--root', root, '--from', String(w0 - 1), '--to', String(w0 + 10_000), '--out', out]);
+  assert.equal(r.code, 0, r.err);
+  const fd = await fs.promises.open(out, 'r');
+  t.after(() => fd.close());
+  const size = BigInt((await fd.stat()).size);
+  const reader = await McapIndexedReader.Initialize({
+    readable: {
+      size: async () => size,
+      read: async (offset, length) => {
+        const b = Buffer.alloc(Number(length));
+        await fd.read(b, 0, Number(length), Number(offset));
+        return new Uint8Array(b.buffer, b.byteOffset, b.length);
+      },
+    },
+  });
+  assert.deepEqual([...reader.schemasById.values()].map((x) => x.name), ['foxglove.CompressedImage']);
+  const msgs: Array<{ format: string; data: string }> = [];
+  for await (const m of reader.readMessages()) msgs.push(JSON.parse(new TextDecoder().decode(m.data)) as { format: string; data: string });
+  assert.equal(msgs.length, images.length);
+  assert.equal(msgs[0]!.format, 'jpeg');
+  const jpg = path.join(dir, 'first.jpg');
+  fs.writeFileSync(jpg, Buffer.from(msgs[0]!.data, 'base64'));
+  assert.match(execFileSync(FFPROBE, ['-v', 'error', '-show_entries', 'stream=codec_name,width', '-of', 'csv=p=0', jpg]).toString(), /mjpeg,320/);
 });
