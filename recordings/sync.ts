@@ -92,6 +92,7 @@ export class Uploader {
   private readonly abort = new AbortController();
   private closed = false;
   private passRunning: Promise<number> | null = null;
+  private bucket: TokenBucket | null = null;
 
   constructor(
     private readonly cfg: SyncConfig,
@@ -285,7 +286,9 @@ export class Uploader {
     const rate = this.cfg.bandwidthBytesPerSec;
     // under a cap, small reads (1/8 s of budget) keep the pace smooth instead of bursty
     const chunk = rate > 0 ? Math.min(CHUNK, Math.max(4096, Math.floor(rate / 8))) : CHUNK;
-    const bucket = rate > 0 ? new TokenBucket(rate, chunk, Date.now()) : null;
+    // one bucket for the uploader's life: a new file must not start with a fresh burst
+    if (rate > 0) this.bucket ??= new TokenBucket(rate, chunk, Date.now());
+    const bucket = this.bucket;
     return this.request('PUT', url, {
       headers: { 'content-length': row.bytes, 'content-type': row.kind === 'video' ? 'video/mp4' : 'application/octet-stream' },
       body: async (req) => {
