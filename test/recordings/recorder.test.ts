@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { captureClockUs } from '../../runtime/engine/api.js';
+import { silentLogger } from '../../runtime/log.js';
 import { IndexDb } from '../../recordings/index-db.js';
 import { sha256File } from '../../recordings/recovery.js';
 import { createRecordingService } from '../../recordings/service.js';
@@ -16,7 +17,8 @@ test('records real H.264 into fMP4 segments cut at keyframes, data records on th
   const root = await tempDir(t);
   const engine = newEngine();
   engine.addStaticChannel({ id: 'robot' });
-  const svc = createRecordingService({ config: config(root, { segmentDurationMs: 2000, fragmentDurationMs: 500 }), source: engine });
+  // the runtime's pino logger is what app.ts passes
+  const svc = createRecordingService({ config: config(root, { segmentDurationMs: 2000, fragmentDurationMs: 500 }), source: engine, log: silentLogger() });
   t.after(() => svc.close());
   await svc.start();
   const cam = engine.publisher(CAM, { label: 'test' });
