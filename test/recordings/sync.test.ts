@@ -214,3 +214,45 @@ test('checksum headers of the common targets are understood', () => {
   assert.equal(checksumHeader({ 'repr-digest': `sha-256=:${Buffer.from(hex, 'hex').toString('base64')}:` }), hex);
   assert.equal(checksumHeader({ etag: '"x"' }), null);
 });
+
+test('the running service uploads segments as they close; an upload cut by a crash (row left uploading) is re-sent after restart', async (t) => {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'rec');
+  const ng = await startNginx(t, path.join(dir, 'ng'));
+  const engine = newEngine();
+  engine.addStaticChannel({ id: 'robot' });
+  const sync = { url: `${ng.url}/live`, retryInitialMs: 10, retryMaxMs: 50, pollMs: 50 };
+  const svc = createRecordingService({ config: config(root, { segmentDurationMs: 1000, fragmentDurationMs: 500, sync }), source: engine });
+  t.after(() => svc.close());
+  await svc.start();
+  const cam = engine.publisher({ channel: 'robot', source: 'base', track: 'cam' }, { label: 't' });
+  cam.setMime('video/h264');
+  svc.discover();
+  const { h264Units } = await import('./helpers.js');
+  const { captureClockUs } = await import('../../runtime/engine/api.js');
+  const aus = h264Units({ seconds: 4 });
+  const t0 = captureClockUs();
+  for (let i = 0; i < aus.length; i++) {
+    cam.write({ ts: t0 + Math.round((i * 1e6) / 30), wallclock: Date.now(), key: aus[i]!.key, data: aus[i]!.data });
+    await svc.settled();
+  }
+  // segments closed so far get uploaded while recording goes on
+  await waitFor(() => (svc.stats().sync?.verified ?? 0) >= 2, 'live uploads', 20_000);
+  await svc.close();
+
+  // a crash mid-upload leaves a row `uploading` (and maybe a partial copy): restart re-sends it
+  const db = open(root);
+  const victim = db.all().find((r) => r.state === 'synced')!;
+  db.write(() => db.update(victim.path, { state: 'uploading' }));
+  fs.writeFileSync(path.join(ng.www, 'live', victim.path), 'half');
+  db.close();
+  const svc2 = createRecordingService({ config: config(root, { sync }), source: newEngine() });
+  t.after(() => svc2.close());
+  await svc2.start();
+  assert.equal(svc2.stats().recovery!.uploadsReset, 1);
+  const db2 = IndexDb.openReader(path.join(root, 'index.db'));
+  t.after(() => db2.close());
+  await waitFor(() => db2.all().every((r) => r.state === 'synced'), 'everything synced after restart', 20_000);
+  await svc2.close();
+  assert.equal(sha256File(path.join(ng.www, 'live', victim.path)), victim.sha256, 'the half copy was replaced and verified');
+});
