@@ -84,3 +84,39 @@ test('records real H.264 into fMP4 segments cut at keyframes, data records on th
   const dStarts = rows.filter((r) => r.kind === 'data').map((r) => Math.floor(r.start_us / 2e6));
   assert.deepEqual(vStarts, dStarts);
 });
+
+test('write cost: bytes written (syscalls, /proc/self/io wchar; SQLite included) per media byte ≤ 1.05', async (t) => {
+  const root = await tempDir(t);
+  const engine = newEngine();
+  engine.addStaticChannel({ id: 'robot' });
+  const svc = createRecordingService({ config: config(root), source: engine });
+  t.after(() => svc.close());
+  await svc.start();
+  const cam = engine.publisher(CAM, { label: 'test' });
+  cam.setMime('video/h264');
+  const imu = engine.publisher(IMU, { label: 'test' });
+  imu.setMime('application/json');
+  svc.discover();
+  const aus = h264Units({ width: 640, height: 360, seconds: 10, bitrate: '2M' });
+  const wchar = () => Number(/^wchar: (\d+)/m.exec(fs.readFileSync('/proc/self/io', 'utf8'))![1]);
+  const t0 = captureClockUs();
+  let media = 0;
+  let n = 0;
+  const before = wchar();
+  for (let i = 0; i < aus.length; i++) {
+    const ts = t0 + Math.round((i * 1e6) / 30);
+    cam.write({ ts, wallclock: Date.now(), key: aus[i]!.key, data: aus[i]!.data });
+    media += aus[i]!.data.length;
+    while (t0 + n * 20_000 < ts + 33_333) {
+      const rec = Buffer.from(JSON.stringify({ n, ax: 0.01 * n, ay: 0.2, az: 9.81 }));
+      imu.write({ ts: t0 + n * 20_000, wallclock: Date.now(), key: true, data: rec });
+      media += rec.length;
+      n++;
+    }
+    await svc.settled();
+  }
+  await svc.close();
+  const ratio = (wchar() - before) / media;
+  t.diagnostic(`write amplification (syscall bytes / media bytes): ${ratio.toFixed(4)}`);
+  assert.ok(ratio <= 1.05, `write amplification ${ratio}`);
+});
