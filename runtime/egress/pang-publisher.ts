@@ -45,6 +45,11 @@ export interface PangPublisherOptions {
   handshakeTimeoutMs?: number;
   /** Byte ceiling of this link's engine consumer queue (the socket ceiling comes first). */
   consumerCeilingBytes?: number;
+  /**
+   * A socket whose backlog has not shrunk for this long is stalled (the server stopped reading):
+   * reconnect instead of sitting on a dead session. 30 s matches Moth's default idle timeout.
+   */
+  stallTimeoutMs?: number;
 }
 
 export interface PangPublisherStats extends LinkStats {
@@ -74,6 +79,8 @@ export class PangPublisher extends ReconnectingLink {
   private openedAt = 0;
   private lastSendAt = 0;
   private lastMimeAt = 0;
+  private lastBuffered = 0;
+  private lastProgressAt = 0;
   private sentMime: string | undefined;
   private gate: GopGate;
   private params = new ParamSetCache();
@@ -106,6 +113,7 @@ export class PangPublisher extends ReconnectingLink {
       handshakeTimeoutMs: 10_000,
       // 4 MB: room for about two 720p GOPs; the socket ceiling decides drops long before this.
       consumerCeilingBytes: 4 * 1024 * 1024,
+      stallTimeoutMs: 30_000,
       ...opts,
     };
     this.gate = new GopGate(opts.maxBufferedBytes);
@@ -142,6 +150,8 @@ export class PangPublisher extends ReconnectingLink {
     if (ws !== this.ws) return;
     this.openedAt = Date.now();
     this.lastSendAt = this.openedAt;
+    this.lastProgressAt = this.openedAt;
+    this.lastBuffered = 0;
     this.sentMime = undefined;
     this.gate.reset(); // the parameter-set cache stays: a camera may send SPS/PPS only once
     const consumer = this.o.source.subscribe(this.o.from, {
@@ -176,6 +186,12 @@ export class PangPublisher extends ReconnectingLink {
       this.c.keepalives++;
     }
     this.trackBuffered(ws);
+    const buffered = ws.bufferedAmount;
+    if (buffered === 0 || buffered < this.lastBuffered) this.lastProgressAt = now;
+    this.lastBuffered = buffered;
+    if (buffered > 0 && now - this.lastProgressAt > this.o.stallTimeoutMs) {
+      this.failed('UPSTREAM_STALLED', `no bytes accepted by the server for ${Math.round((now - this.lastProgressAt) / 1000)} s (${buffered} B waiting)`);
+    }
   }
 
   private sendMime(mime: string | undefined): void {

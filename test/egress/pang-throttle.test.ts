@@ -81,3 +81,37 @@ test('throttled upstream at 10 %: bounded RSS, counted GOP-tail drops, live agai
   assert.equal(s2.reconnects, 0);
   t.diagnostic(`track ${(trackRate * 8 / 1e6).toFixed(2)} Mbit/s, drops ${s2.dropped.gopTail}, peak socket backlog ${s2.peakBufferedBytes} B, RSS +${((peakRss - rss0) / 1e6).toFixed(1)} MB`);
 });
+
+test('upstream that stops reading entirely: stalled link detected, reconnected, live again', async (t) => {
+  const dir = await tempDir(t);
+  const fx = await h264Fixture(dir, { seconds: 2, size: '640x360', gop: 15, bitrate: '2M' });
+  const peer = new StrictPangPeer({ channels: { [CHAN]: undefined } });
+  await peer.listen();
+  t.after(() => peer.close());
+  const proxy = new ThrottleProxy(peer.port);
+  await proxy.listen();
+  t.after(() => proxy.close());
+  const src = new FakeSource();
+  const pub = new PangPublisher({
+    name: 'stall',
+    endpoint: { url: `ws://127.0.0.1:${proxy.port}`, channel: CHAN, source: 'base', track: 'video' },
+    from: cam,
+    maxBufferedBytes: 64 * 1024,
+    source: src,
+    log: silentLog,
+    backoff: fastBackoff,
+    stallTimeoutMs: 1500,
+  });
+  t.after(() => pub.close());
+  pub.start();
+  const player = playFixture(src, cam, fx, { loop: true, tag: true });
+  t.after(() => player.stop());
+  const path = `${CHAN}/base/video`;
+  await waitFor(() => peer.messages(path).length >= 20, 10_000, 'live before the stall');
+  proxy.setRate(1); // 1 byte/s: the server side has stopped reading
+  await waitFor(() => (pub.stats().failures.UPSTREAM_STALLED ?? 0) >= 1, 30_000, 'stall detected');
+  proxy.setRate(null);
+  const n0 = peer.messages(path).length;
+  await waitFor(() => pub.stats().state === 'connected' && peer.messages(path).length >= n0 + 30, 20_000, 'live again on a new session');
+  assert.ok(pub.stats().reconnects >= 1);
+});

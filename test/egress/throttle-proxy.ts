@@ -9,6 +9,7 @@ export class ThrottleProxy {
   private rate: number | null = null;
   private pausedUntil = 0;
   private resumers = new Set<() => void>();
+  private timers = new Set<NodeJS.Timeout>();
   port = 0;
   bytesUp = 0;
 
@@ -43,7 +44,11 @@ export class ThrottleProxy {
           client.pause();
           const now = performance.now();
           this.pausedUntil = Math.max(this.pausedUntil, now) + (chunk.length / this.rate) * 1000;
-          setTimeout(resume, this.pausedUntil - now);
+          const timer = setTimeout(() => {
+            this.timers.delete(timer);
+            resume();
+          }, this.pausedUntil - now);
+          this.timers.add(timer);
         }
       });
     });
@@ -58,11 +63,15 @@ export class ThrottleProxy {
     this.rate = bytesPerSec;
     if (bytesPerSec === null) {
       this.pausedUntil = 0;
+      for (const t of this.timers) clearTimeout(t);
+      this.timers.clear();
       for (const r of this.resumers) r();
     }
   }
 
   async close(): Promise<void> {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     for (const c of this.conns) c.destroy();
     this.conns.clear();
     const s = this.server;
