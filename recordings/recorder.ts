@@ -75,7 +75,7 @@ export class TrackRecorder {
 
   constructor(
     readonly ref: TrackRef,
-    private readonly consumer: ConsumerHandle,
+    private consumer: ConsumerHandle,
     private readonly opts: RecorderOptions,
     private readonly hooks: RecorderHooks,
   ) {
@@ -93,8 +93,32 @@ export class TrackRecorder {
       lastError: null,
     };
     this.mime = consumer.mime();
-    consumer.onReadable(() => this.kick());
+    this.listen(consumer);
+  }
+
+  private listen(consumer: ConsumerHandle): void {
+    consumer.onReadable(() => {
+      if (consumer === this.consumer) this.kick();
+    });
     this.kick();
+  }
+
+  /**
+   * Continue on a new queue of the same track (the engine closed the old one). The open segment
+   * goes on; the replayed GOP cache (frames already written) is skipped by capture time.
+   */
+  attach(consumer: ConsumerHandle): void {
+    if (this.closing) {
+      consumer.close();
+      return;
+    }
+    this.consumer = consumer;
+    this.listen(consumer);
+  }
+
+  /** Capture time of the last frame written (−∞ before the first). */
+  get lastWrittenUs(): number {
+    return this.lastTs;
   }
 
   get current(): SegmentWriter | null {

@@ -4,7 +4,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { captureClockUs, EdgeError, mimeKind, trackPath, type TrackRef, type TrackSource } from '../runtime/engine/api.js';
+import { captureClockUs, EdgeError, mimeKind, trackPath, type ConsumerHandle, type TrackRef, type TrackSource } from '../runtime/engine/api.js';
 import { matchTrack, type RecordingsConfig } from './config.js';
 import { IndexDb } from './index-db.js';
 import { silentLog, Throttle, type RecLog } from './log.js';
@@ -36,6 +36,8 @@ export interface RecordingServiceStats {
 
 /** Index rows are written in one transaction at this interval (and at segment close bursts). */
 const INDEX_FLUSH_MS = 1000;
+/** A parked recorder (queue closed by the engine) keeps its segment open this long for the track to return. */
+const DETACHED_LINGER_MS = 10_000;
 
 export class RecordingService {
   readonly root: string;
@@ -43,6 +45,10 @@ export class RecordingService {
   private db: IndexDb | null = null;
   private readerDb: IndexDb | null = null;
   private readonly recorders = new Map<string, TrackRecorder>();
+  /** Recorders whose queue the engine closed, still finishing their segment. */
+  private readonly closingRecorders = new Set<TrackRecorder>();
+  /** Recorders whose queue closed, kept (segment open) for a re-subscription; bounded by the track count. */
+  private readonly detached = new Map<string, { rec: TrackRecorder; at: number }>();
   private readonly timers: NodeJS.Timeout[] = [];
   private retention: Retention | null = null;
   private uploader: Uploader | null = null;
@@ -113,10 +119,13 @@ export class RecordingService {
     if (!c.enabled) return;
     this.every(INDEX_FLUSH_MS, () => this.flushIndex());
     this.every(c.fsyncIntervalMs, () => {
-      for (const r of this.recorders.values()) void r.sync();
+      for (const r of this.allRecorders()) void r.sync();
     });
     this.every(c.retention.intervalMs, () => this.runRetention());
-    this.every(c.discoverMs, () => this.discover());
+    this.every(c.discoverMs, () => {
+      this.sweepDetached();
+      this.discover();
+    });
     this.discover();
   }
 
@@ -132,9 +141,13 @@ export class RecordingService {
     }
   }
 
+  private allRecorders(): TrackRecorder[] {
+    return [...this.recorders.values(), ...[...this.detached.values()].map((d) => d.rec), ...this.closingRecorders];
+  }
+
   private openBytes(): number {
     let n = 0;
-    for (const r of this.recorders.values()) n += r.current?.bytes ?? 0;
+    for (const r of this.allRecorders()) n += r.current?.bytes ?? 0;
     return n;
   }
 
@@ -168,19 +181,43 @@ export class RecordingService {
           fromCache: true,
           texts: false,
         });
+        const parked = this.detached.get(key);
+        if (parked) {
+          // the same recorder goes on: its open segment continues, without a gap or a duplicate
+          this.detached.delete(key);
+          parked.rec.attach(consumer);
+          this.recorders.set(key, parked.rec);
+          this.onQueueClosed(key, parked.rec, consumer);
+          continue;
+        }
         const rec = new TrackRecorder(ref, consumer, this.recorderOptions(), this.hooks);
         this.recorders.set(key, rec);
-        consumer.onClose(() => {
-          void rec.close().then(() => {
-            if (this.recorders.get(key) === rec) this.recorders.delete(key);
-          });
-        });
+        this.onQueueClosed(key, rec, consumer);
         this.log.info({ track: key, mime: t.mime, kind: mimeKind(t.mime) }, 'recording track');
       } catch (err) {
         this.subscribeErrors++;
         this.lastError = (err as Error).message;
         this.throttle.warn(`sub:${key}`, { track: key, err: (err as Error).message }, 'cannot subscribe to track');
       }
+    }
+  }
+
+  /** The engine closed a recorder's queue: park the recorder (segment open) for a re-subscription. */
+  private onQueueClosed(key: string, rec: TrackRecorder, consumer: ConsumerHandle): void {
+    consumer.onClose(() => {
+      if (this.closing || this.recorders.get(key) !== rec) return;
+      this.recorders.delete(key);
+      this.detached.set(key, { rec, at: Date.now() });
+    });
+  }
+
+  /** Parked recorders whose track did not come back within the linger close their segment. */
+  private sweepDetached(now = Date.now()): void {
+    for (const [key, d] of this.detached) {
+      if (now - d.at < DETACHED_LINGER_MS) continue;
+      this.detached.delete(key);
+      this.closingRecorders.add(d.rec);
+      void d.rec.close().then(() => this.closingRecorders.delete(d.rec));
     }
   }
 
@@ -278,7 +315,7 @@ export class RecordingService {
 
   /** Wait until every recorder drained its queue (tests, CLI). */
   async settled(): Promise<void> {
-    await Promise.all([...this.recorders.values()].map((r) => r.settled()));
+    await Promise.all(this.allRecorders().map((r) => r.settled()));
   }
 
   /** The uploader, when a sync target is configured (CLI `sync`, HTTP retry of quarantined). */
@@ -287,7 +324,7 @@ export class RecordingService {
   }
 
   stats(): RecordingServiceStats {
-    const tracks = [...this.recorders.values()].map((r) => r.stats());
+    const tracks = this.allRecorders().map((r) => r.stats());
     return {
       running: this.started && !this.closing,
       root: this.root,
@@ -309,8 +346,9 @@ export class RecordingService {
       for (const t of this.timers) clearInterval(t);
       this.timers.length = 0;
       try {
-        await Promise.all([...this.recorders.values()].map((r) => r.close()));
+        await Promise.all(this.allRecorders().map((r) => r.close()));
         this.recorders.clear();
+        this.detached.clear();
         await this.uploader?.close();
       } catch (err) {
         this.log.error({ err: (err as Error).message }, 'recordings close');

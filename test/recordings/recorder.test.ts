@@ -120,3 +120,36 @@ test('write cost: bytes written (syscalls, /proc/self/io wchar; SQLite included)
   t.diagnostic(`write amplification (syscall bytes / media bytes): ${ratio.toFixed(4)}`);
   assert.ok(ratio <= 1.05, `write amplification ${ratio}`);
 });
+
+test('a re-subscription (engine closed the recorder queue) continues the open segment: no gap, no replayed GOP twice', async (t) => {
+  const root = await tempDir(t);
+  const engine = newEngine();
+  engine.addStaticChannel({ id: 'robot' });
+  const svc = createRecordingService({ config: config(root), source: engine });
+  t.after(() => svc.close());
+  await svc.start();
+  const cam = engine.publisher(CAM, { label: 'test' });
+  cam.setMime('video/h264');
+  svc.discover();
+  const aus = h264Units({ seconds: 3 });
+  const t0 = captureClockUs();
+  const feed = async (from: number, to: number) => {
+    for (let i = from; i < to; i++) {
+      cam.write({ ts: t0 + Math.round((i * 1e6) / 30), wallclock: Date.now(), key: aus[i]!.key, data: aus[i]!.data });
+      await svc.settled();
+    }
+  };
+  await feed(0, 45); // mid-GOP: the cache holds frames 30..44
+  const track = engine.findTrack(CAM)!;
+  for (const c of [...track.consumers]) c.terminate('test: queue closed');
+  await new Promise((r) => setImmediate(r));
+  await svc.settled();
+  svc.discover(); // re-subscribes: the engine replays its cached GOP (frames 30..44)
+  await feed(45, aus.length);
+  await svc.close();
+  const db = IndexDb.openReader(path.join(root, 'index.db'));
+  t.after(() => db.close());
+  let frames = 0;
+  for (const r of db.all()) frames += (await ffprobeFrames(path.join(root, r.path))).frames;
+  assert.equal(frames, aus.length, 'each frame exactly once');
+});
