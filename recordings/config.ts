@@ -46,7 +46,8 @@ export const retentionConfigSchema = z.object({
 export const recordingsConfigSchema = z.object({
   enabled: z.boolean().default(true),
   /** Root folder: <root>/<channel>/<source>/<track>/YYYY-MM-DD/HH-MM-SS.mmm.<ext> */
-  root: z.string().min(1).default('./recordings'),
+  // Not ./recordings: that is this package's source folder.
+  root: z.string().min(1).default('./data/recordings'),
   /** SQLite index; default <root>/index.db. */
   indexPath: z.string().optional(),
   /** Tracks to record (`channel/source/track`, `*` for any part); empty = every track. */

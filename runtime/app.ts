@@ -5,10 +5,14 @@ import { isLoopback, type Config } from './config/schema.js';
 import { registerControlRoutes } from './control/http.js';
 import { createControlService, type ControlService } from './control/service.js';
 import { createBoardService } from '../board/index.js';
+import { createRecordingService } from '../recordings/service.js';
+import { createEgressService, type EgressService } from './egress/service.js';
+import { createShotWs, registerEgressRoutes } from './egress/http.js';
+import { registerRecordingRoutes } from './recordings/http.js';
 import { createRtmpIngest } from '../drivers/ingest/rtmp/ingest.js';
 import { createSourceDriver } from './drivers.js';
 import { EdgeError } from './engine/api.js';
-import { Engine } from './engine/engine.js';
+import { Engine, newChannelId } from './engine/engine.js';
 import { createMetrics } from './http/metrics.js';
 import { HttpServer } from './http/server.js';
 import type { Logger } from './log.js';
@@ -26,6 +30,7 @@ export class App {
   readonly http: HttpServer;
   readonly pang: PangServer;
   readonly control: ControlService;
+  readonly egress: EgressService;
   readonly supervisors: DriverSupervisor[] = [];
   /** Feature components (recordings, egress, control…), closed before the engine. */
   readonly components = new Map<string, Component>();
@@ -50,10 +55,13 @@ export class App {
     // Control first: the pang server hands it ctl/meb commands.
     this.control = createControlService(config.control, log.child({ c: 'control' }));
     this.components.set('control', this.control);
+    this.egress = createEgressService({ config: config.egress, engine: this.engine, log: log.child({ c: 'egress' }), ffmpegPath: config.ffmpeg.path });
+    this.components.set('egress', this.egress);
     this.pang = new PangServer(this.engine, {
       maxMessageBytes: config.server.maxMessageBytes,
       log: log.child({ c: 'pang' }),
       commands: this.control.pang,
+      transcoder: this.egress.transcode,
     });
   }
 
@@ -104,6 +112,29 @@ export class App {
       ctx.res.end(text);
     });
 
+    if (config.recordings.enabled) {
+      const rec = createRecordingService({ config: config.recordings, source: this.engine, log: log.child({ c: 'recordings' }) });
+      this.components.set('recordings', rec);
+      await rec.start(); // start-up recovery runs before the first segment is written
+      registerRecordingRoutes(r, rec);
+    }
+
+    // WHIP ingest lands tracks in a channel: the configured one by name, else one made for it.
+    const ingestName = config.egress.whipIngest.channel;
+    const ingestChannel = this.egress.ingest
+      ? (this.engine.findChannel(ingestName) ?? this.engine.addStaticChannel({ id: newChannelId(), name: ingestName })).id
+      : '';
+    registerEgressRoutes(r, {
+      whep: this.egress.whep,
+      ingest: this.egress.ingest ? { server: this.egress.ingest, channel: ingestChannel } : null,
+      transcode: this.egress.transcode,
+      overview: () => this.stats(),
+      source: this.engine,
+    });
+    const shot = createShotWs({ transcode: this.egress.transcode, log: log.child({ c: 'shot' }) });
+    this.components.set('shot', shot);
+    this.http.onUpgrade('/shot/ws', shot.upgrade);
+
     if (config.rtmp) {
       // Streams name a channel by id or configured name; the ingest needs the id.
       const streams = config.rtmp.streams.map((st) => {
@@ -132,7 +163,8 @@ export class App {
   urls(): string[] {
     const host = this.config.server.host.includes(':') ? `[${this.config.server.host}]` : this.config.server.host;
     const base = `${host}:${this.port}`;
-    const out = [`stats:    http://${base}/api/stats`, `metrics:  http://${base}/metrics`];
+    const out = [`dashboard: http://${base}/`, `stats:    http://${base}/api/stats`, `metrics:  http://${base}/metrics`];
+    if (this.config.recordings.enabled) out.push(`records:  http://${base}/api/recordings   (files under ${this.config.recordings.root})`);
     for (const ch of this.config.channels ?? []) {
       for (const src of ch.sources) {
         out.push(`pang sub: ws://${base}/pang/ws/sub?channel=${ch.id}&source=${src.name}&track=${src.driver.track}   (${src.driver.kind})`);

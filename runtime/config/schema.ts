@@ -11,7 +11,9 @@ import { rtmpIngestSchema } from '../../drivers/ingest/rtmp/ingest.js';
 import { gpsDriverSchema } from '../../drivers/sensor/gps.js';
 import { lineSensorDriverSchema } from '../../drivers/sensor/line.js';
 import { simulatedSensorSchema } from '../../drivers/sensor/simulated.js';
+import { recordingsConfigSchema } from '../../recordings/config.js';
 import { controlConfigSchema } from '../control/config.js';
+import { egressConfigSchema } from '../egress/config.js';
 import { byteSize } from './bytes.js';
 
 const MiB = 1024 * 1024;
@@ -105,6 +107,10 @@ export const configSchema = z
     channels: z.array(channelSchema).max(256).optional(),
     /** PTZ heads, motors, joysticks, control router and upstream meb (runtime/control/config.ts). */
     control: controlConfigSchema.default(controlConfigSchema.parse({})),
+    /** Recording to disk, the SQLite index, retention and sync (recordings/config.ts). */
+    recordings: recordingsConfigSchema.default(recordingsConfigSchema.parse({})),
+    /** Upstream pang/WHIP links, WHEP, WHIP ingest, transcoding (runtime/egress/config.ts). */
+    egress: egressConfigSchema.default(egressConfigSchema.parse({})),
     /** RTMP ingest: onboard encoders publish rtmp://host:1935/<app>/<key> into a track. */
     rtmp: rtmpIngestSchema.optional(),
   })

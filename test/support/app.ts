@@ -15,7 +15,9 @@ export const run = promisify(execFile);
 
 export async function startApp(config: Record<string, unknown>): Promise<App> {
   const server = { host: '127.0.0.1', port: 0, ...((config.server as object) ?? {}) };
-  const cfg = parseConfig({ log: { level: 'silent' }, ...config, server }, 'test config');
+  // Tests that do not ask for recordings get none (no files in the working directory).
+  const recordings = config.recordings ?? { enabled: false };
+  const cfg = parseConfig({ log: { level: 'silent' }, ...config, server, recordings }, 'test config');
   return App.start(cfg, silentLogger());
 }
 
