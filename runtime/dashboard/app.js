@@ -145,21 +145,68 @@ async function refreshPtz() {
       box.innerHTML = '<p class="empty">No PTZ heads configured</p>';
       return;
     }
-    box.innerHTML = cameras.map((c) => `<div class="sensor"><h3>${esc(c.id ?? c.name ?? c)}</h3><button class="btn" data-stop="${esc(c.id ?? c.name ?? c)}" type="button">Stop</button></div>`).join('');
-    box.querySelectorAll('[data-stop]').forEach((b) => b.addEventListener('click', () => fetch(`/ptz/${encodeURIComponent(b.dataset.stop)}/stop`, { method: 'POST' })));
+    const ids = cameras.map((c) => c.id).join('|');
+    if (box.dataset.ids === ids) return; // keep the pad (and a held button) across refreshes
+    box.dataset.ids = ids;
+    box.innerHTML = cameras
+      .map(
+        (c) => `<div class="ptz" data-cam="${esc(c.id)}"><div class="ptz-head"><span class="mono">${esc(c.id)}</span><span class="meta">${esc(c.kind)}</span></div>
+        <div class="pad">
+          <button class="btn" data-v="0,1,0" aria-label="tilt up">▲</button>
+          <button class="btn" data-v="-1,0,0" aria-label="pan left">◀</button>
+          <button class="btn stop" data-stop aria-label="stop">■</button>
+          <button class="btn" data-v="1,0,0" aria-label="pan right">▶</button>
+          <button class="btn" data-v="0,-1,0" aria-label="tilt down">▼</button>
+          <button class="btn" data-v="0,0,1" aria-label="zoom in">+</button>
+          <button class="btn" data-v="0,0,-1" aria-label="zoom out">−</button>
+        </div><p class="meta ptz-msg"></p></div>`,
+      )
+      .join('');
+    box.querySelectorAll('.ptz').forEach(wirePad);
   } catch (e) {
-    box.innerHTML = `<p class="empty">${e.status === 404 ? 'PTZ API not enabled' : 'PTZ unavailable'}</p>`;
+    box.dataset.ids = '';
+    box.innerHTML = `<p class="empty">${e.status === 404 ? 'PTZ API not enabled' : e.status === 401 ? 'PTZ needs a token (server bound beyond loopback)' : 'PTZ unavailable'}</p>`;
   }
+}
+
+// Hold to move: the command is re-sent every 250 ms with a 600 ms lease, so a lost release
+// (tab closed, network cut) still stops the head at the server's dead-man deadline.
+function wirePad(el) {
+  const cam = encodeURIComponent(el.dataset.cam);
+  const msg = el.querySelector('.ptz-msg');
+  let timer = null;
+  const send = (v) =>
+    fetch(`/ptz/${cam}/move`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pan: v[0] * 0.5, tilt: v[1] * 0.5, zoom: v[2] * 0.5, lease_ms: 600 }) })
+      .then(async (r) => (msg.textContent = r.ok ? '' : ((await r.json().catch(() => ({}))).error?.message ?? `error ${r.status}`)))
+      .catch(() => (msg.textContent = 'offline'));
+  const stop = () => {
+    if (timer) clearInterval(timer);
+    timer = null;
+    fetch(`/ptz/${cam}/stop`, { method: 'POST' }).catch(() => {});
+  };
+  el.querySelectorAll('[data-v]').forEach((b) => {
+    const v = b.dataset.v.split(',').map(Number);
+    b.addEventListener('pointerdown', (e) => {
+      e.preventDefault();
+      b.setPointerCapture?.(e.pointerId);
+      send(v);
+      if (timer) clearInterval(timer);
+      timer = setInterval(() => send(v), 250);
+    });
+    for (const ev of ['pointerup', 'pointercancel', 'lostpointercapture']) b.addEventListener(ev, () => timer && stop());
+  });
+  el.querySelector('[data-stop]').addEventListener('click', stop);
 }
 
 async function refreshRecordings() {
   const box = $('recordings');
   try {
-    const r = await getJson('/api/recordings');
-    const list = r.recordings ?? r.segments ?? [];
-    box.innerHTML = list.length
-      ? `<ul class="links">${list.slice(0, 8).map((s) => `<li class="mono">${esc(s.track ?? s.path ?? '')} · ${esc(s.start ?? s.startedAt ?? '')}</li>`).join('')}</ul>`
-      : '<p class="empty">No recordings yet</p>';
+    const r = await getJson('/api/recordings?limit=6');
+    const list = (r.segments ?? []).slice(-6).reverse();
+    const rows = list
+      .map((s) => `<li><div class="link-top"><span class="link-name mono">${esc(`${s.channel}/${s.source}/${s.track}`)}</span><span class="badge ${s.state === 'uploaded' || s.state === 'verified' ? 'ok' : 'warn'}">${esc(s.state)}</span></div><div class="meta">${esc(new Date(s.startMs).toLocaleString())} · ${Math.round((s.durationMs ?? 0) / 1000)} s · ${fmtBytes(s.bytes ?? 0)}</div></li>`)
+      .join('');
+    box.innerHTML = `${rows ? `<ul class="links">${rows}</ul>` : '<p class="empty">No recordings yet</p>'}<p><a class="btn" href="/recordings">Open recordings →</a></p>`;
   } catch (e) {
     box.innerHTML = `<p class="empty">${e.status === 404 ? 'Recording API not enabled' : 'Recordings unavailable'}</p>`;
   }

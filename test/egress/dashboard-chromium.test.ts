@@ -64,6 +64,22 @@ test('dashboard plays WHEP in Chromium, updates stats, shows links and sensors; 
     ctx.json(200, { uptimeS: Math.round((Date.now() - startedAt) / 1000), engine: engine.stats(), drivers: [{ name: 'cam', state: 'running' }], egress: { upstream: [up.stats(), bad.stats()], whip: [], pull: [], whep: whep.stats() } }),
   );
   registerEgressRoutes(http.router, { whep, transcode, source: engine });
+  // The control and recordings APIs as their owners serve them (shapes from runtime/control and
+  // runtime/recordings), recording what the dashboard sends.
+  const ptzCalls: Array<{ op: string; body: string }> = [];
+  http.router.route('GET', '/ptz/cameras', (ctx) => ctx.json(200, { cameras: [{ id: 'mast', kind: 'onvif', capabilities: {}, holder: null }] }));
+  http.router.route('POST', '/ptz/:camera/move', async (ctx) => {
+    ptzCalls.push({ op: `move ${ctx.params.camera}`, body: (await ctx.readBody(1024)).toString() });
+    ctx.json(200, { ok: true });
+  });
+  http.router.route('POST', '/ptz/:camera/stop', async (ctx) => {
+    await ctx.readBody(1024);
+    ptzCalls.push({ op: `stop ${ctx.params.camera}`, body: '' });
+    ctx.json(200, { ok: true });
+  });
+  http.router.route('GET', '/api/recordings', (ctx) =>
+    ctx.json(200, { count: 1, segments: [{ id: 1, channel: 'cam', source: 'base', track: 'video', startMs: Date.now() - 60_000, durationMs: 60_000, bytes: 31_000_000, state: 'uploaded' }] }),
+  );
   const shotWs = createShotWs({ transcode, log: silentLog });
   http.onUpgrade('/shot/ws', shotWs.upgrade);
   t.after(() => shotWs.close());
@@ -106,11 +122,25 @@ test('dashboard plays WHEP in Chromium, updates stats, shows links and sensors; 
   );
   await page.waitForFunction(() => /connected/.test(document.getElementById('links')!.textContent ?? '') && /UPSTREAM_REFUSED/.test(document.getElementById('links')!.textContent ?? ''), undefined, { timeout: 15_000 });
   await page.waitForFunction(() => /lat/.test(document.getElementById('sensors')!.textContent ?? ''), undefined, { timeout: 10_000 });
+  // PTZ pad: hold ▶ → repeated moves with pan > 0 and a short lease; release → stop.
+  await page.waitForSelector('.ptz [data-v="1,0,0"]', { timeout: 10_000 });
+  const right = await page.$('.ptz [data-v="1,0,0"]');
+  await right!.scrollIntoViewIfNeeded();
+  const box = (await right!.boundingBox())!;
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.down();
+  await waitFor(() => ptzCalls.filter((c) => c.op === 'move mast').length >= 2, 5000, 'held pad repeats the move');
+  await page.mouse.up();
+  await waitFor(() => ptzCalls.some((c) => c.op === 'stop mast'), 5000, 'release stops');
+  const mv = JSON.parse(ptzCalls.find((c) => c.op === 'move mast')!.body) as { pan: number; tilt: number; lease_ms: number };
+  assert.ok(mv.pan > 0 && mv.tilt === 0 && mv.lease_ms <= 1000, JSON.stringify(mv));
+  await page.waitForFunction(() => /cam\/base\/video/.test(document.getElementById('recordings')!.textContent ?? ''), undefined, { timeout: 20_000 });
   const v1 = await page.textContent('#v-frames');
   await page.waitForFunction((prev) => document.getElementById('v-frames')!.textContent !== prev, v1, { timeout: 10_000 });
   assert.equal(whep.stats().sessions, 1);
   const linksText = (await page.textContent('#links')) ?? '';
   assert.ok(!linksText.includes('wrong-key-zz9') && !linksText.includes('key=k'), 'no key on the dashboard');
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: join(ARTIFACTS, 'dashboard-laptop.png'), fullPage: true });
 
   // Phone: no horizontal overflow, video still playing.
@@ -118,6 +148,7 @@ test('dashboard plays WHEP in Chromium, updates stats, shows links and sensors; 
   await page.waitForTimeout(300); // layout settle for the screenshot only; nothing is asserted on time
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `phone layout overflows by ${overflow}px`);
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: join(ARTIFACTS, 'dashboard-phone.png'), fullPage: true });
 
   // Still over HTTP, from the page.
