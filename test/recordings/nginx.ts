@@ -1,6 +1,6 @@
 // A real nginx (Debian nginx-light, WebDAV) on loopback for the sync tests, with its own config,
 // plus a TCP proxy that cuts connections mid-upload and a target that keeps truncated files.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -24,7 +24,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startNginx(t: TestContext, dir: string, opts: { workers?: number } = {}): Promise<Nginx> {
+export async function startNginx(t: TestContext, dir: string, opts: { workers?: number; tls?: { cert: string; key: string } } = {}): Promise<Nginx> {
   const port = await freePort();
   const www = path.join(dir, 'www');
   fs.mkdirSync(www, { recursive: true });
@@ -50,7 +50,8 @@ http {
   log_format req '$request_method $uri $status';
   access_log ${dir}/access.log req;
   server {
-    listen 127.0.0.1:${port};
+    listen 127.0.0.1:${port}${opts.tls ? ' ssl' : ''};
+    ${opts.tls ? `ssl_certificate ${opts.tls.cert};\n    ssl_certificate_key ${opts.tls.key};` : ''}
     root ${www};
     client_max_body_size 0;
     location / {
@@ -97,7 +98,7 @@ http {
   );
   return {
     port,
-    url: `http://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     www,
     log: () => {
       try {
@@ -170,4 +171,16 @@ export async function startTruncatingTarget(t: TestContext): Promise<{ url: stri
     await new Promise<void>((r) => server.close(() => r()));
   });
   return { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/up`, puts: () => puts };
+}
+
+/** A private CA and a server certificate for 127.0.0.1 (openssl CLI). */
+export function makeCa(dir: string): { ca: string; cert: string; key: string } {
+  fs.mkdirSync(dir, { recursive: true });
+  const f = (n: string) => path.join(dir, n);
+  const run = (args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
+  run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=moth-test-ca']);
+  run(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('srv.key'), '-out', f('srv.csr'), '-subj', '/CN=127.0.0.1']);
+  fs.writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
+  run(['x509', '-req', '-in', f('srv.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('srv.pem'), '-days', '2', '-extfile', f('ext.cnf')]);
+  return { ca: f('ca.pem'), cert: f('srv.pem'), key: f('srv.key') };
 }

@@ -12,7 +12,7 @@ import { sha256File } from '../../recordings/recovery.js';
 import { createRecordingService } from '../../recordings/service.js';
 import { Uploader, checksumHeader } from '../../recordings/sync.js';
 import { config, newEngine, recordFixture, tempDir, waitFor } from './helpers.js';
-import { startCuttingProxy, startNginx, startTruncatingTarget } from './nginx.js';
+import { makeCa, startCuttingProxy, startNginx, startTruncatingTarget } from './nginx.js';
 
 function open(root: string): IndexDb {
   return IndexDb.openWriter(path.join(root, 'index.db'));
@@ -255,4 +255,26 @@ test('the running service uploads segments as they close; an upload cut by a cra
   await waitFor(() => db2.all().every((r) => r.state === 'synced'), 'everything synced after restart', 20_000);
   await svc2.close();
   assert.equal(sha256File(path.join(ng.www, 'live', victim.path)), victim.sha256, 'the half copy was replaced and verified');
+});
+
+test('https target with a private CA: refused without caFile, synced with it (Bearer auth header sent, never logged)', async (t) => {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'rec');
+  await recordFixture(root, 2);
+  const pki = makeCa(path.join(dir, 'pki'));
+  const ng = await startNginx(t, path.join(dir, 'ng'), { tls: { cert: pki.cert, key: pki.key } });
+  assert.match(ng.url, /^https:/);
+  const db = open(root);
+  t.after(() => db.close());
+  let up = uploader(db, root, { url: ng.url, maxAttempts: 1, auth: { type: 'bearer', token: 'tok-123' } });
+  await until(db, up, (rs) => rs.every((r) => r.state === 'quarantined'), 'refused: unknown CA');
+  await up.close();
+  assert.ok(db.all().every((r) => /certificate|CERT|self.signed/i.test(r.last_error ?? '')), JSON.stringify(db.all().map((r) => r.last_error)));
+  up = uploader(db, root, { url: ng.url, caFile: pki.ca, auth: { type: 'bearer', token: 'tok-123' } });
+  up.retryQuarantined();
+  const rows = await until(db, up, (rs) => rs.every((r) => r.state === 'synced'), 'synced over https');
+  const st = up.stats();
+  await up.close();
+  for (const r of rows) assert.equal(sha256File(path.join(ng.www, r.path)), r.sha256);
+  assert.ok(!JSON.stringify(st).includes('tok-123'));
 });
