@@ -154,11 +154,19 @@ export class PangPublisher extends ReconnectingLink {
     this.lastBuffered = 0;
     this.sentMime = undefined;
     this.gate.reset(); // the parameter-set cache stays: a camera may send SPS/PPS only once
-    const consumer = this.o.source.subscribe(this.o.from, {
-      label: `pang-up ${this.name}`,
-      ceilingBytes: this.o.consumerCeilingBytes,
-      fromCache: true,
-    });
+    let consumer: ConsumerHandle;
+    try {
+      consumer = this.o.source.subscribe(this.o.from, {
+        label: `pang-up ${this.name}`,
+        ceilingBytes: this.o.consumerCeilingBytes,
+        fromCache: true,
+      });
+    } catch (err) {
+      // e.g. UNKNOWN_CHANNEL: a config naming a channel the engine does not have. Back off, never throw from a socket event.
+      const e = err as { code?: unknown; message?: unknown };
+      this.failed(typeof e.code === 'string' ? e.code : 'LOCAL_TRACK_UNAVAILABLE', String(e.message ?? err));
+      return;
+    }
     this.consumer = consumer;
     consumer.onReadable(() => this.pump());
     consumer.onClose((reason) => {

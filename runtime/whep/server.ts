@@ -92,7 +92,13 @@ export class WhepServer {
       s.timer.unref?.();
       pc.connectionStateChange.subscribe((st) => {
         s.state = st;
-        if (st === 'connected') feed.start();
+        if (st === 'connected') {
+          try {
+            feed.start();
+          } catch {
+            this.end(id, 'track unavailable'); // the track vanished between offer and connect
+          }
+        }
         else if (st === 'failed' || st === 'closed') this.end(id, `peer ${st}`);
       });
       this.sessions.set(id, s);

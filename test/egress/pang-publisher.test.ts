@@ -11,6 +11,7 @@ import { silentLog, type EgressLog } from '../../runtime/egress/pang-link.js';
 import { StrictPangPeer } from '../sim/strict-pang-peer.js';
 import { FakeSource, h264Fixture, playFixture } from './fake-source.js';
 import { fastBackoff, probeH264, selfSignedCert, tempDir, waitFor } from './helpers.js';
+import { testEngine } from './engine-fixture.js';
 
 const CHAN = '0123456789abcdefghij'; // rs/xid form
 const KEY = 'sekrit-key-42';
@@ -275,4 +276,17 @@ test('pull-down of an H.264 track: waits for the first IDR (Moth keeps no keyfra
   await writeFile(join(dir, 'pulled.h264'), Buffer.concat(got));
   assert.equal((await probeH264(join(dir, 'pulled.h264'))).frames, expected);
   assert.equal(src.mimeOf(to), fx.mime);
+});
+
+test('a configured local track in a channel the engine does not have: typed error and backoff, no crash', async (t) => {
+  const peer = new StrictPangPeer({ channels: { [CHAN]: KEY } });
+  await peer.listen();
+  t.after(() => peer.close());
+  const engine = testEngine(['cam']);
+  t.after(() => engine.close());
+  const pub = new PangPublisher({ name: 'ghost', endpoint: { url: peer.url, channel: CHAN, key: KEY, source: 'base', track: 'video' }, from: { channel: 'nope', source: 'base', track: 'video' }, maxBufferedBytes: 65536, source: engine, log: silentLog, backoff: fastBackoff });
+  t.after(() => pub.close());
+  pub.start();
+  await waitFor(() => (pub.stats().failures.UNKNOWN_CHANNEL ?? 0) >= 2, 5000, 'UNKNOWN_CHANNEL twice');
+  assert.equal(pub.stats().lastError!.code, 'UNKNOWN_CHANNEL');
 });
