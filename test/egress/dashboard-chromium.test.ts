@@ -145,7 +145,6 @@ test('dashboard plays WHEP in Chromium, updates stats, shows links and sensors; 
 
   // Phone: no horizontal overflow, video still playing.
   await page.setViewportSize({ width: 390, height: 844 });
-  await page.waitForTimeout(300); // layout settle for the screenshot only; nothing is asserted on time
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `phone layout overflows by ${overflow}px`);
   await page.evaluate(() => window.scrollTo(0, 0));

@@ -100,15 +100,15 @@ test('keepalive: an idle track keeps the session open past the peer idle timeout
   src.setMime(cam, 'video/h264');
   let idleCloses = 0;
   peer.on('idleClose', () => idleCloses++);
-  const pub = publisher(peer, src, { keepaliveMs: 300, mimeResendMs: 10_000 }, { timeoutSec: 1 });
+  const pub = publisher(peer, src, { keepaliveMs: 400, mimeResendMs: 10_000 }, { timeoutSec: 2 });
   t.after(() => pub.close());
   pub.start();
   const path = `${CHAN}/base/video`;
-  // 5 keepalives at 300 ms span 1.5 s > the 1 s idle timeout.
-  await waitFor(() => peer.messages(path).filter((m) => m.binary && m.data.length === 0).length >= 5, 10_000, '5 keepalives');
+  // 7 keepalives at ≥ 400 ms span ≥ 2.8 s > the 2 s idle timeout.
+  await waitFor(() => peer.messages(path).filter((m) => m.binary && m.data.length === 0).length >= 7, 15_000, '7 keepalives');
   assert.equal(idleCloses, 0);
   assert.equal(pub.stats().reconnects, 0);
-  assert.ok(pub.stats().keepalives >= 5);
+  assert.ok(pub.stats().keepalives >= 7);
 });
 
 test('refusals (wrong key, unknown channel, licence limit) back off with growing, capped delays and never log the key', async (t) => {
