@@ -230,7 +230,9 @@ export class VideoSegmentWriter extends BaseWriter implements SegmentWriter {
       }),
     );
     this.output = new Output({
-      format: new Mp4OutputFormat({ fastStart: 'fragmented', minimumFragmentDuration: fragmentMs / 1000 }),
+      // A keyframe at ~fragmentMs cuts even when capture times jitter (a GOP equal to the fragment
+      // duration, frames that arrive in bursts): fragments stay one GOP, not two.
+      format: new Mp4OutputFormat({ fastStart: 'fragmented', minimumFragmentDuration: (fragmentMs * 0.75) / 1000 }),
       target,
     });
     this.src = new EncodedVideoPacketSource('avc');

@@ -22,6 +22,8 @@ export interface RecordingServiceOptions {
 
 export interface RecordingServiceStats {
   running: boolean;
+  /** This run's id (on every segment row it writes). */
+  run: string;
   root: string;
   recovery: (RecoveryReport & { indexRebuilt: boolean }) | null;
   tracks: TrackRecorderStats[];
@@ -327,6 +329,7 @@ export class RecordingService {
     const tracks = this.allRecorders().map((r) => r.stats());
     return {
       running: this.started && !this.closing,
+      run: this.run,
       root: this.root,
       recovery: this.recovery,
       tracks,
