@@ -16,7 +16,11 @@ import type { EgressLog } from './pang-link.js';
 
 export interface EgressRouteDeps {
   whep?: WhepServer | null;
-  ingest?: { server: WhipIngest; channel: string } | null;
+  /**
+   * WHIP ingest and the engine channel (id) it writes into. `aliases` are other names accepted in
+   * the URL for that channel (its configured name), so /whip/<name>/<source>/<track> works too.
+   */
+  ingest?: { server: WhipIngest; channel: string; aliases?: string[] } | null;
   transcode?: TranscodeService | null;
   /** Everything the dashboard shows (engine tracks, egress links, recorder, PTZ…), no secrets. */
   overview?: () => unknown;
@@ -157,7 +161,10 @@ export function registerEgressRoutes(router: Router, deps: EgressRouteDeps): voi
       ctx.res.setHeader('www-authenticate', 'Bearer');
       httpError(err);
     }
-    if (ref.channel !== ingest.channel) throw new HttpError(403, 'WHIP_CHANNEL_FORBIDDEN', `WHIP ingest writes only into channel ${ingest.channel}`);
+    if (ref.channel !== ingest.channel && !(ingest.aliases ?? []).includes(ref.channel)) {
+      throw new HttpError(403, 'WHIP_CHANNEL_FORBIDDEN', `WHIP ingest writes only into channel ${[...(ingest.aliases ?? []), ingest.channel].join(' / ')}`);
+    }
+    ref.channel = ingest.channel;
     const sdp = await readSdp(ctx);
     try {
       const { id, answer } = await ingest.server.offer(ref, sdp);

@@ -77,7 +77,7 @@ test('WHIP ingest refuses a wrong token (401), a foreign channel (403), a non-SD
   const ingest = new WhipIngest({ engine, log: silentLog, token: TOKEN, maxSessions: 2 });
   t.after(() => ingest.close());
   const http = new HttpServer({ host: '127.0.0.1', port: 0, maxConnections: 64 });
-  registerEgressRoutes(http.router, { ingest: { server: ingest, channel: 'ingest' }, dashboard: false });
+  registerEgressRoutes(http.router, { ingest: { server: ingest, channel: 'ingest', aliases: ['lan'] }, dashboard: false });
   const { port } = await http.listen();
   t.after(() => http.close());
   const post = (path: string, body: string, headers: Record<string, string>) => fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', body, headers });
@@ -94,6 +94,8 @@ test('WHIP ingest refuses a wrong token (401), a foreign channel (403), a non-SD
   assert.match(((await r.json()) as { error: { code: string } }).error.code, /^SDP_/);
   r = await post('/whip/ingest/a%2F..%2Fx/video', 'v=0', { ...sdpH, authorization: `Bearer ${TOKEN}` });
   assert.equal(r.status, 400);
+  r = await post('/whip/lan/a/video', 'v=0\r\nbogus\r\n', { ...sdpH, authorization: `Bearer ${TOKEN}` });
+  assert.equal(r.status, 400, 'the channel alias is accepted (then the SDP is refused)');
 });
 
 type Mode = 'status' | 'bad-sdp' | 'silent' | 'no-location' | 'huge';
