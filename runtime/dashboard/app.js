@@ -114,6 +114,16 @@ async function refresh() {
 // ---------------------------------------------------------------------------------------------
 // Sensors, PTZ, recordings
 
+/** {accel:{x,y}} → [['accel.x', …], ['accel.y', …]] (one level deep; arrays stay whole). */
+function flatten(v) {
+  const out = [];
+  for (const [k, x] of Object.entries(v)) {
+    if (x && typeof x === 'object' && !Array.isArray(x)) for (const [k2, y] of Object.entries(x)) out.push([`${k}.${k2}`, y]);
+    else out.push([k, x]);
+  }
+  return out;
+}
+
 async function refreshSensors() {
   try {
     const { tracks } = await getJson('/api/sensors/latest');
@@ -126,7 +136,7 @@ async function refreshSensors() {
       .map((s) => {
         const v = s.value;
         const rows = v && typeof v === 'object' && !Array.isArray(v)
-          ? Object.entries(v).slice(0, 12).map(([k, x]) => `<dt>${esc(k)}</dt><dd>${esc(typeof x === 'number' ? +x.toFixed(6) : typeof x === 'object' ? JSON.stringify(x) : x)}</dd>`).join('')
+          ? flatten(v).slice(0, 16).map(([k, x]) => `<dt>${esc(k)}</dt><dd>${esc(typeof x === 'number' ? +x.toFixed(6) : typeof x === 'object' ? JSON.stringify(x) : x)}</dd>`).join('')
           : `<dt>value</dt><dd>${esc(typeof v === 'string' ? v : JSON.stringify(v))}</dd>`;
         const age = s.ageMs != null ? ` · ${(s.ageMs / 1000).toFixed(1)} s ago` : '';
         return `<div class="sensor"><h3 class="mono">${esc(s.path)}${age}</h3><dl>${rows}</dl></div>`;
