@@ -126,7 +126,7 @@ export class App {
       : '';
     registerEgressRoutes(r, {
       whep: this.egress.whep,
-      ingest: this.egress.ingest ? { server: this.egress.ingest, channel: ingestChannel } : null,
+      ingest: this.egress.ingest ? { server: this.egress.ingest, channel: ingestChannel, aliases: [ingestName] } : null,
       transcode: this.egress.transcode,
       overview: () => this.stats(),
       source: this.engine,

@@ -15,6 +15,7 @@ const PEERS = [
   ['ffmpeg', ['-version']],
   ['ffprobe', ['-version']],
   ['socat', ['-V']],
+  ['openssl', ['version']],
   ['nginx', ['-v']],
   ['chromium', ['--version']],
   ['gst-launch-1.0', ['--version']],
