@@ -42,6 +42,9 @@ export interface Probe {
   wallEndMs: number;
 }
 
+/** Rows per recovery transaction. */
+const RECOVERY_BATCH = 500;
+
 /** Files larger than this are not read whole (a record segment is ~1 MB; a JPEG one ~20 MB). */
 const MAX_RECORD_FILE = 512 * 1024 * 1024;
 
@@ -251,17 +254,18 @@ export function recover(root: string, db: IndexDb, log: RecLog, origin = 'recove
   const rowByPath = new Map(rows.map((r) => [r.path, r]));
   for (const r of rows) {
     if (r.present === 1 && !onDisk.has(r.path)) {
-      db.write(() => {
+      db.enqueue(() => {
         db.update(r.path, { state: 'missing', present: 0, last_error: `file missing at recovery (was ${r.state})` });
         db.event('row-missing', r.path, `state was ${r.state}`);
       });
       rep.rowsMissing++;
       log.warn({ path: r.path, state: r.state }, 'recording file missing: row marked missing');
     } else if (r.state === 'uploading') {
-      db.write(() => db.update(r.path, { state: 'closed' }));
+      db.enqueue(() => db.update(r.path, { state: 'closed' }));
       rep.uploadsReset++;
     }
   }
+  db.flush();
 
   // 3. files without rows, or rows whose size disagrees with the file (a crash between close and index)
   for (const rel of onDisk) {
@@ -275,17 +279,20 @@ export function recover(root: string, db: IndexDb, log: RecLog, origin = 'recove
     const unreadable = p.frames === 0;
     const keepState = row && row.present === 1 && row.state !== 'recording' && row.state !== 'missing' ? row.state : 'closed';
     const state = unreadable ? 'quarantined' : row?.sha256 === sha ? keepState : 'closed';
-    db.write(() => {
+    // a rebuild of a full folder is thousands of rows: written in batched transactions
+    db.enqueue(() => {
       const nr = rowFromProbe(rel, p, sha, state, row?.origin ?? origin);
       nr.bytes = size;
       db.insert(nr);
       if (unreadable) db.update(rel, { last_error: 'unreadable: no complete fragment or record' });
       db.event(row ? 'row-reprobed' : 'orphan-indexed', rel, `frames=${p.frames} bytes=${size}`);
     });
+    if (db.stats().pendingOps >= RECOVERY_BATCH) db.flush();
     if (unreadable) rep.unreadable++;
     if (row) rep.rowsReprobed++;
     else rep.orphansIndexed++;
   }
+  db.flush();
   rep.ms = Date.now() - t0;
   log.info({ recovery: rep }, 'recordings recovery done');
   return rep;
