@@ -1,9 +1,10 @@
 // Test peer: a socat pty pair. The driver opens `dev`, the test writes device bytes into `feed`.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { openSync, writeSync, closeSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { EventEmitter } from 'node:events';
 import type { DriverOutput, Frame } from '../../runtime/engine/api.js';
+import { spawnSocatPair } from '../sim/serial-pty.js';
 
 export interface PtyPair {
   dev: string;
@@ -17,28 +18,7 @@ export interface PtyPair {
 }
 
 export async function startPtyPair(dev: string, feed: string, timeoutMs = 5000): Promise<PtyPair> {
-  const proc = spawn('socat', ['-d', '-d', `pty,raw,echo=0,link=${dev}`, `pty,raw,echo=0,link=${feed}`], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`socat did not start within ${timeoutMs} ms: ${stderr}`));
-    }, timeoutMs);
-    proc.stderr!.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      if (stderr.includes('starting data transfer loop')) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`socat exited ${code}: ${stderr}`));
-    });
-  });
-  proc.stderr!.resume();
+  const proc = await spawnSocatPair(dev, feed, timeoutMs);
   let fd: number | null = null;
   let fh: FileHandle | null = null;
   return {

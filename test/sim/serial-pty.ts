@@ -4,6 +4,33 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { SerialPort } from 'serialport';
 
+/** Start `socat` linking two ptys at `a` and `b`; resolves once it is transferring data. */
+export async function spawnSocatPair(a: string, b: string, timeoutMs = 5000): Promise<ChildProcess> {
+  const proc = spawn('socat', ['-d', '-d', `pty,raw,echo=0,link=${a}`, `pty,raw,echo=0,link=${b}`], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`socat did not start within ${timeoutMs} ms: ${stderr}`));
+    }, timeoutMs);
+    proc.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (stderr.includes('starting data transfer loop')) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`socat exited ${code}: ${stderr}`));
+    });
+  });
+  proc.stderr!.resume();
+  return proc;
+}
+
 export class PtyCable {
   proc: ChildProcess | null = null;
   constructor(
@@ -12,29 +39,7 @@ export class PtyCable {
   ) {}
 
   async start(timeoutMs = 5000): Promise<void> {
-    const proc = spawn('socat', ['-d', '-d', `pty,raw,echo=0,link=${this.dev}`, `pty,raw,echo=0,link=${this.peer}`], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    this.proc = proc;
-    let stderr = '';
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => {
-        proc.kill('SIGKILL');
-        reject(new Error(`socat did not start within ${timeoutMs} ms: ${stderr}`));
-      }, timeoutMs);
-      proc.stderr!.on('data', (d: Buffer) => {
-        stderr += d.toString();
-        if (stderr.includes('starting data transfer loop')) {
-          clearTimeout(t);
-          resolve();
-        }
-      });
-      proc.once('exit', (code) => {
-        clearTimeout(t);
-        reject(new Error(`socat exited ${code}: ${stderr}`));
-      });
-    });
-    proc.stderr!.resume();
+    this.proc = await spawnSocatPair(this.dev, this.peer, timeoutMs);
   }
 
   /** Pull the cable: socat dies, its pty links disappear. */
