@@ -84,21 +84,12 @@ abstract class SerialMotor implements MotorDriver {
   abstract status(): Promise<MotorStatus>;
 
   stats(): DriverStats {
-    const s = this.link.stats();
     return {
       kind: this.kind,
       ...this.c,
       left: this.speeds.left,
       right: this.speeds.right,
-      serialOpen: s['open'] ?? false,
-      serialOpens: s['opens'] ?? 0,
-      serialLosses: s['losses'] ?? 0,
-      serialOpenFailures: s['openFailures'] ?? 0,
-      serialDropNotOpen: s['dropNotOpen'] ?? 0,
-      serialDropCoalesced: s['dropCoalesced'] ?? 0,
-      serialDropOnLoss: s['dropOnLoss'] ?? 0,
-      bytesOut: s['bytesOut'] ?? 0,
-      lastError: s['lastError'] ?? null,
+      ...this.link.actuatorStats(),
     };
   }
 

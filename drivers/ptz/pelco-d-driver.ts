@@ -167,21 +167,12 @@ export class PelcoDDriver implements PtzDriver {
   }
 
   stats(): DriverStats {
-    const s = this.link.stats();
     return {
       kind: this.kind,
       ...this.c,
       decodedFrames: this.decoder.counters.frames,
       badChecksum: this.decoder.counters.badChecksum,
-      serialOpen: s['open'] ?? false,
-      serialOpens: s['opens'] ?? 0,
-      serialLosses: s['losses'] ?? 0,
-      serialOpenFailures: s['openFailures'] ?? 0,
-      serialDropNotOpen: s['dropNotOpen'] ?? 0,
-      serialDropCoalesced: s['dropCoalesced'] ?? 0,
-      serialDropOnLoss: s['dropOnLoss'] ?? 0,
-      bytesOut: s['bytesOut'] ?? 0,
-      lastError: s['lastError'] ?? null,
+      ...this.link.actuatorStats(),
     };
   }
 

@@ -164,6 +164,22 @@ export class SerialLink {
     };
   }
 
+  /** The link's counters as an actuator driver reports them (prefixed, flat). */
+  actuatorStats(): DriverStats {
+    const s = this.stats();
+    return {
+      serialOpen: s['open'] ?? false,
+      serialOpens: s['opens'] ?? 0,
+      serialLosses: s['losses'] ?? 0,
+      serialOpenFailures: s['openFailures'] ?? 0,
+      serialDropNotOpen: s['dropNotOpen'] ?? 0,
+      serialDropCoalesced: s['dropCoalesced'] ?? 0,
+      serialDropOnLoss: s['dropOnLoss'] ?? 0,
+      bytesOut: s['bytesOut'] ?? 0,
+      lastError: s['lastError'] ?? null,
+    };
+  }
+
   close(): Promise<void> {
     if (this.closePromise) return this.closePromise;
     this.closed = true;
