@@ -16,6 +16,7 @@ import {
 } from '../engine/api.js';
 import { ParamSetCache } from './h264-rtp.js';
 import { ReconnectingLink, type LinkStats } from './link.js';
+import { DrainMeter, UplinkEstimator, wsClientFrameBytes, type UplinkEstimate } from '../uplink/estimator.js';
 import {
   classifyClose,
   connectErrorCode,
@@ -70,6 +71,8 @@ export interface PangPublisherStats extends LinkStats {
   consumer: ConsumerStats | null;
   /** Drops inside the engine queue, summed over past sessions. */
   consumerDroppedTotal: number;
+  /** Usable upstream rate measured from this socket's bufferedAmount drain (issue 8). */
+  uplink: UplinkEstimate;
 }
 
 export class PangPublisher extends ReconnectingLink {
@@ -99,6 +102,11 @@ export class PangPublisher extends ReconnectingLink {
     peakBufferedBytes: 0,
     consumerDroppedTotal: 0,
   };
+  /** Bytes handed to the socket incl. WebSocket framing (what bufferedAmount counts). */
+  private wireOut = 0;
+  private readonly drain = new DrainMeter('pang');
+  /** Upstream budget estimate from the socket's drain; read by the uplink scheduler. */
+  readonly uplink = new UplinkEstimator();
   /** Called with every binary payload right after ws.send (tests, latency bench). */
   onSent: ((data: Buffer, key: boolean, ts: number) => void) | null = null;
 
@@ -152,6 +160,7 @@ export class PangPublisher extends ReconnectingLink {
     this.lastSendAt = this.openedAt;
     this.lastProgressAt = this.openedAt;
     this.lastBuffered = 0;
+    this.drain.reset();
     this.sentMime = undefined;
     this.gate.reset(); // the parameter-set cache stays: a camera may send SPS/PPS only once
     let consumer: ConsumerHandle;
@@ -190,11 +199,14 @@ export class PangPublisher extends ReconnectingLink {
     if (now - this.lastSendAt >= this.o.keepaliveMs) {
       // Moth never answers pings: keep alive with an empty binary message.
       ws.send(Buffer.alloc(0), { binary: true });
+      this.wireOut += wsClientFrameBytes(0);
       this.lastSendAt = now;
       this.c.keepalives++;
     }
     this.trackBuffered(ws);
     const buffered = ws.bufferedAmount;
+    const sample = this.drain.observe(now, this.wireOut, buffered);
+    if (sample) this.uplink.add(sample);
     if (buffered === 0 || buffered < this.lastBuffered) this.lastProgressAt = now;
     this.lastBuffered = buffered;
     if (buffered > 0 && now - this.lastProgressAt > this.o.stallTimeoutMs) {
@@ -206,6 +218,7 @@ export class PangPublisher extends ReconnectingLink {
     const ws = this.ws;
     if (!mime || !ws || ws.readyState !== WebSocket.OPEN) return;
     ws.send(mime, { binary: false });
+    this.wireOut += wsClientFrameBytes(Buffer.byteLength(mime));
     this.sentMime = mime;
     this.c.mimeSends++;
     this.lastSendAt = this.lastMimeAt = Date.now();
@@ -224,6 +237,7 @@ export class PangPublisher extends ReconnectingLink {
         if (item.type === 'text') {
           // REXT/XCMD texts are forwarded as sent; a MIME change comes through item.mime.
           ws.send(item.text, { binary: false });
+          this.wireOut += wsClientFrameBytes(Buffer.byteLength(item.text));
           this.c.textsOut++;
           continue;
         }
@@ -239,6 +253,7 @@ export class PangPublisher extends ReconnectingLink {
         const decision = this.gate.decide(kind, item.frame.key, data.length, ws.bufferedAmount);
         if (decision !== 'send') continue;
         ws.send(data, { binary: true });
+        this.wireOut += wsClientFrameBytes(data.length);
         this.lastSendAt = Date.now();
         this.c.framesOut++;
         this.c.bytesOut += data.length;
@@ -323,6 +338,7 @@ export class PangPublisher extends ReconnectingLink {
       droppedBytes: this.gate.droppedBytes,
       consumer: this.consumer ? this.consumer.stats() : null,
       consumerDroppedTotal: this.c.consumerDroppedTotal,
+      uplink: this.uplink.estimate(Date.now()),
     };
   }
 }

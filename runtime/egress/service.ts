@@ -6,6 +6,7 @@ import { TranscodeService } from '../transcode/service.js';
 import { WhepServer } from '../whep/server.js';
 import type { EgressConfig } from './config.js';
 import { PangPublisher } from './pang-publisher.js';
+import { combineEstimates } from '../uplink/estimator.js';
 import { PangPuller, type TrackPublishing } from './pang-puller.js';
 import type { EgressLog } from './pang-link.js';
 import type { PeerOptions } from './webrtc.js';
@@ -40,6 +41,8 @@ function egressStats(s: Omit<EgressService, 'stats' | 'close'>) {
     whep: s.whep ? s.whep.stats() : null,
     whipIngest: s.ingest ? s.ingest.stats() : null,
     transcode: s.transcode.stats(),
+    /** Usable upstream estimate over every pang publisher (issue 8). */
+    uplink: combineEstimates(s.upstream.map((p) => p.uplink.estimate(Date.now()))),
   };
 }
 
