@@ -120,7 +120,8 @@ export class Retention {
       const rows = this.db.db
         .prepare("SELECT id, path, state, bytes, wall_start_ms, wall_end_ms, present FROM segments WHERE present=1")
         .all() as RetentionInput['rows'];
-      const used = rows.reduce((a, r) => a + r.bytes, 0) + openBytes;
+      // open segments count through openBytes (their `recording` rows only show progress)
+      const used = rows.filter((r) => r.state !== 'recording').reduce((a, r) => a + r.bytes, 0) + openBytes;
       const free = freeBytesOf(this.root);
       this.st.lastFreeBytes = free;
       const plan = planRetention(this.cfg, {

@@ -134,6 +134,7 @@ export interface SegmentWriter {
   readonly frames: number;
   readonly startUs: number;
   readonly lastUs: number;
+  readonly lastWallMs: number;
   readonly failed: NodeJS.ErrnoException | null;
   add(frame: Frame): Promise<void>;
   sync(): Promise<void>;
@@ -169,6 +170,10 @@ abstract class BaseWriter {
 
   get bytes(): number {
     return this.file.good;
+  }
+
+  get lastWallMs(): number {
+    return this.lastWall;
   }
 
   /** The write error that stopped this segment (ENOSPC…), if any. */

@@ -122,6 +122,7 @@ export class RecordingService {
     this.every(INDEX_FLUSH_MS, () => this.flushIndex());
     this.every(c.fsyncIntervalMs, () => {
       for (const r of this.allRecorders()) void r.sync();
+      this.indexProgress();
     });
     this.every(c.retention.intervalMs, () => this.runRetention());
     this.every(c.discoverMs, () => {
@@ -145,6 +146,25 @@ export class RecordingService {
 
   private allRecorders(): TrackRecorder[] {
     return [...this.recorders.values(), ...[...this.detached.values()].map((d) => d.rec), ...this.closingRecorders];
+  }
+
+  /**
+   * Open segments' progress into their `recording` rows, at the fsync interval: the list API shows
+   * them growing; one small transaction per interval keeps the SD write cost negligible.
+   */
+  private indexProgress(): void {
+    const db = this.db;
+    if (!db) return;
+    for (const r of this.allRecorders()) {
+      const w = r.current;
+      if (!w) continue;
+      const p = { path: w.rel, bytes: w.bytes, frames: w.frames, end: w.lastUs, wallEnd: w.lastWallMs, start: w.startUs };
+      db.enqueue(() =>
+        db.db
+          .prepare("UPDATE segments SET bytes=?, frames=?, end_us=?, wall_end_ms=?, duration_ms=? WHERE path=? AND state='recording'")
+          .run(p.bytes, p.frames, Math.round(p.end), Math.ceil(p.wallEnd), Math.max(0, Math.round((p.end - p.start) / 1000)), p.path),
+      );
+    }
   }
 
   private openBytes(): number {

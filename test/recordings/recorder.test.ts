@@ -153,3 +153,28 @@ test('a re-subscription (engine closed the recorder queue) continues the open se
   for (const r of db.all()) frames += (await ffprobeFrames(path.join(root, r.path))).frames;
   assert.equal(frames, aus.length, 'each frame exactly once');
 });
+
+test('an open segment shows its progress in its `recording` row (at the fsync interval)', async (t) => {
+  const root = await tempDir(t);
+  const engine = newEngine();
+  engine.addStaticChannel({ id: 'robot' });
+  const svc = createRecordingService({ config: config(root, { fsyncIntervalMs: 100 }), source: engine });
+  t.after(() => svc.close());
+  await svc.start();
+  const cam = engine.publisher(CAM, { label: 'test' });
+  cam.setMime('video/h264');
+  svc.discover();
+  const aus = h264Units({ seconds: 3 });
+  const t0 = captureClockUs();
+  for (let i = 0; i < aus.length; i++) {
+    cam.write({ ts: t0 + Math.round((i * 1e6) / 30), wallclock: Date.now(), key: aus[i]!.key, data: aus[i]!.data });
+    await svc.settled();
+  }
+  const db = IndexDb.openReader(path.join(root, 'index.db'));
+  t.after(() => db.close());
+  const { waitFor } = await import('./helpers.js');
+  await waitFor(() => {
+    const r = db.all().find((x) => x.state === 'recording');
+    return r !== undefined && r.bytes > 0 && r.frames === aus.length && r.duration_ms > 2000;
+  }, 'the recording row to show bytes, frames and duration', 5000);
+});
