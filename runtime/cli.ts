@@ -9,6 +9,7 @@ import { runBoardCli } from '../board/index.js';
 import { runDevicesCli } from '../drivers/camera/devices.js';
 import { runDiscoverCli } from '../drivers/discovery/probe.js';
 import { createLogger, redactUrl } from './log.js';
+import { runRecordingsCli } from './recordings/cli.js';
 
 const HELP = `moth-edge — on-robot media and control runtime
 
@@ -18,6 +19,8 @@ Usage:
                                       validate the config and exit (0 ok, 2 invalid)
   moth-edge --print-config [--config FILE]
                                       print the effective config (defaults filled, secrets hidden)
+  moth-edge recordings list|verify|sync|export [--config FILE | --root DIR] [--from T --to T --out F.mcap]
+                                      the recordings index: list, verify files, sync now, export MCAP
   moth-edge board [--json]            the detected board, its profile and thermal state
   moth-edge devices [--json]          list V4L2 cameras, their formats and a suggested driver config
   moth-edge discover [--timeout MS]   WS-Discovery probe for ONVIF cameras on the LAN
@@ -143,6 +146,8 @@ export async function main(argv: string[]): Promise<number> {
     switch (args.command) {
       case 'run':
         return await run(args);
+      case 'recordings':
+        return await runRecordingsCli(args.config ? ['--config', args.config, ...args.rest] : args.rest);
       case 'board':
         return await runBoardCli(args.rest);
       case 'devices':
