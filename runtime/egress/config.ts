@@ -58,6 +58,12 @@ export const pangUpstreamSchema = z
      * drops GOP tails instead of drifting seconds behind live.
      */
     maxBufferedBytes: z.number().int().min(16 * 1024).max(64 * 1024 * 1024).default(512 * 1024),
+    /**
+     * Uplink priority (issue 8), higher wins; unset tracks default to data 100, audio 75, video 50.
+     * Setting it on any upstream turns the uplink scheduler on: when the measured budget is below
+     * demand, lower-priority video steps down to keyframes only, then pauses; data is never reduced.
+     */
+    priority: z.number().int().min(0).max(1000).optional(),
   })
   .refine(channelRequired, 'set exactly one of channel or instant');
 

@@ -17,6 +17,7 @@ import {
 import { ParamSetCache } from './h264-rtp.js';
 import { ReconnectingLink, type LinkStats } from './link.js';
 import { DrainMeter, UplinkEstimator, wsClientFrameBytes, type UplinkEstimate } from '../uplink/estimator.js';
+import { DEFAULT_PRIORITY, DemandMeter, type TrackDemand, type TrackMode } from '../uplink/scheduler.js';
 import {
   classifyClose,
   connectErrorCode,
@@ -51,6 +52,11 @@ export interface PangPublisherOptions {
    * reconnect instead of sitting on a dead session. 30 s matches Moth's default idle timeout.
    */
   stallTimeoutMs?: number;
+  /**
+   * Uplink priority (issue 8; higher wins). Only read by an uplink scheduler; when none drives
+   * this link (no priorities configured) the mode stays full and nothing changes.
+   */
+  priority?: number | undefined;
 }
 
 export interface PangPublisherStats extends LinkStats {
@@ -73,6 +79,16 @@ export interface PangPublisherStats extends LinkStats {
   consumerDroppedTotal: number;
   /** Usable upstream rate measured from this socket's bufferedAmount drain (issue 8). */
   uplink: UplinkEstimate;
+  /** Uplink priority mode set by the scheduler and what it cost (video only; data is never gated). */
+  priority: {
+    priority: number | null;
+    mode: TrackMode;
+    waitingForKeyframe: boolean;
+    dropped: { keyframesOnly: number; paused: number };
+    droppedBytes: number;
+    demandBytesPerSec: number;
+    keyframeBytesPerSec: number;
+  };
 }
 
 export class PangPublisher extends ReconnectingLink {
@@ -90,7 +106,7 @@ export class PangPublisher extends ReconnectingLink {
   private pumping = false;
   private connectError: string | null = null;
   private readonly url: string;
-  private readonly o: Required<Omit<PangPublisherOptions, 'caFile' | 'insecure'>> & Pick<PangPublisherOptions, 'caFile' | 'insecure'>;
+  private readonly o: Required<Omit<PangPublisherOptions, 'caFile' | 'insecure' | 'priority'>> & Pick<PangPublisherOptions, 'caFile' | 'insecure' | 'priority'>;
   private c = {
     framesOut: 0,
     bytesOut: 0,
@@ -107,6 +123,11 @@ export class PangPublisher extends ReconnectingLink {
   private readonly drain = new DrainMeter('pang');
   /** Upstream budget estimate from the socket's drain; read by the uplink scheduler. */
   readonly uplink = new UplinkEstimator();
+  private mode: TrackMode = 'full';
+  /** After stepping up, deltas reference frames we dropped: hold them until the next keyframe. */
+  private modeAwaitKey = false;
+  private readonly demand = new DemandMeter();
+  private readonly pc = { keyframesOnly: 0, paused: 0, droppedBytes: 0 };
   /** Called with every binary payload right after ws.send (tests, latency bench). */
   onSent: ((data: Buffer, key: boolean, ts: number) => void) | null = null;
 
@@ -207,6 +228,7 @@ export class PangPublisher extends ReconnectingLink {
     const buffered = ws.bufferedAmount;
     const sample = this.drain.observe(now, this.wireOut, buffered);
     if (sample) this.uplink.add(sample);
+    this.demand.tick(now);
     if (buffered === 0 || buffered < this.lastBuffered) this.lastProgressAt = now;
     this.lastBuffered = buffered;
     if (buffered > 0 && now - this.lastProgressAt > this.o.stallTimeoutMs) {
@@ -250,6 +272,8 @@ export class PangPublisher extends ReconnectingLink {
         const kind = mimeKind(mime);
         let data = item.frame.data;
         if (kind === 'video' && mimeBase(mime) === 'video/h264') data = this.params.apply(data);
+        this.demand.add(data.length, item.frame.key);
+        if (kind === 'video' && !this.modeAllows(item.frame.key, data.length)) continue;
         const decision = this.gate.decide(kind, item.frame.key, data.length, ws.bufferedAmount);
         if (decision !== 'send') continue;
         ws.send(data, { binary: true });
@@ -264,6 +288,48 @@ export class PangPublisher extends ReconnectingLink {
     } finally {
       this.pumping = false;
     }
+  }
+
+  /** The uplink scheduler's gate in front of the send (video only). */
+  private modeAllows(key: boolean, size: number): boolean {
+    if (this.mode === 'full' && !this.modeAwaitKey) return true;
+    if (this.mode !== 'paused' && key) {
+      this.modeAwaitKey = false;
+      return true;
+    }
+    if (this.mode === 'paused') this.pc.paused++;
+    else this.pc.keyframesOnly++;
+    this.pc.droppedBytes += size;
+    return false;
+  }
+
+  /** Set by the uplink scheduler. Stepping up waits for a keyframe (and asks the source for one). */
+  setMode(mode: TrackMode): void {
+    if (mode === this.mode) return;
+    const up = mode === 'full' || (mode === 'keyframes-only' && this.mode === 'paused');
+    this.mode = mode;
+    if (up) {
+      this.modeAwaitKey = true;
+      try {
+        this.o.source.requestKeyframe(this.o.from);
+      } catch {
+        // a source that cannot make keyframes on request: the next natural one will do
+      }
+    }
+  }
+
+  /** What this link offers, for the uplink scheduler; null until the track's kind is known. */
+  uplinkDemand(): TrackDemand | null {
+    const mime = this.consumer?.mime() ?? this.sentMime;
+    if (!mime) return null;
+    const kind = mimeKind(mime);
+    return {
+      id: this.name,
+      kind,
+      priority: this.o.priority ?? DEFAULT_PRIORITY[kind],
+      demandBytesPerSec: this.demand.bytesPerSec,
+      keyframeBytesPerSec: this.demand.keyframeBytesPerSec,
+    };
   }
 
   private trackBuffered(ws: WebSocket): void {
@@ -339,6 +405,15 @@ export class PangPublisher extends ReconnectingLink {
       consumer: this.consumer ? this.consumer.stats() : null,
       consumerDroppedTotal: this.c.consumerDroppedTotal,
       uplink: this.uplink.estimate(Date.now()),
+      priority: {
+        priority: this.o.priority ?? null,
+        mode: this.mode,
+        waitingForKeyframe: this.modeAwaitKey,
+        dropped: { keyframesOnly: this.pc.keyframesOnly, paused: this.pc.paused },
+        droppedBytes: this.pc.droppedBytes,
+        demandBytesPerSec: this.demand.bytesPerSec,
+        keyframeBytesPerSec: this.demand.keyframeBytesPerSec,
+      },
     };
   }
 }

@@ -7,6 +7,7 @@ import { WhepServer } from '../whep/server.js';
 import type { EgressConfig } from './config.js';
 import { PangPublisher } from './pang-publisher.js';
 import { combineEstimates } from '../uplink/estimator.js';
+import { UplinkController } from '../uplink/controller.js';
 import { PangPuller, type TrackPublishing } from './pang-puller.js';
 import type { EgressLog } from './pang-link.js';
 import type { PeerOptions } from './webrtc.js';
@@ -29,6 +30,8 @@ export interface EgressService {
   readonly upstream: PangPublisher[];
   readonly pull: PangPuller[];
   readonly whip: WhipPublisher[];
+  /** Uplink priority scheduler; null unless some upstream sets `priority` (issue 8). */
+  readonly uplinkController: UplinkController | null;
   stats(): ReturnType<typeof egressStats>;
   close(): void;
 }
@@ -42,7 +45,10 @@ function egressStats(s: Omit<EgressService, 'stats' | 'close'>) {
     whipIngest: s.ingest ? s.ingest.stats() : null,
     transcode: s.transcode.stats(),
     /** Usable upstream estimate over every pang publisher (issue 8). */
-    uplink: combineEstimates(s.upstream.map((p) => p.uplink.estimate(Date.now()))),
+    uplink: {
+      ...combineEstimates(s.upstream.map((p) => p.uplink.estimate(Date.now()))),
+      scheduler: s.uplinkController ? s.uplinkController.stats() : null,
+    },
   };
 }
 
@@ -60,8 +66,11 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer }: E
         source: engine,
         log,
         backoff,
+        priority: u.priority,
       }),
   );
+  // Default behaviour is unchanged unless a priority is configured somewhere.
+  const uplinkController = config.upstream.some((u) => u.priority !== undefined) ? new UplinkController({ links: upstream, log }) : null;
   const pull = config.pull.map(
     (p, i) =>
       new PangPuller({
@@ -95,14 +104,16 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer }: E
     : null;
   const transcode = new TranscodeService({ engine, log, ...(ffmpegPath ? { ffmpegPath } : {}) });
   for (const l of [...upstream, ...pull, ...whip]) l.start();
+  uplinkController?.start();
   let closed = false;
-  const parts = { whep, ingest, transcode, upstream, pull, whip };
+  const parts = { whep, ingest, transcode, upstream, pull, whip, uplinkController };
   return {
     ...parts,
     stats: () => egressStats(parts),
     close: () => {
       if (closed) return;
       closed = true;
+      uplinkController?.close();
       for (const l of [...upstream, ...pull, ...whip]) l.close();
       whep?.close();
       ingest?.close();

@@ -1,0 +1,95 @@
+// Uplink controller: the thin shell that runs the priority scheduler over the pang upstream links.
+// Every interval it reads each link's drain estimate and demand, decides modes and applies them.
+// One timer, cleared in close(); the links are owned by the egress service, not by this.
+import type { UplinkEstimate, UplinkEstimator } from './estimator.js';
+import { UplinkScheduler, type SchedulerOptions, type SchedulerStats, type TrackDemand, type TrackMode } from './scheduler.js';
+
+/** What the controller needs from a link (PangPublisher fits). */
+export interface PrioritizedLink {
+  readonly name: string;
+  readonly uplink: UplinkEstimator;
+  uplinkDemand(): TrackDemand | null;
+  setMode(mode: TrackMode): void;
+}
+
+export interface UplinkControllerLog {
+  info(obj: Record<string, unknown>, msg: string): void;
+}
+
+export interface UplinkControllerOptions {
+  links: PrioritizedLink[];
+  log: UplinkControllerLog;
+  /** Decision period: 1 s is two drain samples per link (the publisher ticks every 500 ms). */
+  intervalMs?: number;
+  /** At most one probe step up per this period when the link is not saturated. */
+  probeIntervalMs?: number;
+  scheduler?: SchedulerOptions;
+}
+
+/**
+ * Budget of a link shared by several sockets: a saturated (confident) socket measured its share of
+ * the capacity; an unsaturated one carried what it offered, which is what it uses of the link. A
+ * paused link's stale old figure must not count, hence carried, not the estimate.
+ */
+export function linkBudget(parts: UplinkEstimate[]): { bytesPerSec: number | null; confident: boolean } {
+  let total: number | null = null;
+  let confident = false;
+  for (const p of parts) {
+    if (p.bytesPerSec === null) continue;
+    total = (total ?? 0) + (p.confident ? p.bytesPerSec : p.carriedBytesPerSec);
+    confident ||= p.confident;
+  }
+  return { bytesPerSec: total, confident };
+}
+
+export interface UplinkControllerStats extends SchedulerStats {
+  budgetBytesPerSec: number | null;
+  confident: boolean;
+}
+
+export class UplinkController {
+  private readonly scheduler: UplinkScheduler;
+  private timer: NodeJS.Timeout | null = null;
+  private lastProbeAt = -Infinity;
+  private budget: { bytesPerSec: number | null; confident: boolean } = { bytesPerSec: null, confident: false };
+  private closed = false;
+
+  constructor(private readonly o: UplinkControllerOptions) {
+    this.scheduler = new UplinkScheduler(o.scheduler);
+  }
+
+  start(): void {
+    if (this.timer || this.closed) return;
+    this.timer = setInterval(() => this.tick(Date.now()), this.o.intervalMs ?? 1000);
+    this.timer.unref?.();
+  }
+
+  /** One decision round (public for tests that drive the clock). */
+  tick(now: number): void {
+    if (this.closed) return;
+    const tracks: TrackDemand[] = [];
+    const byId = new Map<string, PrioritizedLink>();
+    for (const l of this.o.links) {
+      const d = l.uplinkDemand();
+      if (!d) continue;
+      tracks.push(d);
+      byId.set(d.id, l);
+    }
+    this.budget = linkBudget(this.o.links.map((l) => l.uplink.estimate(now)));
+    const probe = now - this.lastProbeAt >= (this.o.probeIntervalMs ?? 5000);
+    const { modes, changed } = this.scheduler.decide({ budgetBytesPerSec: this.budget.bytesPerSec, confident: this.budget.confident, tracks, probe });
+    if (probe && !this.budget.confident && changed.length > 0) this.lastProbeAt = now;
+    for (const [id, mode] of modes) byId.get(id)?.setMode(mode);
+    for (const c of changed) this.o.log.info({ link: c.id, from: c.from, to: c.to, budgetBytesPerSec: this.budget.bytesPerSec, confident: this.budget.confident }, 'uplink priority mode changed');
+  }
+
+  stats(): UplinkControllerStats {
+    return { ...this.scheduler.stats(), budgetBytesPerSec: this.budget.bytesPerSec, confident: this.budget.confident };
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+}
