@@ -6,7 +6,7 @@ import { Cam } from 'onvif';
 import { z } from 'zod';
 import { EdgeError, type DriverOutput, type DriverStats, type SourceDriver, type TrackSpec } from '../../runtime/engine/api.js';
 import type { OnvifOptions as PtzOnvifOptions } from '../ptz/onvif.js';
-import { h264Mime } from './h264.js';
+import { h264Mime } from '../../runtime/engine/h264.js';
 import { createRtspDriver, type CameraDeps, type RtspDriver } from './rtsp.js';
 
 const trackLabel = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/);

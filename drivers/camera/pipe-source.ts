@@ -4,7 +4,7 @@
 
 import { captureClockUs, EdgeError, type DriverOutput, type DriverStats } from '../../runtime/engine/api.js';
 import { runChild, type RunChildOptions, type SupervisedChild } from '../exec/child.js';
-import { AnnexBSplitter, h264Mime, parseSps, type SpsInfo } from './h264.js';
+import { AnnexBSplitter, h264Mime, parseSps, type SpsInfo } from '../../runtime/engine/h264.js';
 import { AvcDepacketizer, FlvStreamReader } from '../ingest/rtmp/flv.js';
 import { JpegSplitter } from './jpeg.js';
 

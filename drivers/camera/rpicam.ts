@@ -7,7 +7,7 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { z } from 'zod';
 import { EdgeError, type DriverOutput, type DriverStats, type SourceDriver, type TrackSpec } from '../../runtime/engine/api.js';
-import { h264Mime } from './h264.js';
+import { h264Mime } from '../../runtime/engine/h264.js';
 import { classifyCommon, PipeSource } from './pipe-source.js';
 
 const trackLabel = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/);

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { captureClockUs, type DriverOutput, type SourceDriver, type TrackSpec } from '../../runtime/engine/api.js';
 import { runChild } from '../exec/child.js';
 import { resolveFfmpeg } from '../exec/ffmpeg.js';
-import { AnnexBSplitter, h264Mime } from './h264.js';
+import { AnnexBSplitter, h264Mime } from '../../runtime/engine/h264.js';
 import { JpegSplitter } from './jpeg.js';
 
 export const testPatternDriverSchema = z

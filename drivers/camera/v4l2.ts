@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import { EdgeError, type DriverOutput, type DriverStats, type SourceDriver, type TrackSpec } from '../../runtime/engine/api.js';
 import { resolveFfmpeg } from '../exec/ffmpeg.js';
-import { h264Mime } from './h264.js';
+import { h264Mime } from '../../runtime/engine/h264.js';
 import { classifyCommon, PipeSource } from './pipe-source.js';
 
 export interface CameraDeps {

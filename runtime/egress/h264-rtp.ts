@@ -2,33 +2,17 @@
 // (single NAL / FU-A), depacketization into Annex-B access units, SPS → profile-level-id,
 // and parameter-set caching so every IDR goes out with SPS/PPS in front. No I/O.
 import { EdgeError } from '../engine/api.js';
+import { nalUnits } from '../engine/h264.js';
 
 export const NAL = { SLICE: 1, IDR: 5, SEI: 6, SPS: 7, PPS: 8, AUD: 9, STAP_A: 24, FU_A: 28 } as const;
 
 const START4 = Buffer.from([0, 0, 0, 1]);
+const START3 = Buffer.from([0, 0, 1]);
 
-/** NAL units of an Annex-B buffer (start codes stripped). Tolerates 3- and 4-byte start codes. */
+/** NAL units of an Annex-B buffer (start codes stripped); a buffer without start code is one raw NAL. */
 export function splitAnnexB(buf: Buffer): Buffer[] {
-  const out: Buffer[] = [];
-  const n = buf.length;
-  let i = 0;
-  let start = -1;
-  while (i + 2 < n) {
-    if (buf[i] === 0 && buf[i + 1] === 0 && buf[i + 2] === 1) {
-      if (start >= 0) {
-        let end = i;
-        while (end > start && buf[end - 1] === 0) end--; // trailing zero of a 4-byte code
-        if (end > start) out.push(buf.subarray(start, end));
-      }
-      i += 3;
-      start = i;
-      continue;
-    }
-    i++;
-  }
-  if (start >= 0 && start < n) out.push(buf.subarray(start));
-  else if (start < 0 && n > 0) out.push(buf); // no start code: treat as one raw NAL
-  return out;
+  const nals = nalUnits(buf);
+  return nals.length === 0 && buf.length > 0 && buf.indexOf(START3) < 0 ? [buf] : nals;
 }
 
 export function nalType(nal: Buffer): number {

@@ -5,7 +5,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { RTCPeerConnection, RTCRtpTransceiver } from 'werift';
 import { captureClockUs, EdgeError, trackPath, type TrackRef } from '../engine/api.js';
-import { h264Mime, parseSps } from '../../drivers/camera/h264.js';
+import { h264Mime, parseSps } from '../engine/h264.js';
 import { H264Depacketizer, NAL, nalType, splitAnnexB, type DepacketizerStats } from './h264-rtp.js';
 import type { EgressLog } from './pang-link.js';
 import type { TrackPublishing, TrackWriter } from './pang-puller.js';

@@ -2,7 +2,7 @@
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { mimeBase } from '../engine/api.js';
-import { isKeyframe } from '../../drivers/camera/h264.js';
+import { isKeyframe } from '../engine/h264.js';
 
 /** Close codes (pang-protocol.md, moth-edge rule) so tools can tell why. */
 export const CLOSE = {

@@ -15,7 +15,7 @@ import {
   type TrackRef,
   type TrackSource,
 } from '../engine/api.js';
-import { AnnexBSplitter, h264Mime } from '../../drivers/camera/h264.js';
+import { AnnexBSplitter, h264Mime } from '../engine/h264.js';
 import { JpegSplitter } from '../../drivers/camera/jpeg.js';
 import { SupervisedChild } from '../../drivers/exec/child.js';
 import { resolveFfmpeg } from '../../drivers/exec/ffmpeg.js';

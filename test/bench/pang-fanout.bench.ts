@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
-import { AnnexBSplitter } from '../../drivers/camera/h264.js';
+import { AnnexBSplitter } from '../../runtime/engine/h264.js';
 import { encodeH264, tempDir, writeFile } from '../support/app.js';
 import { cpuMs, percentile, round, rssMiB, type BenchRow } from './harness.js';
 

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
-import { AnnexBSplitter } from '../../drivers/camera/h264.js';
+import { AnnexBSplitter } from '../../runtime/engine/h264.js';
 import { captureClockUs } from '../../runtime/engine/api.js';
 import { IndexDb } from '../../recordings/index-db.js';
 import { silentLog } from '../../recordings/log.js';

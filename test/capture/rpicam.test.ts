@@ -8,7 +8,7 @@ import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { simAsset } from '../sim/assets.js';
 import { createRpicamDriver, resolveRpicamTool, rpicamArgs, rpicamDriverSchema } from '../../drivers/camera/rpicam.js';
-import { nalUnits, nalType } from '../../drivers/camera/h264.js';
+import { nalUnits, nalType } from '../../runtime/engine/h264.js';
 import { EdgeError } from '../../runtime/engine/api.js';
 import { childPids, probe, recordingOutput, tempDir, waitFor } from './helpers.js';
 

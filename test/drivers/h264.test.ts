@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { AnnexBSplitter, H264Error, isKeyframe, nalUnits, parseSps, NAL } from '../../drivers/camera/h264.js';
+import { AnnexBSplitter, H264Error, isKeyframe, nalUnits, parseSps, NAL } from '../../runtime/engine/h264.js';
 import { JpegSplitter } from '../../drivers/camera/jpeg.js';
 import { encodeH264, ffprobe, run, tempDir, writeFile } from '../support/app.js';
 import { join } from 'node:path';

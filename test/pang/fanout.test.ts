@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
-import { AnnexBSplitter } from '../../drivers/camera/h264.js';
+import { AnnexBSplitter } from '../../runtime/engine/h264.js';
 import { collect, encodeH264, startApp, tempDir, waitFor } from '../support/app.js';
 
 const FRAMES = 360; // 12 s at 30 fps

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { chmodSync } from 'node:fs';
 import { WebSocket } from 'ws';
-import { nalUnits } from '../../drivers/camera/h264.js';
+import { nalUnits } from '../../runtime/engine/h264.js';
 import type { App } from '../../runtime/app.js';
 import { closeCodeOf, collect, encodeH264, ffprobe, startApp, tempDir, waitFor, writeFile } from '../support/app.js';
 
@@ -33,7 +33,7 @@ describe('local pang server against the real runtime', () => {
     });
     base = `ws://127.0.0.1:${app.port}/pang/ws`;
     const stream = await encodeH264(tmp.dir, { width: 320, height: 240, fps: 30, frames: 30, gop: 10 });
-    const { AnnexBSplitter } = await import('../../drivers/camera/h264.js');
+    const { AnnexBSplitter } = await import('../../runtime/engine/h264.js');
     const s = new AnnexBSplitter();
     h264 = [...s.push(stream), ...s.flush()].map((a) => a.data);
   });

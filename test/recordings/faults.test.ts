@@ -9,7 +9,7 @@ import { IndexDb } from '../../recordings/index-db.js';
 import { listSegmentFiles, sha256File } from '../../recordings/recovery.js';
 import { decodeFileHeader, scanRecords } from '../../recordings/record-file.js';
 import { createRecordingService, type RecordingService } from '../../recordings/service.js';
-import type { AccessUnit } from '../../drivers/camera/h264.js';
+import type { AccessUnit } from '../../runtime/engine/h264.js';
 import type { Engine } from '../../runtime/engine/engine.js';
 import { config, ffprobeFrames, h264Units, listFiles, newEngine, recordFixture, tempDir } from './helpers.js';
 

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
-import { AnnexBSplitter, type AccessUnit } from '../../drivers/camera/h264.js';
+import { AnnexBSplitter, type AccessUnit } from '../../runtime/engine/h264.js';
 import { Engine } from '../../runtime/engine/engine.js';
 import { captureClockUs } from '../../runtime/engine/api.js';
 import { createRecordingService } from '../../recordings/service.js';

@@ -6,7 +6,7 @@
 // after each frame: the page cache survives SIGKILL, so the parent reads the exact count.
 import fs from 'node:fs';
 import readline from 'node:readline';
-import { AnnexBSplitter } from '../../drivers/camera/h264.js';
+import { AnnexBSplitter } from '../../runtime/engine/h264.js';
 import { captureClockUs } from '../../runtime/engine/api.js';
 import { recordingsConfigSchema } from '../../recordings/config.js';
 import { createRecordingService } from '../../recordings/service.js';

@@ -6,7 +6,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { captureClockUs, EdgeError, type Frame, type TrackRef } from '../../../runtime/engine/api.js';
-import { h264Mime, parseSps, type SpsInfo } from '../../camera/h264.js';
+import { h264Mime, parseSps, type SpsInfo } from '../../../runtime/engine/h264.js';
 import { AvcDepacketizer } from './flv.js';
 import { RtmpServerSession, type PublishDecision, type PublishRequest } from './session.js';
 import type { Amf0Object } from './amf0.js';

@@ -1,8 +1,10 @@
+// Part of the engine's public surface (with api.ts): pure H.264 parsing shared by drivers,
+// recordings and egress, so there is one NAL iterator and one SPS parser in the tree.
 // H.264 Annex-B parsing: NAL iteration, a streaming access-unit splitter, SPS parsing.
 // Pure: no I/O. Every malformed input ends in an H264Error (code H264_MALFORMED), never in
 // another exception, and no length read from the stream allocates memory by itself.
 
-import { EdgeError } from '../../runtime/engine/api.js';
+import { EdgeError } from './api.js';
 
 export class H264Error extends EdgeError {
   constructor(message: string, context: Record<string, unknown> = {}) {
