@@ -88,13 +88,16 @@ async function run(args: Args): Promise<number> {
   for (const u of app.urls()) process.stdout.write(`  ${u}\n`);
   process.stdout.write('\n');
   return new Promise<number>((resolve) => {
-    let stopping = false;
+    let stoppingSince = 0;
     const stop = (sig: string) => {
-      if (stopping) {
+      if (stoppingSince) {
+        // A signal to the process and to its group arrive together (timeout(1), service
+        // managers): only a deliberate repeat, a second or more later, skips the flush.
+        if (Date.now() - stoppingSince < 1000) return;
         log.warn(`${sig} again: exiting now`);
         process.exit(1);
       }
-      stopping = true;
+      stoppingSince = Date.now();
       log.info(`${sig}: stopping`);
       // A graceful stop that hangs must not outlive pm2's kill_timeout: hard cap 5 s.
       const cap = setTimeout(() => {
