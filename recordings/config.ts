@@ -31,7 +31,7 @@ export const syncConfigSchema = z.object({
   timeoutMs: z.number().int().min(100).default(30_000),
   /** How often the uploader looks for new closed segments when idle. */
   pollMs: z.number().int().min(50).default(5000),
-});
+}).strict();
 
 export const retentionConfigSchema = z.object({
   /** Disk budget for all recordings; oldest synced segments go first. 0 = no budget. */
@@ -41,7 +41,7 @@ export const retentionConfigSchema = z.object({
   /** Maximum age of a synced segment, hours; 0 = no limit. */
   maxAgeHours: z.number().min(0).default(0),
   intervalMs: z.number().int().min(100).default(10_000),
-});
+}).strict();
 
 export const recordingsConfigSchema = z.object({
   enabled: z.boolean().default(true),
@@ -64,7 +64,7 @@ export const recordingsConfigSchema = z.object({
   discoverMs: z.number().int().min(50).default(1000),
   retention: retentionConfigSchema.default(retentionConfigSchema.parse({})),
   sync: syncConfigSchema.optional(),
-});
+}).strict();
 
 export type RecordingsConfig = z.infer<typeof recordingsConfigSchema>;
 export type SyncConfig = z.infer<typeof syncConfigSchema>;
