@@ -18,6 +18,7 @@ import { h264Fixture } from './fake-source.js';
 import { feedEngine, testEngine } from './engine-fixture.js';
 import { chromiumMissing, launchChromium } from './chromium.js';
 import { fastBackoff, tempDir, waitFor } from './helpers.js';
+import { skipUnlessCi } from '../support/peer.js';
 
 const cam = { channel: 'cam', source: 'base', track: 'video' };
 const gps = { channel: 'cam', source: 'base', track: 'gps' };
@@ -26,7 +27,7 @@ const ARTIFACTS = join(process.cwd(), 'test-artifacts');
 
 test('dashboard plays WHEP in Chromium, updates stats, shows links and sensors; laptop + phone screenshots', async (t) => {
   const missing = chromiumMissing();
-  if (missing) return t.skip(missing);
+  if (missing) return skipUnlessCi(t, missing);
   await mkdir(ARTIFACTS, { recursive: true });
   const dir = await tempDir(t);
   const fx = await h264Fixture(dir, { seconds: 3, size: '1280x720' });

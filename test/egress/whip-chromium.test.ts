@@ -11,12 +11,13 @@ import { h264Fixture } from './fake-source.js';
 import { feedEngine, testEngine } from './engine-fixture.js';
 import { chromiumMissing, launchChromium } from './chromium.js';
 import { fastBackoff, tempDir, waitFor } from './helpers.js';
+import { skipUnlessCi } from '../support/peer.js';
 
 const cam = { channel: 'cam', source: 'base', track: 'video' };
 
 test('WHIP → Chromium receiver: frames decoded under an accepted profile-level-id, a data track on a data channel, DELETE tears down', async (t) => {
   const missing = chromiumMissing();
-  if (missing) return t.skip(missing);
+  if (missing) return skipUnlessCi(t, missing);
   const dir = await tempDir(t);
   const fx = await h264Fixture(dir, { seconds: 3, size: '1280x720' });
   const engine = testEngine();

@@ -12,10 +12,11 @@ import { HttpServer } from '../../runtime/http/server.js';
 import { testEngine } from './engine-fixture.js';
 import { chromiumMissing, launchChromium } from './chromium.js';
 import { probeH264, tempDir, waitFor } from './helpers.js';
+import { skipUnlessCi } from '../support/peer.js';
 
 test('browser → WHIP ingest: a Chromium canvas stream becomes a local H.264 track', async (t) => {
   const missing = chromiumMissing();
-  if (missing) return t.skip(missing);
+  if (missing) return skipUnlessCi(t, missing);
   const dir = await tempDir(t);
   const engine = testEngine(['cam', 'ingest']);
   t.after(() => engine.close());

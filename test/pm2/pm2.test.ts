@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { TREES, writeTree } from '../board/fixtures.js';
+import { skipUnlessCi } from '../support/peer.js';
 
 /** The repo root, from test/pm2/ or from the compiled dist/test/pm2/. */
 function findRepo(): string {
@@ -122,7 +123,7 @@ interface Pm2Proc {
 test('pm2: start, kill -9 → restarted and serving, stop → graceful, no orphan ffmpeg', async (t) => {
   const pm2 = findPm2();
   if (!pm2) {
-    t.skip('pm2 is not installed (add it as a devDependency, or set MOTH_PM2_BIN)');
+    skipUnlessCi(t, 'pm2 is not installed (add it as a devDependency, or set MOTH_PM2_BIN)');
     return;
   }
   assert.ok(existsSync(cli), `compile the runtime first (npx tsc -p .): ${cli} missing`);

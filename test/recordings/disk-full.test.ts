@@ -11,6 +11,7 @@ import { listSegmentFiles } from '../../recordings/recovery.js';
 import { freeBytesOf } from '../../recordings/retention.js';
 import { createRecordingService } from '../../recordings/service.js';
 import { config, ffprobeFrames, h264Units, newEngine, waitFor } from './helpers.js';
+import { skipUnlessCi } from '../support/peer.js';
 
 const CAM = { channel: 'robot', source: 'base', track: 'cam' };
 
@@ -52,7 +53,7 @@ function checkConsistent(root: string): ReturnType<IndexDb['all']> {
 
 test('ENOSPC on a 3 MB tmpfs: recording stops cleanly, resumes when space returns, index intact', async (t) => {
   const root = await smallFs(t, 3072);
-  if (!root) return t.skip('cannot mount a tmpfs here (not root / no CAP_SYS_ADMIN)');
+  if (!root) return skipUnlessCi(t, 'cannot mount a tmpfs here (not root / no CAP_SYS_ADMIN)');
   const engine = newEngine();
   engine.addStaticChannel({ id: 'robot' });
   const dbg = (lvl: string) => (o: object, m?: string) => process.env.REC_DEBUG && console.log(lvl, m, JSON.stringify(o));
@@ -102,7 +103,7 @@ test('ENOSPC on a 3 MB tmpfs: recording stops cleanly, resumes when space return
 
 test('free-space floor: retention deletes the oldest unsynced segments, counts the loss, recording goes on', async (t) => {
   const root = await smallFs(t, 4096);
-  if (!root) return t.skip('cannot mount a tmpfs here (not root / no CAP_SYS_ADMIN)');
+  if (!root) return skipUnlessCi(t, 'cannot mount a tmpfs here (not root / no CAP_SYS_ADMIN)');
   const engine = newEngine();
   engine.addStaticChannel({ id: 'robot' });
   const cfg = config(root, { segmentDurationMs: 1000, fragmentDurationMs: 500, retention: { minFreeBytes: 1024 * 1024, intervalMs: 100 } });
