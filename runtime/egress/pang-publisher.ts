@@ -57,6 +57,11 @@ export interface PangPublisherOptions {
    * this link (no priorities configured) the mode stays full and nothing changes.
    */
   priority?: number | undefined;
+  /**
+   * Where frames are reported once the socket has handed their last byte to the network (gap
+   * report, issue 8), keyed by the local track path with the frame's capture wallclock.
+   */
+  spans?: { add(track: string, wallMs: number, bytes: number): void } | undefined;
 }
 
 export interface PangPublisherStats extends LinkStats {
@@ -89,6 +94,8 @@ export interface PangPublisherStats extends LinkStats {
     demandBytesPerSec: number;
     keyframeBytesPerSec: number;
   };
+  /** Frames reported to the span log (delivered), and those lost with a session's socket buffer. */
+  spans: { delivered: number; lostInSocket: number; untracked: number; inSocket: number };
 }
 
 export class PangPublisher extends ReconnectingLink {
@@ -106,7 +113,7 @@ export class PangPublisher extends ReconnectingLink {
   private pumping = false;
   private connectError: string | null = null;
   private readonly url: string;
-  private readonly o: Required<Omit<PangPublisherOptions, 'caFile' | 'insecure' | 'priority'>> & Pick<PangPublisherOptions, 'caFile' | 'insecure' | 'priority'>;
+  private readonly o: Required<Omit<PangPublisherOptions, 'caFile' | 'insecure' | 'priority' | 'spans'>> & Pick<PangPublisherOptions, 'caFile' | 'insecure' | 'priority' | 'spans'>;
   private c = {
     framesOut: 0,
     bytesOut: 0,
@@ -128,6 +135,10 @@ export class PangPublisher extends ReconnectingLink {
   private modeAwaitKey = false;
   private readonly demand = new DemandMeter();
   private readonly pc = { keyframesOnly: 0, paused: 0, droppedBytes: 0 };
+  /** Frames in the socket buffer: wire offset of their last byte, for the span log. */
+  private inFlight: Array<{ end: number; wall: number; bytes: number }> = [];
+  private inFlightHead = 0;
+  private readonly sc = { delivered: 0, lostInSocket: 0, untracked: 0 };
   /** Called with every binary payload right after ws.send (tests, latency bench). */
   onSent: ((data: Buffer, key: boolean, ts: number) => void) | null = null;
 
@@ -226,6 +237,7 @@ export class PangPublisher extends ReconnectingLink {
     }
     this.trackBuffered(ws);
     const buffered = ws.bufferedAmount;
+    this.settleInFlight(buffered);
     const sample = this.drain.observe(now, this.wireOut, buffered);
     if (sample) this.uplink.add(sample);
     this.demand.tick(now);
@@ -278,6 +290,7 @@ export class PangPublisher extends ReconnectingLink {
         if (decision !== 'send') continue;
         ws.send(data, { binary: true });
         this.wireOut += wsClientFrameBytes(data.length);
+        if (this.o.spans) this.trackInFlight(ws, item.frame.wallclock, data.length);
         this.lastSendAt = Date.now();
         this.c.framesOut++;
         this.c.bytesOut += data.length;
@@ -287,6 +300,35 @@ export class PangPublisher extends ReconnectingLink {
       }
     } finally {
       this.pumping = false;
+    }
+  }
+
+  // Bounded by the socket ceiling in practice; 65 536 entries is ~2 min of a 500 Hz data track.
+  private static readonly MAX_IN_FLIGHT = 65_536;
+
+  private trackInFlight(ws: WebSocket, wall: number, bytes: number): void {
+    if (this.inFlight.length - this.inFlightHead >= PangPublisher.MAX_IN_FLIGHT) {
+      this.inFlightHead++;
+      this.sc.untracked++;
+    }
+    this.inFlight.push({ end: this.wireOut, wall, bytes });
+    this.settleInFlight(ws.bufferedAmount);
+  }
+
+  /** Frames whose last byte left the socket buffer count as delivered live. */
+  private settleInFlight(buffered: number): void {
+    const spans = this.o.spans;
+    if (!spans) return;
+    const drained = this.wireOut - buffered;
+    const track = trackPath(this.o.from);
+    while (this.inFlightHead < this.inFlight.length && this.inFlight[this.inFlightHead]!.end <= drained) {
+      const f = this.inFlight[this.inFlightHead++]!;
+      spans.add(track, f.wall, f.bytes);
+      this.sc.delivered++;
+    }
+    if (this.inFlightHead > 1024 && this.inFlightHead * 2 > this.inFlight.length) {
+      this.inFlight = this.inFlight.slice(this.inFlightHead);
+      this.inFlightHead = 0;
     }
   }
 
@@ -359,6 +401,11 @@ export class PangPublisher extends ReconnectingLink {
   protected teardown(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.settleInFlight(this.ws.bufferedAmount);
+    // Still in the socket when the session ended: never delivered, so not live.
+    this.sc.lostInSocket += this.inFlight.length - this.inFlightHead;
+    this.inFlight = [];
+    this.inFlightHead = 0;
     const consumer = this.consumer;
     this.consumer = null;
     if (consumer) {
@@ -414,6 +461,7 @@ export class PangPublisher extends ReconnectingLink {
         demandBytesPerSec: this.demand.bytesPerSec,
         keyframeBytesPerSec: this.demand.keyframeBytesPerSec,
       },
+      spans: { delivered: this.sc.delivered, lostInSocket: this.sc.lostInSocket, untracked: this.sc.untracked, inSocket: this.inFlight.length - this.inFlightHead },
     };
   }
 }

@@ -8,6 +8,7 @@ import type { EgressConfig } from './config.js';
 import { PangPublisher } from './pang-publisher.js';
 import { combineEstimates } from '../uplink/estimator.js';
 import { UplinkController } from '../uplink/controller.js';
+import { SpanLog } from '../uplink/spans.js';
 import { PangPuller, type TrackPublishing } from './pang-puller.js';
 import type { EgressLog } from './pang-link.js';
 import type { PeerOptions } from './webrtc.js';
@@ -32,6 +33,8 @@ export interface EgressService {
   readonly whip: WhipPublisher[];
   /** Uplink priority scheduler; null unless some upstream sets `priority` (issue 8). */
   readonly uplinkController: UplinkController | null;
+  /** What each pang upstream delivered live, as time spans per local track (GET /api/gaps). */
+  readonly spans: SpanLog;
   stats(): ReturnType<typeof egressStats>;
   close(): void;
 }
@@ -48,12 +51,14 @@ function egressStats(s: Omit<EgressService, 'stats' | 'close'>) {
     uplink: {
       ...combineEstimates(s.upstream.map((p) => p.uplink.estimate(Date.now()))),
       scheduler: s.uplinkController ? s.uplinkController.stats() : null,
+      spans: s.spans.stats(),
     },
   };
 }
 
 export function createEgressService({ config, engine, log, ffmpegPath, peer }: EgressServiceDeps): EgressService {
   const backoff = config.backoff;
+  const spans = new SpanLog();
   const upstream = config.upstream.map(
     (u, i) =>
       new PangPublisher({
@@ -67,6 +72,7 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer }: E
         log,
         backoff,
         priority: u.priority,
+        spans,
       }),
   );
   // Default behaviour is unchanged unless a priority is configured somewhere.
@@ -106,7 +112,7 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer }: E
   for (const l of [...upstream, ...pull, ...whip]) l.start();
   uplinkController?.start();
   let closed = false;
-  const parts = { whep, ingest, transcode, upstream, pull, whip, uplinkController };
+  const parts = { whep, ingest, transcode, upstream, pull, whip, uplinkController, spans };
   return {
     ...parts,
     stats: () => egressStats(parts),

@@ -1,0 +1,55 @@
+// HTTP surface of the uplink work: GET /api/gaps?track=<channel/source/track>&from&to — per track,
+// the spans delivered live upstream, the time not live, and (with the recordings index) what was
+// recorded but never delivered. from/to: epoch ms or ISO 8601; default the last hour.
+import { HttpError, type Router } from '../http/router.js';
+import { gapReport, type Span, type SpanLog } from './spans.js';
+
+/** The slice of the recordings index the report reads (recordings/index-db.ts IndexDb fits). */
+export interface RecordedIndex {
+  list(q: { channel?: string; source?: string; track?: string; fromMs?: number; toMs?: number; limit?: number }): Array<{ wall_start_ms: number; wall_end_ms: number }>;
+}
+
+export interface UplinkRouteDeps {
+  spans: SpanLog;
+  /** Recordings index, when recordings are enabled (a getter: the index may be reopened). */
+  recorded?: (() => RecordedIndex | null) | undefined;
+  now?: () => number;
+}
+
+const TRACK_RE = /^[A-Za-z0-9_.-]{1,64}\/[A-Za-z0-9_.-]{1,64}\/[A-Za-z0-9_.-]{1,64}$/;
+/** One report covers at most 7 days: the span ring holds far less, and the index query stays small. */
+const MAX_RANGE_MS = 7 * 24 * 3600_000;
+/** Segment rows read per report: 10 000 × ~2 s segments ≈ 5.5 h of one track. */
+const MAX_SEGMENTS = 10_000;
+
+export function parseTime(v: string | null, name: string): number | null {
+  if (v === null || v === '') return null;
+  const n = /^\d{1,16}$/.test(v) ? Number(v) : Date.parse(v);
+  if (!Number.isFinite(n)) throw new HttpError(400, 'BAD_TIME', `${name} must be epoch milliseconds or an ISO 8601 time`);
+  return n;
+}
+
+export function registerUplinkRoutes(router: Router, deps: UplinkRouteDeps): void {
+  router.route('GET', '/api/gaps', (ctx) => {
+    const q = ctx.url.searchParams;
+    const now = (deps.now ?? Date.now)();
+    const track = q.get('track');
+    if (!track) {
+      ctx.json(200, { tracks: deps.spans.trackNames(), stats: deps.spans.stats() });
+      return;
+    }
+    if (!TRACK_RE.test(track)) throw new HttpError(400, 'BAD_TRACK', 'track must be channel/source/track');
+    const to = parseTime(q.get('to'), 'to') ?? now;
+    const from = parseTime(q.get('from'), 'from') ?? to - 3600_000;
+    if (from > to) throw new HttpError(400, 'BAD_RANGE', 'from must not be after to');
+    if (to - from > MAX_RANGE_MS) throw new HttpError(400, 'BAD_RANGE', 'range longer than 7 days');
+    const [channel, source, name] = track.split('/') as [string, string, string];
+    let recorded: Span[] | null = null;
+    const index = deps.recorded?.() ?? null;
+    if (index) {
+      recorded = index.list({ channel, source, track: name, fromMs: from, toMs: to, limit: MAX_SEGMENTS }).map((r) => ({ from: r.wall_start_ms, to: r.wall_end_ms }));
+    }
+    const live = deps.spans.live(track, from, to);
+    ctx.json(200, { ...gapReport(track, from, to, live, recorded), known: live.known });
+  });
+}

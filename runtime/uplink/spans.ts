@@ -1,0 +1,203 @@
+// Live-delivered spans per track and the gap report (pure, no I/O). The pang publisher reports each
+// frame once the socket has handed its last byte to the network (bufferedAmount drained past it),
+// with the frame's capture wallclock; frames closer than `joinGapMs` extend one span. Memory is
+// bounded: a ring of spans per track and a cap on tracks, evictions counted.
+
+export interface Span {
+  from: number;
+  to: number;
+}
+
+export interface LiveSpan extends Span {
+  frames: number;
+  bytes: number;
+}
+
+export interface SpanLogOptions {
+  /**
+   * Frames further apart than this start a new span. 1 s: a 30 fps track that lost a GOP tail
+   * shows a gap, a 1 Hz GPS does not show one per record.
+   */
+  joinGapMs?: number;
+  /** Ring size per track: 1024 spans ≈ 40 kB; at one gap a minute that is 17 h of history. */
+  maxSpansPerTrack?: number;
+  /** Tracks kept; the least recently updated is forgotten first. */
+  maxTracks?: number;
+}
+
+interface TrackSpans {
+  ring: LiveSpan[];
+  head: number; // index of the oldest span when the ring is full
+  evicted: number;
+  /** Earliest time still covered by the ring (spans before it were evicted). */
+  horizon: number | null;
+  lastTouch: number;
+}
+
+export interface SpanLogStats {
+  tracks: number;
+  spans: number;
+  framesRecorded: number;
+  evictedSpans: number;
+  evictedTracks: number;
+  outOfOrder: number;
+}
+
+export class SpanLog {
+  private tracks = new Map<string, TrackSpans>();
+  private readonly joinGapMs: number;
+  private readonly maxSpans: number;
+  private readonly maxTracks: number;
+  private touch = 0;
+  private readonly c = { framesRecorded: 0, evictedSpans: 0, evictedTracks: 0, outOfOrder: 0 };
+
+  constructor(opts: SpanLogOptions = {}) {
+    this.joinGapMs = opts.joinGapMs ?? 1000;
+    this.maxSpans = Math.max(1, opts.maxSpansPerTrack ?? 1024);
+    this.maxTracks = Math.max(1, opts.maxTracks ?? 64);
+  }
+
+  /** One frame of `track` delivered live, captured at wallclock `wallMs`. */
+  add(track: string, wallMs: number, bytes: number): void {
+    if (!Number.isFinite(wallMs)) return;
+    let t = this.tracks.get(track);
+    if (!t) {
+      if (this.tracks.size >= this.maxTracks) this.evictTrack();
+      t = { ring: [], head: 0, evicted: 0, horizon: null, lastTouch: 0 };
+      this.tracks.set(track, t);
+    }
+    t.lastTouch = ++this.touch;
+    this.c.framesRecorded++;
+    const n = t.ring.length;
+    const last = n === 0 ? null : t.ring[(t.head + n - 1) % n]!;
+    if (last && wallMs >= last.from - this.joinGapMs && wallMs <= last.to + this.joinGapMs) {
+      if (wallMs < last.from) {
+        // Frames arrive in capture order per track; a clock step back is folded into the span.
+        this.c.outOfOrder++;
+        last.from = wallMs;
+      }
+      if (wallMs > last.to) last.to = wallMs;
+      last.frames++;
+      last.bytes += Math.max(0, bytes);
+      return;
+    }
+    if (last && wallMs < last.from) this.c.outOfOrder++;
+    const span: LiveSpan = { from: wallMs, to: wallMs, frames: 1, bytes: Math.max(0, bytes) };
+    if (n < this.maxSpans) {
+      t.ring.push(span);
+      return;
+    }
+    const old = t.ring[t.head]!;
+    t.horizon = old.to;
+    t.ring[t.head] = span;
+    t.head = (t.head + 1) % n;
+    t.evicted++;
+    this.c.evictedSpans++;
+  }
+
+  private evictTrack(): void {
+    let oldest: string | null = null;
+    let min = Infinity;
+    for (const [k, v] of this.tracks) if (v.lastTouch < min) (min = v.lastTouch), (oldest = k);
+    if (oldest !== null) {
+      this.tracks.delete(oldest);
+      this.c.evictedTracks++;
+    }
+  }
+
+  /** Live spans of `track` overlapping [from, to], oldest first, clipped to the range. */
+  live(track: string, from: number, to: number): { spans: LiveSpan[]; horizon: number | null; known: boolean } {
+    const t = this.tracks.get(track);
+    if (!t) return { spans: [], horizon: null, known: false };
+    const n = t.ring.length;
+    const spans: LiveSpan[] = [];
+    for (let i = 0; i < n; i++) {
+      const s = t.ring[(t.head + i) % n]!;
+      if (s.to < from || s.from > to) continue;
+      spans.push({ from: Math.max(s.from, from), to: Math.min(s.to, to), frames: s.frames, bytes: s.bytes });
+    }
+    return { spans, horizon: t.horizon, known: true };
+  }
+
+  trackNames(): string[] {
+    return [...this.tracks.keys()];
+  }
+
+  stats(): SpanLogStats {
+    let spans = 0;
+    for (const t of this.tracks.values()) spans += t.ring.length;
+    return { tracks: this.tracks.size, spans, ...this.c };
+  }
+}
+
+/** Sorted, merged union of spans (touching or overlapping spans join). */
+export function mergeSpans(spans: Span[]): Span[] {
+  const s = spans.filter((x) => Number.isFinite(x.from) && Number.isFinite(x.to) && x.to >= x.from).sort((a, b) => a.from - b.from);
+  const out: Span[] = [];
+  for (const x of s) {
+    const last = out[out.length - 1];
+    if (last && x.from <= last.to) last.to = Math.max(last.to, x.to);
+    else out.push({ from: x.from, to: x.to });
+  }
+  return out;
+}
+
+/** `a` minus `b` (both any spans), sorted and merged. */
+export function subtractSpans(a: Span[], b: Span[]): Span[] {
+  const bm = mergeSpans(b);
+  const out: Span[] = [];
+  for (const x of mergeSpans(a)) {
+    let cur = x.from;
+    for (const y of bm) {
+      if (y.to < cur || y.from > x.to) continue;
+      if (y.from > cur) out.push({ from: cur, to: y.from });
+      cur = Math.max(cur, y.to);
+      if (cur >= x.to) break;
+    }
+    if (cur < x.to) out.push({ from: cur, to: x.to });
+  }
+  return out;
+}
+
+export interface GapReport {
+  track: string;
+  from: number;
+  to: number;
+  /** Spans whose frames the live path delivered. */
+  live: LiveSpan[];
+  /**
+   * Recorded locally but not delivered live (needs the recordings index); null when no recorded
+   * spans were given, in which case `notLive` is the whole range minus live.
+   */
+  missing: Span[] | null;
+  notLive: Span[];
+  /** Backfill is not built yet (issue 8 step 4): always empty. */
+  backfilled: Span[];
+  /** Live history before this time was evicted from the bounded log (unknown, not missing). */
+  horizon: number | null;
+  liveMs: number;
+  notLiveMs: number;
+  missingMs: number | null;
+}
+
+/** Join the live log with the recorded spans of a track into the report. Pure. */
+export function gapReport(track: string, from: number, to: number, live: { spans: LiveSpan[]; horizon: number | null }, recorded: Span[] | null): GapReport {
+  const liveSpans = live.spans;
+  const clip = (s: Span[]): Span[] => s.map((x) => ({ from: Math.max(x.from, from), to: Math.min(x.to, to) })).filter((x) => x.to >= x.from);
+  const notLive = subtractSpans([{ from, to }], liveSpans);
+  const missing = recorded ? subtractSpans(clip(recorded), liveSpans) : null;
+  const len = (s: Span[]): number => s.reduce((a, x) => a + (x.to - x.from), 0);
+  return {
+    track,
+    from,
+    to,
+    live: liveSpans,
+    missing,
+    notLive,
+    backfilled: [],
+    horizon: live.horizon,
+    liveMs: len(mergeSpans(liveSpans)),
+    notLiveMs: len(notLive),
+    missingMs: missing ? len(missing) : null,
+  };
+}
