@@ -2,6 +2,7 @@
 // synchronous=NORMAL; readers (CLI, HTTP) open read-only and, thanks to WAL, never wait on it.
 // Schema is versioned with user_version; migrations run in order in one transaction.
 import Database from 'better-sqlite3';
+import { sqliteNativeBinding } from './sqlite.js';
 import fs from 'node:fs';
 import { EdgeError } from '../runtime/engine/api.js';
 
@@ -100,7 +101,7 @@ export class IndexDb {
   static openWriter(file: string): IndexDb {
     let db: Database.Database | null = null;
     try {
-      db = new Database(file);
+      db = new Database(file, { nativeBinding: sqliteNativeBinding() });
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('busy_timeout = 5000');
@@ -122,7 +123,7 @@ export class IndexDb {
   /** A reader: read-only, never takes the write lock, waits (bounded) instead of failing. */
   static openReader(file: string): IndexDb {
     if (!fs.existsSync(file)) throw new EdgeError('INDEX_MISSING', `no index at ${file}`, { file });
-    const db = new Database(file, { readonly: true, fileMustExist: true });
+    const db = new Database(file, { readonly: true, fileMustExist: true, nativeBinding: sqliteNativeBinding() });
     db.pragma('busy_timeout = 5000');
     const v = db.pragma('user_version', { simple: true }) as number;
     if (v > SCHEMA_VERSION) {

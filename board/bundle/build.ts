@@ -133,7 +133,9 @@ async function crossBuildBetterSqlite(stage: string, node: { dir: string; abi: s
   const pkgDir = join(stage, 'node_modules/better-sqlite3');
   const version = (JSON.parse(await readFile(join(pkgDir, 'package.json'), 'utf8')) as { version: string }).version;
   const cached = join(cache, 'addons', `better-sqlite3-${version}-abi${node.abi}-linux-arm64.node`);
-  const dest = join(pkgDir, 'build/Release/better_sqlite3.node');
+  const built = join(pkgDir, 'build/Release/better_sqlite3.node');
+  // The prebuilds/<platform>-<arch>/ layout node-gyp-build loads (recordings/sqlite.ts).
+  const dest = join(pkgDir, `prebuilds/linux-arm64/node.abi${node.abi}.node`);
   if (!existsSync(cached)) {
     const t = TARGET.arm64;
     const env: NodeJS.ProcessEnv = { ...process.env, CC: t.cc, CXX: t.cxx, LINK: t.cxx, AR: 'aarch64-linux-gnu-ar' };
@@ -141,20 +143,18 @@ async function crossBuildBetterSqlite(stage: string, node: { dir: string; abi: s
     for (const k of Object.keys(env)) if (/^npm_config_(nodedir|arch|target_arch)$/i.test(k)) delete env[k];
     await run(process.execPath, [nodeGypPath(), 'rebuild', '--release', `--arch=${t.gypArch}`, `--nodedir=${node.dir}`, '-j', 'max'], { cwd: pkgDir, env, log });
     await mkdir(dirname(cached), { recursive: true });
-    await copyFile(dest, cached);
+    await copyFile(built, cached);
   } else {
     log(`better-sqlite3 ${version} for arm64 (ABI ${node.abi}) from cache`);
-    await mkdir(dirname(dest), { recursive: true });
-    await copyFile(cached, dest);
   }
+  await mkdir(dirname(dest), { recursive: true });
+  await copyFile(cached, dest);
   // Keep only the addon: sources (deps/ holds the 9 MB SQLite amalgamation) and objects are dead weight.
-  for (const d of ['deps', 'src', 'build/Release/obj', 'build/Release/obj.target', 'build/Release/.deps', 'build/deps', 'build/node_gyp_bins']) {
+  // build/ (the host's addon, objects, better-sqlite3's test_extension fixture) and deps/ (the
+  // 9 MB SQLite amalgamation) are dead weight: only the prebuild ships.
+  for (const d of ['deps', 'src', 'build']) {
     await rm(join(pkgDir, d), { recursive: true, force: true });
   }
-  await walk(join(pkgDir, 'build'), async (p, isDir) => {
-    // test_extension.node is better-sqlite3's own test fixture: only the addon ships.
-    if (!isDir && basename(p) !== 'better_sqlite3.node') await rm(p, { force: true });
-  });
 }
 
 /** Drop every prebuild not for the target, and fail on any native addon of another arch. */

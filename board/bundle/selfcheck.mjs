@@ -14,8 +14,11 @@ const dbArg = process.argv.indexOf('--db');
 const tmp = mkdtempSync(join(tmpdir(), 'moth-selfcheck-'));
 try {
   const Database = require('better-sqlite3');
+  // Loaded the way the runtime loads it (recordings/sqlite.ts): node-gyp-build's prebuilds layout.
+  const nativeBinding = require('node-gyp-build').path(dirname(require.resolve('better-sqlite3/package.json')));
+  result.sqliteBinding = nativeBinding.slice(nativeBinding.indexOf('node_modules'));
   const file = dbArg > 0 ? process.argv[dbArg + 1] : join(tmp, 'index.sqlite');
-  const db = new Database(file);
+  const db = new Database(file, { nativeBinding });
   db.pragma('journal_mode = WAL');
   db.exec('CREATE TABLE IF NOT EXISTS selfcheck (id INTEGER PRIMARY KEY, at TEXT)');
   db.prepare('INSERT INTO selfcheck (at) VALUES (?)').run(new Date().toISOString());
