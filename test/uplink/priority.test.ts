@@ -1,6 +1,6 @@
 // Per-track priority over a real shared thin link: a 50 Hz telemetry track (priority 100) and a
-// 720p video track (priority 50) published to a strict pang peer through one throttling proxy at
-// 20 % of demand. The scheduler steps video down (counted), telemetry arrives complete, in order,
+// 720p video track (priority 50) published to a strict pang peer through one shared-FIFO link
+// proxy at 20 % of demand. The scheduler steps video down (counted), telemetry arrives complete, in order,
 // exactly once; after the throttle lifts, probing brings video back to full at a keyframe.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -11,7 +11,7 @@ import { UplinkController } from '../../runtime/uplink/controller.js';
 import { StrictPangPeer } from '../sim/strict-pang-peer.js';
 import { FakeSource, h264Fixture, playFixture, readTag } from '../egress/fake-source.js';
 import { fastBackoff, tempDir, waitFor } from '../egress/helpers.js';
-import { ThrottleProxy } from '../egress/throttle-proxy.js';
+import { SharedLinkProxy as ThrottleProxy } from './shared-link-proxy.js';
 
 const CHAN = '0123456789abcdefghij';
 const cam = { channel: 'cam', source: 'base', track: 'video' };
@@ -74,6 +74,13 @@ test('thin shared link at 20 %: video gives way (counted), telemetry loses nothi
   // Hold the thin link long enough that a starving telemetry track would show.
   const hold = seq + 250; // 5 s of records
   await waitFor(() => seq >= hold, 20_000, 'telemetry keeps being produced');
+  // Still on the thin link: telemetry keeps flowing within about a queue's delay (not only after the lift).
+  const lastTele = (): number => {
+    const g = got('imu');
+    return g.length ? (JSON.parse(g[g.length - 1]!.toString()) as { seq: number }).seq : -1;
+  };
+  await waitFor(() => lastTele() >= hold - 100, 10_000, () => `telemetry current on the thin link (last ${lastTele()}, produced ${seq})`);
+  assert.ok(proxy.rate !== null, 'still throttled');
   const sv = video.stats();
   assert.ok(sv.priority.dropped.keyframesOnly + sv.priority.dropped.paused > 0, 'video frames held back by the scheduler are counted');
   assert.equal(tele.stats().priority.mode, 'full', 'telemetry never reduced');
