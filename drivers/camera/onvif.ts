@@ -2,7 +2,7 @@
 // GetStreamUri, WS-UsernameToken digest) where its H.264 stream is, and the RTSP driver pulls it.
 // The same camera's PTZ service is offered to the control side (ptzOptions()).
 
-import { Cam } from 'onvif';
+import type { Cam } from 'onvif';
 import { z } from 'zod';
 import { EdgeError, type DriverOutput, type DriverStats, type SourceDriver, type TrackSpec } from '../../runtime/engine/api.js';
 import type { OnvifOptions as PtzOnvifOptions } from '../ptz/onvif.js';
@@ -74,6 +74,8 @@ function mapOnvifError(err: unknown, host: string, what: string): EdgeError {
 
 /** Ask the camera for its stream (and PTZ) addresses. One SOAP conversation; no resource kept. */
 export async function resolveOnvifStream(cfg: OnvifCameraConfig): Promise<OnvifStreamInfo> {
+  // Loaded on first use: the package costs ~11 MB of RSS that a robot without ONVIF cameras never needs.
+  const { Cam } = await import('onvif');
   const cam = new Cam({
     hostname: cfg.host,
     port: cfg.port,
