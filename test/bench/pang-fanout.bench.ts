@@ -16,8 +16,9 @@ const BURST_FRAMES = 150;
 interface Server {
   name: string;
   proc: ChildProcess;
-  pubUrl: string;
-  subUrl: string;
+  /** URLs for one case: each case gets its own track, so no GOP cache carries over between cases. */
+  pubUrl: (n: number) => string;
+  subUrl: (n: number) => string;
   mime?: string;
 }
 
@@ -26,7 +27,8 @@ async function startServer(kind: 'moth-edge' | 'bare-ws', dir: string): Promise<
   let proc: ChildProcess;
   let re: RegExp;
   if (kind === 'moth-edge') {
-    const cfg = writeFile(dir, 'bench.yaml', 'server: { port: 0 }\nlog: { level: warn }\nchannels: []\n');
+    // The relay alone: no recorder subscribing, no demo drivers.
+    const cfg = writeFile(dir, 'bench.yaml', 'server: { port: 0 }\nlog: { level: warn }\nchannels: []\nrecordings: { enabled: false }\n');
     proc = spawn(process.execPath, [fileURLToPath(new URL('../../runtime/cli.js', import.meta.url)), '--config', cfg], { stdio: ['ignore', 'pipe', 'inherit'] });
     re = /stats:\s+http:\/\/127\.0\.0\.1:(\d+)/;
   } else {
@@ -47,8 +49,14 @@ async function startServer(kind: 'moth-edge' | 'bare-ws', dir: string): Promise<
   });
   const base = `ws://127.0.0.1:${port}`;
   return kind === 'moth-edge'
-    ? { name: kind, proc, pubUrl: `${base}/pang/ws/pub?channel=instant&name=bench&track=cam`, subUrl: `${base}/pang/ws/sub?channel=instant&name=bench&track=cam`, mime: 'video/h264;width=1280;height=720;framerate=30' }
-    : { name: kind, proc, pubUrl: `${base}/pub`, subUrl: `${base}/sub` };
+    ? {
+        name: kind,
+        proc,
+        pubUrl: (n) => `${base}/pang/ws/pub?channel=instant&name=bench&track=cam${n}`,
+        subUrl: (n) => `${base}/pang/ws/sub?channel=instant&name=bench&track=cam${n}`,
+        mime: 'video/h264;width=1280;height=720;framerate=30',
+      }
+    : { name: kind, proc, pubUrl: () => `${base}/pub`, subUrl: () => `${base}/sub` };
 }
 
 interface Sub {
@@ -68,7 +76,7 @@ function openWs(url: string): Promise<WebSocket> {
 async function runCase(server: Server, n: number, frames: Buffer[]): Promise<BenchRow> {
   const subs: Sub[] = [];
   for (let i = 0; i < n; i++) {
-    const ws = await openWs(server.subUrl);
+    const ws = await openWs(server.subUrl(n));
     const s: Sub = { ws, times: [], bytes: 0 };
     ws.on('message', (d: Buffer, bin: boolean) => {
       if (!bin) return;
@@ -77,7 +85,7 @@ async function runCase(server: Server, n: number, frames: Buffer[]): Promise<Ben
     });
     subs.push(s);
   }
-  const pub = await openWs(server.pubUrl);
+  const pub = await openWs(server.pubUrl(n));
   if (server.mime) pub.send(server.mime);
   const pid = server.proc.pid!;
   const cpu0 = cpuMs(pid);

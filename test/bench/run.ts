@@ -32,7 +32,8 @@ mkdirSync(outDir, { recursive: true });
 const doc = { at: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length, rows, failures };
 writeFileSync(join(outDir, 'latest.json'), JSON.stringify(doc, null, 2));
 writeFileSync(join(outDir, `bench-${doc.at.replace(/[:.]/g, '-')}.json`), JSON.stringify(doc, null, 2));
-console.log(printTable(rows));
+// One table per bench: each has its own columns.
+for (const name of [...new Set(rows.map((r) => r.bench))]) console.log(`\n${printTable(rows.filter((r) => r.bench === name))}`);
 console.log(`\nresults: ${join(outDir, 'latest.json')}`);
 if (failures.length) {
   console.error(`\n${failures.length} bench(es) failed:\n${failures.join('\n')}`);
