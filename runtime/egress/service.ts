@@ -6,7 +6,7 @@ import { TranscodeService } from '../transcode/service.js';
 import { WhepServer } from '../whep/server.js';
 import type { EgressConfig } from './config.js';
 import { PangPublisher } from './pang-publisher.js';
-import { combineEstimates } from '../uplink/estimator.js';
+import { combineEstimates, CounterMeter, UplinkEstimator } from '../uplink/estimator.js';
 import { UplinkController } from '../uplink/controller.js';
 import { SpanLog } from '../uplink/spans.js';
 import { PangPuller, type TrackPublishing } from './pang-puller.js';
@@ -22,6 +22,11 @@ export interface EgressServiceDeps {
   /** ffmpeg binary for transcoding/stills (drivers/exec/ffmpeg.ts resolves the default). */
   ffmpegPath?: string;
   peer?: PeerOptions;
+  /**
+   * Cumulative bytes uploaded by the recordings sync (recordings/sync.ts UploaderStats.uploadedBytes
+   * summed): its throughput joins the uplink estimate as a lower bound (issue 8).
+   */
+  syncUploadedBytes?: (() => number) | undefined;
 }
 
 export interface EgressService {
@@ -33,6 +38,8 @@ export interface EgressService {
   readonly whip: WhipPublisher[];
   /** Uplink priority scheduler; null unless some upstream sets `priority` (issue 8). */
   readonly uplinkController: UplinkController | null;
+  /** Sync uploader throughput as uplink samples; null unless syncUploadedBytes is given. */
+  readonly syncUplink: UplinkEstimator | null;
   /** What each pang upstream delivered live, as time spans per local track (GET /api/gaps). */
   readonly spans: SpanLog;
   stats(): ReturnType<typeof egressStats>;
@@ -49,14 +56,15 @@ function egressStats(s: Omit<EgressService, 'stats' | 'close'>) {
     transcode: s.transcode.stats(),
     /** Usable upstream estimate over every pang publisher (issue 8). */
     uplink: {
-      ...combineEstimates(s.upstream.map((p) => p.uplink.estimate(Date.now()))),
+      ...combineEstimates([...s.upstream.map((p) => p.uplink.estimate(Date.now())), ...(s.syncUplink ? [s.syncUplink.estimate(Date.now())] : [])]),
+      sync: s.syncUplink ? s.syncUplink.estimate(Date.now()) : null,
       scheduler: s.uplinkController ? s.uplinkController.stats() : null,
       spans: s.spans.stats(),
     },
   };
 }
 
-export function createEgressService({ config, engine, log, ffmpegPath, peer }: EgressServiceDeps): EgressService {
+export function createEgressService({ config, engine, log, ffmpegPath, peer, syncUploadedBytes }: EgressServiceDeps): EgressService {
   const backoff = config.backoff;
   const spans = new SpanLog();
   const upstream = config.upstream.map(
@@ -111,8 +119,23 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer }: E
   const transcode = new TranscodeService({ engine, log, ...(ffmpegPath ? { ffmpegPath } : {}) });
   for (const l of [...upstream, ...pull, ...whip]) l.start();
   uplinkController?.start();
+  const syncUplink = syncUploadedBytes ? new UplinkEstimator() : null;
+  let syncTimer: NodeJS.Timeout | null = null;
+  if (syncUploadedBytes && syncUplink) {
+    const meter = new CounterMeter('sync');
+    // 1 s: uploadedBytes moves per file, a finer period only adds zero samples.
+    syncTimer = setInterval(() => {
+      try {
+        const sample = meter.observe(Date.now(), syncUploadedBytes());
+        if (sample) syncUplink.add(sample);
+      } catch {
+        // a recordings service mid-restart: skip this sample
+      }
+    }, 1000);
+    syncTimer.unref?.();
+  }
   let closed = false;
-  const parts = { whep, ingest, transcode, upstream, pull, whip, uplinkController, spans };
+  const parts = { whep, ingest, transcode, upstream, pull, whip, uplinkController, spans, syncUplink };
   return {
     ...parts,
     stats: () => egressStats(parts),
@@ -120,6 +143,7 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer }: E
       if (closed) return;
       closed = true;
       uplinkController?.close();
+      if (syncTimer) clearInterval(syncTimer);
       for (const l of [...upstream, ...pull, ...whip]) l.close();
       whep?.close();
       ingest?.close();

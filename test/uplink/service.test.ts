@@ -13,6 +13,7 @@ import { waitFor } from '../egress/helpers.js';
 const CHAN = '0123456789abcdefghij';
 
 test('uplink scheduler only with a configured priority; stats carry uplink', async (t) => {
+  let synced = 0;
   const peer = new StrictPangPeer({ channels: { [CHAN]: undefined } });
   await peer.listen();
   t.after(() => peer.close());
@@ -21,7 +22,7 @@ test('uplink scheduler only with a configured priority; stats carry uplink', asy
   const imu = engine.publisher({ channel: 'cam', source: 'base', track: 'imu' }, { label: 'imu' });
   imu.setMime('application/json');
   t.after(() => imu.close());
-  const base = { url: peer.url, channel: CHAN, whep: { enabled: false } };
+  const base = { url: peer.url };
   const plain = createEgressService({
     config: egressConfigSchema.parse({ upstream: [{ url: base.url, channel: CHAN, track: 'imu', from: 'cam/base/imu' }], whep: { enabled: false } }),
     engine,
@@ -37,17 +38,20 @@ test('uplink scheduler only with a configured priority; stats carry uplink', asy
     config: egressConfigSchema.parse({ upstream: [{ url: base.url, channel: CHAN, track: 'imu', from: 'cam/base/imu', priority: 120 }], whep: { enabled: false } }),
     engine,
     log: silentLog,
+    syncUploadedBytes: () => synced,
   });
   t.after(() => svc.close());
   assert.ok(svc.uplinkController);
   let i = 0;
-  const timer = setInterval(() => imu.write({ ts: i * 20_000, wallclock: Date.now(), key: true, data: Buffer.from(JSON.stringify({ i: i++ })) }), 20);
+  const timer = setInterval(() => (synced += 2000) && imu.write({ ts: i * 20_000, wallclock: Date.now(), key: true, data: Buffer.from(JSON.stringify({ i: i++ })) }), 20);
   t.after(() => clearInterval(timer));
   await waitFor(() => (svc.stats().uplink.scheduler?.tracks['up0:cam/base/imu']?.full ?? 0) >= 1, 10_000, 'scheduler decided for the telemetry link');
   const s = svc.stats();
   assert.equal(s.upstream[0]!.priority.priority, 120);
   assert.equal(s.upstream[0]!.priority.mode, 'full');
   await waitFor(() => svc.stats().uplink.spans.framesRecorded > 0 && svc.stats().uplink.bytesPerSec !== null, 10_000, 'live spans and an estimate');
+  await waitFor(() => (svc.stats().uplink.sync?.samples ?? 0) >= 1, 10_000, 'sync throughput sampled');
+  assert.ok(svc.stats().uplink.sync!.bytesPerSec! > 0 && svc.stats().uplink.sync!.confident === false, 'sync is a lower bound');
   assert.ok(svc.spans.live('cam/base/imu', 0, Date.now() + 1000).spans.length >= 1);
   svc.close();
   svc.close();
