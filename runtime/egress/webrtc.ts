@@ -2,18 +2,31 @@
 // set-up for H.264, a bounded wait for ICE gathering / connection, and RtpFeed, which moves one
 // engine consumer's access units into an RTP sender without transcoding and turns PLI/FIR into
 // keyframe requests.
-import {
+import type {
   RTCPeerConnection,
   RTCRtpCodecParameters,
   RtcpPayloadSpecificFeedback,
-  RtpHeader,
-  RtpPacket,
-  type RTCRtpSender,
-  type RTCDataChannel,
-  type RTCIceTransport,
+  RTCRtpSender,
+  RTCDataChannel,
+  RTCIceTransport,
 } from 'werift';
+import type * as WeriftModule from 'werift';
 import { EdgeError, mimeBase, mimeKind, type ConsumerHandle, type TrackRef, type TrackSource } from '../engine/api.js';
 import { packetizeH264, ParamSetCache } from './h264-rtp.js';
+
+// werift is ~35 MB of RSS: loaded on the first WebRTC session, not at start (a robot that only
+// speaks pang never pays for it). Every path that creates a peer awaits loadWerift() first.
+let werift: typeof WeriftModule | undefined;
+
+export async function loadWerift(): Promise<typeof WeriftModule> {
+  werift ??= await import('werift');
+  return werift;
+}
+
+function lib(): typeof WeriftModule {
+  if (!werift) throw new EdgeError('WEBRTC_NOT_LOADED', 'werift is not loaded: await loadWerift() before creating a peer');
+  return werift;
+}
 
 export interface PeerOptions {
   /** Extra host addresses to offer (loopback for same-host peers, field notes). */
@@ -25,7 +38,7 @@ export interface PeerOptions {
 }
 
 export function h264Codec(profileLevelId: string): RTCRtpCodecParameters {
-  return new RTCRtpCodecParameters({
+  return new (lib().RTCRtpCodecParameters)({
     mimeType: 'video/H264',
     clockRate: 90000,
     rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }],
@@ -35,7 +48,7 @@ export function h264Codec(profileLevelId: string): RTCRtpCodecParameters {
 
 export function createPeer(opts: PeerOptions = {}): RTCPeerConnection {
   const profiles = opts.h264Profiles && opts.h264Profiles.length > 0 ? opts.h264Profiles : ['42e01f'];
-  return new RTCPeerConnection({
+  return new (lib().RTCPeerConnection)({
     codecs: { video: profiles.map(h264Codec), audio: [] },
     iceServers: opts.iceServers ?? [],
     iceAdditionalHostAddresses: opts.additionalHostAddresses ?? ['127.0.0.1'],
@@ -132,7 +145,7 @@ export class RtpFeed {
       const sub = sender.onRtcp.subscribe((p) => {
         this.c.rtcpIn++;
         this.lastRtcpAt = Date.now();
-        if (p.type !== RtcpPayloadSpecificFeedback.type) return;
+        if (p.type !== lib().RtcpPayloadSpecificFeedback.type) return;
         const count = (p as RtcpPayloadSpecificFeedback).feedback.count;
         if (count === 1) this.c.plis++;
         else if (count === 4) this.c.firs++;
@@ -199,7 +212,7 @@ export class RtpFeed {
     const payloads = packetizeH264(au, RTP_MTU);
     const timestamp = Math.floor((tsUs * 9) / 100) >>> 0; // µs → 90 kHz, wrapping at 2^32
     payloads.forEach((payload, i) => {
-      const header = new RtpHeader({
+      const header = new (lib().RtpHeader)({
         payloadType: 96, // rewritten by werift to the negotiated payload type
         sequenceNumber: this.seq,
         timestamp,
@@ -209,7 +222,7 @@ export class RtpFeed {
       this.seq = (this.seq + 1) & 0xffff;
       this.c.packetsOut++;
       this.c.bytesOut += payload.length;
-      void sender.sendRtp(new RtpPacket(header, payload)).catch(() => {
+      void sender.sendRtp(new (lib().RtpPacket)(header, payload)).catch(() => {
         // a send after the transport closed; teardown follows from the connection state
       });
     });

@@ -10,7 +10,7 @@ import { H264Depacketizer, NAL, nalType, splitAnnexB, type DepacketizerStats } f
 import type { EgressLog } from './pang-link.js';
 import type { TrackPublishing, TrackWriter } from './pang-puller.js';
 import { validateOffer } from './sdp.js';
-import { closePeer, createPeer, gatheringComplete, type PeerOptions } from './webrtc.js';
+import { closePeer, createPeer, loadWerift, gatheringComplete, type PeerOptions } from './webrtc.js';
 
 export interface WhipIngestOptions {
   engine: TrackPublishing;
@@ -80,6 +80,7 @@ export class WhipIngest {
       this.reject(e.code ?? 'SDP_MALFORMED', e.code === 'SDP_NO_H264' ? 406 : 400, e.message);
     }
     const id = randomBytes(12).toString('hex');
+    await loadWerift();
     const pc = createPeer(this.o.peer);
     const s: IngestSession = { id, ref, pc, writer: null, depack: new H264Depacketizer(), state: 'new', createdAt: Date.now(), framesIn: 0, bytesIn: 0, plis: 0, timer: null };
     try {

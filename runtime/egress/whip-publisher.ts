@@ -9,7 +9,7 @@ import { EdgeError, mimeKind, trackPath, type BackoffOptions, type TrackRef, typ
 import { ReconnectingLink, type LinkStats } from './link.js';
 import { redactPangUrl, type EgressLog } from './pang-link.js';
 import { answerH264Profile, answerRejectsVideo, parseSdp, trickleFragment } from './sdp.js';
-import { closePeer, connected, createPeer, gatheringComplete, RtpFeed, type PeerOptions, type RtpFeedStats } from './webrtc.js';
+import { closePeer, connected, createPeer, loadWerift, gatheringComplete, RtpFeed, type PeerOptions, type RtpFeedStats } from './webrtc.js';
 import { mimeProfile } from '../whep/server.js';
 
 export interface WhipPublisherOptions {
@@ -99,6 +99,7 @@ export class WhipPublisher extends ReconnectingLink {
     // Offer the track's own profile first and constrained baseline as a fallback line
     // (Chromium answers only a few profile-level-ids; a High stream still decodes under 42e01f).
     const profiles = [...new Set([videoProfile ?? CONSTRAINED_BASELINE, CONSTRAINED_BASELINE])];
+    await loadWerift();
     const pc = createPeer({ ...this.o.peer, h264Profiles: profiles });
     this.pc = pc;
     const transceiver = videoRef ? pc.addTransceiver('video', { direction: 'sendonly' }) : null;

@@ -6,7 +6,7 @@ import type { RTCPeerConnection } from 'werift';
 import { EdgeError, mimeBase, mimeParams, trackPath, type TrackRef, type TrackSource } from '../engine/api.js';
 import type { EgressLog } from '../egress/pang-link.js';
 import { preferH264, validateOffer, parseTrickleFragment } from '../egress/sdp.js';
-import { closePeer, createPeer, gatheringComplete, RtpFeed, type PeerOptions, type RtpFeedStats } from '../egress/webrtc.js';
+import { closePeer, createPeer, loadWerift, gatheringComplete, RtpFeed, type PeerOptions, type RtpFeedStats } from '../egress/webrtc.js';
 
 export interface WhepOptions {
   source: TrackSource;
@@ -75,6 +75,7 @@ export class WhepServer {
       this.reject('WHEP_NOT_H264', 415, `track ${trackPath(ref)} is ${track.mime ? mimeBase(track.mime) : 'without MIME'}; WHEP plays H.264 tracks`);
     }
     const offer = preferH264(offerSdp, mimeProfile(track.mime));
+    await loadWerift();
     const pc = createPeer(this.o.peer);
     const id = randomBytes(12).toString('hex');
     try {
