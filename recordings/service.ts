@@ -86,6 +86,11 @@ export class RecordingService {
     return this.readerDb;
   }
 
+  /** Bytes the sync uploader has sent (the uplink estimate's lower-bound samples). */
+  syncUploadedBytes(): number {
+    return this.uploader?.stats().uploadedBytes ?? 0;
+  }
+
   get index(): IndexDb {
     if (!this.db) throw new EdgeError('REC_NOT_STARTED', 'recording service not started');
     return this.db;

@@ -5,7 +5,8 @@ import { isLoopback, type Config } from './config/schema.js';
 import { registerControlRoutes } from './control/http.js';
 import { createControlService, type ControlService } from './control/service.js';
 import { createBoardService } from '../board/index.js';
-import { createRecordingService } from '../recordings/service.js';
+import { createRecordingService, type RecordingService } from '../recordings/service.js';
+import { registerUplinkRoutes } from './uplink/routes.js';
 import { createEgressService, type EgressService } from './egress/service.js';
 import { createShotWs, registerEgressRoutes } from './egress/http.js';
 import { registerRecordingRoutes } from './recordings/http.js';
@@ -31,6 +32,7 @@ export class App {
   readonly pang: PangServer;
   readonly control: ControlService;
   readonly egress: EgressService;
+  private recordings: RecordingService | undefined;
   readonly supervisors: DriverSupervisor[] = [];
   /** Feature components (recordings, egress, control…), closed before the engine. */
   readonly components = new Map<string, Component>();
@@ -55,7 +57,14 @@ export class App {
     // Control first: the pang server hands it ctl/meb commands.
     this.control = createControlService(config.control, log.child({ c: 'control' }));
     this.components.set('control', this.control);
-    this.egress = createEgressService({ config: config.egress, engine: this.engine, log: log.child({ c: 'egress' }), ffmpegPath: config.ffmpeg.path });
+    this.egress = createEgressService({
+      config: config.egress,
+      engine: this.engine,
+      log: log.child({ c: 'egress' }),
+      ffmpegPath: config.ffmpeg.path,
+      // Read lazily: the recorder starts later, in init().
+      syncUploadedBytes: () => this.recordings?.syncUploadedBytes() ?? 0,
+    });
     this.components.set('egress', this.egress);
     this.pang = new PangServer(this.engine, {
       maxMessageBytes: config.server.maxMessageBytes,
@@ -114,6 +123,7 @@ export class App {
 
     if (config.recordings.enabled) {
       const rec = createRecordingService({ config: config.recordings, source: this.engine, log: log.child({ c: 'recordings' }) });
+      this.recordings = rec;
       this.components.set('recordings', rec);
       await rec.start(); // start-up recovery runs before the first segment is written
       registerRecordingRoutes(r, rec);
@@ -131,6 +141,8 @@ export class App {
       overview: () => this.stats(),
       source: this.engine,
     });
+    // What reached the upstream live vs what the recorder holds (GET /api/gaps).
+    registerUplinkRoutes(r, { spans: this.egress.spans, recorded: () => this.recordings?.reader() ?? null });
     const shot = createShotWs({ transcode: this.egress.transcode, log: log.child({ c: 'shot' }) });
     this.components.set('shot', shot);
     this.http.onUpgrade('/shot/ws', shot.upgrade);
