@@ -65,6 +65,7 @@ export const pangUpstreamSchema = z
      */
     priority: z.number().int().min(0).max(1000).optional(),
   })
+  .strict()
   .refine(channelRequired, 'set exactly one of channel or instant');
 
 export const pangPullSchema = z
@@ -73,6 +74,7 @@ export const pangPullSchema = z
     /** The local track the pulled messages are written to. */
     to: trackRefSchema,
   })
+  .strict()
   .refine(channelRequired, 'set exactly one of channel or instant');
 
 export const whipTargetSchema = z.object({
@@ -82,7 +84,7 @@ export const whipTargetSchema = z.object({
   tracks: z.array(trackRefSchema).min(1).max(8),
   /** Seconds to wait for the endpoint's answer and for ICE to connect. */
   timeoutSec: z.number().int().min(1).max(120).default(15),
-});
+}).strict();
 
 export const egressConfigSchema = z.object({
   upstream: z.array(pangUpstreamSchema).max(64).default([]),
@@ -96,6 +98,7 @@ export const egressConfigSchema = z.object({
       channel: label.default('ingest'),
       maxSessions: z.number().int().min(1).max(64).default(4),
     })
+    .strict()
     .prefault({}),
   whep: z
     .object({
@@ -103,6 +106,7 @@ export const egressConfigSchema = z.object({
       /** Concurrent viewers; each holds a DTLS/SRTP session (CPU on a Pi). */
       maxSessions: z.number().int().min(1).max(64).default(8),
     })
+    .strict()
     .prefault({}),
   /** Backoff of every reconnecting link (pang, WHIP): 1 s → 60 s, reset after 10 s healthy. */
   backoff: z
@@ -111,8 +115,9 @@ export const egressConfigSchema = z.object({
       maxMs: z.number().int().min(100).max(600_000).default(60_000),
       resetAfterMs: z.number().int().min(100).max(600_000).default(10_000),
     })
+    .strict()
     .prefault({}),
-});
+}).strict();
 
 export type EgressConfig = z.infer<typeof egressConfigSchema>;
 export type PangUpstreamConfig = z.infer<typeof pangUpstreamSchema>;
