@@ -2,7 +2,7 @@
 // server. MIME text first and about once a second, one access unit per binary message with
 // SPS/PPS in front of every IDR, keepalive by an empty binary message, never waits for a pong,
 // treats an immediate close as a refusal and backs off, and drops GOP tails under backpressure.
-import { readFileSync } from 'node:fs';
+import { openPangSocket } from './pang-socket.js';
 import WebSocket from 'ws';
 import {
   mimeBase,
@@ -161,21 +161,12 @@ export class PangPublisher extends ReconnectingLink {
 
   protected attempt(): void {
     this.connectError = null;
-    let ca: Buffer | undefined;
-    if (this.o.caFile) {
-      try {
-        ca = readFileSync(this.o.caFile);
-      } catch (err) {
-        this.failed('UPSTREAM_CA_FILE', `cannot read CA file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
-        return;
-      }
+    const opened = openPangSocket(this.url, { handshakeTimeoutMs: this.o.handshakeTimeoutMs, insecure: this.o.insecure, caFile: this.o.caFile });
+    if ('caError' in opened) {
+      this.failed('UPSTREAM_CA_FILE', opened.caError);
+      return;
     }
-    const ws = new WebSocket(this.url, {
-      handshakeTimeout: this.o.handshakeTimeoutMs,
-      perMessageDeflate: false,
-      rejectUnauthorized: !this.o.insecure,
-      ...(ca ? { ca } : {}),
-    });
+    const ws = opened.ws;
     this.ws = ws;
     ws.on('open', () => this.onOpen(ws));
     ws.on('error', (err) => {

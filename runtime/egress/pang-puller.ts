@@ -1,7 +1,7 @@
 // pang pull-down: one upstream track (/pang/ws/sub) → one local engine track, e.g. an operator's
 // audio or data track coming down to the robot. MIME from the first text (or REXTMIME), one
 // binary message = one frame; the empty keepalive binaries are not frames.
-import { readFileSync } from 'node:fs';
+import { openPangSocket } from './pang-socket.js';
 import WebSocket, { type RawData } from 'ws';
 import {
   captureClockUs,
@@ -85,22 +85,12 @@ export class PangPuller extends ReconnectingLink {
 
   protected attempt(): void {
     this.connectError = null;
-    let ca: Buffer | undefined;
-    if (this.o.caFile) {
-      try {
-        ca = readFileSync(this.o.caFile);
-      } catch (err) {
-        this.failed('UPSTREAM_CA_FILE', `cannot read CA file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
-        return;
-      }
+    const opened = openPangSocket(this.url, { handshakeTimeoutMs: this.o.handshakeTimeoutMs, insecure: this.o.insecure, caFile: this.o.caFile, maxPayload: this.o.maxMessageBytes });
+    if ('caError' in opened) {
+      this.failed('UPSTREAM_CA_FILE', opened.caError);
+      return;
     }
-    const ws = new WebSocket(this.url, {
-      handshakeTimeout: this.o.handshakeTimeoutMs,
-      perMessageDeflate: false,
-      maxPayload: this.o.maxMessageBytes,
-      rejectUnauthorized: !this.o.insecure,
-      ...(ca ? { ca } : {}),
-    });
+    const ws = opened.ws;
     this.ws = ws;
     ws.on('open', () => {
       if (ws !== this.ws) return;

@@ -1,0 +1,33 @@
+// The WebSocket of one pang session to an upstream (publisher or puller): TLS trust from a CA file
+// or the insecure flag, no compression (media does not compress), a handshake deadline.
+
+import { readFileSync } from 'node:fs';
+import { WebSocket } from 'ws';
+
+export interface PangSocketOptions {
+  handshakeTimeoutMs: number;
+  insecure?: boolean;
+  caFile?: string;
+  /** Largest inbound message (pull-down); ws's default otherwise. */
+  maxPayload?: number;
+}
+
+/** Opens the socket, or says why it cannot (an unreadable CA file) without throwing. */
+export function openPangSocket(url: string, o: PangSocketOptions): { ws: WebSocket } | { caError: string } {
+  let ca: Buffer | undefined;
+  if (o.caFile) {
+    try {
+      ca = readFileSync(o.caFile);
+    } catch (err) {
+      return { caError: `cannot read CA file: ${(err as NodeJS.ErrnoException).code ?? 'error'}` };
+    }
+  }
+  const ws = new WebSocket(url, {
+    handshakeTimeout: o.handshakeTimeoutMs,
+    perMessageDeflate: false,
+    rejectUnauthorized: !o.insecure,
+    ...(o.maxPayload !== undefined ? { maxPayload: o.maxPayload } : {}),
+    ...(ca ? { ca } : {}),
+  });
+  return { ws };
+}
