@@ -47,7 +47,11 @@ describe('local pang server against the real runtime', () => {
     await waitFor(() => c.binaries.length >= 60, 20_000, '60 video frames');
     c.ws.close();
     assert.equal(c.order[0], 't', 'MIME text first');
-    assert.match(c.texts[0]!, /^video\/h264;width=640;height=360;framerate=30;codecs=avc1\.[0-9A-F]{6}$/);
+    // A subscriber that joins before the camera's first frame gets the driver's preliminary MIME,
+    // then the SPS-derived one in-band: the MIME in effect at the first frame is the complete one.
+    const textsBeforeFirstFrame = c.order.indexOf('b');
+    assert.match(c.texts[textsBeforeFirstFrame - 1]!, /^video\/h264;width=640;height=360;framerate=30;codecs=avc1\.[0-9A-F]{6}$/);
+    for (const t of c.texts) assert.match(t, /^video\/h264(;|$)/, 'every text is a MIME');
     const frames = c.binaries.slice(0, 60);
     assert.ok(nalUnits(frames[0]!).some((n) => (n[0]! & 0x1f) === 7), 'starts at a keyframe with SPS');
     const file = writeFile(tmp.dir, 'sub.h264', Buffer.concat(frames));
