@@ -14,11 +14,11 @@
 // stops unless the client repeats it. Errors are {"error":{"code","message"}}. When the server is
 // bound beyond loopback every route needs `Authorization: Bearer <token>`.
 
-import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import { EdgeError } from '../engine/api.js';
 import { HttpError, type RouteContext, type Router } from '../http/router.js';
+import { bearerMatches } from '../http/auth.js';
 import type { ControlService } from './service.js';
 import type { CommandSource } from './router.js';
 
@@ -80,15 +80,12 @@ export interface ControlRouteOptions {
 
 export function registerControlRoutes(router: Router, control: ControlService, opts: ControlRouteOptions): void {
   const limit = control.config.maxBodyBytes;
-  const token = opts.token ? Buffer.from(opts.token) : null;
+  const token = opts.token ?? null;
 
   const authorize = (req: IncomingMessage): void => {
     if (opts.bindIsLoopback && !token) return;
     if (!token) throw new HttpError(401, 'CONTROL_AUTH_REQUIRED', 'server is bound beyond loopback and has no token: control is disabled');
-    const h = req.headers['authorization'];
-    const m = typeof h === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(h) : null;
-    const given = m ? Buffer.from(m[1]!) : Buffer.alloc(0);
-    if (given.length !== token.length || !timingSafeEqual(given, token)) {
+    if (!bearerMatches(req.headers['authorization'], token)) {
       throw new HttpError(401, 'CONTROL_AUTH_REQUIRED', 'missing or wrong bearer token');
     }
   };

@@ -2,7 +2,8 @@
 // an offer with sendonly H.264; werift answers, reassembles access units from RTP (RFC 6184) and
 // writes them into a local engine track. PLI asks the sender for a keyframe at start, after
 // loss, and whenever a local consumer asks (PublisherOwner.requestKeyframe).
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { bearerMatches } from '../http/auth.js';
 import type { RTCPeerConnection, RTCRtpTransceiver } from 'werift';
 import { captureClockUs, EdgeError, trackPath, type TrackRef } from '../engine/api.js';
 import { h264Mime, parseSps } from '../engine/h264.js';
@@ -44,12 +45,7 @@ export interface WhipIngestStats {
 
 /** Constant-time bearer check; an unset token means open ingest (LAN-only deployments). */
 export function bearerOk(header: string | undefined, token: string | undefined): boolean {
-  if (!token) return true;
-  const m = /^Bearer (.+)$/i.exec(header ?? '');
-  if (!m) return false;
-  const a = Buffer.from(m[1]!.trim());
-  const b = Buffer.from(token);
-  return a.length === b.length && timingSafeEqual(a, b);
+  return !token || bearerMatches(header, token);
 }
 
 export class WhipIngest {

@@ -21,7 +21,8 @@ import type { Logger } from '../log.js';
 import { ThrottledLog } from '../log.js';
 import { ctlError, ctlReply, parseCtl, type CtlRequest } from './ctl.js';
 import { parsePangOptions, type PangCodec, type PangOptions } from './options.js';
-import { CLOSE, detectKey, mimeFromText, timingSafeEqualStr } from './wire.js';
+import { secretEquals } from '../http/auth.js';
+import { CLOSE, detectKey, mimeFromText } from './wire.js';
 
 /** The control side's hook (issue: control): commands over ctl and meb. */
 export interface PangCommandHandler {
@@ -146,7 +147,7 @@ export class PangServer {
         return;
       }
     }
-    if (channel.key !== undefined && (o.key === undefined || !timingSafeEqualStr(o.key, channel.key))) {
+    if (channel.key !== undefined && (o.key === undefined || !secretEquals(o.key, channel.key))) {
       this.refuse(ws, CLOSE.BAD_KEY, o.key === undefined ? 'channel requires a key' : 'wrong key', remote);
       return;
     }

@@ -1,6 +1,5 @@
 // Pure pieces of the pang wire contract shared by the server and clients.
 
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { mimeBase } from '../engine/api.js';
 import { isKeyframe } from '../engine/h264.js';
 
@@ -43,10 +42,4 @@ export function detectKey(mime: string | undefined, data: Buffer): boolean {
   if (base === 'video/h264') return isKeyframe(data);
   if (base === 'video/vp8') return data.length > 0 && (data[0]! & 1) === 0;
   return true;
-}
-
-/** Constant-time string comparison for keys and tokens. */
-export function timingSafeEqualStr(a: string, b: string): boolean {
-  const h = (s: string) => createHash('sha256').update(s).digest();
-  return timingSafeEqual(h(a), h(b));
 }
