@@ -263,40 +263,23 @@ export class PangServer {
     }
     s.consumer = consumer;
     let lastData = Date.now();
-    const state = { lastMime: undefined as string | undefined, draining: false };
+    let lastMime: string | undefined;
     const first = consumer.mime();
     if (first) {
-      state.lastMime = first;
+      lastMime = first;
       this.sendRaw(s, first, false);
     }
-    const pump = () => {
-      if (state.draining) return;
-      while (s.ws.readyState === WebSocket.OPEN) {
-        const item = consumer.next();
-        if (!item) return;
-        lastData = Date.now();
-        if (item.type === 'frame' && item.mime && item.mime !== state.lastMime) {
-          state.lastMime = item.mime;
-          this.sendRaw(s, item.mime, false);
-        } else if (item.type === 'text') {
-          const m = mimeFromText(item.text);
-          if (m) state.lastMime = m;
-        }
-        const size = item.type === 'frame' ? item.frame.data.length : item.text.length;
-        if (s.ws.bufferedAmount + size < this.highWater) {
-          this.sendItem(s, item, false);
-          continue;
-        }
-        // The socket is full: resume when this message is flushed. Meanwhile the consumer
-        // queue (and its whole-GOP drop policy) absorbs what arrives.
-        state.draining = true;
-        this.sendItem(s, item, false, () => {
-          state.draining = false;
-          pump();
-        });
-        return;
+    const pump = this.pumpConsumer(s, consumer, (item) => {
+      lastData = Date.now();
+      // The MIME in effect travels in-band: a driver's MIME change reaches the viewer before the frame.
+      if (item.type === 'frame' && item.mime && item.mime !== lastMime) {
+        lastMime = item.mime;
+        this.sendRaw(s, item.mime, false);
+      } else if (item.type === 'text') {
+        const m = mimeFromText(item.text);
+        if (m) lastMime = m;
       }
-    };
+    });
     consumer.onReadable(pump);
     consumer.onClose((reason) => {
       if (reason === 'publisher gone') s.close(CLOSE.GONE, 'publisher gone');
@@ -332,25 +315,7 @@ export class PangServer {
     const consumer = this.engine.subscribe(ref, { label: `pang-meb ${s.remote}`, selfOrigin: pub.origin, fromCache: false });
     s.consumer = consumer;
     let lastIn = Date.now();
-    let draining = false;
-    const pump = () => {
-      if (draining) return;
-      while (s.ws.readyState === WebSocket.OPEN) {
-        const item = consumer.next();
-        if (!item) return;
-        const size = item.type === 'frame' ? item.frame.data.length : item.text.length;
-        if (s.ws.bufferedAmount + size < this.highWater) {
-          this.sendItem(s, item, false);
-          continue;
-        }
-        draining = true;
-        this.sendItem(s, item, false, () => {
-          draining = false;
-          pump();
-        });
-        return;
-      }
-    };
+    const pump = this.pumpConsumer(s, consumer);
     consumer.onReadable(pump);
     s.ws.on('message', (data: RawData, isBinary: boolean) => {
       lastIn = Date.now();
@@ -478,6 +443,35 @@ export class PangServer {
       default:
         throw new Error(`unknown request type "${req.type}"`);
     }
+  }
+
+  /**
+   * Drain a consumer into a session's socket. While the socket holds less than the high-water mark
+   * every item goes straight out; once it is full the pump waits for that message to flush, and
+   * meanwhile the consumer queue (and its whole-GOP drop policy) absorbs what arrives.
+   */
+  private pumpConsumer(s: Session, consumer: ConsumerHandle, beforeSend?: (item: QueueItem) => void): () => void {
+    let draining = false;
+    const pump = () => {
+      if (draining) return;
+      while (s.ws.readyState === WebSocket.OPEN) {
+        const item = consumer.next();
+        if (!item) return;
+        beforeSend?.(item);
+        const size = item.type === 'frame' ? item.frame.data.length : item.text.length;
+        if (s.ws.bufferedAmount + size < this.highWater) {
+          this.sendItem(s, item, false);
+          continue;
+        }
+        draining = true;
+        this.sendItem(s, item, false, () => {
+          draining = false;
+          pump();
+        });
+        return;
+      }
+    };
+    return pump;
   }
 
   private channelInfo(ch: Channel) {
