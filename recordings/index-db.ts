@@ -64,6 +64,19 @@ const MIGRATIONS: string[] = [
    CREATE TABLE events(
      id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, kind TEXT NOT NULL, path TEXT, detail TEXT
    );`,
+  // v2: what reached the upstream per track, live or by backfill (issue #8). Written by
+  // runtime/uplink through recordings/delivery-spans.ts; a span is a wallclock range of one track
+  // sent to one upstream. Rows are pruned by count per track and by age (bounded on an SD card).
+  `CREATE TABLE delivery_spans(
+     id INTEGER PRIMARY KEY,
+     channel TEXT NOT NULL, source TEXT NOT NULL, track TEXT NOT NULL,
+     upstream TEXT NOT NULL DEFAULT '',
+     kind TEXT NOT NULL CHECK(kind IN ('live','backfill')),
+     from_ms INTEGER NOT NULL, to_ms INTEGER NOT NULL,
+     frames INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,
+     updated_ms INTEGER NOT NULL
+   );
+   CREATE INDEX span_track_time ON delivery_spans(channel, source, track, from_ms);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
