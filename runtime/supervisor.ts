@@ -52,7 +52,11 @@ export class DriverSupervisor {
     for (const spec of driver.describe()) {
       const pub = engine.publisher(
         { channel, source, track: spec.track },
-        { label: `driver ${name}`, requestKeyframe: () => driver.requestKeyframe?.() ?? false },
+        {
+          label: `driver ${name}`,
+          requestKeyframe: () => driver.requestKeyframe?.() ?? false,
+          setEncodingCap: (by, cap) => driver.setEncodingCap?.(by, cap) ?? false,
+        },
       );
       pub.setMime(spec.mime);
       this.publishers.set(spec.track, pub);

@@ -103,7 +103,56 @@ export interface SourceDriver {
   run(out: DriverOutput, signal: AbortSignal): Promise<void>;
   /** Ask for a keyframe (a WHIP PLI, a new subscriber). Returns false when the device cannot. */
   requestKeyframe?(): boolean;
+  /**
+   * Cap how the source encodes, on behalf of `by` (e.g. "thermal", "uplink"); `cap` null lifts that
+   * caller's cap. The driver applies the lowest cap of all callers (EncodingCaps does the merging)
+   * and returns false when it cannot change its encoding (passthrough cameras, ingests).
+   */
+  setEncodingCap?(by: string, cap: EncodingCap | null): boolean;
   stats(): DriverStats;
+}
+
+/** An upper bound on a source's encoding; an absent field is not capped. */
+export interface EncodingCap {
+  bitrateBps?: number;
+  fps?: number;
+}
+
+/**
+ * The caps that several callers put on one source, merged to the lowest of each field. Bounded by
+ * construction: one entry per caller name, and callers are a fixed set of runtime components.
+ */
+export class EncodingCaps {
+  private readonly caps = new Map<string, EncodingCap>();
+
+  /** Set or lift one caller's cap; true when the effective cap changed. */
+  set(by: string, cap: EncodingCap | null): boolean {
+    const before = JSON.stringify(this.effective());
+    if (cap === null || (cap.bitrateBps === undefined && cap.fps === undefined)) this.caps.delete(by);
+    else this.caps.set(by, { ...cap });
+    return JSON.stringify(this.effective()) !== before;
+  }
+
+  /** The lowest bitrate and fps over all callers. */
+  effective(): EncodingCap {
+    const out: EncodingCap = {};
+    for (const c of this.caps.values()) {
+      if (c.bitrateBps !== undefined) out.bitrateBps = Math.min(out.bitrateBps ?? Infinity, c.bitrateBps);
+      if (c.fps !== undefined) out.fps = Math.min(out.fps ?? Infinity, c.fps);
+    }
+    return out;
+  }
+
+  /** Apply the caps to configured values (a cap never raises a value). */
+  apply(bitrateBps: number, fps: number): { bitrateBps: number; fps: number } {
+    const e = this.effective();
+    return { bitrateBps: Math.min(bitrateBps, e.bitrateBps ?? Infinity), fps: Math.min(fps, e.fps ?? Infinity) };
+  }
+
+  /** Who capped what, for stats. */
+  byCaller(): Record<string, EncodingCap> {
+    return Object.fromEntries(this.caps);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,6 +216,8 @@ export interface TrackSource {
   subscribe(ref: TrackRef, opts: SubscribeOptions): ConsumerHandle;
   /** Ask the track's driver for a keyframe; false when it has none or cannot. */
   requestKeyframe(ref: TrackRef): boolean;
+  /** Cap the encoding of the track's source on behalf of `by`; false when no publisher can. */
+  requestEncodingCap(ref: TrackRef, by: string, cap: EncodingCap | null): boolean;
   /** Every track that exists now, with its MIME. */
   listTracks(): Array<TrackRef & { mime: string | undefined; kind: TrackKind }>;
 }

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import {
   EdgeError,
   type ConsumerHandle,
+  type EncodingCap,
   type SubscribeOptions,
   type TrackKind,
   type TrackRef,
@@ -187,6 +188,10 @@ export class Engine implements TrackSource {
 
   requestKeyframe(ref: TrackRef): boolean {
     return this.findTrack(ref)?.requestKeyframe() ?? false;
+  }
+
+  requestEncodingCap(ref: TrackRef, by: string, cap: EncodingCap | null): boolean {
+    return this.findTrack(ref)?.requestEncodingCap(by, cap) ?? false;
   }
 
   listTracks(): Array<TrackRef & { mime: string | undefined; kind: TrackKind }> {

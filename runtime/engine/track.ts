@@ -4,6 +4,7 @@ import {
   trackPath,
   type ConsumerStats,
   type DropReason,
+  type EncodingCap,
   type Frame,
   type QueueItem,
   type SubscribeOptions,
@@ -20,6 +21,8 @@ export interface PublisherOwner {
   label: string;
   /** Ask the source for a keyframe; false when it cannot. */
   requestKeyframe?: () => boolean;
+  /** Cap the source's encoding on behalf of a caller; false when it cannot. */
+  setEncodingCap?: (by: string, cap: EncodingCap | null) => boolean;
 }
 
 export interface TrackLimits {
@@ -99,6 +102,8 @@ export class Track {
   framesBeforeMime = 0;
   keyframeRequests = 0;
   keyframeRequestsUnserved = 0;
+  encodingCapRequests = 0;
+  encodingCapRequestsUnserved = 0;
   private droppedByClosed: Record<DropReason, number> = {
     'queue-full': 0,
     'gop-tail': 0,
@@ -250,6 +255,16 @@ export class Track {
     return false;
   }
 
+  requestEncodingCap(by: string, cap: EncodingCap | null): boolean {
+    this.encodingCapRequests++;
+    let served = false;
+    for (const p of this.publishers.values()) {
+      if (p.owner.setEncodingCap?.(by, cap)) served = true;
+    }
+    if (!served) this.encodingCapRequestsUnserved++;
+    return served;
+  }
+
   /** Close every consumer (channel closed, engine stopping). */
   terminate(reason: string): void {
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
@@ -294,6 +309,8 @@ export class Track {
       gopCacheDrops: this.gopCacheDrops,
       keyframeRequests: this.keyframeRequests,
       keyframeRequestsUnserved: this.keyframeRequestsUnserved,
+      encodingCapRequests: this.encodingCapRequests,
+      encodingCapRequestsUnserved: this.encodingCapRequestsUnserved,
       drops,
     };
   }

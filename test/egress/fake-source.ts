@@ -12,6 +12,7 @@ import {
   trackPath,
   type ConsumerHandle,
   type ConsumerStats,
+  type EncodingCap,
   type DropReason,
   type Frame,
   type QueueItem,
@@ -189,6 +190,12 @@ export class FakeSource implements TrackSource {
   }
   requestKeyframe(_ref: TrackRef): boolean {
     this.keyframeRequests++;
+    return this.canKeyframe;
+  }
+  /** Every encoding cap asked for, in order (the uplink steps and thermal tests read it). */
+  readonly encodingCaps: Array<{ ref: TrackRef; by: string; cap: EncodingCap | null }> = [];
+  requestEncodingCap(ref: TrackRef, by: string, cap: EncodingCap | null): boolean {
+    this.encodingCaps.push({ ref: { ...ref }, by, cap });
     return this.canKeyframe;
   }
   listTracks(): Array<TrackRef & { mime: string | undefined; kind: TrackKind }> {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { Backoff, type Frame, type QueueItem } from '../../runtime/engine/api.js';
+import { Backoff, EncodingCaps, type EncodingCap, type Frame, type QueueItem } from '../../runtime/engine/api.js';
 import { Engine } from '../../runtime/engine/engine.js';
 import { ITEM_OVERHEAD } from '../../runtime/engine/consumer.js';
 
@@ -200,4 +200,48 @@ test('backoff: capped, jittered, exponential, reset after healthy running', () =
   const d = j.next(0);
   assert.ok(d >= 500 && d <= 1000);
   assert.throws(() => new Backoff({ initialMs: 0, maxMs: 10 }), RangeError);
+});
+
+test('encoding caps: the lowest cap of all callers wins, lifting one restores the next, never raises', () => {
+  const caps = new EncodingCaps();
+  assert.equal(caps.set('thermal', { fps: 15 }), true);
+  assert.equal(caps.set('uplink', { bitrateBps: 500_000, fps: 20 }), true);
+  assert.deepEqual(caps.effective(), { fps: 15, bitrateBps: 500_000 });
+  assert.deepEqual(caps.apply(2_000_000, 30), { bitrateBps: 500_000, fps: 15 });
+  assert.deepEqual(caps.apply(300_000, 10), { bitrateBps: 300_000, fps: 10 }, 'a cap never raises a value');
+  assert.equal(caps.set('uplink', { bitrateBps: 500_000, fps: 20 }), false, 'the same cap again changes nothing');
+  assert.equal(caps.set('thermal', null), true);
+  assert.deepEqual(caps.effective(), { bitrateBps: 500_000, fps: 20 });
+  caps.set('uplink', {});
+  assert.deepEqual(caps.effective(), {});
+  fc.assert(
+    fc.property(
+      fc.array(fc.record({ by: fc.constantFrom('a', 'b', 'c'), cap: fc.option(fc.record({ fps: fc.option(fc.integer({ min: 1, max: 60 }), { nil: undefined }) }), { nil: null }) })),
+      (ops) => {
+        const c = new EncodingCaps();
+        const last = new Map<string, EncodingCap | null>();
+        for (const o of ops) {
+          c.set(o.by, o.cap);
+          last.set(o.by, o.cap);
+        }
+        const fpss = [...last.values()].map((v) => v?.fps).filter((v): v is number => v !== undefined);
+        assert.equal(c.effective().fps, fpss.length ? Math.min(...fpss) : undefined);
+      },
+    ),
+  );
+});
+
+test('an encoding cap reaches the publishing driver; a track whose publisher cannot is counted unserved', () => {
+  const e = engine();
+  const got: Array<[string, EncodingCap | null]> = [];
+  e.publisher(VIDEO, { label: 'cam', setEncodingCap: (by, cap) => (got.push([by, cap]), true) });
+  e.publisher(DATA, { label: 'imu' });
+  assert.equal(e.requestEncodingCap(VIDEO, 'uplink', { bitrateBps: 1e6 }), true);
+  assert.equal(e.requestEncodingCap(DATA, 'uplink', { fps: 5 }), false);
+  assert.equal(e.requestEncodingCap({ ...VIDEO, track: 'nope' }, 'uplink', null), false);
+  assert.deepEqual(got, [['uplink', { bitrateBps: 1e6 }]]);
+  const s = e.stats();
+  const tracks = s.channels.flatMap((c) => c.tracks);
+  assert.equal(tracks.find((t) => t.track === 'imu')?.encodingCapRequestsUnserved, 1);
+  assert.equal(tracks.find((t) => t.track === 'video')?.encodingCapRequests, 1);
 });
