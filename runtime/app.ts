@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { isLoopback, type Config } from './config/schema.js';
 import { registerControlRoutes } from './control/http.js';
 import { createControlService, type ControlService } from './control/service.js';
-import { createBoardService } from '../board/index.js';
+import { createBoardService, type BoardService } from '../board/index.js';
 import { createRecordingService, type RecordingService } from '../recordings/service.js';
 import { registerUplinkRoutes } from './uplink/routes.js';
 import { createEgressService, type EgressService } from './egress/service.js';
@@ -43,10 +43,12 @@ export class App {
   private constructor(
     readonly config: Config,
     readonly log: Logger,
+    readonly board: BoardService,
   ) {
     const e = config.engine;
+    this.components.set('board', board);
     this.engine = new Engine({
-      memoryCeilingBytes: e.memoryCeiling,
+      memoryCeilingBytes: engineCeilingBytes(e.memoryCeiling, board),
       consumerQueueBytes: e.consumerQueue,
       gopCacheBytes: e.gopCache,
       trackLingerMs: e.trackLingerSeconds * 1000,
@@ -75,7 +77,15 @@ export class App {
   }
 
   static async start(config: Config, log: Logger): Promise<App> {
-    const app = new App(config, log);
+    // The board first: its profile sizes the engine's memory ceiling.
+    const board = await createBoardService();
+    let app: App;
+    try {
+      app = new App(config, log, board);
+    } catch (err) {
+      board.close();
+      throw err;
+    }
     try {
       await app.init();
     } catch (err) {
@@ -87,8 +97,6 @@ export class App {
 
   private async init(): Promise<void> {
     const { config, log } = this;
-    // Board facts and thermal state (stats under "board"); the thermal monitor polls sysfs.
-    this.components.set('board', await createBoardService());
     for (const ch of config.channels ?? []) {
       this.engine.addStaticChannel({ id: ch.id, name: ch.name, key: ch.key });
       for (const src of ch.sources) {
@@ -164,7 +172,16 @@ export class App {
 
     this.address = await this.http.listen();
     for (const s of this.supervisors) s.start();
-    log.info({ host: this.address.address, port: this.address.port }, 'moth-edge listening');
+    log.info(
+      {
+        host: this.address.address,
+        port: this.address.port,
+        board: this.board.info.id,
+        memoryCeilingMb: Math.round(engineCeilingBytes(config.engine.memoryCeiling, this.board) / 1048576),
+        memoryCeilingFrom: config.engine.memoryCeiling === 'auto' ? 'board profile' : 'config',
+      },
+      'moth-edge listening',
+    );
   }
 
   get port(): number {
@@ -212,4 +229,9 @@ export class App {
     })();
     return this.closing;
   }
+}
+
+/** The engine's memory ceiling: configured bytes, or the board profile's engine budget for "auto". */
+export function engineCeilingBytes(configured: number | 'auto', board: Pick<BoardService, 'profile'>): number {
+  return configured === 'auto' ? board.profile.memory.engineBudgetMb * 1024 * 1024 : configured;
 }

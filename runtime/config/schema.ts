@@ -63,8 +63,12 @@ const serverSchema = z
 
 const engineSchema = z
   .object({
-    /** Every buffered frame in the process together. 64 MiB fits a Pi Zero 2 W (512 MB). */
-    memoryCeiling: byteSize(1 * MiB, 4096 * MiB).default(64 * MiB),
+    /**
+     * Every buffered frame in the process together. "auto" (default) takes the detected board
+     * profile's engine budget (48 MiB on a Pi Zero 2 W … 384 MiB on a Jetson Orin), scaled to its RAM,
+     * so the runtime's RSS stays under pm2's max_memory_restart for that board.
+     */
+    memoryCeiling: z.union([z.literal('auto'), byteSize(1 * MiB, 4096 * MiB)]).default('auto'),
     /** One consumer's queue: ~4 s of 8 Mbit/s — a slow viewer must not starve the recorder. */
     consumerQueue: byteSize(16 * 1024, 512 * MiB).default(4 * MiB),
     /** Cached GOP for late joiners: 1 s GOP at 8 Mbit/s is ~1 MiB; 4 MiB leaves room for 4K. */

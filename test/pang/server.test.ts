@@ -223,9 +223,11 @@ describe('local pang server against the real runtime', () => {
 
   test('stats, metrics and healthz describe the tracks', async () => {
     const s = (await (await fetch(`http://127.0.0.1:${app.port}/api/stats`)).json()) as {
-      engine: { channels: Array<{ id: string; tracks: Array<{ track: string; fps: number; framesIn: number }> }> };
+      engine: { channels: Array<{ id: string; tracks: Array<{ track: string; fps: number; framesIn: number }> }>; memory: { ceilingBytes: number } };
       drivers: Array<{ state: string; ready: boolean }>;
+      board: { engineBudgetMb: number };
     };
+    assert.equal(s.engine.memory.ceilingBytes, s.board.engineBudgetMb * 1024 * 1024, 'memoryCeiling "auto" takes the board profile budget');
     const robot = s.engine.channels.find((c) => c.id === CH)!;
     assert.ok(robot.tracks.find((t) => t.track === 'video')!.framesIn > 0);
     assert.ok(s.drivers.every((d) => d.ready));

@@ -56,9 +56,9 @@ test('--print-config fills defaults and hides secrets', async (t) => {
   const r = await runCli(['--print-config', '--config', f]);
   assert.equal(r.code, 0);
   assert.ok(!r.stdout.includes('hunter2-secret'), 'no secret printed');
-  const cfg = JSON.parse(r.stdout) as { engine: { memoryCeiling: number }; channels: Array<{ key: string }> };
+  const cfg = JSON.parse(r.stdout) as { engine: { memoryCeiling: number | 'auto' }; channels: Array<{ key: string }> };
   assert.equal(cfg.channels[0]!.key, '***');
-  assert.equal(cfg.engine.memoryCeiling, 64 * 1024 * 1024);
+  assert.equal(cfg.engine.memoryCeiling, 'auto', 'the ceiling defaults to the board profile');
 });
 
 test('SIGTERM: drivers stopped, exit 0 within 5 s, no orphan ffmpeg', async (t) => {
