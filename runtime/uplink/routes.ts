@@ -2,15 +2,21 @@
 // the spans delivered live upstream, the time not live, and (with the recordings index) what was
 // recorded but never delivered. from/to: epoch ms or ISO 8601; default the last hour.
 import { HttpError, type Router } from '../http/router.js';
-import { gapReport, type Span, type SpanLog } from './spans.js';
+import { gapReport, type LiveSpan, type Span, type SpanLog } from './spans.js';
+import { readDeliverySpans } from '../../recordings/delivery-spans.js';
+import type { IndexDb } from '../../recordings/index-db.js';
 
 /** The slice of the recordings index the report reads (recordings/index-db.ts IndexDb fits). */
 export interface RecordedIndex {
   list(q: { channel?: string; source?: string; track?: string; fromMs?: number; toMs?: number; limit?: number }): Array<{ wall_start_ms: number; wall_end_ms: number }>;
+  /** The SQLite handle (IndexDb has it): persisted delivery spans (schema v2) are read from it. */
+  readonly db?: IndexDb['db'];
 }
 
 export interface UplinkRouteDeps {
   spans: SpanLog;
+  /** Backfilled spans still in memory (not yet flushed to the index). */
+  backfilled?: SpanLog | undefined;
   /** Recordings index, when recordings are enabled (a getter: the index may be reopened). */
   recorded?: (() => RecordedIndex | null) | undefined;
   now?: () => number;
@@ -50,6 +56,18 @@ export function registerUplinkRoutes(router: Router, deps: UplinkRouteDeps): voi
       recorded = index.list({ channel, source, track: name, fromMs: from, toMs: to, limit: MAX_SEGMENTS }).map((r) => ({ from: r.wall_start_ms, to: r.wall_end_ms }));
     }
     const live = deps.spans.live(track, from, to);
-    ctx.json(200, { ...gapReport(track, from, to, live, recorded), known: live.known });
+    let liveSpans: LiveSpan[] = live.spans;
+    let backfilled: Span[] = deps.backfilled ? deps.backfilled.live(track, from, to).spans : [];
+    let persisted = false;
+    if (index?.db) {
+      // The hot in-memory log and what the index holds (earlier runs, evicted ring entries).
+      const rows = readDeliverySpans({ db: index.db }, { channel, source, track: name, fromMs: from, toMs: to });
+      persisted = true;
+      const clip = (r: { from_ms: number; to_ms: number; frames: number; bytes: number }): LiveSpan => ({ from: Math.max(r.from_ms, from), to: Math.min(r.to_ms, to), frames: r.frames, bytes: r.bytes });
+      liveSpans = [...liveSpans, ...rows.filter((r) => r.kind === 'live').map(clip)].sort((a, b) => a.from - b.from);
+      backfilled = [...backfilled, ...rows.filter((r) => r.kind === 'backfill').map(clip)];
+    }
+    const report = gapReport(track, from, to, { spans: liveSpans, horizon: persisted ? null : live.horizon }, recorded, backfilled);
+    ctx.json(200, { ...report, known: live.known || persisted });
   });
 }

@@ -32,6 +32,8 @@ interface TrackSpans {
   /** Earliest time still covered by the ring (spans before it were evicted). */
   horizon: number | null;
   lastTouch: number;
+  /** A frame was lost after the last span: the next frame starts a new span. */
+  broken: boolean;
 }
 
 export interface SpanLogStats {
@@ -63,14 +65,16 @@ export class SpanLog {
     let t = this.tracks.get(track);
     if (!t) {
       if (this.tracks.size >= this.maxTracks) this.evictTrack();
-      t = { ring: [], head: 0, evicted: 0, horizon: null, lastTouch: 0 };
+      t = { ring: [], head: 0, evicted: 0, horizon: null, lastTouch: 0, broken: false };
       this.tracks.set(track, t);
     }
     t.lastTouch = ++this.touch;
     this.c.framesRecorded++;
     const n = t.ring.length;
     const last = n === 0 ? null : t.ring[(t.head + n - 1) % n]!;
-    if (last && wallMs >= last.from - this.joinGapMs && wallMs <= last.to + this.joinGapMs) {
+    const broken = t.broken;
+    t.broken = false;
+    if (last && !broken && wallMs >= last.from - this.joinGapMs && wallMs <= last.to + this.joinGapMs) {
       if (wallMs < last.from) {
         // Frames arrive in capture order per track; a clock step back is folded into the span.
         this.c.outOfOrder++;
@@ -93,6 +97,15 @@ export class SpanLog {
     t.head = (t.head + 1) % n;
     t.evicted++;
     this.c.evictedSpans++;
+  }
+
+  /**
+   * A frame of `track` was lost (dropped, or in a socket that died): the next delivered frame
+   * starts a new span, so a span always means "every frame captured inside it was delivered".
+   */
+  break(track: string): void {
+    const t = this.tracks.get(track);
+    if (t) t.broken = true;
   }
 
   private evictTrack(): void {
@@ -171,21 +184,30 @@ export interface GapReport {
    */
   missing: Span[] | null;
   notLive: Span[];
-  /** Backfill is not built yet (issue 8 step 4): always empty. */
+  /** Spans delivered later by store-and-forward backfill (merged). */
   backfilled: Span[];
   /** Live history before this time was evicted from the bounded log (unknown, not missing). */
   horizon: number | null;
   liveMs: number;
   notLiveMs: number;
   missingMs: number | null;
+  backfilledMs: number;
 }
 
 /** Join the live log with the recorded spans of a track into the report. Pure. */
-export function gapReport(track: string, from: number, to: number, live: { spans: LiveSpan[]; horizon: number | null }, recorded: Span[] | null): GapReport {
+export function gapReport(
+  track: string,
+  from: number,
+  to: number,
+  live: { spans: LiveSpan[]; horizon: number | null },
+  recorded: Span[] | null,
+  backfilledIn: Span[] = [],
+): GapReport {
   const liveSpans = live.spans;
   const clip = (s: Span[]): Span[] => s.map((x) => ({ from: Math.max(x.from, from), to: Math.min(x.to, to) })).filter((x) => x.to >= x.from);
   const notLive = subtractSpans([{ from, to }], liveSpans);
-  const missing = recorded ? subtractSpans(clip(recorded), liveSpans) : null;
+  const backfilled = mergeSpans(clip(backfilledIn));
+  const missing = recorded ? subtractSpans(clip(recorded), [...liveSpans, ...backfilled]) : null;
   const len = (s: Span[]): number => s.reduce((a, x) => a + (x.to - x.from), 0);
   return {
     track,
@@ -194,10 +216,11 @@ export function gapReport(track: string, from: number, to: number, live: { spans
     live: liveSpans,
     missing,
     notLive,
-    backfilled: [],
+    backfilled,
     horizon: live.horizon,
     liveMs: len(mergeSpans(liveSpans)),
     notLiveMs: len(notLive),
     missingMs: missing ? len(missing) : null,
+    backfilledMs: len(backfilled),
   };
 }
