@@ -1,13 +1,17 @@
-// RTSP camera: ffmpeg does the RTSP/RTP client work (TCP or UDP, digest/basic auth) and copies
-// the H.264 out as Annex-B, never transcoding; our splitter cuts it into access units.
-// A cut camera makes ffmpeg exit 0 as if the stream ended (field-notes), and a half-dead one keeps
-// it waiting: both end the run (stream end = failure, stall watchdog) and the supervisor restarts.
+// RTSP camera, H.264 passed through untouched. Two clients:
+//  - native (default): our TypeScript RTSP/RTP client (rtsp-client/: TCP interleaved or UDP,
+//    Basic/Digest, RTP H.264 depacketizer) — no child process, so no second copy of every byte
+//    through a pipe, and the password is in no process's argv;
+//  - ffmpeg: ffmpeg does the RTSP/RTP client work and copies H.264 out as FLV, cut into access units
+//    here. The fallback for what the native client does not speak (rtsps://, packetization-mode 2).
+// Either way a cut or stalled camera ends the run with a typed error and the supervisor restarts it.
 
 import { z } from 'zod';
-import { EdgeError, type DriverOutput, type DriverStats, type SourceDriver, type TrackSpec } from '../../runtime/engine/api.js';
+import { captureClockUs, EdgeError, type DriverOutput, type DriverStats, type SourceDriver, type TrackSpec } from '../../runtime/engine/api.js';
 import { resolveFfmpeg } from '../exec/ffmpeg.js';
-import { h264Mime } from '../../runtime/engine/h264.js';
+import { h264Mime, parseSps, type SpsInfo } from '../../runtime/engine/h264.js';
 import { classifyCommon, PipeSource, redactUserinfo } from './pipe-source.js';
+import { RtspClientCounters, RtspSession } from './rtsp-client/session.js';
 
 export interface CameraDeps {
   ffmpegPath?: string;
@@ -36,6 +40,8 @@ export const rtspDriverSchema = z
     password: z.string().max(256).optional(),
     /** TCP (interleaved) survives NAT and loss better; UDP has less latency on a clean LAN. */
     transport: z.enum(['tcp', 'udp']).default('tcp'),
+    /** native: our RTSP client (no child process); ffmpeg: ffmpeg's (rtsps:// always uses ffmpeg). */
+    client: z.enum(['native', 'ffmpeg']).default('native'),
     /** For the MIME only (the SPS carries no reliable frame rate). */
     fps: z.number().min(1).max(240).optional(),
     /** No frame within this → START_TIMEOUT (wrong path, camera booting). */
@@ -85,10 +91,15 @@ export class RtspDriver implements SourceDriver {
   private readonly pipe = new PipeSource();
   private readonly ffmpeg: string;
   private readonly target: { url: string; secrets: string[]; safeUrl: string };
+  /** Which client runs: native unless configured otherwise or the URL needs TLS. */
+  readonly client: 'native' | 'ffmpeg';
+  private readonly counters = new RtspClientCounters();
+  private readonly native = { frames: 0, bytes: 0, keyframes: 0, starts: 0, firstFrameMs: null as number | null, running: false, lastError: null as string | null, lastErrorCode: null as string | null };
 
   constructor(private readonly cfg: RtspConfig, deps: CameraDeps = {}) {
     this.ffmpeg = resolveFfmpeg(deps.ffmpegPath).path;
     this.target = rtspUrlWithCredentials(cfg);
+    this.client = cfg.client === 'native' && /^rtsp:/i.test(cfg.url) ? 'native' : 'ffmpeg';
   }
 
   describe(): TrackSpec[] {
@@ -101,6 +112,7 @@ export class RtspDriver implements SourceDriver {
   }
 
   async run(out: DriverOutput, signal: AbortSignal): Promise<void> {
+    if (this.client === 'native') return this.runNative(out, signal);
     const host = new URL(this.target.safeUrl).host;
     await this.pipe.run(
       {
@@ -123,12 +135,111 @@ export class RtspDriver implements SourceDriver {
     );
   }
 
+  private async runNative(out: DriverOutput, signal: AbortSignal): Promise<void> {
+    const n = this.native;
+    n.starts++;
+    const u = new URL(this.cfg.url);
+    const username = this.cfg.username ?? (u.username ? safeDecode(u.username) : undefined);
+    const password = this.cfg.password ?? (u.password ? safeDecode(u.password) : '');
+    const session = new RtspSession(
+      {
+        url: this.target.safeUrl,
+        credentials: username !== undefined ? { username, password } : undefined,
+        transport: this.cfg.transport,
+        startTimeoutMs: this.cfg.startTimeoutMs,
+        stallTimeoutMs: this.cfg.stallTimeoutMs,
+      },
+      this.counters,
+    );
+    const startedUs = captureClockUs();
+    let first = true;
+    let mime = '';
+    let spsBuf: Buffer | undefined;
+    let sps: SpsInfo | undefined;
+    n.running = true;
+    try {
+      await session.run((unit) => {
+        if (unit.sps !== spsBuf) {
+          spsBuf = unit.sps;
+          try {
+            sps = spsBuf ? parseSps(spsBuf) : undefined;
+          } catch {
+            sps = undefined;
+          }
+        }
+        const m = h264Mime(sps, this.cfg.fps);
+        if (m !== mime) {
+          mime = m;
+          out.setMime(this.cfg.track, m);
+        }
+        if (first) {
+          first = false;
+          n.firstFrameMs = Math.round((captureClockUs() - startedUs) / 1000);
+        }
+        n.frames++;
+        n.bytes += unit.data.length;
+        if (unit.key) n.keyframes++;
+        out.write(this.cfg.track, { ts: unit.ts, wallclock: unit.wallclock, key: unit.key, data: unit.data });
+      }, signal);
+    } catch (err) {
+      const e = err instanceof EdgeError ? err : new EdgeError('RTSP_FAILED', String((err as Error)?.message ?? err));
+      n.lastError = redactUserinfo(e.message);
+      n.lastErrorCode = e.code;
+      throw e;
+    } finally {
+      n.running = false;
+    }
+  }
+
   requestKeyframe(): boolean {
-    return false; // ffmpeg's RTSP client sends no FIR/PLI on request; the camera's GOP rules
+    return false; // neither client sends FIR/PLI on request (few cameras honour them); the camera's GOP rules
+  }
+
+  setEncodingCap(): boolean {
+    return false; // passthrough: the camera encodes, we never transcode
   }
 
   stats(): DriverStats {
-    return { url: redactUserinfo(this.target.safeUrl), transport: this.cfg.transport, ...this.pipe.stats() };
+    const base = { url: redactUserinfo(this.target.safeUrl), transport: this.cfg.transport, client: this.client };
+    if (this.client === 'ffmpeg') return { ...base, ...this.pipe.stats() };
+    const n = this.native;
+    const c = this.counters;
+    return {
+      ...base,
+      frames: n.frames,
+      bytes: n.bytes,
+      keyframes: n.keyframes,
+      starts: n.starts,
+      restarts: Math.max(0, n.starts - 1),
+      firstFrameMs: n.firstFrameMs,
+      running: n.running,
+      lastError: n.lastError,
+      lastErrorCode: n.lastErrorCode,
+      rtspRequests: c.requests,
+      authMethod: c.lastAuthMethod,
+      authChallenges: c.authChallenges,
+      staleNonceRetries: c.staleNonceRetries,
+      keepalives: c.keepalives,
+      keepaliveFailures: c.keepaliveFailures,
+      teardowns: c.teardowns,
+      rtpMalformed: c.rtpMalformed,
+      rtpOtherPayload: c.rtpOtherPayload,
+      rtpForeign: c.rtpForeign,
+      rtcpPackets: c.rtcpPackets,
+      rtcpReportsSent: c.rtcpReportsSent,
+      serverRequests: c.serverRequests,
+      clockReanchors: c.clockReanchors,
+      bytesIn: c.bytesIn,
+      ...c.depacketizer,
+    };
+  }
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
   }
 }
 

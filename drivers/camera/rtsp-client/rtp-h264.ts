@@ -1,0 +1,377 @@
+// RTP (RFC 3550) and the H.264 RTP payload (RFC 6184), pure: packets in, whole Annex-B access
+// units out. Single NAL units, STAP-A and FU-A (packetization modes 0 and 1). An access unit ends
+// at the marker bit or when the RTP timestamp changes. A sequence gap loses the access unit it hit
+// and everything up to the next keyframe (a decoder cannot use P-frames after a loss); the drops are
+// counted. SPS/PPS (in-band or from the SDP's sprop-parameter-sets) go in front of every IDR that
+// came without them, so any keyframe is a start point. The RTP clock (90 kHz, 32-bit wrap) maps to
+// the capture clock in RtpClock.
+
+import { RtspError } from './message.js';
+
+export interface RtpPacket {
+  marker: boolean;
+  payloadType: number;
+  seq: number;
+  timestamp: number;
+  ssrc: number;
+  /** A view into the packet (no copy). */
+  payload: Buffer;
+}
+
+/** Parse one RTP packet; throws RtspError RTP_MALFORMED. No allocation beyond the view. */
+export function parseRtp(b: Buffer): RtpPacket {
+  if (b.length < 12) throw new RtspError('RTP_MALFORMED', 'RTP packet shorter than its header');
+  const v = b[0]! >> 6;
+  if (v !== 2) throw new RtspError('RTP_MALFORMED', `RTP version ${v}`);
+  const padding = (b[0]! & 0x20) !== 0;
+  const ext = (b[0]! & 0x10) !== 0;
+  const cc = b[0]! & 0x0f;
+  let off = 12 + cc * 4;
+  if (ext) {
+    if (b.length < off + 4) throw new RtspError('RTP_MALFORMED', 'RTP extension header past the end');
+    off += 4 + b.readUInt16BE(off + 2) * 4;
+  }
+  let end = b.length;
+  if (padding) {
+    const p = b[b.length - 1]!;
+    if (p === 0) throw new RtspError('RTP_MALFORMED', 'RTP padding of zero bytes');
+    end -= p;
+  }
+  if (off > end) throw new RtspError('RTP_MALFORMED', 'RTP header longer than the packet');
+  return {
+    marker: (b[1]! & 0x80) !== 0,
+    payloadType: b[1]! & 0x7f,
+    seq: b.readUInt16BE(2),
+    timestamp: b.readUInt32BE(4),
+    ssrc: b.readUInt32BE(8),
+    payload: b.subarray(off, end),
+  };
+}
+
+export interface DepacketizedUnit {
+  /** Annex-B: 4-byte start code before each NAL. */
+  data: Buffer;
+  key: boolean;
+  timestamp: number;
+  nalTypes: number[];
+}
+
+export interface H264DepacketizerOptions {
+  /** From sprop-parameter-sets; replaced by in-band ones when the camera sends them. */
+  sps?: Buffer[];
+  pps?: Buffer[];
+  /** An access unit larger than this is dropped whole (counted); 8 MiB is > any 4K intra frame. */
+  maxAuBytes?: number;
+  /** NAL units per access unit; a slice-per-macroblock-row 4K frame has ~140. */
+  maxNals?: number;
+}
+
+const START = Buffer.from([0, 0, 0, 1]);
+/** A parameter set is tens of bytes; anything this large is not one we keep. */
+const MAX_PARAM_SET = 4096;
+
+export class H264Depacketizer {
+  private sps: Buffer | undefined;
+  private pps: Buffer | undefined;
+  private nals: Buffer[] = [];
+  private bytes = 0;
+  private ts: number | undefined;
+  private fu: Buffer[] | undefined;
+  private fuBytes = 0;
+  private expectedSeq: number | undefined;
+  /** The current access unit lost a packet: it is dropped when it ends. */
+  private broken = false;
+  /** After a loss (and at the start) only a keyframe may pass. */
+  private waitKey = true;
+  private readonly maxAu: number;
+  private readonly maxNals: number;
+  // counters
+  packets = 0;
+  units = 0;
+  keyframes = 0;
+  seqGaps = 0;
+  packetsLost = 0;
+  reordered = 0;
+  droppedUntilKeyframe = 0;
+  droppedBroken = 0;
+  droppedOversized = 0;
+  droppedUnsupported = 0;
+  paramSetsInserted = 0;
+  nalsMoved = 0;
+
+  constructor(opts: H264DepacketizerOptions = {}) {
+    this.sps = opts.sps?.[0];
+    this.pps = opts.pps?.[0];
+    this.maxAu = opts.maxAuBytes ?? 8 * 1024 * 1024;
+    this.maxNals = opts.maxNals ?? 1024;
+  }
+
+  /** The SPS in use (sprop or in-band), for the MIME. */
+  get currentSps(): Buffer | undefined {
+    return this.sps;
+  }
+
+  push(p: RtpPacket): DepacketizedUnit[] {
+    const out: DepacketizedUnit[] = [];
+    this.packets++;
+    if (this.expectedSeq !== undefined && p.seq !== this.expectedSeq) {
+      const d = (p.seq - this.expectedSeq) & 0xffff;
+      if (d >= 0x8000) {
+        // an old or duplicate packet (UDP reordering): its access unit was already given up
+        this.reordered++;
+        return out;
+      }
+      this.seqGaps++;
+      this.packetsLost += d;
+      // The unit in progress lost its tail, and the lost packets may have been the head of the
+      // unit this packet belongs to: both are dropped, then only a keyframe may pass.
+      this.broken = true;
+      this.flush(out);
+      this.broken = true;
+      this.ts = undefined;
+      this.waitKey = true;
+    }
+    this.expectedSeq = (p.seq + 1) & 0xffff;
+    if (this.ts !== undefined && p.timestamp !== this.ts) this.flush(out);
+    this.ts = p.timestamp;
+    this.payload(p.payload);
+    if (p.marker) this.flush(out);
+    return out;
+  }
+
+  /** End the current access unit (the stream ended): it is emitted only if it is whole. */
+  end(): DepacketizedUnit[] {
+    const out: DepacketizedUnit[] = [];
+    this.broken = this.broken || this.fu !== undefined;
+    this.flush(out);
+    return out;
+  }
+
+  private payload(pl: Buffer): void {
+    if (pl.length === 0) return;
+    const type = pl[0]! & 0x1f;
+    if (type >= 1 && type <= 23) {
+      this.fu = undefined;
+      this.addNal(pl);
+    } else if (type === 24) {
+      // STAP-A: [size:16][NAL]…
+      this.fu = undefined;
+      let off = 1;
+      while (off + 2 <= pl.length) {
+        const size = pl.readUInt16BE(off);
+        off += 2;
+        if (size === 0 || off + size > pl.length) {
+          this.broken = true;
+          this.droppedUnsupported++;
+          return;
+        }
+        this.addNal(pl.subarray(off, off + size));
+        off += size;
+      }
+    } else if (type === 28) {
+      if (pl.length < 3) {
+        this.broken = true;
+        return;
+      }
+      const fh = pl[1]!;
+      const start = (fh & 0x80) !== 0;
+      const endBit = (fh & 0x40) !== 0;
+      if (start) {
+        this.fu = [Buffer.from([(pl[0]! & 0xe0) | (fh & 0x1f)])];
+        this.fuBytes = 1;
+      } else if (!this.fu) {
+        // a middle or end fragment without its start: the NAL is lost
+        this.broken = true;
+        return;
+      }
+      const part = pl.subarray(2);
+      this.fuBytes += part.length;
+      if (this.fuBytes + this.bytes > this.maxAu) {
+        this.fu = undefined;
+        this.broken = true;
+        this.droppedOversized++;
+        return;
+      }
+      this.fu.push(part);
+      if (endBit) {
+        const nal = Buffer.concat(this.fu, this.fuBytes);
+        this.fu = undefined;
+        this.addNal(nal);
+      }
+    } else {
+      // STAP-B, MTAP, FU-B (interleaved mode) and reserved types
+      this.droppedUnsupported++;
+      this.broken = true;
+    }
+  }
+
+  private addNal(nal: Buffer): void {
+    if (nal.length === 0) return;
+    if ((nal[0]! & 0x80) !== 0) {
+      // forbidden_zero_bit: the network says this NAL is damaged
+      this.broken = true;
+      return;
+    }
+    if (this.nals.length >= this.maxNals || this.bytes + nal.length + 4 > this.maxAu) {
+      this.broken = true;
+      this.droppedOversized++;
+      return;
+    }
+    this.nals.push(nal);
+    this.bytes += nal.length + 4;
+  }
+
+  private flush(out: DepacketizedUnit[]): void {
+    const nals = this.nals;
+    const ts = this.ts;
+    const broken = this.broken || this.fu !== undefined;
+    this.nals = [];
+    this.bytes = 0;
+    this.fu = undefined;
+    this.broken = false;
+    if (nals.length === 0 || ts === undefined) return;
+    if (broken) {
+      this.droppedBroken++;
+      this.waitKey = true;
+      return;
+    }
+    this.normalize(nals);
+    let idr = false;
+    let hasSps = false;
+    let hasPps = false;
+    let vcl = false;
+    const types: number[] = [];
+    for (const n of nals) {
+      const t = n[0]! & 0x1f;
+      types.push(t);
+      if (t === 5) idr = true;
+      if (t >= 1 && t <= 5) vcl = true;
+      if (t === 7 && n.length <= MAX_PARAM_SET) {
+        hasSps = true;
+        this.sps = Buffer.from(n);
+      } else if (t === 8 && n.length <= MAX_PARAM_SET) {
+        hasPps = true;
+        this.pps = Buffer.from(n);
+      }
+    }
+    if (!vcl) return; // parameter sets / SEI alone: kept for the next IDR, not a picture
+    const key = idr && this.sps !== undefined && this.pps !== undefined;
+    if (this.waitKey && !key) {
+      this.droppedUntilKeyframe++;
+      return;
+    }
+    this.waitKey = false;
+    const parts: Buffer[] = [];
+    let len = 0;
+    if (idr && (!hasSps || !hasPps)) {
+      // in front of the slices, after an AUD if there is one
+      this.paramSetsInserted++;
+      if (types[0] === 9) {
+        parts.push(START, nals[0]!);
+        len += 4 + nals[0]!.length;
+        nals.shift();
+        types.shift();
+      }
+      if (!hasSps) parts.push(START, this.sps!), (len += 4 + this.sps!.length);
+      if (!hasPps) parts.push(START, this.pps!), (len += 4 + this.pps!.length);
+    }
+    for (const n of nals) {
+      parts.push(START, n);
+      len += 4 + n.length;
+    }
+    this.units++;
+    if (key) this.keyframes++;
+    out.push({ data: Buffer.concat(parts, len), key, timestamp: ts, nalTypes: types });
+  }
+
+  /**
+   * Parameter sets, SEI and AUDs after the first slice start a new access unit by the H.264 rules
+   * (7.4.1.2.3), but some payloaders (GStreamer's rtph264pay config-interval=-1) put SPS/PPS in
+   * front of every IDR slice of one picture: a decoder would split the picture in two. They move in
+   * front of the first slice (a duplicate is dropped), so one RTP timestamp stays one picture.
+   */
+  private normalize(nals: Buffer[]): void {
+    const firstVcl = nals.findIndex((n) => (n[0]! & 0x1f) >= 1 && (n[0]! & 0x1f) <= 5);
+    if (firstVcl < 0) return;
+    const head = nals.slice(0, firstVcl);
+    const rest: Buffer[] = [];
+    let moved = false;
+    for (let i = firstVcl; i < nals.length; i++) {
+      const n = nals[i]!;
+      const t = n[0]! & 0x1f;
+      if (t === 7 || t === 8 || t === 9 || t === 6) {
+        moved = true;
+        if ((t === 7 || t === 8) && !head.some((h) => h.equals(n))) head.push(n);
+      } else rest.push(n);
+    }
+    if (!moved) return;
+    this.nalsMoved++;
+    nals.length = 0;
+    nals.push(...head, ...rest);
+  }
+
+  stats(): Record<string, number> {
+    return {
+      nalsReordered: this.nalsMoved,
+      rtpPackets: this.packets,
+      accessUnits: this.units,
+      keyframes: this.keyframes,
+      seqGaps: this.seqGaps,
+      packetsLost: this.packetsLost,
+      reordered: this.reordered,
+      droppedUntilKeyframe: this.droppedUntilKeyframe,
+      droppedBroken: this.droppedBroken,
+      droppedOversized: this.droppedOversized,
+      droppedUnsupported: this.droppedUnsupported,
+      paramSetsInserted: this.paramSetsInserted,
+    };
+  }
+}
+
+/**
+ * RTP timestamp (32-bit, `rate` Hz, wraps every ~13 h at 90 kHz) → capture clock µs. Anchored at
+ * the first unit's arrival; the camera's clock drifts against ours, so when the mapped time runs
+ * ahead of arrival, or falls behind it by more than `maxLagUs`, it is re-anchored (counted).
+ * Output never goes backwards.
+ */
+export class RtpClock {
+  private ext: number | undefined;
+  private last32 = 0;
+  private anchorExt = 0;
+  private anchorUs = 0;
+  private lastOut = -Infinity;
+  reanchors = 0;
+
+  constructor(
+    private readonly rate = 90000,
+    private readonly maxLagUs = 1_000_000,
+  ) {}
+
+  /** Extended (unwrapped) timestamp. */
+  unwrap(ts32: number): number {
+    if (this.ext === undefined) {
+      this.ext = ts32;
+    } else {
+      const d = (ts32 - this.last32) | 0; // signed 32-bit difference handles the wrap both ways
+      this.ext += d;
+    }
+    this.last32 = ts32 >>> 0;
+    return this.ext;
+  }
+
+  toCapture(ts32: number, arrivalUs: number): number {
+    const ext = this.unwrap(ts32);
+    let t = this.anchorUs + ((ext - this.anchorExt) * 1e6) / this.rate;
+    if (this.lastOut === -Infinity || t > arrivalUs || arrivalUs - t > this.maxLagUs) {
+      // Ahead of arrival is jitter on the first anchor (it follows the least-delayed unit); only a
+      // lag beyond maxLagUs (a camera clock far off, a pause) is counted.
+      if (this.lastOut !== -Infinity && t <= arrivalUs) this.reanchors++;
+      this.anchorExt = ext;
+      this.anchorUs = arrivalUs;
+      t = arrivalUs;
+    }
+    t = Math.max(Math.round(t), this.lastOut + 1);
+    this.lastOut = t;
+    return t;
+  }
+}

@@ -1,0 +1,484 @@
+// The RTSP client's I/O shell: one TCP connection to the camera, OPTIONS → DESCRIBE → SETUP →
+// PLAY, then RTP over the same connection ($-interleaved) or over a UDP port pair, keepalive
+// before the session timeout, TEARDOWN when the signal aborts. Everything that parses is in the
+// pure modules next to it (message, auth, sdp, rtp-h264). No child process: no ffmpeg, and no
+// password in any process's argv.
+//
+// run() resolves after an abort (TEARDOWN sent, sockets closed) and rejects with an EdgeError when
+// the camera goes away, refuses us, or stops sending (START_TIMEOUT / STALLED): the supervisor
+// restarts it, and the depacketizer makes the new run start at a keyframe.
+
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { connect, type Socket } from 'node:net';
+import { captureClockUs, EdgeError } from '../../../runtime/engine/api.js';
+import { RtspAuth, type Credentials } from './auth.js';
+import {
+  header,
+  interleave,
+  parseSessionHeader,
+  parseTransportHeader,
+  RtspReader,
+  serializeRequest,
+  serializeResponse,
+  type RtspResponse,
+} from './message.js';
+import { H264Depacketizer, parseRtp, RtpClock } from './rtp-h264.js';
+import { parseSdp, type H264SdpTrack } from './sdp.js';
+
+export interface RtspSessionOptions {
+  /** rtsp://host[:port]/path without userinfo (credentials come separately). */
+  url: string;
+  credentials?: Credentials;
+  transport: 'tcp' | 'udp';
+  /** Connect + handshake + first access unit. */
+  startTimeoutMs: number;
+  /** No RTP this long while playing → STALLED. */
+  stallTimeoutMs: number;
+  /** One request's reply. */
+  requestTimeoutMs?: number;
+  userAgent?: string;
+}
+
+export interface RtspUnit {
+  data: Buffer;
+  key: boolean;
+  /** Capture clock µs, from the RTP timestamp. */
+  ts: number;
+  wallclock: number;
+  /** The SPS in effect (sprop or in-band), for the MIME. */
+  sps: Buffer | undefined;
+}
+
+/** Counters that survive across sessions (the driver keeps one and passes it to every session). */
+export class RtspClientCounters {
+  sessions = 0;
+  requests = 0;
+  authChallenges = 0;
+  staleNonceRetries = 0;
+  keepalives = 0;
+  keepaliveFailures = 0;
+  teardowns = 0;
+  rtpMalformed = 0;
+  rtpOtherPayload = 0;
+  rtpForeign = 0;
+  rtcpPackets = 0;
+  rtcpReportsSent = 0;
+  serverRequests = 0;
+  clockReanchors = 0;
+  bytesIn = 0;
+  lastAuthMethod = 'none';
+  lastTransport = '';
+  depacketizer: Record<string, number> = {};
+  private base: Record<string, number> = {};
+
+  /** Depacketizer counters summed over sessions. */
+  addDepacketizer(live: Record<string, number>, final = false): void {
+    const sum: Record<string, number> = {};
+    for (const [k, v] of Object.entries(live)) sum[k] = (this.base[k] ?? 0) + v;
+    this.depacketizer = sum;
+    if (final) this.base = sum;
+  }
+}
+
+const CRLF_TIMEOUT_MS = 10_000;
+/** RTCP receiver reports keep UDP NAT bindings and strict cameras alive (RFC 3550: ~5 s). */
+const RTCP_RR_INTERVAL_MS = 5000;
+const USER_AGENT = 'moth-edge';
+
+export class RtspSession {
+  private sock: Socket | undefined;
+  private readonly reader = new RtspReader();
+  private readonly auth: RtspAuth;
+  private cseq = 0;
+  private pending: { cseq: number; resolve: (r: RtspResponse) => void; reject: (e: Error) => void; timer: NodeJS.Timeout } | undefined;
+  private sessionId: string | undefined;
+  private timeoutS = 60;
+  private publicMethods: string[] = [];
+  private track: H264SdpTrack | undefined;
+  private depack: H264Depacketizer | undefined;
+  private readonly clock = new RtpClock();
+  private rtpChannel = 0;
+  private rtcpChannel = 1;
+  private udp: { rtp: UdpSocket; rtcp: UdpSocket; serverRtp?: number; serverRtcp?: number } | undefined;
+  private lastRtpAt = 0;
+  private playing = false;
+  private fail: ((e: Error) => void) | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private readonly ssrc = (Math.random() * 0xffffffff) >>> 0;
+  private readonly target: URL;
+
+  constructor(
+    private readonly o: RtspSessionOptions,
+    private readonly counters: RtspClientCounters,
+  ) {
+    this.auth = new RtspAuth(o.credentials);
+    this.target = new URL(o.url);
+  }
+
+  async run(onUnit: (u: RtspUnit) => void, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return;
+    this.counters.sessions++;
+    const failed = new Promise<never>((_, reject) => {
+      this.fail = (e) => {
+        this.fail = undefined;
+        reject(e);
+      };
+    });
+    failed.catch(() => {});
+    const aborted = new Promise<'aborted'>((resolve) => signal.addEventListener('abort', () => resolve('aborted'), { once: true }));
+    const startTimer = setTimeout(() => this.fail?.(new EdgeError('START_TIMEOUT', `no access unit from the camera in ${this.o.startTimeoutMs} ms`, { host: this.target.host })), this.o.startTimeoutMs);
+    this.timers.push(startTimer);
+    let gotFirst = false;
+    const emit = (u: RtspUnit) => {
+      if (!gotFirst) {
+        gotFirst = true;
+        clearTimeout(startTimer);
+      }
+      onUnit(u);
+    };
+    try {
+      const r = await Promise.race([this.handshake(emit), failed, aborted]);
+      if (r === 'aborted') return;
+      const end = await Promise.race([failed, aborted]);
+      if (end === 'aborted') return;
+    } finally {
+      if (this.depack) this.counters.addDepacketizer(this.depack.stats(), true);
+      this.counters.clockReanchors += this.clock.reanchors;
+      await this.close(signal.aborted);
+    }
+  }
+
+  stats(): Record<string, number | string | boolean> {
+    return { playing: this.playing, sessionTimeoutS: this.timeoutS, bufferedBytes: this.reader.buffered };
+  }
+
+  // ------------------------------------------------------------------ handshake
+
+  private async handshake(emit: (u: RtspUnit) => void): Promise<void> {
+    await this.connect();
+    const url = this.target.href;
+    // OPTIONS: which keepalive the camera takes; some cameras want it before DESCRIBE.
+    const opt = await this.request('OPTIONS', url, [], true);
+    if (opt.status >= 200 && opt.status < 300) this.publicMethods = (header(opt.headers, 'public') ?? '').split(',').map((s) => s.trim().toUpperCase());
+    const desc = await this.request('DESCRIBE', url, [['Accept', 'application/sdp']]);
+    const base = header(desc.headers, 'content-base') ?? header(desc.headers, 'content-location') ?? url;
+    const sdp = parseSdp(desc.body.toString('utf8'), base);
+    if (!sdp.h264) throw new EdgeError('RTSP_NO_H264', `the camera offers no H.264 video (media: ${sdp.media.join(',') || 'none'})`, { host: this.target.host });
+    this.track = sdp.h264;
+    this.depack = new H264Depacketizer({ sps: sdp.h264.sps, pps: sdp.h264.pps });
+    let transport: string;
+    if (this.o.transport === 'tcp') {
+      transport = 'RTP/AVP/TCP;unicast;interleaved=0-1';
+    } else {
+      const [rtpPort] = await this.bindUdp();
+      transport = `RTP/AVP;unicast;client_port=${rtpPort}-${rtpPort + 1}`;
+    }
+    const setup = await this.request('SETUP', sdp.h264.control, [['Transport', transport]]);
+    const sess = header(setup.headers, 'session');
+    if (!sess) throw new EdgeError('RTSP_BAD_MESSAGE', 'SETUP reply without a Session', { host: this.target.host });
+    const s = parseSessionHeader(sess);
+    this.sessionId = s.id;
+    this.timeoutS = s.timeoutS;
+    const th = parseTransportHeader(header(setup.headers, 'transport') ?? '');
+    this.counters.lastTransport = th.protocol;
+    if (this.o.transport === 'tcp') {
+      if (th.protocol !== 'tcp') throw new EdgeError('RTSP_TRANSPORT_UNSUPPORTED', 'asked for TCP, the camera answered with UDP', { host: this.target.host });
+      [this.rtpChannel, this.rtcpChannel] = th.interleaved ?? [0, 1];
+    } else {
+      if (th.protocol !== 'udp') throw new EdgeError('RTSP_TRANSPORT_UNSUPPORTED', 'asked for UDP, the camera answered with TCP', { host: this.target.host });
+      if (th.serverPort) {
+        this.udp!.serverRtp = th.serverPort[0];
+        this.udp!.serverRtcp = th.serverPort[1];
+        this.punch();
+      }
+    }
+    const play = sdp.sessionControl;
+    this.playUrl = play;
+    this.lastRtpAt = Date.now();
+    this.playing = true;
+    this.onRtpUnits = emit;
+    await this.request('PLAY', play, [['Range', 'npt=0.000-']]);
+    this.startKeepalive();
+  }
+
+  private onRtpUnits: ((u: RtspUnit) => void) | undefined;
+  private playUrl: string | undefined;
+
+  private connect(): Promise<void> {
+    const port = this.target.port ? Number(this.target.port) : 554;
+    const host = this.target.hostname.replace(/^\[|\]$/g, '');
+    return new Promise((resolve, reject) => {
+      const s = connect({ host, port });
+      this.sock = s;
+      s.setNoDelay(true);
+      const onErr = (e: NodeJS.ErrnoException) => reject(new EdgeError('RTSP_CONNECT_FAILED', `connect to ${this.target.host}: ${e.code ?? e.message}`, { host: this.target.host }));
+      s.once('error', onErr);
+      s.once('connect', () => {
+        s.off('error', onErr);
+        s.on('error', (e: NodeJS.ErrnoException) => this.fail?.(new EdgeError('RTSP_STREAM_ENDED', `connection to ${this.target.host}: ${e.code ?? e.message}`, { host: this.target.host })));
+        s.on('close', () => this.fail?.(new EdgeError('RTSP_STREAM_ENDED', `the camera closed the connection (${this.target.host})`, { host: this.target.host })));
+        s.on('data', (c: Buffer) => this.onData(c));
+        resolve();
+      });
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    this.counters.bytesIn += chunk.length;
+    let msgs;
+    try {
+      msgs = this.reader.push(chunk);
+    } catch (e) {
+      this.fail?.(e as Error);
+      return;
+    }
+    for (const m of msgs) {
+      if (m.type === 'interleaved') {
+        if (m.channel === this.rtpChannel) this.onRtp(m.data);
+        else if (m.channel === this.rtcpChannel) this.counters.rtcpPackets++;
+      } else if (m.type === 'response') {
+        const p = this.pending;
+        const cseq = Number(header(m.headers, 'cseq') ?? NaN);
+        if (p && (cseq === p.cseq || Number.isNaN(cseq))) {
+          clearTimeout(p.timer);
+          this.pending = undefined;
+          p.resolve(m);
+        }
+      } else {
+        // A request from the camera (GET_PARAMETER ping, ANNOUNCE, REDIRECT): answer, do not act.
+        this.counters.serverRequests++;
+        const ok = m.method === 'OPTIONS' || m.method === 'GET_PARAMETER';
+        this.sock?.write(serializeResponse(ok ? 200 : 501, ok ? 'OK' : 'Not Implemented', header(m.headers, 'cseq')));
+      }
+    }
+  }
+
+  private onRtp(buf: Buffer): void {
+    if (!this.depack || !this.track || !this.playing) return;
+    this.lastRtpAt = Date.now();
+    let p;
+    try {
+      p = parseRtp(buf);
+    } catch {
+      this.counters.rtpMalformed++;
+      return;
+    }
+    if (p.payloadType !== this.track.payloadType) {
+      this.counters.rtpOtherPayload++;
+      return;
+    }
+    const units = this.depack.push(p);
+    if (units.length === 0) return;
+    const arrival = captureClockUs();
+    const wall = Date.now();
+    for (const u of units) {
+      this.onRtpUnits?.({ data: u.data, key: u.key, ts: this.clock.toCapture(u.timestamp, arrival), wallclock: wall, sps: this.depack.currentSps });
+    }
+    this.counters.addDepacketizer(this.depack.stats());
+  }
+
+  /** One request, its reply; 401 → credentials (and a stale-nonce retry) → the same request again. */
+  private async request(method: string, uri: string, extra: Array<[string, string]>, tolerant = false): Promise<RtspResponse> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const res = await this.send(method, uri, extra);
+      if (res.status === 401) {
+        let retry: boolean;
+        try {
+          retry = this.auth.onUnauthorized(res.headers.get('www-authenticate'));
+        } catch (e) {
+          if (tolerant) return res;
+          throw e;
+        }
+        this.counters.authChallenges = this.auth.challenges;
+        this.counters.staleNonceRetries = this.auth.staleRetries;
+        this.counters.lastAuthMethod = this.auth.method;
+        if (retry) continue;
+        if (tolerant) return res;
+        throw new EdgeError('RTSP_AUTH_FAILED', `${method}: 401 Unauthorized: the camera refused the ${this.auth.method} credentials`, { host: this.target.host, method });
+      }
+      if (res.status >= 200 && res.status < 300) return res;
+      if (tolerant) return res;
+      const code = res.status === 404 ? 'RTSP_NOT_FOUND' : res.status === 403 ? 'RTSP_AUTH_FAILED' : res.status === 461 ? 'RTSP_TRANSPORT_UNSUPPORTED' : 'RTSP_REQUEST_FAILED';
+      throw new EdgeError(code, `${method}: ${res.status} ${res.reason.slice(0, 80)}`, { host: this.target.host, method, status: res.status });
+    }
+    throw new EdgeError('RTSP_AUTH_FAILED', `${method}: too many 401 challenges`, { host: this.target.host });
+  }
+
+  private send(method: string, uri: string, extra: Array<[string, string]>): Promise<RtspResponse> {
+    const s = this.sock;
+    if (!s || s.destroyed) return Promise.reject(new EdgeError('RTSP_STREAM_ENDED', 'not connected', { host: this.target.host }));
+    if (this.pending) return Promise.reject(new EdgeError('RTSP_BUSY', 'a request is already waiting', { method }));
+    const cseq = ++this.cseq;
+    const headers: Array<[string, string]> = [['CSeq', String(cseq)], ['User-Agent', this.o.userAgent ?? USER_AGENT], ...extra];
+    if (this.sessionId) headers.push(['Session', this.sessionId]);
+    const a = this.auth.authorization(method, uri);
+    if (a) headers.push(['Authorization', a]);
+    const timeoutMs = this.o.requestTimeoutMs ?? CRLF_TIMEOUT_MS;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending = undefined;
+        reject(new EdgeError('RTSP_TIMEOUT', `${method}: no reply in ${timeoutMs} ms`, { host: this.target.host, method }));
+      }, timeoutMs);
+      this.pending = { cseq, resolve, reject, timer };
+      this.counters.requests++;
+      s.write(serializeRequest(method, uri, headers));
+    });
+  }
+
+  // ------------------------------------------------------------------ UDP
+
+  /** An even/odd port pair on the interface the RTSP connection uses (not on every interface). */
+  private async bindUdp(): Promise<[number, number]> {
+    const addr = this.sock?.localAddress ?? '0.0.0.0';
+    const family = addr.includes(':') ? 'udp6' : 'udp4';
+    for (let i = 0; i < 32; i++) {
+      const port = 2 * Math.floor(10000 + Math.random() * 22000); // 20000..63998, even
+      const rtp = createSocket({ type: family });
+      const rtcp = createSocket({ type: family });
+      const ok = await bindBoth(rtp, rtcp, addr, port);
+      if (!ok) continue;
+      const remote = this.sock?.remoteAddress;
+      rtp.on('message', (m, rinfo) => {
+        if (remote && rinfo.address !== remote) return void this.counters.rtpForeign++;
+        this.counters.bytesIn += m.length;
+        this.onRtp(m);
+      });
+      rtcp.on('message', (_m, rinfo) => {
+        if (remote && rinfo.address !== remote) return void this.counters.rtpForeign++;
+        this.counters.rtcpPackets++;
+      });
+      rtp.on('error', () => {});
+      rtcp.on('error', () => {});
+      this.udp = { rtp, rtcp };
+      return [port, port + 1];
+    }
+    throw new EdgeError('RTSP_UDP_BIND_FAILED', 'no free UDP port pair for RTP/RTCP', { host: this.target.host });
+  }
+
+  /** Packets toward the camera's ports so a NAT/firewall on our side opens the return path. */
+  private punch(): void {
+    const u = this.udp;
+    const host = this.sock?.remoteAddress;
+    if (!u || !host) return;
+    const rtp = Buffer.alloc(12);
+    rtp[0] = 0x80;
+    rtp[1] = this.track?.payloadType ?? 96;
+    rtp.writeUInt32BE(this.ssrc, 8);
+    if (u.serverRtp) u.rtp.send(rtp, u.serverRtp, host, () => {});
+    if (u.serverRtcp) u.rtcp.send(this.receiverReport(), u.serverRtcp, host, () => {});
+  }
+
+  /** RTCP RR with no report blocks (RFC 3550 §6.4.2): "still here". */
+  private receiverReport(): Buffer {
+    const b = Buffer.alloc(8);
+    b[0] = 0x80;
+    b[1] = 201;
+    b.writeUInt16BE(1, 2);
+    b.writeUInt32BE(this.ssrc, 4);
+    return b;
+  }
+
+  // ------------------------------------------------------------------ keepalive, watchdog
+
+  private startKeepalive(): void {
+    const method = this.publicMethods.includes('GET_PARAMETER') ? 'GET_PARAMETER' : 'OPTIONS';
+    // Half the session timeout, like ffmpeg and go2rtc; at least every 30 s for servers that lie.
+    const every = Math.max(1000, Math.min(30_000, (this.timeoutS * 1000) / 2));
+    this.timers.push(setInterval(() => {
+      if (this.pending) return; // a reply is still out: the session is busy, which counts as alive
+      this.counters.keepalives++;
+      this.request(method, method === 'OPTIONS' ? this.target.href : (this.track?.control ?? this.target.href), [], true)
+        .then((r) => {
+          if (r.status >= 300) this.counters.keepaliveFailures++;
+        })
+        .catch(() => void this.counters.keepaliveFailures++);
+    }, every));
+    this.timers.push(setInterval(() => {
+      const u = this.udp;
+      const host = this.sock?.remoteAddress;
+      const rr = this.receiverReport();
+      this.counters.rtcpReportsSent++;
+      if (u && host && u.serverRtcp) u.rtcp.send(rr, u.serverRtcp, host, () => {});
+      else if (!u && this.sock && !this.sock.destroyed) this.sock.write(interleave(this.rtcpChannel, rr));
+    }, RTCP_RR_INTERVAL_MS));
+    const check = Math.max(100, Math.min(1000, this.o.stallTimeoutMs / 4));
+    this.timers.push(setInterval(() => {
+      if (Date.now() - this.lastRtpAt > this.o.stallTimeoutMs) {
+        this.fail?.(new EdgeError('STALLED', `no RTP from the camera for ${this.o.stallTimeoutMs} ms`, { host: this.target.host }));
+      }
+    }, check));
+  }
+
+  // ------------------------------------------------------------------ close
+
+  /** TEARDOWN (best effort, bounded) when stopping on purpose, then close every socket. Never throws. */
+  private async close(polite: boolean): Promise<void> {
+    this.fail = undefined;
+    this.playing = false;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers = [];
+    const p = this.pending;
+    this.pending = undefined;
+    if (p) {
+      clearTimeout(p.timer);
+      p.reject(new EdgeError('RTSP_CLOSED', 'session closed'));
+    }
+    const s = this.sock;
+    if (polite && s && !s.destroyed && this.sessionId) {
+      try {
+        this.counters.teardowns++;
+        await Promise.race([
+          this.send('TEARDOWN', this.playUrl ?? this.target.href, []).catch(() => undefined),
+          new Promise((r) => setTimeout(r, 500)),
+        ]);
+      } catch {
+        // best effort
+      }
+      const q = this.pending as { timer: NodeJS.Timeout } | undefined;
+      if (q) clearTimeout(q.timer);
+      this.pending = undefined;
+    }
+    s?.destroy();
+    if (this.udp) {
+      for (const u of [this.udp.rtp, this.udp.rtcp]) {
+        try {
+          u.close();
+        } catch {
+          // already closed
+        }
+      }
+      this.udp = undefined;
+    }
+  }
+}
+
+function bindBoth(a: UdpSocket, b: UdpSocket, addr: string, port: number): Promise<boolean> {
+  const bind = (s: UdpSocket, p: number) =>
+    new Promise<boolean>((resolve) => {
+      const onErr = () => resolve(false);
+      s.once('error', onErr);
+      s.bind(p, addr, () => {
+        s.off('error', onErr);
+        resolve(true);
+      });
+    });
+  return bind(a, port).then(async (ok) => {
+    if (!ok) {
+      closeQuiet(a);
+      closeQuiet(b);
+      return false;
+    }
+    if (await bind(b, port + 1)) return true;
+    closeQuiet(a);
+    closeQuiet(b);
+    return false;
+  });
+}
+
+function closeQuiet(s: UdpSocket): void {
+  try {
+    s.close();
+  } catch {
+    // not bound
+  }
+}
