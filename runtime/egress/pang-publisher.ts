@@ -18,6 +18,7 @@ import { ParamSetCache } from './h264-rtp.js';
 import { ReconnectingLink, type LinkStats } from './link.js';
 import { DrainMeter, UplinkEstimator, wsClientFrameBytes, type UplinkEstimate } from '../uplink/estimator.js';
 import { DEFAULT_PRIORITY, DemandMeter, type TrackDemand, type TrackMode } from '../uplink/scheduler.js';
+import type { DeliverySink } from '../uplink/spans.js';
 import {
   classifyClose,
   connectErrorCode,
@@ -58,10 +59,17 @@ export interface PangPublisherOptions {
    */
   priority?: number | undefined;
   /**
-   * Where frames are reported once the socket has handed their last byte to the network (gap
-   * report, issue 8), keyed by the local track path with the frame's capture wallclock.
+   * Where frames are reported once delivered (gap report and backfill, issue 8), keyed by the
+   * local track path with the frame's capture wallclock; `break` when a frame was lost in between.
    */
-  spans?: { add(track: string, wallMs: number, bytes: number): void } | undefined;
+  spans?: DeliverySink | undefined;
+  /**
+   * A frame counts as delivered once its last byte left the socket buffer (bufferedAmount drained
+   * past it) AND the session then stayed up this long. A session that dies sooner takes the
+   * frames of this window with it as not delivered (they are backfilled): bytes that left the
+   * socket may still sit in kernel or network buffers when a link is cut. 1 s; 0 = drain only.
+   */
+  confirmMs?: number;
 }
 
 export interface PangPublisherStats extends LinkStats {
@@ -95,7 +103,7 @@ export interface PangPublisherStats extends LinkStats {
     keyframeBytesPerSec: number;
   };
   /** Frames reported to the span log (delivered), and those lost with a session's socket buffer. */
-  spans: { delivered: number; lostInSocket: number; untracked: number; inSocket: number };
+  spans: { delivered: number; lostInSocket: number; lostUnconfirmed: number; untracked: number; inSocket: number; breaks: number };
 }
 
 export class PangPublisher extends ReconnectingLink {
@@ -114,6 +122,7 @@ export class PangPublisher extends ReconnectingLink {
   private connectError: string | null = null;
   private readonly url: string;
   private readonly o: Required<Omit<PangPublisherOptions, 'caFile' | 'insecure' | 'priority' | 'spans'>> & Pick<PangPublisherOptions, 'caFile' | 'insecure' | 'priority' | 'spans'>;
+  private readonly trackName: string;
   private c = {
     framesOut: 0,
     bytesOut: 0,
@@ -135,10 +144,14 @@ export class PangPublisher extends ReconnectingLink {
   private modeAwaitKey = false;
   private readonly demand = new DemandMeter();
   private readonly pc = { keyframesOnly: 0, paused: 0, droppedBytes: 0 };
-  /** Frames in the socket buffer: wire offset of their last byte, for the span log. */
-  private inFlight: Array<{ end: number; wall: number; bytes: number }> = [];
+  /** Frames not yet confirmed: wire offset of their last byte, and when it left the socket buffer. */
+  private inFlight: Array<{ end: number; wall: number; bytes: number; drainedAt: number }> = [];
   private inFlightHead = 0;
-  private readonly sc = { delivered: 0, lostInSocket: 0, untracked: 0 };
+  /** First in-flight frame not yet drained from the socket buffer (index into inFlight). */
+  private drainIdx = 0;
+  private readonly sc = { delivered: 0, lostInSocket: 0, lostUnconfirmed: 0, untracked: 0, breaks: 0 };
+  /** Engine queue drops seen so far this session (a new drop breaks the delivered span). */
+  private consumerDrops = 0;
   /** Called with every binary payload right after ws.send (tests, latency bench). */
   onSent: ((data: Buffer, key: boolean, ts: number) => void) | null = null;
 
@@ -154,8 +167,10 @@ export class PangPublisher extends ReconnectingLink {
       // 4 MB: room for about two 720p GOPs; the socket ceiling decides drops long before this.
       consumerCeilingBytes: 4 * 1024 * 1024,
       stallTimeoutMs: 30_000,
+      confirmMs: 1000,
       ...opts,
     };
+    this.trackName = trackPath(opts.from);
     this.gate = new GopGate(opts.maxBufferedBytes);
   }
 
@@ -200,6 +215,7 @@ export class PangPublisher extends ReconnectingLink {
       return;
     }
     this.consumer = consumer;
+    this.consumerDrops = 0;
     consumer.onReadable(() => this.pump());
     consumer.onClose((reason) => {
       if (consumer === this.consumer) this.failed('SOURCE_CLOSED', `local track closed: ${reason}`);
@@ -228,7 +244,7 @@ export class PangPublisher extends ReconnectingLink {
     }
     this.trackBuffered(ws);
     const buffered = ws.bufferedAmount;
-    this.settleInFlight(buffered);
+    this.settleInFlight(buffered, now);
     const sample = this.drain.observe(now, this.wireOut, buffered);
     if (sample) this.uplink.add(sample);
     this.demand.tick(now);
@@ -277,8 +293,19 @@ export class PangPublisher extends ReconnectingLink {
         if (kind === 'video' && mimeBase(mime) === 'video/h264') data = this.params.apply(data);
         this.demand.add(data.length, item.frame.key);
         if (kind === 'video' && !this.modeAllows(item.frame.key, data.length)) continue;
+        if (this.o.spans && kind !== 'video') {
+          // A record the engine queue dropped before we saw it: the delivered span must end here.
+          const d = consumerDropCount(consumer);
+          if (d !== this.consumerDrops) {
+            this.consumerDrops = d;
+            this.breakSpan();
+          }
+        }
         const decision = this.gate.decide(kind, item.frame.key, data.length, ws.bufferedAmount);
-        if (decision !== 'send') continue;
+        if (decision !== 'send') {
+          if (kind !== 'video') this.breakSpan();
+          continue;
+        }
         ws.send(data, { binary: true });
         this.wireOut += wsClientFrameBytes(data.length);
         if (this.o.spans) this.trackInFlight(ws, item.frame.wallclock, data.length);
@@ -301,26 +328,58 @@ export class PangPublisher extends ReconnectingLink {
     if (this.inFlight.length - this.inFlightHead >= PangPublisher.MAX_IN_FLIGHT) {
       this.inFlightHead++;
       this.sc.untracked++;
+      this.breakSpan();
     }
-    this.inFlight.push({ end: this.wireOut, wall, bytes });
-    this.settleInFlight(ws.bufferedAmount);
+    this.inFlight.push({ end: this.wireOut, wall, bytes, drainedAt: -1 });
+    this.settleInFlight(ws.bufferedAmount, Date.now());
   }
 
-  /** Frames whose last byte left the socket buffer count as delivered live. */
-  private settleInFlight(buffered: number): void {
+  /**
+   * Frames whose last byte left the socket buffer, and stayed gone for confirmMs with the session
+   * up, count as delivered live.
+   */
+  private settleInFlight(buffered: number, now: number): void {
     const spans = this.o.spans;
     if (!spans) return;
     const drained = this.wireOut - buffered;
-    const track = trackPath(this.o.from);
-    while (this.inFlightHead < this.inFlight.length && this.inFlight[this.inFlightHead]!.end <= drained) {
-      const f = this.inFlight[this.inFlightHead++]!;
-      spans.add(track, f.wall, f.bytes);
+    if (this.drainIdx < this.inFlightHead) this.drainIdx = this.inFlightHead;
+    while (this.drainIdx < this.inFlight.length && this.inFlight[this.drainIdx]!.end <= drained) this.inFlight[this.drainIdx++]!.drainedAt = now;
+    while (this.inFlightHead < this.inFlight.length) {
+      const f = this.inFlight[this.inFlightHead]!;
+      if (f.drainedAt < 0 || now - f.drainedAt < this.o.confirmMs) break;
+      this.inFlightHead++;
+      spans.add(this.trackName, f.wall, f.bytes);
       this.sc.delivered++;
     }
     if (this.inFlightHead > 1024 && this.inFlightHead * 2 > this.inFlight.length) {
       this.inFlight = this.inFlight.slice(this.inFlightHead);
+      this.drainIdx = Math.max(0, this.drainIdx - this.inFlightHead);
       this.inFlightHead = 0;
     }
+  }
+
+  private breakSpan(): void {
+    if (!this.o.spans?.break) return;
+    this.o.spans.break(this.trackName);
+    this.sc.breaks++;
+  }
+
+  /**
+   * Capture wallclock of the oldest frame this link still has in flight (sent, not yet confirmed),
+   * or null when none: backfill must not touch anything from there on, it may still arrive live.
+   */
+  pendingSinceWall(): number | null {
+    return this.inFlightHead < this.inFlight.length ? this.inFlight[this.inFlightHead]!.wall : null;
+  }
+
+  /** The local track this link publishes. */
+  get from(): TrackRef {
+    return this.o.from;
+  }
+
+  /** bytes waiting in the socket now (the backfill yields while a live link holds a backlog). */
+  get bufferedBytes(): number {
+    return this.ws?.bufferedAmount ?? 0;
   }
 
   /** The uplink scheduler's gate in front of the send (video only). */
@@ -392,11 +451,19 @@ export class PangPublisher extends ReconnectingLink {
   protected teardown(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.settleInFlight(this.ws.bufferedAmount);
-    // Still in the socket when the session ended: never delivered, so not live.
-    this.sc.lostInSocket += this.inFlight.length - this.inFlightHead;
+    const now = Date.now();
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.settleInFlight(this.ws.bufferedAmount, now);
+    // Still in the socket, or left it less than confirmMs ago, when the session ended: not counted
+    // live (a cut link loses what sat in kernel and network buffers): backfill sends it again.
+    for (let i = this.inFlightHead; i < this.inFlight.length; i++) {
+      if (this.inFlight[i]!.drainedAt < 0) this.sc.lostInSocket++;
+      else this.sc.lostUnconfirmed++;
+    }
+    // Frames captured while no session runs are not delivered: the next span starts fresh.
+    this.breakSpan();
     this.inFlight = [];
     this.inFlightHead = 0;
+    this.drainIdx = 0;
     const consumer = this.consumer;
     this.consumer = null;
     if (consumer) {
@@ -452,9 +519,16 @@ export class PangPublisher extends ReconnectingLink {
         demandBytesPerSec: this.demand.bytesPerSec,
         keyframeBytesPerSec: this.demand.keyframeBytesPerSec,
       },
-      spans: { delivered: this.sc.delivered, lostInSocket: this.sc.lostInSocket, untracked: this.sc.untracked, inSocket: this.inFlight.length - this.inFlightHead },
+      spans: { ...this.sc, inSocket: this.inFlight.length - this.inFlightHead },
     };
   }
+}
+
+function consumerDropCount(c: ConsumerHandle): number {
+  const d = c.stats().dropped;
+  let n = 0;
+  for (const v of Object.values(d)) n += v;
+  return n;
 }
 
 /** Error messages from ws/TLS may quote the URL: strip the key if it shows up. */

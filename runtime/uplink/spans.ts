@@ -3,6 +3,25 @@
 // with the frame's capture wallclock; frames closer than `joinGapMs` extend one span. Memory is
 // bounded: a ring of spans per track and a cap on tracks, evictions counted.
 
+/** Where a sender reports what it delivered (SpanLog, the persisted writer, or both). */
+export interface DeliverySink {
+  add(track: string, wallMs: number, bytes: number): void;
+  /** A frame of `track` was lost: the next delivered frame starts a new span. */
+  break?(track: string): void;
+}
+
+/** Fan one sender's reports out to several sinks. */
+export function teeSinks(...sinks: DeliverySink[]): DeliverySink {
+  return {
+    add: (track, wallMs, bytes) => {
+      for (const s of sinks) s.add(track, wallMs, bytes);
+    },
+    break: (track) => {
+      for (const s of sinks) s.break?.(track);
+    },
+  };
+}
+
 export interface Span {
   from: number;
   to: number;
@@ -45,7 +64,7 @@ export interface SpanLogStats {
   outOfOrder: number;
 }
 
-export class SpanLog {
+export class SpanLog implements DeliverySink {
   private tracks = new Map<string, TrackSpans>();
   private readonly joinGapMs: number;
   private readonly maxSpans: number;
