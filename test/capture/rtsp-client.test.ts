@@ -1,0 +1,355 @@
+// The native RTSP client's pure modules: RTSP framing ($-interleaved included), Basic/Digest auth
+// (stale nonce), SDP (control URLs, sprop-parameter-sets), Transport/Session headers, RTP and the
+// H.264 depacketizer (single NAL, STAP-A, FU-A, gaps → next keyframe, SPS/PPS injection), the
+// RTP clock (wrap). fast-check: arbitrary bytes end only in the typed error, and no hostile length
+// makes anything buffer without bound.
+
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { RtspAuth } from '../../drivers/camera/rtsp-client/auth.js';
+import {
+  interleave,
+  MAX_BODY_BYTES,
+  MAX_HEADER_BYTES,
+  parseSessionHeader,
+  parseTransportHeader,
+  RtspError,
+  RtspReader,
+  serializeRequest,
+  type RtspMessage,
+} from '../../drivers/camera/rtsp-client/message.js';
+import { H264Depacketizer, parseRtp, RtpClock, type DepacketizedUnit, type RtpPacket } from '../../drivers/camera/rtsp-client/rtp-h264.js';
+import { parseSdp, resolveControl } from '../../drivers/camera/rtsp-client/sdp.js';
+import { parseAuthorization, verifyAuthorization } from '../../drivers/ptz/digest.js';
+import { packetizeH264 } from '../../runtime/egress/h264-rtp.js';
+import { nalUnits } from '../../runtime/engine/h264.js';
+import { encodeH264 } from '../support/app.js';
+import { tempDir } from './helpers.js';
+
+const isRtspError = (e: unknown) => e instanceof RtspError;
+
+// ------------------------------------------------------------------ framing
+
+const DESCRIBE_REPLY =
+  'RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Base: rtsp://10.0.0.5/live/\r\nContent-Type: application/sdp\r\nContent-Length: 10\r\n\r\nv=0\r\no=- 1\r\n';
+
+test('RTSP reader: responses, server requests and $-frames on one stream, split at every byte', () => {
+  const rtp = Buffer.from([0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0x65, 1, 2]);
+  const stream = Buffer.concat([
+    Buffer.from(DESCRIBE_REPLY, 'latin1'),
+    interleave(0, rtp),
+    Buffer.from('\r\n'),
+    Buffer.from('GET_PARAMETER rtsp://10.0.0.9/ RTSP/1.0\r\nCSeq: 7\r\n\r\n', 'latin1'),
+    interleave(1, Buffer.alloc(8, 0x81)),
+    Buffer.from('RTSP/1.0 401 Unauthorized\r\nCSeq: 3\r\nWWW-Authenticate: Basic realm="a"\r\nWWW-Authenticate: Digest realm="a", nonce="n"\r\n\r\n', 'latin1'),
+  ]);
+  const check = (msgs: RtspMessage[]) => {
+    assert.deepEqual(msgs.map((m) => m.type), ['response', 'interleaved', 'request', 'interleaved', 'response']);
+    const [d, i0, rq, , u] = msgs as [Extract<RtspMessage, { type: 'response' }>, Extract<RtspMessage, { type: 'interleaved' }>, Extract<RtspMessage, { type: 'request' }>, unknown, Extract<RtspMessage, { type: 'response' }>];
+    assert.equal(d.status, 200);
+    assert.equal(d.headers.get('content-base')![0], 'rtsp://10.0.0.5/live/');
+    assert.equal(d.body.toString(), 'v=0\r\no=- 1');
+    assert.equal(i0.channel, 0);
+    assert.deepEqual(i0.data, rtp);
+    assert.equal(rq.method, 'GET_PARAMETER');
+    assert.equal(u.status, 401);
+    assert.equal(u.headers.get('www-authenticate')!.length, 2, 'repeated headers keep every value');
+  };
+  check(new RtspReader().push(stream));
+  for (let cut = 1; cut < stream.length; cut++) {
+    const r = new RtspReader();
+    check([...r.push(stream.subarray(0, cut)), ...r.push(stream.subarray(cut))]);
+    assert.equal(r.buffered, 0);
+  }
+});
+
+test('RTSP reader: a header block or body over the bound is a typed error, not a buffer', () => {
+  const r = new RtspReader();
+  assert.throws(() => r.push(Buffer.from('RTSP/1.0 200 OK\r\nX: ' + 'a'.repeat(MAX_HEADER_BYTES + 10), 'latin1')), (e: unknown) => isRtspError(e) && (e as RtspError).code === 'RTSP_BAD_MESSAGE');
+  assert.throws(() => new RtspReader().push(Buffer.from(`RTSP/1.0 200 OK\r\nContent-Length: ${MAX_BODY_BYTES + 1}\r\n\r\n`, 'latin1')), isRtspError);
+  assert.throws(() => new RtspReader().push(Buffer.from('RTSP/1.0 200 OK\r\nContent-Length: -5\r\n\r\n', 'latin1')), isRtspError);
+  assert.throws(() => new RtspReader().push(Buffer.from([0x00, 0xff, 0x13, 0x37, 0x99, 0x01])), isRtspError, 'binary junk fails at once');
+  assert.throws(() => serializeRequest('OPTIONS', 'rtsp://h/x', [['X', 'a\r\nInjected: 1']]), isRtspError, 'no header injection');
+  const req = serializeRequest('SETUP', 'rtsp://h/x/trackID=1', [['CSeq', '3'], ['Transport', 'RTP/AVP/TCP;unicast;interleaved=0-1']]).toString('latin1');
+  assert.equal(req, 'SETUP rtsp://h/x/trackID=1 RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n');
+});
+
+test('RTSP reader fuzz: arbitrary bytes in arbitrary chunks → messages or RtspError, bounded buffer', () => {
+  const piece = fc.oneof(
+    fc.uint8Array({ maxLength: 64 }).map((a) => Buffer.from(a)),
+    fc.constantFrom('RTSP/1.0 200 OK\r\n', 'CSeq: 1\r\n', 'Content-Length: 5\r\n', 'Content-Length: 99999999\r\n', '\r\n', '$', 'OPTIONS * RTSP/1.0\r\n').map((s) => Buffer.from(s, 'latin1')),
+    fc.tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 0xffff })).map(([c, l]) => Buffer.from([0x24, c, l >> 8, l & 0xff])),
+  );
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 40 }), (pieces) => {
+      const r = new RtspReader();
+      try {
+        for (const p of pieces) {
+          r.push(p);
+          assert.ok(r.buffered <= MAX_HEADER_BYTES + MAX_BODY_BYTES + 4, `buffered ${r.buffered}`);
+        }
+      } catch (e) {
+        if (!isRtspError(e)) throw e;
+      }
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test('Transport and Session headers', () => {
+  assert.deepEqual(parseTransportHeader('RTP/AVP/TCP;unicast;interleaved=2-3;ssrc=1A2B3C4D;mode="PLAY"'), { protocol: 'tcp', interleaved: [2, 3], ssrc: 0x1a2b3c4d });
+  assert.deepEqual(parseTransportHeader('RTP/AVP;unicast;client_port=50000-50001;server_port=6970-6971;source=10.0.0.5'), {
+    protocol: 'udp', clientPort: [50000, 50001], serverPort: [6970, 6971], source: '10.0.0.5',
+  });
+  assert.deepEqual(parseTransportHeader('RTP/AVP/TCP;unicast').interleaved, [0, 1], 'interleaved defaults to 0-1');
+  assert.throws(() => parseTransportHeader('RAW/RAW/UDP;unicast'), isRtspError);
+  assert.deepEqual(parseSessionHeader('4F2A8D9C;timeout=30'), { id: '4F2A8D9C', timeoutS: 30 });
+  assert.deepEqual(parseSessionHeader('abc'), { id: 'abc', timeoutS: 60 });
+  assert.throws(() => parseSessionHeader('bad id\r\n'), isRtspError);
+  fc.assert(fc.property(fc.string({ maxLength: 200 }), (s) => {
+    for (const f of [parseTransportHeader, parseSessionHeader]) {
+      try {
+        f(s);
+      } catch (e) {
+        if (!isRtspError(e)) throw e;
+      }
+    }
+  }));
+});
+
+// ------------------------------------------------------------------ auth
+
+test('RTSP auth: Digest preferred over Basic, verifies server-side, stale nonce → one retry, a refused password → false', () => {
+  const a = new RtspAuth({ username: 'admin', password: 'p@ss:w0rd/#' });
+  assert.equal(a.authorization('DESCRIBE', 'rtsp://h/cam'), undefined, 'nothing before a challenge');
+  assert.equal(a.onUnauthorized(['Basic realm="cam"', 'Digest realm="cam", nonce="n1"']), true);
+  assert.equal(a.method, 'digest');
+  const h1 = a.authorization('DESCRIBE', 'rtsp://h/cam')!;
+  const parsed = parseAuthorization(h1);
+  assert.equal(parsed.uri, 'rtsp://h/cam');
+  assert.ok(verifyAuthorization(parsed, 'p@ss:w0rd/#', 'DESCRIBE'), 'a server with the password accepts it');
+  assert.ok(!verifyAuthorization(parsed, 'wrong', 'DESCRIBE'));
+  assert.ok(!h1.includes('p@ss'), 'the password is not in the header');
+  // qop=auth: nc counts up
+  const q = new RtspAuth({ username: 'u', password: 'p' });
+  q.onUnauthorized(['Digest realm="r", nonce="abc", qop="auth", opaque="xyz"']);
+  const p1 = parseAuthorization(q.authorization('SETUP', 'rtsp://h/cam/trackID=0')!);
+  const p2 = parseAuthorization(q.authorization('PLAY', 'rtsp://h/cam/')!);
+  assert.equal(p1.nc, '00000001');
+  assert.equal(p2.nc, '00000002');
+  assert.ok(verifyAuthorization(p2, 'p', 'PLAY'));
+  assert.equal(q.onUnauthorized(['Digest realm="r", nonce="def", qop="auth", stale=true']), true, 'stale nonce: retry');
+  assert.equal(q.staleRetries, 1);
+  assert.equal(q.onUnauthorized(['Digest realm="r", nonce="def", qop="auth"']), false, 'same nonce refused again: wrong password');
+  // Basic
+  const b = new RtspAuth({ username: 'u', password: 'pw' });
+  assert.equal(b.onUnauthorized(['Basic realm="x"']), true);
+  assert.equal(b.authorization('DESCRIBE', 'rtsp://h/'), `Basic ${Buffer.from('u:pw').toString('base64')}`);
+  assert.equal(b.onUnauthorized(['Basic realm="x"']), false);
+  // no credentials, or nothing usable
+  assert.throws(() => new RtspAuth(undefined).onUnauthorized(['Digest realm="r", nonce="n"']), (e: unknown) => (e as RtspError).code === 'RTSP_AUTH_FAILED');
+  assert.throws(() => new RtspAuth({ username: 'u', password: 'p' }).onUnauthorized(['Negotiate abc']), (e: unknown) => (e as RtspError).code === 'RTSP_AUTH_FAILED');
+  fc.assert(fc.property(fc.array(fc.string({ maxLength: 300 }), { maxLength: 4 }), (hs) => {
+    try {
+      new RtspAuth({ username: 'u', password: 'p' }).onUnauthorized(hs);
+    } catch (e) {
+      if (!(e instanceof Error && 'code' in e)) throw e;
+    }
+  }));
+});
+
+// ------------------------------------------------------------------ SDP
+
+const GST_SDP = [
+  'v=0', 'o=- 1188340656180883 1 IN IP4 127.0.0.1', 's=Session streamed with GStreamer', 't=0 0', 'a=tool:GStreamer', 'a=type:broadcast', 'a=control:*', 'a=range:npt=now-',
+  'm=audio 0 RTP/AVP 0', 'a=control:stream=1',
+  'm=video 0 RTP/AVP 96', 'c=IN IP4 0.0.0.0', 'b=AS:500', 'a=rtpmap:96 H264/90000',
+  'a=fmtp:96 packetization-mode=1;sprop-parameter-sets=Z0LADZZUCg/QgAAAAwCAAAAZR4oVSw==,aM48gA==;profile-level-id=42c00d;level-asymmetry-allowed=1',
+  'a=control:stream=0', '',
+].join('\r\n');
+
+test('SDP: the H.264 media, its control URL against Content-Base, sprop-parameter-sets, packetization-mode', () => {
+  const s = parseSdp(GST_SDP, 'rtsp://127.0.0.1:8554/cam/');
+  assert.equal(s.sessionControl, 'rtsp://127.0.0.1:8554/cam/');
+  assert.deepEqual(s.media, ['audio', 'video']);
+  const v = s.h264!;
+  assert.equal(v.control, 'rtsp://127.0.0.1:8554/cam/stream=0');
+  assert.equal(v.payloadType, 96);
+  assert.equal(v.clockRate, 90000);
+  assert.equal(v.packetizationMode, 1);
+  assert.equal(v.profileLevelId, '42c00d');
+  assert.equal(v.sps.length, 1);
+  assert.equal(v.sps[0]![0]! & 0x1f, 7);
+  assert.equal(v.pps[0]![0]! & 0x1f, 8);
+  // absolute control (Hikvision style), no Content-Base slash
+  const hik = parseSdp('v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:rtsp://10.0.0.5:554/Streaming/Channels/101/trackID=1\r\n', 'rtsp://10.0.0.5:554/Streaming/Channels/101');
+  assert.equal(hik.h264!.control, 'rtsp://10.0.0.5:554/Streaming/Channels/101/trackID=1');
+  assert.equal(hik.h264!.packetizationMode, 0);
+  assert.equal(resolveControl('rtsp://h/live', 'trackID=0'), 'rtsp://h/live/trackID=0');
+  assert.equal(resolveControl('rtsp://h/live/', 'trackID=0'), 'rtsp://h/live/trackID=0');
+  assert.equal(resolveControl('rtsp://h/live', '*'), 'rtsp://h/live');
+  assert.equal(resolveControl('rtsp://h/live', undefined), 'rtsp://h/live');
+  assert.equal(parseSdp('v=0\r\nm=video 0 RTP/AVP 26\r\na=rtpmap:26 JPEG/90000\r\n', 'rtsp://h/').h264, undefined, 'MJPEG only: no H.264 track');
+  assert.throws(() => parseSdp('v=0\r\nm=video 0 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mode=2\r\n', 'rtsp://h/'), (e: unknown) => (e as RtspError).code === 'RTSP_UNSUPPORTED');
+  assert.throws(() => parseSdp('<html>', 'rtsp://h/'), (e: unknown) => (e as RtspError).code === 'RTSP_BAD_SDP');
+});
+
+test('SDP fuzz: arbitrary text never throws anything but RtspError', () => {
+  const line = fc.oneof(fc.string({ maxLength: 80 }), fc.constantFrom('v=0', 'm=video 0 RTP/AVP 96', 'a=rtpmap:96 H264/90000', 'a=fmtp:96 sprop-parameter-sets=####,AAAA', 'a=control:', 'a=fmtp:96 packetization-mode=9'));
+  fc.assert(fc.property(fc.array(line, { maxLength: 30 }), (ls) => {
+    try {
+      parseSdp(ls.join('\r\n'), 'rtsp://h/x');
+    } catch (e) {
+      if (!isRtspError(e)) throw e;
+    }
+  }), { numRuns: 1000 });
+});
+
+// ------------------------------------------------------------------ RTP + depacketizer
+
+function rtpPacket(payload: Buffer, seq: number, ts: number, marker: boolean, pt = 96): Buffer {
+  const h = Buffer.alloc(12);
+  h[0] = 0x80;
+  h[1] = (marker ? 0x80 : 0) | pt;
+  h.writeUInt16BE(seq & 0xffff, 2);
+  h.writeUInt32BE(ts >>> 0, 4);
+  h.writeUInt32BE(0x1234, 8);
+  return Buffer.concat([h, payload]);
+}
+
+/** RTP packets of Annex-B access units (the egress packetizer: single NAL + FU-A), SPS+PPS as one STAP-A. */
+function packetize(aus: Buffer[], opts: { mtu?: number; stapA?: boolean; seq0?: number; ts0?: number } = {}): RtpPacket[] {
+  const out: RtpPacket[] = [];
+  let seq = opts.seq0 ?? 1000;
+  let ts = opts.ts0 ?? 5000;
+  for (const au of aus) {
+    let payloads = packetizeH264(au, opts.mtu ?? 1200);
+    if (opts.stapA) {
+      const ps = payloads.filter((p) => (p[0]! & 0x1f) === 7 || (p[0]! & 0x1f) === 8);
+      if (ps.length === 2) {
+        const stap = Buffer.concat([Buffer.from([24]), ...ps.flatMap((p) => [Buffer.from([p.length >> 8, p.length & 0xff]), p])]);
+        payloads = [stap, ...payloads.filter((p) => !ps.includes(p))];
+      }
+    }
+    payloads.forEach((p, i) => out.push(parseRtp(rtpPacket(p, seq++, ts, i === payloads.length - 1))));
+    ts = (ts + 3600) >>> 0;
+  }
+  return out;
+}
+
+const nalsOf = (b: Buffer) => nalUnits(b).filter((n) => (n[0]! & 0x1f) !== 9).map((n) => n.toString('hex'));
+
+test('depacketizer: single NAL, FU-A and STAP-A round trip to the same access units (ffmpeg-encoded stream)', async (t) => {
+  const dir = await tempDir(t, 'rtsp-depack-');
+  const stream = await encodeH264(dir, { width: 320, height: 240, fps: 25, frames: 30, gop: 10 });
+  const { AnnexBSplitter } = await import('../../runtime/engine/h264.js');
+  const aus = new AnnexBSplitter({ repeatParamSets: false }).push(Buffer.concat([stream, Buffer.from([0, 0, 0, 1, 9, 0xf0])])).map((a) => a.data);
+  for (const [mtu, stapA] of [[1200, false], [200, true], [100, false]] as const) {
+    const d = new H264Depacketizer();
+    const got: DepacketizedUnit[] = [];
+    for (const p of packetize(aus, { mtu, stapA, seq0: 65530, ts0: 0xfffff000 })) got.push(...d.push(p));
+    got.push(...d.end());
+    assert.equal(got.length, aus.length, `mtu ${mtu}: one unit per access unit`);
+    for (let i = 0; i < aus.length; i++) assert.deepEqual(nalsOf(got[i]!.data), nalsOf(aus[i]!), `mtu ${mtu} unit ${i}`);
+    assert.equal(got.filter((u) => u.key).length, 3, 'keyframes every 10');
+    assert.equal(d.seqGaps, 0);
+  }
+});
+
+test('depacketizer: a lost packet drops to the next keyframe (counted); SPS/PPS from sprop go in front of bare IDRs', async (t) => {
+  const dir = await tempDir(t, 'rtsp-depack-');
+  const stream = await encodeH264(dir, { width: 320, height: 240, fps: 25, frames: 30, gop: 10 });
+  const { AnnexBSplitter } = await import('../../runtime/engine/h264.js');
+  const aus = new AnnexBSplitter({ repeatParamSets: false }).push(Buffer.concat([stream, Buffer.from([0, 0, 0, 1, 9, 0xf0])])).map((a) => a.data);
+  const sps = nalUnits(aus[0]!).find((n) => (n[0]! & 0x1f) === 7)!;
+  const pps = nalUnits(aus[0]!).find((n) => (n[0]! & 0x1f) === 8)!;
+  // a camera that never repeats SPS/PPS in-band: strip them; only the SDP has them
+  const bare = aus.map((a) => Buffer.concat(nalUnits(a).filter((n) => ![7, 8].includes(n[0]! & 0x1f)).flatMap((n) => [Buffer.from([0, 0, 0, 1]), n])));
+  const pkts = packetize(bare, { mtu: 300 });
+  // lose one packet inside access unit 3 (a P-frame)
+  const lostAt = pkts.findIndex((p) => p.timestamp === pkts[0]!.timestamp + 3 * 3600) + 1;
+  const d = new H264Depacketizer({ sps: [sps], pps: [pps] });
+  const got: DepacketizedUnit[] = [];
+  pkts.forEach((p, i) => i !== lostAt && got.push(...d.push(p)));
+  got.push(...d.end());
+  assert.equal(d.seqGaps, 1);
+  assert.equal(d.packetsLost, 1);
+  // units 0..2 pass, 3 is broken, 4..9 wait for the keyframe at 10, then 10..end
+  assert.deepEqual(got.map((u) => (u.timestamp - 5000) / 3600), [0, 1, 2, ...aus.slice(10).map((_, i) => 10 + i)]);
+  assert.ok(d.droppedBroken >= 1 && d.droppedUntilKeyframe >= 5, JSON.stringify(d.stats()));
+  assert.equal(got[3]!.key, true, 'resumes at the next keyframe');
+  for (const u of got.filter((x) => x.key)) {
+    const types = nalUnits(u.data).map((n) => n[0]! & 0x1f);
+    assert.deepEqual(types.filter((x) => x === 7 || x === 8), [7, 8], 'SPS and PPS injected');
+    assert.ok(types.indexOf(7) < types.indexOf(5));
+  }
+  assert.equal(d.paramSetsInserted, 3);
+  // without sprop and without in-band parameter sets no unit is a keyframe: nothing passes
+  const none = new H264Depacketizer();
+  const n: DepacketizedUnit[] = [];
+  for (const p of packetize(bare)) n.push(...none.push(p));
+  assert.equal(n.length, 0);
+});
+
+test('depacketizer: parameter sets between the slices of one picture move in front (GStreamer rtph264pay)', () => {
+  const sps = Buffer.from('6742c00d965', 'hex');
+  const pps = Buffer.from('68ce3c80', 'hex');
+  const s1 = Buffer.from('6588840010', 'hex');
+  const s2 = Buffer.from('650100a0ff', 'hex');
+  const d = new H264Depacketizer();
+  const out = [sps, pps, s1, sps, pps, s2].flatMap((n, i, a) => d.push(parseRtp(rtpPacket(n, i, 90000, i === a.length - 1))));
+  assert.equal(out.length, 1);
+  assert.deepEqual(nalUnits(out[0]!.data).map((n) => n[0]! & 0x1f), [7, 8, 5, 5]);
+  assert.equal(d.nalsMoved, 1);
+});
+
+test('RTP parse fuzz and depacketizer fuzz: only RtspError, never an access unit over the bound', () => {
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 80 }), (a) => {
+    try {
+      const p = parseRtp(Buffer.from(a));
+      assert.ok(p.payload.length <= a.length);
+    } catch (e) {
+      if (!isRtspError(e)) throw e;
+    }
+  }), { numRuns: 3000 });
+  const pkt = fc.record({
+    payload: fc.oneof(fc.uint8Array({ minLength: 1, maxLength: 60 }), fc.constantFrom(Uint8Array.from([0x7c, 0x85, 1, 2]), Uint8Array.from([0x7c, 0x45, 3]), Uint8Array.from([0x18, 0, 2, 0x67, 1, 0, 2, 0x68, 1]), Uint8Array.from([0x65, 1]))),
+    seqStep: fc.constantFrom(1, 1, 1, 2, 0, 65535),
+    tsStep: fc.constantFrom(0, 0, 3600, -3600),
+    marker: fc.boolean(),
+  });
+  fc.assert(fc.property(fc.array(pkt, { maxLength: 60 }), (list) => {
+    const d = new H264Depacketizer({ maxAuBytes: 256, maxNals: 8 });
+    let seq = 0;
+    let ts = 0;
+    for (const p of list) {
+      seq = (seq + p.seqStep) & 0xffff;
+      ts = (ts + p.tsStep) >>> 0;
+      for (const u of d.push(parseRtp(rtpPacket(Buffer.from(p.payload), seq, ts, p.marker)))) {
+        assert.ok(u.data.length <= 256 + 64, `unit of ${u.data.length} bytes`);
+      }
+    }
+    d.end();
+  }), { numRuns: 1000 });
+});
+
+test('RTP clock: 90 kHz across the 32-bit wrap, never backwards, re-anchors when far behind arrival', () => {
+  const c = new RtpClock(90000, 1_000_000);
+  const start = 0xffffffff - 9000 * 2; // wraps after 2 frames of 100 ms
+  let arrival = 10_000_000;
+  const got: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    got.push(c.toCapture((start + i * 9000) >>> 0, arrival));
+    arrival += 100_000 + 500; // a little network delay each time: the mapped time stays behind arrival
+  }
+  assert.deepEqual(got.map((x) => x - got[0]!), [0, 100_000, 200_000, 300_000, 400_000, 500_000], 'the wrap is invisible');
+  assert.equal(c.reanchors, 0);
+  // the camera stops for 5 s and resumes with the next timestamp: re-anchored to arrival
+  const after = c.toCapture((start + 6 * 9000) >>> 0, arrival + 5_000_000);
+  assert.equal(after, arrival + 5_000_000);
+  assert.equal(c.reanchors, 1);
+  // a timestamp going backwards never makes the output go backwards
+  const back = c.toCapture((start + 2 * 9000) >>> 0, arrival + 5_000_100);
+  assert.ok(back > after);
+});
