@@ -19,6 +19,11 @@ export const syncConfigSchema = z.object({
   caFile: z.string().optional(),
   /** Upload cap in bytes/s so live streaming keeps the uplink; 0 = uncapped. */
   bandwidthBytesPerSec: z.number().int().min(0).default(0),
+  /**
+   * Segments in flight at once (each PUT then verify): 2 overlaps one segment's verify GET with the
+   * next PUT and hides per-request round trips; more rarely helps on a robot's single uplink.
+   */
+  concurrency: z.number().int().min(1).max(8).default(2),
   /** Track patterns uploaded first, in order; the rest oldest first. */
   priority: z.array(trackPattern).default([]),
   /** Delete the local copy once the target's copy verified (size + sha256). */

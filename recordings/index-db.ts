@@ -189,18 +189,46 @@ export class IndexDb {
     }
   }
 
-  /** Run a write now in its own transaction (after flushing queued ops, so order holds). */
+  /**
+   * Run a write now, in one transaction with the queued ops (so order holds and a segment's state
+   * change costs one commit). If the queued ops cannot land, they stay queued and fn runs alone.
+   */
   write<T>(fn: () => T): T {
-    this.flush();
+    const ops = this.pending;
+    if (ops.length > 0 && !this.closed) {
+      try {
+        const r = this.db.transaction(() => {
+          for (const op of ops) op();
+          return fn();
+        })();
+        this.pending = this.pending.slice(ops.length);
+        this.st.transactions++;
+        this.st.opsWritten += ops.length + 1;
+        return r;
+      } catch {
+        // a queued op or fn failed (everything rolled back): the ops stay queued, fn alone decides
+      }
+    }
     const r = this.db.transaction(fn)();
     this.st.transactions++;
     this.st.opsWritten++;
     return r;
   }
 
+  /** Prepared statements by SQL text; bounded (the SQL texts are a small fixed set plus update()'s column sets). */
+  private readonly stmts = new Map<string, Database.Statement>();
+  private stmt(sql: string): Database.Statement {
+    let st = this.stmts.get(sql);
+    if (!st) {
+      if (this.stmts.size >= 128) this.stmts.clear();
+      st = this.db.prepare(sql);
+      this.stmts.set(sql, st);
+    }
+    return st;
+  }
+
   insert(row: NewSegment): void {
-    this.db
-      .prepare(
+    this.stmt(
         `INSERT INTO segments(path, channel, source, track, mime, kind, run, offset_us, start_us, end_us,
            wall_start_ms, wall_end_ms, duration_ms, bytes, frames, keyframes, sha256, state, created_ms, closed_ms, origin)
          VALUES(@path, @channel, @source, @track, @mime, @kind, @run, @offset_us, @start_us, @end_us,
@@ -209,32 +237,32 @@ export class IndexDb {
            start_us=excluded.start_us, end_us=excluded.end_us, wall_start_ms=excluded.wall_start_ms,
            wall_end_ms=excluded.wall_end_ms, duration_ms=excluded.duration_ms, bytes=excluded.bytes, frames=excluded.frames,
            keyframes=excluded.keyframes, sha256=excluded.sha256, state=excluded.state, closed_ms=excluded.closed_ms, present=1`,
-      )
-      .run(row);
+    ).run(row);
   }
 
   update(path: string, fields: Partial<Omit<SegmentRow, 'id' | 'path'>>): void {
     const keys = Object.keys(fields);
     if (keys.length === 0) return;
     for (const k of keys) if (!/^[a-z0-9_]+$/.test(k)) throw new Error(`bad column ${k}`);
-    this.db.prepare(`UPDATE segments SET ${keys.map((k) => `${k}=@${k}`).join(', ')} WHERE path=@path`).run({ ...fields, path });
+    this.stmt(`UPDATE segments SET ${keys.map((k) => `${k}=@${k}`).join(', ')} WHERE path=@path`).run({ ...fields, path });
   }
 
   delete(path: string): void {
-    this.db.prepare('DELETE FROM segments WHERE path=?').run(path);
+    this.stmt('DELETE FROM segments WHERE path=?').run(path);
   }
 
   event(kind: string, path: string | null, detail: string): void {
-    this.db.prepare('INSERT INTO events(at_ms, kind, path, detail) VALUES(?,?,?,?)').run(Date.now(), kind, path, detail);
-    this.db.prepare('DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?').run(MAX_EVENTS);
+    const r = this.stmt('INSERT INTO events(at_ms, kind, path, detail) VALUES(?,?,?,?)').run(Date.now(), kind, path, detail);
+    // rowid grows by one per event: prune only when the table may have passed the cap
+    if (Number(r.lastInsertRowid) > MAX_EVENTS) this.stmt('DELETE FROM events WHERE id <= ?').run(Number(r.lastInsertRowid) - MAX_EVENTS);
   }
 
   get(path: string): SegmentRow | undefined {
-    return this.db.prepare('SELECT * FROM segments WHERE path=?').get(path) as SegmentRow | undefined;
+    return this.stmt('SELECT * FROM segments WHERE path=?').get(path) as SegmentRow | undefined;
   }
 
   getById(id: number): SegmentRow | undefined {
-    return this.db.prepare('SELECT * FROM segments WHERE id=?').get(id) as SegmentRow | undefined;
+    return this.stmt('SELECT * FROM segments WHERE id=?').get(id) as SegmentRow | undefined;
   }
 
   all(): SegmentRow[] {

@@ -28,8 +28,14 @@ export interface UploaderStats {
   quarantined: number;
   deletedLocal: number;
   retriesScheduled: number;
+  /** One segment in flight (the latest started); inFlightCount says how many. */
   inFlight: string | null;
+  inFlightCount: number;
   pending: number;
+  /** Wall time spent in PUTs and in verify GETs, summed over requests (they overlap when concurrency > 1). */
+  putMs: number;
+  verifyMs: number;
+  verifiedBytesRead: number;
   lastError: string | null;
   lastSyncedAt: number | null;
 }
@@ -83,7 +89,11 @@ export class Uploader {
     deletedLocal: 0,
     retriesScheduled: 0,
     inFlight: null,
+    inFlightCount: 0,
     pending: 0,
+    putMs: 0,
+    verifyMs: 0,
+    verifiedBytesRead: 0,
     lastError: null,
     lastSyncedAt: null,
   };
@@ -102,7 +112,8 @@ export class Uploader {
     private readonly random: () => number = Math.random,
   ) {
     this.base = new URL(cfg.url.endsWith('/') ? cfg.url : `${cfg.url}/`);
-    const agentOpts: https.AgentOptions = { keepAlive: true, maxSockets: 2 };
+    // a socket per worker plus one: a worker's PUT and the previous verify never wait on each other
+    const agentOpts: https.AgentOptions = { keepAlive: true, maxSockets: cfg.concurrency + 1, scheduling: 'lifo' };
     if (this.base.protocol === 'https:' && cfg.caFile) {
       agentOpts.ca = [...tls.rootCertificates, fs.readFileSync(cfg.caFile, 'utf8')];
     }
@@ -194,38 +205,26 @@ export class Uploader {
   }
 
   /**
-   * Uploads are pipelined: segment N is verified (GET) while N+1 is sent (PUT), so the verify
-   * read costs little time on the uplink. A failure stops the pass; the loop backs off.
+   * Bounded concurrency: `cfg.concurrency` workers take due segments in priority order, each
+   * doing PUT then verify (GET), so the verify of N runs while N+1 is sent and a second PUT hides
+   * the per-request round trips. A failure stops handing out new segments; those in flight finish.
    */
   private async pass(): Promise<number> {
     let failures = 0;
-    let settling: Promise<boolean> | null = null;
-    const drain = async () => {
-      if (settling && !(await settling)) failures++;
-      settling = null;
-    };
-    try {
-      for (;;) {
-        const rows = this.due();
-        this.st.pending = rows.length;
-        if (rows.length === 0 || this.closed) return failures;
-        for (const row of rows) {
-          if (this.closed) return failures;
-          const staged = await this.send(row);
-          await drain();
-          if (!staged) return failures + 1;
-          if (failures > 0) {
-            // the previous verify failed: do not pile up; finish this one and stop
-            await this.settle(staged);
-            return failures;
-          }
-          settling = this.settle(staged);
+    for (;;) {
+      const rows = this.due();
+      this.st.pending = rows.length;
+      if (rows.length === 0 || this.closed) return failures;
+      let next = 0;
+      const worker = async () => {
+        while (!this.closed && failures === 0 && next < rows.length) {
+          const row = rows[next++]!;
+          this.st.pending = rows.length - next;
+          if (!(await this.syncOne(row))) failures++;
         }
-        await drain();
-        if (failures > 0) return failures;
-      }
-    } finally {
-      await drain();
+      };
+      await Promise.all(Array.from({ length: Math.min(this.cfg.concurrency, rows.length) }, worker));
+      if (failures > 0 || this.closed) return failures;
     }
   }
 
@@ -313,17 +312,22 @@ export class Uploader {
   }
 
   /** Size + sha256 of the target's copy: from a checksum header when given, else by a GET. */
-  private async verify(row: SegmentRow, url: URL, putHeaders?: http.IncomingHttpHeaders): Promise<string | null> {
+  protected async verify(row: SegmentRow, url: URL, putHeaders?: http.IncomingHttpHeaders): Promise<string | null> {
     const fromHeader = putHeaders ? checksumHeader(putHeaders) : null;
     if (fromHeader) return fromHeader === row.sha256 ? null : `checksum header ${fromHeader} ≠ ${row.sha256}`;
     const h = crypto.createHash('sha256');
     let size = 0;
+    const t0 = performance.now();
+    // each chunk goes to the hash as received (no concatenation); a body longer than the
+    // segment is already a mismatch, so hashing stops there (a hostile target cannot make us work forever)
     const r = await this.request('GET', url, {
       sink: (c) => {
         size += c.length;
-        h.update(c);
+        if (size <= row.bytes) h.update(c);
       },
     });
+    this.st.verifyMs += performance.now() - t0;
+    this.st.verifiedBytesRead += size;
     if (r.status !== 200) return `GET for verify → ${r.status}`;
     if (size !== row.bytes) return `target holds ${size} bytes, expected ${row.bytes}`;
     const sha = h.digest('hex');
@@ -342,11 +346,14 @@ export class Uploader {
     const abs = path.join(this.root, row.path);
     const url = this.url(row.path);
     this.st.inFlight = row.path;
+    this.st.inFlightCount++;
     try {
       if (!row.sha256) throw new EdgeError('SYNC_NO_HASH', 'segment has no sha256 yet');
       const size = fs.statSync(abs).size;
       if (size !== row.bytes) throw new EdgeError('SYNC_SIZE', `local file is ${size} bytes, index says ${row.bytes}`);
-      this.db.write(() => this.db.update(row.path, { state: 'uploading' }));
+      // queued, not committed on its own: it lands with the next flush (the service's 1 s timer,
+      // so a long upload shows) or with this segment's synced/failed write — one commit per segment
+      this.db.enqueue(() => this.db.update(row.path, { state: 'uploading' }));
       // Rebuilt or retried rows may already be on the target: check before sending again.
       if (row.origin !== 'recorder' || row.attempts > 0) {
         const head = await this.request('HEAD', url);
@@ -355,6 +362,7 @@ export class Uploader {
           return { row, abs, url, putHeaders: null, verified: true };
         }
       }
+      const t0 = performance.now();
       let r = await this.put(row, abs, url);
       const dayDir = [...this.base.pathname.split('/').filter(Boolean).map(decodeURIComponent), ...row.path.split('/').slice(0, -1)].join('/');
       if ((r.status === 409 || r.status === 404 || r.status === 500) && !this.knownDirs.has(dayDir)) {
@@ -363,6 +371,7 @@ export class Uploader {
         await this.ensureDirs(row.path);
         r = await this.put(row, abs, url);
       }
+      this.st.putMs += performance.now() - t0;
       if (r.status === 401 || r.status === 403) throw new EdgeError('SYNC_AUTH', `PUT refused: ${r.status}`, { status: r.status });
       if (r.status < 200 || r.status >= 300) throw new EdgeError('SYNC_PUT', `PUT → ${r.status}`, { status: r.status });
       this.st.uploads++;
@@ -372,7 +381,8 @@ export class Uploader {
       this.failOrReset(row, err as Error);
       return null;
     } finally {
-      this.st.inFlight = null;
+      this.st.inFlightCount--;
+      if (this.st.inFlight === row.path) this.st.inFlight = null;
     }
   }
 

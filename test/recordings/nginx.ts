@@ -49,6 +49,9 @@ http {
   scgi_temp_path ${dir}/scgi;
   log_format req '$request_method $uri $status';
   access_log ${dir}/access.log req;
+  # as in Debian's stock /etc/nginx/nginx.conf: a real target serves the verify GET with sendfile
+  sendfile on;
+  tcp_nopush on;
   server {
     listen 127.0.0.1:${port}${opts.tls ? ' ssl' : ''};
     ${opts.tls ? `ssl_certificate ${opts.tls.cert};\n    ssl_certificate_key ${opts.tls.key};` : ''}
@@ -110,7 +113,7 @@ http {
   };
 }
 
-/** TCP proxy in front of nginx that cuts the first `cuts` connections after `afterBytes` upstream bytes. */
+/** TCP proxy in front of nginx that cuts connections once they pass `afterBytes` upstream bytes, `cuts` times in all. */
 export async function startCuttingProxy(t: TestContext, port: number, cuts: number, afterBytes: number): Promise<{ url: string; cut: () => number }> {
   let cutDone = 0;
   const sockets = new Set<net.Socket>();
@@ -118,11 +121,11 @@ export async function startCuttingProxy(t: TestContext, port: number, cuts: numb
     const up = net.connect(port, '127.0.0.1');
     sockets.add(client);
     sockets.add(up);
-    const cutThis = cutDone < cuts;
     let n = 0;
     client.on('data', (c: Buffer) => {
       n += c.length;
-      if (cutThis && n > afterBytes) {
+      // decided when the threshold is crossed, not at accept: concurrent uploads must not overshoot `cuts`
+      if (n > afterBytes && cutDone < cuts) {
         cutDone++;
         client.destroy();
         up.destroy();
@@ -183,4 +186,56 @@ export function makeCa(dir: string): { ca: string; cert: string; key: string } {
   fs.writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
   run(['x509', '-req', '-in', f('srv.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('srv.pem'), '-days', '2', '-extfile', f('ext.cnf')]);
   return { ca: f('ca.pem'), cert: f('srv.pem'), key: f('srv.key') };
+}
+
+/**
+ * An in-memory WebDAV-ish target that holds each PUT's answer until another PUT is in progress
+ * (or `holdMs` passes), so a test sees whether uploads overlap, and records the most at once.
+ */
+export async function startOverlapTarget(t: TestContext, holdMs = 5000): Promise<{ url: string; maxConcurrent: () => number; overlapped: () => number; puts: () => number }> {
+  const store = new Map<string, Buffer>();
+  let active = 0;
+  let maxConcurrent = 0;
+  let overlapped = 0;
+  let puts = 0;
+  const waiting = new Set<() => void>();
+  const server = http.createServer((req, res) => {
+    const url = req.url ?? '/';
+    if (req.method !== 'PUT') {
+      req.resume();
+      const b = store.get(url);
+      if (req.method === 'MKCOL') return res.writeHead(201).end();
+      if (!b) return res.writeHead(404).end();
+      res.writeHead(200, { 'content-length': b.length });
+      return res.end(req.method === 'HEAD' ? undefined : b);
+    }
+    puts++;
+    active++;
+    maxConcurrent = Math.max(maxConcurrent, active);
+    if (active > 1) {
+      overlapped++;
+      for (const w of waiting) w(); // another upload is in progress: release the held ones
+    }
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      store.set(url, Buffer.concat(chunks));
+      const done = () => {
+        waiting.delete(done);
+        clearTimeout(timer);
+        active--;
+        res.writeHead(201).end();
+      };
+      const timer = setTimeout(done, holdMs);
+      if (active > 1) done();
+      else waiting.add(done);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(async () => {
+    for (const w of [...waiting]) w();
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  return { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/up`, maxConcurrent: () => maxConcurrent, overlapped: () => overlapped, puts: () => puts };
 }

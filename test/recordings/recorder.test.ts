@@ -176,5 +176,5 @@ test('an open segment shows its progress in its `recording` row (at the fsync in
   await waitFor(() => {
     const r = db.all().find((x) => x.state === 'recording');
     return r !== undefined && r.bytes > 0 && r.frames === aus.length && r.duration_ms > 2000;
-  }, 'the recording row to show bytes, frames and duration', 5000);
+  }, 'the recording row to show bytes, frames and duration', 15_000); // generous: 2 cores shared with other test runs
 });

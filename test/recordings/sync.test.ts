@@ -12,7 +12,7 @@ import { sha256File } from '../../recordings/recovery.js';
 import { createRecordingService } from '../../recordings/service.js';
 import { Uploader, checksumHeader } from '../../recordings/sync.js';
 import { config, newEngine, recordFixture, tempDir, waitFor } from './helpers.js';
-import { makeCa, startCuttingProxy, startNginx, startTruncatingTarget } from './nginx.js';
+import { makeCa, startCuttingProxy, startNginx, startOverlapTarget, startTruncatingTarget } from './nginx.js';
 
 function open(root: string): IndexDb {
   return IndexDb.openWriter(path.join(root, 'index.db'));
@@ -43,7 +43,8 @@ test('uploads every closed segment, verifies by GET, deletes locally only after 
   const db = open(root);
   t.after(() => db.close());
   const hashes = new Map(db.all().map((r) => [r.path, r.sha256]));
-  const up = uploader(db, root, { url: `${ng.url}/robots/r1`, deleteAfterVerify: true, priority: ['*/*/gps'] });
+  // one worker: the PUT log's order is the start order (with more, completions interleave)
+  const up = uploader(db, root, { url: `${ng.url}/robots/r1`, deleteAfterVerify: true, priority: ['*/*/gps'], concurrency: 1 });
   const rows = await until(db, up, (rs) => rs.every((r) => r.state === 'synced'), 'every segment synced');
   await up.close();
   const order = ng.log().filter((l) => l.startsWith('PUT')).map((l) => (l.includes('/gps/') ? 'gps' : 'cam'));
@@ -205,6 +206,31 @@ test('bandwidth cap holds the upload rate', async (t) => {
   await up.close();
   // the first burst (1/8 s of budget) is free; the rest is paced
   assert.ok(secs >= (total - cap / 8) / cap - 0.2, `uploaded ${total} B in ${secs} s under a ${cap} B/s cap`);
+});
+
+test('bounded concurrency: uploads overlap, never more than `concurrency` at once; one index commit per synced segment', async (t) => {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'rec');
+  await recordFixture(root, 5);
+  const target = await startOverlapTarget(t, 1000);
+  const db = open(root);
+  t.after(() => db.close());
+  const n = db.all().length;
+  assert.ok(n >= 6, `fixture has ${n} segments`);
+  const up = uploader(db, root, { url: target.url, concurrency: 2 });
+  const tx0 = db.stats().transactions;
+  assert.equal(await up.runOnce(), 0);
+  const st = up.stats();
+  await up.close();
+  assert.equal(st.verified, n);
+  assert.equal(target.puts(), n, 'one PUT per segment');
+  assert.ok(target.overlapped() > 0, 'a second PUT started while the first was in progress');
+  assert.equal(target.maxConcurrent(), 2, 'never more than 2 uploads at once');
+  assert.equal(st.inFlightCount, 0);
+  assert.ok(st.putMs > 0 && st.verifyMs > 0 && st.verifiedBytesRead === db.all().reduce((a, r) => a + r.bytes, 0));
+  // the `uploading` mark rides in the same commit as `synced`: one transaction per segment
+  assert.equal(db.stats().transactions - tx0, n);
+  assert.ok(db.all().every((r) => r.state === 'synced'));
 });
 
 test('checksum headers of the common targets are understood', () => {
