@@ -102,12 +102,140 @@ export interface RtpFeedStats {
   keyframeRequestsGranted: number;
   keyframeRequestsDenied: number;
   waitingForKeyframe: boolean;
+  /** Direct RTP path in use (null: werift's sendRtp); packets that fell back to werift's path. */
+  directRtp: { packetsFallback: number } | null;
   /** Frames skipped: not H.264, no MIME yet, or a record that did not fit the data channel buffer. */
   skipped: { notH264: number; noMime: number; channelFull: number };
   consumer: ReturnType<ConsumerHandle['stats']> | null;
 }
 
 const RTP_MTU = 1200; // fits a 1280-byte IPv6 minimum MTU path with SRTP and header overhead
+
+/**
+ * The parts of werift 0.24's RTCRtpSender / DTLS / ICE objects the direct RTP path touches
+ * (private in its typings, public at run time). Checked at run time by DirectRtpPath.usable():
+ * when any of it is missing or different (a werift upgrade), the feed uses sender.sendRtp.
+ */
+interface SenderInternals {
+  ssrc: number;
+  codec?: { payloadType?: number };
+  redRedundantPayloadType?: number;
+  headerExtensions?: unknown[];
+  timestampOffset?: number;
+  seqOffset?: number;
+  rtpCache?: unknown[];
+  ntpTimestamp?: bigint;
+  rtpTimestamp?: number;
+  octetCount?: number;
+  packetCount?: number;
+  headerBytesSent?: number;
+  sequenceNumber?: number;
+  timestamp?: number;
+  runRtcp?: () => Promise<void>;
+  dtlsTransport?: {
+    state?: string;
+    bytesSent?: number;
+    packetsSent?: number;
+    srtp?: { encrypt(payload: Buffer, header: unknown): Buffer };
+    iceTransport?: { connection?: IceInternals };
+  };
+}
+interface IceInternals {
+  state?: string;
+  nominated?: { packetsSent: number; bytesSent: number; remoteAddr: [string, number]; protocol?: { transport?: { type?: string; closed?: boolean; socket?: { send(b: Buffer, port: number, addr: string): void } } } };
+  send?: (data: Buffer) => Promise<void>;
+}
+
+const RTP_HISTORY_SIZE = 128; // werift's NACK history (RTCRtpSender), indexed by seq % 128
+
+/**
+ * Direct RTP path for pass-through video (issue 4 CPU target): werift's RTCRtpSender.sendRtp is
+ * built for one packet from a track — per packet it rebuilds the header-extension list, reads the
+ * NTP clock, runs five nested async functions (sender → DTLS → ICE → protocol → UDP) and feeds a
+ * send-side BWE we do not negotiate. Here one access unit goes out in one synchronous loop: the
+ * RTP header is made once per packet, SRTP-protected with werift's own session (its keys, its
+ * rollover counter) and written to the nominated pair's UDP socket. What werift's RTCP sender
+ * report and NACK retransmission read is kept up to date (packet/octet counts, RTP/NTP
+ * timestamps, the 128-packet history), so SR and NACK keep working unchanged.
+ * Used only when the session has no header extensions, no RED and a plain UDP pair; anything
+ * else goes through sender.sendRtp.
+ */
+export class DirectRtpPath {
+  private readonly s: SenderInternals;
+  /** Packets that went through werift's own path because the direct one did not apply. */
+  fallbacks = 0;
+
+  constructor(sender: RTCRtpSender) {
+    this.s = sender as unknown as SenderInternals;
+  }
+
+  private socket(): { pair: NonNullable<IceInternals['nominated']>; send(b: Buffer, port: number, addr: string): void } | null {
+    const ice = this.s.dtlsTransport?.iceTransport?.connection;
+    const pair = ice?.nominated;
+    const t = pair?.protocol?.transport;
+    if (!pair || !t || t.type !== 'udp' || t.closed || !t.socket || ice.state === 'closed' || ice.state === 'failed') return null;
+    const sock = t.socket;
+    return { pair, send: (b, port, addr) => sock.send(b, port, addr) };
+  }
+
+  /** True when this session can use the direct path right now. */
+  usable(): boolean {
+    const s = this.s;
+    return (
+      s.dtlsTransport?.state === 'connected' &&
+      typeof s.codec?.payloadType === 'number' &&
+      !s.redRedundantPayloadType &&
+      Array.isArray(s.headerExtensions) &&
+      s.headerExtensions.length === 0 &&
+      Array.isArray(s.rtpCache) &&
+      typeof s.dtlsTransport.srtp?.encrypt === 'function' &&
+      (s.timestampOffset ?? 0) === 0 &&
+      (s.seqOffset ?? 0) === 0 &&
+      this.socket() !== null
+    );
+  }
+
+  /** Send the payloads of one access unit; returns packets sent, or -1 when not usable (caller falls back). */
+  send(payloads: readonly Buffer[], firstSeq: number, timestamp: number): number {
+    if (!this.usable()) {
+      this.fallbacks += payloads.length;
+      return -1;
+    }
+    const s = this.s;
+    const dtls = s.dtlsTransport!;
+    const srtp = dtls.srtp!;
+    const out = this.socket()!;
+    const [addr, port] = out.pair.remoteAddr;
+    const W = lib();
+    const ntp = W.ntpTime(); // one NTP reading per access unit: every packet of it shares the RTP timestamp
+    let seq = firstSeq;
+    for (let i = 0; i < payloads.length; i++) {
+      const payload = payloads[i]!;
+      const header = new W.RtpHeader({ payloadType: s.codec!.payloadType!, sequenceNumber: seq, timestamp, marker: i === payloads.length - 1, ssrc: s.ssrc });
+      const enc = srtp.encrypt(payload, header);
+      try {
+        out.send(enc, port, addr);
+      } catch {
+        // a closing socket: teardown follows from the connection state
+      }
+      s.rtpCache![seq % RTP_HISTORY_SIZE] = new W.RtpPacket(header, payload);
+      s.octetCount = (s.octetCount ?? 0) + payload.length;
+      s.headerBytesSent = (s.headerBytesSent ?? 0) + 12;
+      s.packetCount = ((s.packetCount ?? 0) + 1) >>> 0;
+      dtls.bytesSent = (dtls.bytesSent ?? 0) + enc.length;
+      dtls.packetsSent = (dtls.packetsSent ?? 0) + 1;
+      out.pair.packetsSent++;
+      out.pair.bytesSent += enc.length;
+      seq = (seq + 1) & 0xffff;
+    }
+    s.sequenceNumber = (seq - 1) & 0xffff;
+    s.timestamp = timestamp;
+    s.rtpTimestamp = timestamp;
+    s.ntpTimestamp = ntp;
+    void s.runRtcp?.().catch(() => undefined); // starts werift's SR loop once (no-op when running)
+    return payloads.length;
+  }
+}
 
 /**
  * One track → one WebRTC peer: video through an RTP sender (H.264 pass-through, SPS/PPS in front
@@ -124,6 +252,7 @@ export class RtpFeed {
   /** When the receiver last sent RTCP (RR, PLI, REMB…): a silent receiver is a dead session. */
   lastRtcpAt = 0;
   private unsubs: Array<() => void> = [];
+  private direct: DirectRtpPath | null;
   private c = { rtcpIn: 0, framesOut: 0, packetsOut: 0, bytesOut: 0, recordsOut: 0, plis: 0, firs: 0, granted: 0, denied: 0, notH264: 0, noMime: 0, channelFull: 0 };
 
   constructor(
@@ -133,7 +262,11 @@ export class RtpFeed {
     private readonly label: string,
     /** Engine queue ceiling for this viewer: 4 MB ≈ two 720p GOPs; a slow peer loses GOP tails. */
     private readonly ceilingBytes = 4 * 1024 * 1024,
-  ) {}
+    /** Send video through DirectRtpPath when the session allows it (false: always werift's sendRtp). */
+    directRtp = true,
+  ) {
+    this.direct = directRtp && 'sender' in out ? new DirectRtpPath(out.sender) : null;
+  }
 
   start(): void {
     if (this.consumer || this.closed) return;
@@ -211,6 +344,16 @@ export class RtpFeed {
     const sender = this.out.sender;
     const payloads = packetizeH264(au, RTP_MTU);
     const timestamp = Math.floor((tsUs * 9) / 100) >>> 0; // µs → 90 kHz, wrapping at 2^32
+    if (this.direct) {
+      const n = this.direct.send(payloads, this.seq, timestamp);
+      if (n >= 0) {
+        this.seq = (this.seq + n) & 0xffff;
+        this.c.packetsOut += n;
+        for (const p of payloads) this.c.bytesOut += p.length;
+        this.c.framesOut++;
+        return;
+      }
+    }
     payloads.forEach((payload, i) => {
       const header = new (lib().RtpHeader)({
         payloadType: 96, // rewritten by werift to the negotiated payload type
@@ -242,6 +385,7 @@ export class RtpFeed {
       keyframeRequestsGranted: this.c.granted,
       keyframeRequestsDenied: this.c.denied,
       waitingForKeyframe: this.needKey,
+      directRtp: this.direct ? { packetsFallback: this.direct.fallbacks } : null,
       skipped: { notH264: this.c.notH264, noMime: this.c.noMime, channelFull: this.c.channelFull },
       consumer: this.consumer ? this.consumer.stats() : null,
     };

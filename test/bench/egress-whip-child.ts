@@ -15,7 +15,10 @@ const pub = engine.publisher(cam, { label: 'bench', requestKeyframe: () => true 
 pub.setMime(fx.mime);
 let i = 0;
 const t0 = performance.now();
+// EGRESS_CHILD_IDLE=1: connect but send nothing (the fixed cost of a live werift session).
+const idle = process.env.EGRESS_CHILD_IDLE === '1';
 const tick = (): void => {
+  if (idle) return;
   const due = Math.floor(((performance.now() - t0) * fx.fps) / 1000) + 1;
   while (i < due) {
     const au = aus[i % aus.length]!;
