@@ -19,6 +19,10 @@ export interface RtspCameraOptions {
   size?: string;
   gop?: number;
   bitrateKbps?: number;
+  /** Seconds; the server drops a session not kept alive within it (default: the server's 60). */
+  sessionTimeoutS?: number;
+  /** rtph264pay config-interval: -1 SPS/PPS with every IDR (default), 0 only in the SDP. */
+  configInterval?: number;
 }
 
 export interface RtspCamera {
@@ -42,6 +46,8 @@ export async function startRtspCamera(o: RtspCameraOptions = {}, timeoutMs = 15_
   const mount = o.mount ?? '/cam';
   const args = [SCRIPT, '--port', String(o.port ?? 0), '--mount', mount, '--transport', o.transport ?? 'both',
     '--fps', String(o.fps ?? 25), '--size', o.size ?? '320x240', '--gop', String(o.gop ?? 25), '--bitrate', String(o.bitrateKbps ?? 500)];
+  if (o.sessionTimeoutS) args.push('--session-timeout', String(o.sessionTimeoutS));
+  if (o.configInterval !== undefined) args.push('--config-interval', String(o.configInterval));
   if (o.user) args.push('--user', o.user, '--password', o.password ?? '', '--auth', o.auth ?? 'digest');
   const p: ChildProcess = spawn(PYTHON, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';

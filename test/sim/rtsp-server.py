@@ -30,14 +30,20 @@ def main() -> int:
     ap.add_argument("--size", default="320x240")
     ap.add_argument("--gop", type=int, default=25)
     ap.add_argument("--bitrate", type=int, default=500, help="kbit/s")
+    ap.add_argument("--session-timeout", type=int, default=0, help="seconds (0: the server default, 60)")
+    ap.add_argument("--config-interval", type=int, default=-1, help="rtph264pay: -1 SPS/PPS with every IDR, 0 never in-band")
     args = ap.parse_args()
 
     Gst.init(None)
     w, h = args.size.split("x")
+    # avc stream format: x264 keeps SPS/PPS out of band (codec_data → the SDP only), like cameras
+    # that never repeat them; byte-stream: x264 repeats them in front of every IDR.
+    fmt = ",stream-format=avc" if args.config_interval == 0 else ""
+    x264opts = ' option-string="repeat-headers=0"' if args.config_interval == 0 else ""
     launch = (
         f"( videotestsrc is-live=true pattern=smpte ! video/x-raw,width={int(w)},height={int(h)},framerate={args.fps}/1 "
-        f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={args.gop} bitrate={args.bitrate} "
-        f"! video/x-h264,profile=baseline ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={args.gop} bitrate={args.bitrate}{x264opts} "
+        f"! video/x-h264,profile=baseline{fmt} ! rtph264pay name=pay0 pt=96 config-interval={args.config_interval} )"
     )
 
     server = GstRtspServer.RTSPServer()
@@ -72,6 +78,21 @@ def main() -> int:
             Gst.Structure.from_string("user, media.factory.access=(boolean)true, media.factory.construct=(boolean)true")[0]
         )
         factory.set_permissions(perms)
+
+    if args.session_timeout > 0:
+        # A short session timeout: a client that does not keep the session alive loses it.
+        def on_client(_server, client):
+            client.connect("new-session", lambda _c, session: session.set_timeout(args.session_timeout))
+
+        server.connect("client-connected", on_client)
+
+        # Expired sessions are only removed when the pool is cleaned (gst-rtsp-server's examples
+        # do it on a timer). An expired UDP session stops streaming, as a camera's would.
+        def cleanup():
+            server.get_session_pool().cleanup()
+            return True
+
+        GLib.timeout_add(250, cleanup)
 
     server.get_mount_points().add_factory(args.mount, factory)
     if server.attach(None) == 0:
