@@ -9,8 +9,6 @@ import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
-import { once } from 'node:events';
-import { pipeline } from 'node:stream/promises';
 import tls from 'node:tls';
 import { Backoff, EdgeError } from '../runtime/engine/api.js';
 import { matchTrack, type SyncConfig } from './config.js';
@@ -57,7 +55,11 @@ interface HttpResult {
 const MAX_KNOWN_DIRS = 4096;
 /** Rows fetched per pass: a backlog of months is worked through in slices. */
 const BATCH = 200;
-const CHUNK = 1024 * 1024;
+/** Read/write unit of an upload; 256 KB keeps a buffer warm in cache while a syscall still moves a lot. */
+const CHUNK = 256 * 1024;
+/** Buffers per upload in rotation: one being read into while the other is in the socket. */
+const BUFS_PER_PUT = 2;
+const MAX_POOLED_BUFS = 16;
 
 export function redactedUrl(u: string): string {
   try {
@@ -103,6 +105,8 @@ export class Uploader {
   private closed = false;
   private passRunning: Promise<number> | null = null;
   private bucket: TokenBucket | null = null;
+  /** Upload buffers reused across PUTs (bounded by MAX_POOLED_BUFS). */
+  private readonly bufPool: Buffer[] = [];
 
   constructor(
     private readonly cfg: SyncConfig,
@@ -290,25 +294,52 @@ export class Uploader {
     const bucket = this.bucket;
     return this.request('PUT', url, {
       headers: { 'content-length': row.bytes, 'content-type': row.kind === 'video' ? 'video/mp4' : 'application/octet-stream' },
-      body: async (req) => {
-        const stream = fs.createReadStream(abs, { start: 0, end: Math.max(0, row.bytes - 1), highWaterMark: chunk });
-        if (!bucket) {
-          // uncapped: let the stream machinery move the bytes (what curl -T does)
-          await pipeline(stream, req, { end: false });
-          return;
-        }
-        try {
-          for await (const c of stream as AsyncIterable<Buffer>) {
-            const wait = bucket.take(c.length, Date.now());
-            if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-            if (req.destroyed) throw new EdgeError('SYNC_ABORTED', 'request closed');
-            if (!req.write(c)) await once(req, 'drain', { signal: this.abort.signal });
-          }
-        } finally {
-          stream.destroy();
-        }
-      },
+      body: (req) => this.sendFile(req, abs, row.bytes, chunk, bucket),
     });
+  }
+
+  /**
+   * The file's first `bytes` into the request through BUFS_PER_PUT reused buffers: a buffer is read
+   * into again only once the socket took its previous chunk (the write callback). Fresh 1 MB
+   * buffers per read (what a read stream does) cost page faults and zeroing on every chunk: on
+   * loopback that was most of the uploader's CPU. Memory: concurrency × BUFS_PER_PUT × CHUNK.
+   */
+  private async sendFile(req: http.ClientRequest, abs: string, bytes: number, chunk: number, bucket: TokenBucket | null): Promise<void> {
+    const bufs = this.bufPool.splice(0, BUFS_PER_PUT);
+    while (bufs.length < BUFS_PER_PUT) bufs.push(Buffer.allocUnsafeSlow(CHUNK));
+    // a request that closes (abort, timeout, cut) may never call a write's callback: race it
+    let onClose!: () => void;
+    const closed = new Promise<never>((_, reject) => {
+      onClose = () => reject(new EdgeError('SYNC_ABORTED', 'request closed during upload'));
+      req.once('close', onClose);
+    });
+    closed.catch(() => {});
+    const writes: Array<Promise<void> | undefined> = new Array(BUFS_PER_PUT);
+    const fh = await fs.promises.open(abs, 'r');
+    try {
+      let pos = 0;
+      for (let i = 0; pos < bytes; i++) {
+        const slot = i % BUFS_PER_PUT;
+        if (writes[slot]) await Promise.race([writes[slot], closed]);
+        const buf = bufs[slot]!;
+        const { bytesRead } = await fh.read(buf, 0, Math.min(chunk, bytes - pos), pos);
+        if (bytesRead === 0) throw new EdgeError('SYNC_SHORT_READ', `file ended at ${pos} of ${bytes} bytes`);
+        pos += bytesRead;
+        if (bucket) {
+          const wait = bucket.take(bytesRead, Date.now());
+          if (wait > 0) await Promise.race([new Promise((r) => setTimeout(r, wait)), closed]);
+        }
+        if (req.destroyed) throw new EdgeError('SYNC_ABORTED', 'request closed during upload');
+        const part = buf.subarray(0, bytesRead);
+        writes[slot] = new Promise<void>((resolve, reject) => req.write(part, (err) => (err ? reject(err) : resolve())));
+      }
+      for (const w of writes) if (w) await Promise.race([w, closed]);
+    } finally {
+      req.off('close', onClose);
+      await fh.close().catch(() => {});
+      // a buffer whose write may still be pending is not handed out again
+      if (!req.destroyed && this.bufPool.length < MAX_POOLED_BUFS) this.bufPool.push(...bufs);
+    }
   }
 
   /** Size + sha256 of the target's copy: from a checksum header when given, else by a GET. */

@@ -18,6 +18,20 @@ function open(root: string): IndexDb {
   return IndexDb.openWriter(path.join(root, 'index.db'));
 }
 
+/** Files under dir this process holds open (/proc/self/fd), the index aside. */
+function openFilesUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      const target = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      if (target.startsWith(dir) && !/index\.db/.test(target)) out.push(target);
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return out;
+}
+
 function uploader(db: IndexDb, root: string, over: Record<string, unknown>): Uploader {
   const cfg = syncConfigSchema.parse({ retryInitialMs: 10, retryMaxMs: 50, pollMs: 50, timeoutMs: 5000, ...over });
   return new Uploader(cfg, root, db, silentLog, () => 0.5);
@@ -119,6 +133,7 @@ test('connection cut mid-upload: retried, nothing half-stored is marked synced, 
   const st = up.stats();
   await up.close();
   assert.equal(proxy.cut(), 3, 'three uploads were cut');
+  assert.deepEqual(openFilesUnder(root), [], 'a cut upload leaves no segment file open');
   assert.ok(st.failures >= 3);
   for (const r of rows) assert.equal(sha256File(path.join(ng.www, r.path)), r.sha256);
   const okPuts = ng.log().filter((l) => /^PUT .* 20[14]$/.test(l));
