@@ -64,6 +64,13 @@ export const pangUpstreamSchema = z
      * demand, lower-priority video steps down to keyframes only, then pauses; data is never reduced.
      */
     priority: z.number().int().min(0).max(1000).optional(),
+    /**
+     * Store-and-forward backfill (issue 8): what the live path did not deliver is sent later from
+     * the recordings on `<track><egress.backfill.suffix>` (MIME ts+…). Unset: on for data tracks
+     * (video backfill is not built: video segments are skipped and counted); false: off, and range
+     * requests for this track are refused.
+     */
+    backfill: z.boolean().optional(),
   })
   .strict()
   .refine(channelRequired, 'set exactly one of channel or instant');
@@ -73,6 +80,11 @@ export const pangPullSchema = z
     ...upstreamEndpoint,
     /** The local track the pulled messages are written to. */
     to: trackRefSchema,
+    /**
+     * A control track: `REXTXCMD{"op":"range","id","track","from","to"}` texts from upstream queue
+     * a backfill range and are answered REXTXACK/REXTXERR with the id on this session (issue 8).
+     */
+    commands: z.boolean().default(false),
   })
   .strict()
   .refine(channelRequired, 'set exactly one of channel or instant');
@@ -84,6 +96,8 @@ export const whipTargetSchema = z.object({
   tracks: z.array(trackRefSchema).min(1).max(8),
   /** Seconds to wait for the endpoint's answer and for ICE to connect. */
   timeoutSec: z.number().int().min(1).max(120).default(15),
+  /** Trickle ICE by PATCH (RFC 9725 §4.3): auto falls back to complete offers after a 405/501. */
+  trickle: z.enum(['auto', 'on', 'off']).default('auto'),
 }).strict();
 
 export const egressConfigSchema = z.object({
@@ -105,6 +119,22 @@ export const egressConfigSchema = z.object({
       enabled: z.boolean().default(true),
       /** Concurrent viewers; each holds a DTLS/SRTP session (CPU on a Pi). */
       maxSessions: z.number().int().min(1).max(64).default(8),
+    })
+    .strict()
+    .prefault({}),
+  /** Store-and-forward backfill of upstream tracks (issue 8). */
+  backfill: z
+    .object({
+      /** Appended to the upstream track label for the backfill session: imu → imu.backfill. */
+      suffix: z.string().regex(/^[A-Za-z0-9_.-]{1,16}$/).default('.backfill'),
+      /** How far back the automatic backfill looks for undelivered records. */
+      lookbackMinutes: z.number().int().min(1).max(7 * 24 * 60).default(360),
+      /** Records younger than this are left to the live path. */
+      settleMs: z.number().int().min(500).max(600_000).default(3000),
+      /** Ceiling of the backfill rate per track (it also yields to live and to the leftover budget). */
+      maxBytesPerSec: z.number().int().min(1024).max(100 * 1024 * 1024).default(1024 * 1024),
+      /** A sent record counts delivered after it left the socket and the session stayed up this long. */
+      confirmMs: z.number().int().min(0).max(60_000).default(1000),
     })
     .strict()
     .prefault({}),

@@ -51,6 +51,12 @@ export interface PangPullerOptions {
   handshakeTimeoutMs?: number;
   /** Largest accepted message: a hostile upstream cannot make us hold more (8 MB ≈ a 4K IDR). */
   maxMessageBytes?: number;
+  /**
+   * A control track (issue 8): `REXTXCMD…` texts from upstream are handed here and the reply
+   * (`REXTXACK…`/`REXTXERR…`) is sent back on the same session (bundle mode lets a subscriber
+   * talk back). Null: not a command this handler knows; the text is written to the track as usual.
+   */
+  onCommand?: ((text: string) => string | null) | undefined;
 }
 
 export interface PangPullerStats extends LinkStats {
@@ -60,6 +66,8 @@ export interface PangPullerStats extends LinkStats {
   bytesIn: number;
   textsIn: number;
   keepalivesIn: number;
+  /** XCMD texts handed to the command handler (control track, issue 8). */
+  commands: number;
   dropped: { noMime: number; waitKeyframe: number };
 }
 
@@ -74,7 +82,7 @@ export class PangPuller extends ReconnectingLink {
   private connectError: string | null = null;
   private readonly url: string;
   private readonly o: PangPullerOptions & Required<Pick<PangPullerOptions, 'keepaliveMs' | 'refusalWindowMs' | 'handshakeTimeoutMs' | 'maxMessageBytes'>>;
-  private c = { framesIn: 0, bytesIn: 0, textsIn: 0, keepalivesIn: 0, noMime: 0, waitKeyframe: 0 };
+  private c = { framesIn: 0, bytesIn: 0, textsIn: 0, keepalivesIn: 0, noMime: 0, waitKeyframe: 0, commands: 0 };
 
   constructor(opts: PangPullerOptions) {
     const url = pangSessionUrl(opts.endpoint, 'sub');
@@ -152,7 +160,17 @@ export class PangPuller extends ReconnectingLink {
           this.mime = mime;
           this.ensureWriter().setMime(mime);
         }
-      } else this.ensureWriter().text?.(text);
+      } else {
+        if (this.o.onCommand && text.startsWith('REXTXCMD')) {
+          this.c.commands++;
+          const reply = this.o.onCommand(text);
+          if (reply !== null) {
+            if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(reply, { binary: false });
+            return;
+          }
+        }
+        this.ensureWriter().text?.(text);
+      }
       return;
     }
     if (data.length === 0) {
@@ -219,6 +237,7 @@ export class PangPuller extends ReconnectingLink {
       bytesIn: this.c.bytesIn,
       textsIn: this.c.textsIn,
       keepalivesIn: this.c.keepalivesIn,
+      commands: this.c.commands,
       dropped: { noMime: this.c.noMime, waitKeyframe: this.c.waitKeyframe },
     };
   }

@@ -8,7 +8,10 @@ import type { EgressConfig } from './config.js';
 import { PangPublisher } from './pang-publisher.js';
 import { combineEstimates, CounterMeter, UplinkEstimator } from '../uplink/estimator.js';
 import { UplinkController } from '../uplink/controller.js';
-import { SpanLog } from '../uplink/spans.js';
+import { SpanLog, teeSinks } from '../uplink/spans.js';
+import { BackfillService, type RecordingsAccess } from '../uplink/backfill.js';
+import { DeliverySpanWriter } from '../../recordings/delivery-spans.js';
+import type { IndexDb } from '../../recordings/index-db.js';
 import { PangPuller, type TrackPublishing } from './pang-puller.js';
 import type { EgressLog } from './pang-link.js';
 import type { PeerOptions } from './webrtc.js';
@@ -27,6 +30,13 @@ export interface EgressServiceDeps {
    * summed): its throughput joins the uplink estimate as a lower bound (issue 8).
    */
   syncUploadedBytes?: (() => number) | undefined;
+  /**
+   * The recordings (issue 8 backfill reads undelivered records from them; read lazily: the
+   * recording service starts after egress). RecordingService fits: `() => recordings ?? null`.
+   */
+  recordings?: (() => RecordingsAccess | null) | undefined;
+  /** The recordings index WRITER, where delivery spans are persisted (`() => recordings?.index`). */
+  deliveryIndex?: (() => IndexDb | null) | undefined;
 }
 
 export interface EgressService {
@@ -42,6 +52,11 @@ export interface EgressService {
   readonly syncUplink: UplinkEstimator | null;
   /** What each pang upstream delivered live, as time spans per local track (GET /api/gaps). */
   readonly spans: SpanLog;
+  /** What the backfill delivered (in memory; persisted too when deliveryIndex is given). */
+  readonly backfilled: SpanLog;
+  /** Store-and-forward backfill; null when no upstream has it. */
+  readonly backfill: BackfillService | null;
+  readonly delivery: DeliverySpanWriter;
   stats(): ReturnType<typeof egressStats>;
   close(): void;
 }
@@ -60,13 +75,18 @@ function egressStats(s: Omit<EgressService, 'stats' | 'close'>) {
       sync: s.syncUplink ? s.syncUplink.estimate(Date.now()) : null,
       scheduler: s.uplinkController ? s.uplinkController.stats() : null,
       spans: s.spans.stats(),
+      backfilledSpans: s.backfilled.stats(),
+      backfill: s.backfill ? s.backfill.stats() : null,
+      delivery: s.delivery.stats(),
     },
   };
 }
 
-export function createEgressService({ config, engine, log, ffmpegPath, peer, syncUploadedBytes }: EgressServiceDeps): EgressService {
+export function createEgressService({ config, engine, log, ffmpegPath, peer, syncUploadedBytes, recordings, deliveryIndex }: EgressServiceDeps): EgressService {
   const backoff = config.backoff;
   const spans = new SpanLog();
+  const backfilled = new SpanLog();
+  const delivery = new DeliverySpanWriter({ index: deliveryIndex ?? (() => null) });
   const upstream = config.upstream.map(
     (u, i) =>
       new PangPublisher({
@@ -80,11 +100,48 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
         log,
         backoff,
         priority: u.priority,
-        spans,
+        spans: teeSinks(spans, {
+          add: (track, wall, bytes) => delivery.add('live', track, `up${i}:${trackPath(u.from)}`, wall, bytes),
+          break: (track) => delivery.break('live', track, `up${i}:${trackPath(u.from)}`),
+        }),
+        confirmMs: config.backfill.confirmMs,
       }),
   );
+  const bf = config.backfill;
+  const backfillTracks = config.upstream.flatMap((u, i) =>
+    u.backfill === false
+      ? []
+      : [
+          {
+            upstream: `up${i}:${trackPath(u.from)}`,
+            from: u.from,
+            endpoint: { url: u.url, channel: u.channel, instant: u.instant, key: u.key, source: u.source, track: `${u.track}${bf.suffix}`.slice(0, 64), timeoutSec: u.timeoutSec },
+            caFile: u.caFile,
+            insecure: u.insecure,
+            auto: true,
+            live: upstream[i]!,
+          },
+        ],
+  );
+  const backfill =
+    backfillTracks.length > 0 && recordings
+      ? new BackfillService({
+          tracks: backfillTracks,
+          recordings,
+          liveSpans: spans,
+          backfilled,
+          persist: delivery,
+          log,
+          backoff,
+          liveLinks: () => upstream,
+          lookbackMs: bf.lookbackMinutes * 60_000,
+          settleMs: bf.settleMs,
+          confirmMs: bf.confirmMs,
+          maxRateBytesPerSec: bf.maxBytesPerSec,
+        })
+      : null;
   // Default behaviour is unchanged unless a priority is configured somewhere.
-  const uplinkController = config.upstream.some((u) => u.priority !== undefined) ? new UplinkController({ links: upstream, log }) : null;
+  const uplinkController = config.upstream.some((u) => u.priority !== undefined) ? new UplinkController({ links: upstream, log, backfill: backfill ?? undefined }) : null;
   const pull = config.pull.map(
     (p, i) =>
       new PangPuller({
@@ -96,6 +153,7 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
         engine,
         log,
         backoff,
+        onCommand: p.commands ? (text: string) => backfill?.handleXcmd(text) ?? `REXTXERR${JSON.stringify({ error: 'backfill needs recordings and a backfill upstream' })}` : undefined,
       }),
   );
   const whip = config.whip.map(
@@ -109,6 +167,7 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
         log,
         backoff,
         timeoutMs: w.timeoutSec * 1000,
+        trickle: w.trickle,
         ...(peer ? { peer } : {}),
       }),
   );
@@ -119,6 +178,13 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
   const transcode = new TranscodeService({ engine, log, ...(ffmpegPath ? { ffmpegPath } : {}) });
   for (const l of [...upstream, ...pull, ...whip]) l.start();
   uplinkController?.start();
+  backfill?.start();
+  // Delivery spans reach the index writer's queue each second (its own flush lands them) and are
+  // pruned every 10 min.
+  const deliveryTimer = setInterval(() => delivery.flush(), 1000);
+  deliveryTimer.unref?.();
+  const pruneTimer = setInterval(() => delivery.prune(), 600_000);
+  pruneTimer.unref?.();
   const syncUplink = syncUploadedBytes ? new UplinkEstimator() : null;
   let syncTimer: NodeJS.Timeout | null = null;
   if (syncUploadedBytes && syncUplink) {
@@ -135,7 +201,7 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
     syncTimer.unref?.();
   }
   let closed = false;
-  const parts = { whep, ingest, transcode, upstream, pull, whip, uplinkController, spans, syncUplink };
+  const parts = { whep, ingest, transcode, upstream, pull, whip, uplinkController, spans, syncUplink, backfilled, backfill, delivery };
   return {
     ...parts,
     stats: () => egressStats(parts),
@@ -143,11 +209,15 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
       if (closed) return;
       closed = true;
       uplinkController?.close();
+      backfill?.close();
+      clearInterval(deliveryTimer);
+      clearInterval(pruneTimer);
       if (syncTimer) clearInterval(syncTimer);
       for (const l of [...upstream, ...pull, ...whip]) l.close();
       whep?.close();
       ingest?.close();
       transcode.close();
+      delivery.close();
     },
   };
 }

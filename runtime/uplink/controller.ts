@@ -24,6 +24,8 @@ export interface UplinkControllerOptions {
   /** At most one probe step up per this period when the link is not saturated. */
   probeIntervalMs?: number;
   scheduler?: SchedulerOptions;
+  /** Store-and-forward backfill: gets what is left of a measured budget after every live track. */
+  backfill?: { setLeftover(bytesPerSec: number | null): void } | undefined;
 }
 
 /**
@@ -45,6 +47,8 @@ export function linkBudget(parts: UplinkEstimate[]): { bytesPerSec: number | nul
 export interface UplinkControllerStats extends SchedulerStats {
   budgetBytesPerSec: number | null;
   confident: boolean;
+  /** Budget left for the backfill after every live track (null: not measured). */
+  backfillLeftoverBytesPerSec: number | null;
 }
 
 export class UplinkController {
@@ -53,6 +57,7 @@ export class UplinkController {
   private lastProbeAt = -Infinity;
   private budget: { bytesPerSec: number | null; confident: boolean } = { bytesPerSec: null, confident: false };
   private closed = false;
+  private leftover: number | null = null;
 
   constructor(private readonly o: UplinkControllerOptions) {
     this.scheduler = new UplinkScheduler(o.scheduler);
@@ -80,11 +85,25 @@ export class UplinkController {
     const { modes, changed } = this.scheduler.decide({ budgetBytesPerSec: this.budget.bytesPerSec, confident: this.budget.confident, tracks, probe });
     if (probe && !this.budget.confident && changed.length > 0) this.lastProbeAt = now;
     for (const [id, mode] of modes) byId.get(id)?.setMode(mode);
+    if (this.o.backfill) {
+      // Only a measured (saturated) budget caps the backfill; a lower bound would starve it.
+      let leftover: number | null = null;
+      if (this.budget.bytesPerSec !== null && this.budget.confident) {
+        leftover = this.budget.bytesPerSec * (this.o.scheduler?.headroom ?? 0.85);
+        for (const t of tracks) {
+          const m = modes.get(t.id) ?? 'full';
+          leftover -= m === 'full' ? t.demandBytesPerSec : m === 'keyframes-only' ? t.keyframeBytesPerSec : 0;
+        }
+        leftover = Math.max(0, leftover);
+      }
+      this.leftover = leftover;
+      this.o.backfill.setLeftover(leftover);
+    }
     for (const c of changed) this.o.log.info({ link: c.id, from: c.from, to: c.to, budgetBytesPerSec: this.budget.bytesPerSec, confident: this.budget.confident }, 'uplink priority mode changed');
   }
 
   stats(): UplinkControllerStats {
-    return { ...this.scheduler.stats(), budgetBytesPerSec: this.budget.bytesPerSec, confident: this.budget.confident };
+    return { ...this.scheduler.stats(), budgetBytesPerSec: this.budget.bytesPerSec, confident: this.budget.confident, backfillLeftoverBytesPerSec: this.leftover };
   }
 
   close(): void {

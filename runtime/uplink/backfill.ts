@@ -1,0 +1,643 @@
+// Store-and-forward backfill (issue 8): what the live path did not deliver is read back from the
+// recordings and sent upstream on a parallel track (`<track><suffix>`, MIME `ts+<mime>`, each
+// message = 8-byte capture wallclock µs + the original record), paced so live always goes first.
+//
+// Delivery guarantee (the same rule as the live publisher): a record counts delivered once its
+// last byte left the socket buffer and the session then stayed up `confirmMs`. Everything else —
+// queued, in the socket, or drained less than confirmMs before the session died — is not counted
+// and is offered again at the next scan. So every recorded record reaches the upstream AT LEAST
+// once; a duplicate is possible only for records the peer received during the last confirmMs
+// before a session died (live or backfill), and it carries the same timestamp. A record counted
+// delivered but lost is possible only when a link dies more than confirmMs after the bytes left
+// the socket without the socket noticing (a black hole longer than confirmMs before the stall
+// detector fires) — the price of a protocol without acknowledgements.
+import WebSocket from 'ws';
+import { mimeKind, trackPath, type BackoffOptions, type TrackRef } from '../engine/api.js';
+import { ReconnectingLink, type LinkStats } from '../egress/link.js';
+import { openPangSocket } from '../egress/pang-socket.js';
+import { classifyClose, connectErrorCode, pangSessionUrl, redactPangUrl, type EgressLog, type PangEndpoint } from '../egress/pang-link.js';
+import { wsClientFrameBytes } from './estimator.js';
+import { Coverage, parseRangeRequest, parseXcmd, tsMime, tsPrefixed, undelivered, xack, xerr, type RangeRequest } from './backfill-plan.js';
+import { teeSinks, type DeliverySink, type Span, type SpanLog } from './spans.js';
+import { readSegmentRecords } from '../../recordings/record-reader.js';
+import { readDeliverySpans, type DeliverySpanWriter } from '../../recordings/delivery-spans.js';
+import type { IndexDb, SegmentRow } from '../../recordings/index-db.js';
+
+/** What the backfill needs of the recordings (RecordingService fits). */
+export interface RecordingsAccess {
+  readonly root: string;
+  /** A read-only index connection. */
+  reader(): Pick<IndexDb, 'list' | 'db'>;
+}
+
+/** The live link of the same track (PangPublisher fits). */
+export interface LiveLinkView {
+  pendingSinceWall(): number | null;
+  readonly bufferedBytes: number;
+}
+
+interface Item {
+  wall: number;
+  data: Buffer;
+  /** Payload bytes (without the prefix) for the span rows. */
+  bytes: number;
+  /** Consecutive items of one batch may join one backfill span; a new batch starts a new span. */
+  batch: number;
+}
+
+export interface BackfillLinkOptions {
+  name: string;
+  endpoint: PangEndpoint;
+  caFile?: string | undefined;
+  insecure?: boolean | undefined;
+  /** The local track whose records this link carries (span rows are keyed by it). */
+  from: TrackRef;
+  log: EgressLog;
+  backoff: BackoffOptions;
+  sink: DeliverySink;
+  /** True while a live link of the same uplink holds a backlog: backfill waits (live first). */
+  liveBusy: () => boolean;
+  confirmMs?: number;
+  /** Most bytes waiting in this socket: 32 KB keeps the backfill's share of a router queue small. */
+  windowBytes?: number;
+  minRateBytesPerSec?: number;
+  maxRateBytesPerSec?: number;
+  keepaliveMs?: number;
+  mimeResendMs?: number;
+  handshakeTimeoutMs?: number;
+}
+
+export interface BackfillLinkStats extends LinkStats {
+  track: string;
+  queued: number;
+  queuedBytes: number;
+  inFlight: number;
+  sent: number;
+  sentBytes: number;
+  confirmed: number;
+  /** Sent, then the session died before they were confirmed: offered again later. */
+  unconfirmedLost: number;
+  /** Queued items thrown away at a session end (they are re-read from the recordings). */
+  requeued: number;
+  rateBytesPerSec: number;
+  /** Ticks the backfill held back because a live link had a backlog. */
+  yieldedToLive: number;
+  mime: string | null;
+}
+
+/** One upstream session carrying the backfill of one track. */
+export class BackfillLink extends ReconnectingLink {
+  private ws: WebSocket | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private openedAt = 0;
+  private lastSendAt = 0;
+  private lastMimeAt = 0;
+  private connectError: string | null = null;
+  private mime: string | null = null;
+  private queue: Item[] = [];
+  private queueHead = 0;
+  private queueBytes = 0;
+  private inFlight: Array<Item & { end: number; drainedAt: number }> = [];
+  private inFlightHead = 0;
+  private wireOut = 0;
+  private tokens = 0;
+  private lastRefill = 0;
+  private rate: number;
+  private limitedThisTick = false;
+  private lastBatch = -1;
+  private readonly url: string;
+  private readonly track: string;
+  private readonly o: Required<Omit<BackfillLinkOptions, 'caFile' | 'insecure'>> & Pick<BackfillLinkOptions, 'caFile' | 'insecure'>;
+  private readonly c = { sent: 0, sentBytes: 0, confirmed: 0, unconfirmedLost: 0, requeued: 0, yieldedToLive: 0 };
+  /** Cap from the uplink scheduler: what is left of the budget after every live track (null: none known). */
+  private leftover: number | null = null;
+
+  constructor(opts: BackfillLinkOptions) {
+    const url = pangSessionUrl(opts.endpoint, 'pub');
+    super(opts.name, 'pang-backfill', redactPangUrl(url), opts.log, opts.backoff);
+    this.url = url;
+    this.track = trackPath(opts.from);
+    this.o = {
+      confirmMs: 1000,
+      windowBytes: 32 * 1024,
+      minRateBytesPerSec: 4 * 1024,
+      maxRateBytesPerSec: 1024 * 1024,
+      keepaliveMs: 20_000,
+      mimeResendMs: 1000,
+      handshakeTimeoutMs: 10_000,
+      ...opts,
+    };
+    this.rate = Math.min(this.o.maxRateBytesPerSec, Math.max(this.o.minRateBytesPerSec, 32 * 1024));
+  }
+
+  /** Ready for the next batch: connected, nothing queued, nothing unconfirmed. */
+  get idle(): boolean {
+    return this.state === 'connected' && this.ws !== null && this.queueHead >= this.queue.length && this.inFlightHead >= this.inFlight.length;
+  }
+
+  get connected(): boolean {
+    return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  setLeftover(bytesPerSec: number | null): void {
+    this.leftover = bytesPerSec === null || !Number.isFinite(bytesPerSec) ? null : Math.max(0, bytesPerSec);
+  }
+
+  /** Queue one batch of records (capture order) of a track with MIME `mime`. */
+  enqueue(mime: string, records: Array<{ wallclock: number; payload: Buffer }>, batch: number): void {
+    const m = tsMime(mime);
+    if (m !== this.mime) {
+      this.mime = m;
+      this.sendMime();
+    }
+    for (const r of records) {
+      const data = tsPrefixed(r.wallclock, r.payload);
+      this.queue.push({ wall: r.wallclock, data, bytes: r.payload.length, batch });
+      this.queueBytes += data.length;
+    }
+    this.pump();
+  }
+
+  protected attempt(): void {
+    this.connectError = null;
+    const opened = openPangSocket(this.url, { handshakeTimeoutMs: this.o.handshakeTimeoutMs, insecure: this.o.insecure, caFile: this.o.caFile });
+    if ('caError' in opened) {
+      this.failed('UPSTREAM_CA_FILE', opened.caError);
+      return;
+    }
+    const ws = opened.ws;
+    this.ws = ws;
+    ws.on('open', () => {
+      if (ws !== this.ws) return;
+      this.openedAt = this.lastSendAt = Date.now();
+      this.lastRefill = Date.now();
+      this.tokens = 0;
+      this.up();
+      this.sendMime();
+      this.timer = setInterval(() => this.onTick(), 250);
+      this.timer.unref?.();
+    });
+    ws.on('error', (err) => {
+      this.connectError = `${connectErrorCode(err)}|${err.message.slice(0, 200)}`;
+    });
+    ws.on('close', (code) => {
+      if (ws !== this.ws) return;
+      if (this.openedAt === 0) {
+        const [c, m] = (this.connectError ?? 'UPSTREAM_CONNECT_FAILED|connection failed').split('|', 2);
+        this.failed(c!, m ?? 'connection failed');
+        return;
+      }
+      const kind = classifyClose(code, Date.now() - this.openedAt);
+      this.failed(kind === 'refused' ? 'UPSTREAM_REFUSED' : kind === 'dropped' ? 'UPSTREAM_DROPPED' : 'UPSTREAM_CLOSED', `backfill session ended (code ${code})`);
+    });
+  }
+
+  private sendMime(): void {
+    const ws = this.ws;
+    if (!this.mime || !ws || ws.readyState !== WebSocket.OPEN) return;
+    ws.send(this.mime, { binary: false });
+    this.wireOut += wsClientFrameBytes(Buffer.byteLength(this.mime));
+    this.lastSendAt = this.lastMimeAt = Date.now();
+  }
+
+  private onTick(): void {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    const now = Date.now();
+    if (this.mime && now - this.lastMimeAt >= this.o.mimeResendMs) this.sendMime();
+    if (now - this.lastSendAt >= this.o.keepaliveMs) {
+      ws.send(Buffer.alloc(0), { binary: true });
+      this.wireOut += wsClientFrameBytes(0);
+      this.lastSendAt = now;
+    }
+    this.settle(now);
+    // AIMD on the leftover: back off hard when live needs the link or our own bytes queue up,
+    // grow gently while the rate (not the link) was what held us back.
+    const busy = this.o.liveBusy();
+    if (busy) this.c.yieldedToLive++;
+    if (busy || ws.bufferedAmount > this.o.windowBytes) this.rate = Math.max(this.o.minRateBytesPerSec, this.rate / 2);
+    else if (this.limitedThisTick) this.rate = Math.min(this.o.maxRateBytesPerSec, this.rate * 1.25 + 1024);
+    if (this.leftover !== null) this.rate = Math.max(this.o.minRateBytesPerSec, Math.min(this.rate, this.leftover));
+    this.limitedThisTick = false;
+    this.pump();
+  }
+
+  private pump(): void {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    const now = Date.now();
+    // Token bucket: at most half a second of burst.
+    this.tokens = Math.min(this.rate / 2, this.tokens + ((now - this.lastRefill) / 1000) * this.rate);
+    this.lastRefill = now;
+    if (this.o.liveBusy()) return;
+    while (this.queueHead < this.queue.length) {
+      if (ws.bufferedAmount > this.o.windowBytes) return;
+      const it = this.queue[this.queueHead]!;
+      if (this.tokens <= 0) {
+        this.limitedThisTick = true;
+        return;
+      }
+      this.queueHead++;
+      this.queueBytes -= it.data.length;
+      this.tokens -= it.data.length;
+      ws.send(it.data, { binary: true });
+      this.wireOut += wsClientFrameBytes(it.data.length);
+      this.lastSendAt = now;
+      this.c.sent++;
+      this.c.sentBytes += it.data.length;
+      this.inFlight.push({ ...it, end: this.wireOut, drainedAt: -1 });
+    }
+    if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+  }
+
+  private settle(now: number): void {
+    const ws = this.ws;
+    if (!ws) return;
+    const drained = this.wireOut - ws.bufferedAmount;
+    for (let i = this.inFlightHead; i < this.inFlight.length; i++) {
+      const f = this.inFlight[i]!;
+      if (f.end > drained) break;
+      if (f.drainedAt < 0) f.drainedAt = now;
+    }
+    while (this.inFlightHead < this.inFlight.length) {
+      const f = this.inFlight[this.inFlightHead]!;
+      if (f.drainedAt < 0 || now - f.drainedAt < this.o.confirmMs) break;
+      this.inFlightHead++;
+      if (f.batch !== this.lastBatch) {
+        this.o.sink.break?.(this.track);
+        this.lastBatch = f.batch;
+      }
+      this.o.sink.add(this.track, f.wall, f.bytes);
+      this.c.confirmed++;
+    }
+    if (this.inFlightHead > 1024 && this.inFlightHead * 2 > this.inFlight.length) {
+      this.inFlight = this.inFlight.slice(this.inFlightHead);
+      this.inFlightHead = 0;
+    }
+  }
+
+  protected teardown(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.settle(Date.now());
+    // Not confirmed: not delivered. The recordings still hold them; the next scan offers them again.
+    this.c.unconfirmedLost += this.inFlight.length - this.inFlightHead;
+    this.c.requeued += this.queue.length - this.queueHead;
+    this.inFlight = [];
+    this.inFlightHead = 0;
+    this.queue = [];
+    this.queueHead = 0;
+    this.queueBytes = 0;
+    this.o.sink.break?.(this.track);
+    this.lastBatch = -1;
+    const ws = this.ws;
+    this.ws = null;
+    this.openedAt = 0;
+    if (ws) {
+      ws.removeAllListeners('open');
+      ws.on('error', () => {});
+      try {
+        ws.terminate();
+      } catch {
+        // a never-connected socket
+      }
+    }
+  }
+
+  stats(): BackfillLinkStats {
+    return {
+      ...this.baseStats(),
+      track: this.track,
+      queued: this.queue.length - this.queueHead,
+      queuedBytes: this.queueBytes,
+      inFlight: this.inFlight.length - this.inFlightHead,
+      ...this.c,
+      rateBytesPerSec: Math.round(this.rate),
+      mime: this.mime,
+    };
+  }
+}
+
+export interface BackfillTrack {
+  /** The live upstream's name (e.g. `up0:cam/base/imu`); span rows carry it. */
+  upstream: string;
+  from: TrackRef;
+  /** Endpoint of the backfill track upstream (the live one's with the suffixed track label). */
+  endpoint: PangEndpoint;
+  caFile?: string | undefined;
+  insecure?: boolean | undefined;
+  /** Backfill on its own (true) or only on request (false). */
+  auto: boolean;
+  live: LiveLinkView | null;
+}
+
+export interface BackfillServiceOptions {
+  tracks: BackfillTrack[];
+  recordings: () => RecordingsAccess | null;
+  /** What the live path delivered (in memory). */
+  liveSpans: SpanLog;
+  /** What the backfill delivered (in memory; also written to `persist`). */
+  backfilled: SpanLog;
+  persist?: DeliverySpanWriter | null | undefined;
+  log: EgressLog;
+  backoff: BackoffOptions;
+  /** Every live link of the uplink, for the live-first rule. */
+  liveLinks: () => LiveLinkView[];
+  /** A live socket holding more than this is "busy": 16 KB. */
+  liveBusyBytes?: number;
+  /** How far back the automatic backfill looks: 6 h. */
+  lookbackMs?: number;
+  /** Records younger than this are left to the live path (it may still deliver them): 3 s. */
+  settleMs?: number;
+  scanMs?: number;
+  /** Records per batch: 2000 (≈ 40 s of a 50 Hz sensor). */
+  batchRecords?: number;
+  /** Range requests waiting: 16; more are refused (counted). */
+  maxRangeRequests?: number;
+  confirmMs?: number;
+  maxRateBytesPerSec?: number;
+  now?: () => number;
+}
+
+interface TrackState {
+  cfg: BackfillTrack;
+  key: string;
+  link: BackfillLink;
+  /** Every recorded record before this wallclock is known delivered (monotone). */
+  doneBefore: number;
+  batches: number;
+  recordsQueued: number;
+  readErrors: number;
+  lastError: string | null;
+  videoSkipped: number;
+}
+
+interface RangeJob {
+  req: RangeRequest;
+  st: TrackState;
+  /** Next wallclock to read from (exclusive after the first batch). */
+  cursor: number;
+  first: boolean;
+  sent: number;
+}
+
+export interface BackfillStats {
+  tracks: Array<{ track: string; upstream: string; auto: boolean; doneBefore: number | null; batches: number; recordsQueued: number; readErrors: number; videoSkipped: number; lastError: string | null; link: BackfillLinkStats }>;
+  rangeRequests: { received: number; accepted: number; refused: number; completed: number; queued: number };
+  scans: number;
+}
+
+export class BackfillService {
+  private readonly tracks: TrackState[] = [];
+  private readonly byTrack = new Map<string, TrackState>();
+  private ranges: RangeJob[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private rr = 0;
+  private readonly now: () => number;
+  private readonly rc = { received: 0, accepted: 0, refused: 0, completed: 0 };
+  private scans = 0;
+
+  constructor(private readonly o: BackfillServiceOptions) {
+    this.now = o.now ?? Date.now;
+    const busyBytes = o.liveBusyBytes ?? 16 * 1024;
+    const liveBusy = (): boolean => o.liveLinks().some((l) => l.bufferedBytes > busyBytes);
+    for (const cfg of o.tracks) {
+      const key = trackPath(cfg.from);
+      const persist = o.persist;
+      const sink = teeSinks(o.backfilled, {
+        add: (track, wall, bytes) => persist?.add('backfill', track, cfg.upstream, wall, bytes),
+        break: (track) => persist?.break('backfill', track, cfg.upstream),
+      });
+      const link = new BackfillLink({
+        name: `${cfg.upstream}:backfill`,
+        endpoint: cfg.endpoint,
+        caFile: cfg.caFile,
+        insecure: cfg.insecure,
+        from: cfg.from,
+        log: o.log,
+        backoff: o.backoff,
+        sink,
+        liveBusy,
+        ...(o.confirmMs !== undefined ? { confirmMs: o.confirmMs } : {}),
+        ...(o.maxRateBytesPerSec !== undefined ? { maxRateBytesPerSec: o.maxRateBytesPerSec } : {}),
+      });
+      const st: TrackState = { cfg, key, link, doneBefore: -Infinity, batches: 0, recordsQueued: 0, readErrors: 0, lastError: null, videoSkipped: 0 };
+      this.tracks.push(st);
+      if (!this.byTrack.has(key)) this.byTrack.set(key, st);
+    }
+  }
+
+  start(): void {
+    if (this.timer || this.closed) return;
+    for (const t of this.tracks) t.link.start();
+    this.timer = setInterval(() => this.scan(), this.o.scanMs ?? 1000);
+    this.timer.unref?.();
+  }
+
+  /** The uplink scheduler's leftover budget (bytes/s after every live track), or null. */
+  setLeftover(bytesPerSec: number | null): void {
+    const share = bytesPerSec === null ? null : bytesPerSec / Math.max(1, this.tracks.length);
+    for (const t of this.tracks) t.link.setLeftover(share);
+  }
+
+  /** Queue a range ("send me 10:02–10:05 of the front camera"). */
+  requestRange(req: RangeRequest): { ok: true; queued: number } | { ok: false; reason: string } {
+    this.rc.received++;
+    const st = this.byTrack.get(req.track);
+    if (!st) {
+      this.rc.refused++;
+      return { ok: false, reason: `no backfill upstream for ${req.track}` };
+    }
+    if (this.ranges.length >= (this.o.maxRangeRequests ?? 16)) {
+      this.rc.refused++;
+      return { ok: false, reason: 'range queue full' };
+    }
+    if (this.ranges.some((r) => r.req.id === req.id)) {
+      this.rc.refused++;
+      return { ok: false, reason: 'duplicate request id' };
+    }
+    this.ranges.push({ req, st, cursor: req.fromMs, first: true, sent: 0 });
+    this.rc.accepted++;
+    return { ok: true, queued: this.ranges.length };
+  }
+
+  /** A `REXTXCMD…` text from a control track: the XACK/XERR reply, or null when not ours. */
+  handleXcmd(text: string): string | null {
+    const p = parseXcmd(text);
+    if (!p) return null;
+    if (!p.ok) {
+      this.rc.received++;
+      this.rc.refused++;
+      return xerr(p.id, p.reason);
+    }
+    const r = this.requestRange(p.req);
+    return r.ok ? xack(p.req.id, { queued: r.queued, track: p.req.track, from: p.req.fromMs, to: p.req.toMs }) : xerr(p.req.id, r.reason);
+  }
+
+  /**
+   * The local pang ctl request type `backfill_range` (data: {track, from, to}; req_id echoed).
+   * Returns the reply object for ctlReply, or throws an Error whose message is the reason.
+   */
+  handleCtl(data: Record<string, unknown>, reqId: string | undefined): { queued: number; track: string; from: number; to: number } {
+    const p = parseRangeRequest({ ...data, id: reqId ?? data.id });
+    if (!p.ok) {
+      this.rc.received++;
+      this.rc.refused++;
+      throw new Error(p.reason);
+    }
+    const r = this.requestRange(p.req);
+    if (!r.ok) throw new Error(r.reason);
+    return { queued: r.queued, track: p.req.track, from: p.req.fromMs, to: p.req.toMs };
+  }
+
+  /** One scan round (public for tests): at most one batch queued, on the next idle link. */
+  scan(): void {
+    if (this.closed) return;
+    this.scans++;
+    const rec = this.safeRecordings();
+    if (!rec) return;
+    // Range requests first, in arrival order, each on its own track's link.
+    for (const job of this.ranges) {
+      if (!job.st.link.idle) continue;
+      this.runRange(rec, job);
+      return;
+    }
+    const n = this.tracks.length;
+    for (let i = 0; i < n; i++) {
+      const st = this.tracks[(this.rr + i) % n]!;
+      if (!st.cfg.auto || !st.link.idle) continue;
+      if (this.runAuto(rec, st)) {
+        this.rr = (this.rr + i + 1) % n;
+        return;
+      }
+    }
+  }
+
+  private safeRecordings(): { root: string; index: Pick<IndexDb, 'list' | 'db'> } | null {
+    try {
+      const r = this.o.recordings();
+      if (!r) return null;
+      return { root: r.root, index: r.reader() };
+    } catch {
+      return null; // recordings not started yet, or closing
+    }
+  }
+
+  private segments(index: Pick<IndexDb, 'list'>, ref: TrackRef, from: number, to: number): SegmentRow[] {
+    return index.list({ channel: ref.channel, source: ref.source, track: ref.track, fromMs: from, toMs: to, limit: 10_000 }) as SegmentRow[];
+  }
+
+  private delivered(index: Pick<IndexDb, 'db'>, st: TrackState, from: number, to: number): Coverage {
+    const spans: Span[] = [...this.o.liveSpans.live(st.key, from, to).spans, ...this.o.backfilled.live(st.key, from, to).spans];
+    try {
+      for (const r of readDeliverySpans(index, { ...st.cfg.from, fromMs: from, toMs: to, upstream: st.cfg.upstream })) spans.push({ from: r.from_ms, to: r.to_ms });
+    } catch {
+      // unreadable rows: the in-memory spans still hold this run's deliveries
+    }
+    return new Coverage(spans);
+  }
+
+  private runAuto(rec: { root: string; index: Pick<IndexDb, 'list' | 'db'> }, st: TrackState): boolean {
+    const now = this.now();
+    const lo = Math.max(st.doneBefore, now - (this.o.lookbackMs ?? 6 * 3600_000));
+    let hi = now - (this.o.settleMs ?? 3000);
+    const pending = st.cfg.live?.pendingSinceWall() ?? null;
+    if (pending !== null) hi = Math.min(hi, pending - 1);
+    if (hi <= lo) return false;
+    // An open segment's row lags its file by up to the recorder's fsync interval: list with slack.
+    const segs = this.segments(rec.index, st.cfg.from, lo - 60_000, hi);
+    const cov = this.delivered(rec.index, st, lo, hi);
+    /** Newest wallclock known to be on disk: nothing after it may be called done. */
+    let known = -Infinity;
+    for (const seg of segs) {
+      if (seg.kind !== 'data' || mimeKind(seg.mime) === 'video') {
+        st.videoSkipped++;
+        continue;
+      }
+      const a = Math.max(lo, seg.wall_start_ms);
+      const b = Math.min(hi, seg.wall_end_ms);
+      if (seg.wall_end_ms > known) known = seg.wall_end_ms;
+      if (b >= a && cov.coversRange(a, b)) continue; // one delivered span holds it all: no read
+      let records;
+      try {
+        records = readSegmentRecords(rec.root, seg.path, lo, hi).records;
+      } catch (err) {
+        st.readErrors++;
+        st.lastError = (err as Error).message.slice(0, 200);
+        continue;
+      }
+      if (records.length > 0) known = Math.max(known, records[records.length - 1]!.wallclock);
+      const owed = undelivered(records, cov, lo, hi, this.o.batchRecords ?? 2000);
+      if (owed.length === 0) continue;
+      st.doneBefore = Math.max(st.doneBefore, owed[0]!.wallclock - 1);
+      st.link.enqueue(seg.mime, owed, ++st.batches);
+      st.recordsQueued += owed.length;
+      return true;
+    }
+    // Nothing owed up to hi (everything recorded there is delivered): never look before it again.
+    st.doneBefore = Math.max(st.doneBefore, Math.min(hi, known));
+    return false;
+  }
+
+  private runRange(rec: { root: string; index: Pick<IndexDb, 'list' | 'db'> }, job: RangeJob): void {
+    const { req, st } = job;
+    const segs = this.segments(rec.index, st.cfg.from, job.cursor, req.toMs);
+    const limit = this.o.batchRecords ?? 2000;
+    for (const seg of segs) {
+      if (seg.kind !== 'data' || mimeKind(seg.mime) === 'video') {
+        st.videoSkipped++;
+        continue;
+      }
+      let records;
+      try {
+        records = readSegmentRecords(rec.root, seg.path, job.cursor, req.toMs).records;
+      } catch (err) {
+        st.readErrors++;
+        st.lastError = (err as Error).message.slice(0, 200);
+        continue;
+      }
+      const batch = records.filter((r) => job.first || r.wallclock > job.cursor).slice(0, limit);
+      if (batch.length === 0) continue;
+      job.first = false;
+      job.cursor = batch[batch.length - 1]!.wallclock;
+      job.sent += batch.length;
+      st.link.enqueue(seg.mime, batch, ++st.batches);
+      st.recordsQueued += batch.length;
+      return;
+    }
+    // Nothing more in the range: done.
+    this.ranges = this.ranges.filter((r) => r !== job);
+    this.rc.completed++;
+  }
+
+  stats(): BackfillStats {
+    return {
+      tracks: this.tracks.map((t) => ({
+        track: t.key,
+        upstream: t.cfg.upstream,
+        auto: t.cfg.auto,
+        doneBefore: Number.isFinite(t.doneBefore) ? t.doneBefore : null,
+        batches: t.batches,
+        recordsQueued: t.recordsQueued,
+        readErrors: t.readErrors,
+        videoSkipped: t.videoSkipped,
+        lastError: t.lastError,
+        link: t.link.stats(),
+      })),
+      rangeRequests: { ...this.rc, queued: this.ranges.length },
+      scans: this.scans,
+    };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    for (const t of this.tracks) t.link.close();
+  }
+}
