@@ -23,6 +23,9 @@ export class SharedLinkProxy {
   private queued = 0;
   private perConn = new Map<Socket, number>();
   rate: number | null = null;
+  private down = false;
+  refusedWhileDown = 0;
+  cuts = 0;
   private timer: NodeJS.Timeout | null = null;
   private lastTick = 0;
   private credit = 0;
@@ -37,6 +40,12 @@ export class SharedLinkProxy {
 
   async listen(): Promise<number> {
     const server = createServer((client) => {
+      if (this.down) {
+        // A cut link: the connection dies at once (the client sees a reset, then backs off).
+        this.refusedWhileDown++;
+        client.destroy();
+        return;
+      }
       const up = connect(this.targetPort, '127.0.0.1');
       this.conns.add(client);
       this.conns.add(up);
@@ -92,6 +101,29 @@ export class SharedLinkProxy {
     }
     if (this.rate === null) this.credit = 0;
     for (const c of this.clients) if (c.isPaused() && (this.perConn.get(c) ?? 0) <= this.queueBytes) c.resume();
+  }
+
+  /**
+   * Cut the link: every connection is destroyed (bytes still queued in the link are lost, like a
+   * modem losing the cell) and new ones fail until restore().
+   */
+  cut(): void {
+    this.down = true;
+    this.cuts++;
+    this.fifo = [];
+    this.queued = 0;
+    this.perConn.clear();
+    for (const c of this.conns) c.destroy();
+    this.conns.clear();
+    this.clients.clear();
+  }
+
+  restore(): void {
+    this.down = false;
+  }
+
+  get isDown(): boolean {
+    return this.down;
   }
 
   /** Bytes per second for the whole link, or null for unshaped. */
