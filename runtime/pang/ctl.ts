@@ -73,3 +73,12 @@ export function ctlReply(req: Pick<CtlRequest, 'name' | 'path' | 'req_id'>, type
 export function ctlError(reason: string, req?: Pick<CtlRequest, 'req_id'>): string {
   return JSON.stringify(req?.req_id ? { type: 'error', data: reason, req_id: req.req_id } : { type: 'error', data: reason });
 }
+
+/**
+ * Extension request type (issue 8, not a Moth type): ask for a recorded time range to be sent
+ * upstream as backfill. data: {"track":"channel/source/track","from":<ms|ISO>,"to":<ms|ISO>};
+ * reply type `backfill_range` with {queued, track, from, to}, or `error` with the reason; req_id
+ * echoed. It is not in CTL_TYPES: the server hands it to its command hook like any unknown type,
+ * where runtime/uplink/ctl-commands.ts answers it.
+ */
+export const CTL_BACKFILL_RANGE = 'backfill_range';
