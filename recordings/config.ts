@@ -48,6 +48,24 @@ export const retentionConfigSchema = z.object({
   intervalMs: z.number().int().min(100).default(10_000),
 }).strict();
 
+export const indexConfigSchema = z.object({
+  /**
+   * Rows of segments whose file is gone (deleted after sync or by retention, or missing) are kept
+   * this many days after the file went, then pruned: they say what was recorded and where it
+   * went, but must not grow forever. 0 = prune at the next pass.
+   */
+  keepDeletedDays: z.number().min(0).max(36_500).default(30),
+  /**
+   * Hard cap on such rows (oldest first beyond it). A row with its index entries is ~400 B:
+   * 100 000 rows ≈ 40 MB of SD card, ~17 days of 4 tracks in 60 s segments.
+   */
+  maxDeletedRows: z.number().int().min(0).default(100_000),
+  /** Rows deleted per transaction: each write lock stays short, the recorder's commits interleave. */
+  pruneBatch: z.number().int().min(10).max(10_000).default(500),
+  /** How often the index is pruned (and once at start, after recovery). */
+  pruneIntervalMs: z.number().int().min(1000).default(3_600_000),
+}).strict();
+
 export const recordingsConfigSchema = z.object({
   enabled: z.boolean().default(true),
   /** Root folder: <root>/<channel>/<source>/<track>/YYYY-MM-DD/HH-MM-SS.mmm.<ext> */
@@ -68,12 +86,15 @@ export const recordingsConfigSchema = z.object({
   /** How often new tracks are looked for. */
   discoverMs: z.number().int().min(50).default(1000),
   retention: retentionConfigSchema.default(retentionConfigSchema.parse({})),
+  /** The SQLite index's own retention (rows of segments whose file is gone). */
+  index: indexConfigSchema.default(indexConfigSchema.parse({})),
   sync: syncConfigSchema.optional(),
 }).strict();
 
 export type RecordingsConfig = z.infer<typeof recordingsConfigSchema>;
 export type SyncConfig = z.infer<typeof syncConfigSchema>;
 export type RetentionConfig = z.infer<typeof retentionConfigSchema>;
+export type IndexConfig = z.infer<typeof indexConfigSchema>;
 
 /** `a/b/c` matches pattern `a/*\/c`. */
 export function matchTrack(pattern: string, path: string): boolean {

@@ -37,9 +37,11 @@ export interface SegmentRow {
   closed_ms: number | null;
   synced_ms: number | null;
   origin: string;
+  /** When the file went away (present became 0), ms since the epoch; null while present. Schema v3. */
+  gone_ms: number | null;
 }
 
-export type NewSegment = Omit<SegmentRow, 'id' | 'attempts' | 'last_error' | 'next_attempt_ms' | 'synced_ms' | 'present'>;
+export type NewSegment = Omit<SegmentRow, 'id' | 'attempts' | 'last_error' | 'next_attempt_ms' | 'synced_ms' | 'present' | 'gone_ms'>;
 
 const MIGRATIONS: string[] = [
   // v1
@@ -77,6 +79,16 @@ const MIGRATIONS: string[] = [
      updated_ms INTEGER NOT NULL
    );
    CREATE INDEX span_track_time ON delivery_spans(channel, source, track, from_ms);`,
+  // v3: when a row's file went away (present 1 → 0: deleted after verify, by retention, or found
+  // missing), so the index can be pruned by age of deletion (recordings/index-prune.ts). Set by
+  // triggers, whatever path flips `present`; rows already gone at migration count from now.
+  `ALTER TABLE segments ADD COLUMN gone_ms INTEGER;
+   UPDATE segments SET gone_ms = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) WHERE present = 0;
+   CREATE INDEX seg_gone ON segments(gone_ms, id) WHERE present = 0;
+   CREATE TRIGGER seg_gone_set AFTER UPDATE OF present ON segments WHEN NEW.present = 0 AND OLD.present <> 0
+   BEGIN UPDATE segments SET gone_ms = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) WHERE id = NEW.id; END;
+   CREATE TRIGGER seg_gone_clear AFTER UPDATE OF present ON segments WHEN NEW.present <> 0 AND OLD.present = 0
+   BEGIN UPDATE segments SET gone_ms = NULL WHERE id = NEW.id; END;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

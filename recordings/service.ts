@@ -7,6 +7,7 @@ import path from 'node:path';
 import { captureClockUs, EdgeError, mimeKind, trackPath, type ConsumerHandle, type TrackRef, type TrackSource } from '../runtime/engine/api.js';
 import { matchTrack, type RecordingsConfig } from './config.js';
 import { IndexDb } from './index-db.js';
+import { IndexPruner, type IndexPruneStats, type PruneResult } from './index-prune.js';
 import { silentLog, Throttle, type RecLog } from './log.js';
 import { recover, type RecoveryReport } from './recovery.js';
 import { freeBytesOf, Retention } from './retention.js';
@@ -31,6 +32,8 @@ export interface RecordingServiceStats {
   bytesWritten: number;
   index: ReturnType<IndexDb['stats']> | null;
   retention: Retention['st'] | null;
+  /** Index retention: rows of segments whose file is gone, pruned by age and cap. */
+  indexPrune: IndexPruneStats | null;
   sync: UploaderStats | null;
   subscribeErrors: number;
   lastError: string | null;
@@ -53,6 +56,7 @@ export class RecordingService {
   private readonly detached = new Map<string, { rec: TrackRecorder; at: number }>();
   private readonly timers: NodeJS.Timeout[] = [];
   private retention: Retention | null = null;
+  private pruner: IndexPruner | null = null;
   private uploader: Uploader | null = null;
   private recovery: (RecoveryReport & { indexRebuilt: boolean }) | null = null;
   private started = false;
@@ -123,6 +127,10 @@ export class RecordingService {
       this.uploader = new Uploader(c.sync, this.root, this.db, this.log);
       this.uploader.start();
     }
+    // the index is pruned even with recording off: sync after verify keeps adding gone rows
+    this.pruner = new IndexPruner(this.db, this.root, c.index, this.log);
+    void this.pruner.run();
+    this.every(c.index.pruneIntervalMs, () => void this.pruner?.run());
     if (!c.enabled) return;
     this.every(INDEX_FLUSH_MS, () => this.flushIndex());
     this.every(c.fsyncIntervalMs, () => {
@@ -176,6 +184,11 @@ export class RecordingService {
     let n = 0;
     for (const r of this.allRecorders()) n += r.current?.bytes ?? 0;
     return n;
+  }
+
+  /** One index prune now (tests, CLI); resolves with what it pruned, null when not started. */
+  pruneIndex(): Promise<PruneResult | null> {
+    return this.pruner?.run() ?? Promise.resolve(null);
   }
 
   runRetention(force?: { freeBytes: number }): void {
@@ -362,6 +375,7 @@ export class RecordingService {
       bytesWritten: tracks.reduce((a, t) => a + t.bytesWritten, 0),
       index: this.db?.stats() ?? null,
       retention: this.retention ? { ...this.retention.st } : null,
+      indexPrune: this.pruner ? { ...this.pruner.st } : null,
       sync: this.uploader?.stats() ?? null,
       subscribeErrors: this.subscribeErrors,
       lastError: this.lastError,
@@ -378,6 +392,7 @@ export class RecordingService {
         this.recorders.clear();
         this.detached.clear();
         await this.uploader?.close();
+        await this.pruner?.close();
       } catch (err) {
         this.log.error({ err: (err as Error).message }, 'recordings close');
       }

@@ -212,7 +212,7 @@ async function syncBench(t: TestContext, dir: string, root: string): Promise<Ben
       const rel = r.path.replace(`/${r.track}/`, `/${r.track}-${c}/`);
       fs.mkdirSync(path.dirname(path.join(setRoot, rel)), { recursive: true });
       fs.linkSync(path.join(root, r.path), path.join(setRoot, rel));
-      const { id: _id, attempts: _a, last_error: _l, next_attempt_ms: _n, synced_ms: _s, present: _p, ...row } = r;
+      const { id: _id, attempts: _a, last_error: _l, next_attempt_ms: _n, synced_ms: _s, present: _p, gone_ms: _g, ...row } = r;
       db.write(() => db.insert({ ...row, path: rel, track: `${r.track}-${c}`, state: 'closed' }));
     }
   }
