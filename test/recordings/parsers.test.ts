@@ -1,5 +1,5 @@
 // Pure parts: record-file codec, MP4 fragment scan, SPS reader, path layout, retention plan,
-// token bucket, Range parsing. Tables plus fast-check: arbitrary bytes never throw anything but
+// token bucket, Range parsing, the verify GET's response head. Tables plus fast-check: arbitrary bytes never throw anything but
 // the typed error, hostile lengths never allocate.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -13,6 +13,8 @@ import { encodeMetaTag, scanMp4 } from '../../recordings/mp4-scan.js';
 import { decodeFileHeader, encodeFileHeader, encodeRecord, RecordFormatError, scanRecords, type SegmentMeta } from '../../recordings/record-file.js';
 import { planRetention, type RetentionInput } from '../../recordings/retention.js';
 import { TokenBucket } from '../../recordings/throttle.js';
+import { MAX_HEAD_BYTES, parseResponseHead } from '../../recordings/verify-get.js';
+import { EdgeError } from '../../runtime/engine/api.js';
 import { h264Units } from './helpers.js';
 
 const META: SegmentMeta = { v: 1, channel: 'c', source: 's', track: 't', mime: 'application/json', startUs: 5, wallMs: 1.7e12, offsetUs: 9, run: 'r' };
@@ -188,5 +190,49 @@ test('Range header parsing', () => {
         assert.ok(err instanceof HttpError);
       }
     }),
+  );
+});
+
+test('verify GET response head: table', () => {
+  const ok = parseResponseHead(Buffer.from('HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 12\r\nX-A: 1\r\nx-a: 2\r\n\r\nbody'));
+  assert.ok(ok);
+  assert.equal(ok.status, 200);
+  assert.equal(ok.headers.get('content-length'), '12');
+  assert.equal(ok.headers.get('x-a'), '1, 2');
+  assert.equal(ok.headLength, 'HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 12\r\nX-A: 1\r\nx-a: 2\r\n\r\n'.length);
+  assert.equal(parseResponseHead(Buffer.from('HTTP/1.0 404\r\n\r\n'))!.status, 404);
+  assert.equal(parseResponseHead(Buffer.from('HTTP/1.1 200 OK\r\nContent-Le')), null, 'incomplete: wait for more');
+  for (const bad of ['HTTP/2 200\r\n\r\n', 'ICY 200 OK\r\n\r\n', 'HTTP/1.1 200 OK\r\nno colon\r\n\r\n', 'HTTP/1.1 200 OK\r\n: v\r\n\r\n', 'HTTP/1.1 20 OK\r\n\r\n']) {
+    assert.throws(() => parseResponseHead(Buffer.from(bad)), (e: unknown) => e instanceof EdgeError && e.code === 'HTTP_HEAD', bad);
+  }
+  assert.throws(() => parseResponseHead(Buffer.alloc(MAX_HEAD_BYTES + 1, 0x61)), (e: unknown) => e instanceof EdgeError && e.code === 'HTTP_HEAD');
+  assert.throws(() => parseResponseHead(Buffer.from(`HTTP/1.1 200 OK\r\nX: ${'a'.repeat(MAX_HEAD_BYTES)}\r\n\r\n`)), (e: unknown) => e instanceof EdgeError && e.code === 'HTTP_HEAD');
+});
+
+test('verify GET response head: arbitrary bytes give a head, null or HTTP_HEAD, nothing else; valid heads round-trip', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 2048 }), fc.boolean(), (bytes, prefix) => {
+      const buf = Buffer.concat([prefix ? Buffer.from('HTTP/1.1 200 OK\r\n') : Buffer.alloc(0), Buffer.from(bytes)]);
+      try {
+        const h = parseResponseHead(buf);
+        if (h) assert.ok(h.headLength <= buf.length && h.status >= 100 && h.status <= 999);
+      } catch (e) {
+        if (!(e instanceof EdgeError && e.code === 'HTTP_HEAD')) throw e;
+      }
+    }),
+    { numRuns: 2000 },
+  );
+  const token = fc.stringMatching(/^[A-Za-z0-9-]{1,20}$/);
+  const value = fc.stringMatching(/^[ -~]{0,40}$/).map((v) => v.trim());
+  fc.assert(
+    fc.property(fc.integer({ min: 100, max: 599 }), fc.array(fc.tuple(token, value), { maxLength: 20 }), fc.uint8Array({ maxLength: 64 }), (status, hs, body) => {
+      const head = `HTTP/1.1 ${status} X\r\n${hs.map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
+      const h = parseResponseHead(Buffer.concat([Buffer.from(head, 'latin1'), Buffer.from(body)]));
+      assert.ok(h);
+      assert.equal(h.status, status);
+      assert.equal(h.headLength, Buffer.byteLength(head, 'latin1'));
+      for (const [k, v] of hs) assert.ok(h.headers.get(k.toLowerCase())!.split(', ').includes(v) || h.headers.get(k.toLowerCase())!.includes(v));
+    }),
+    { numRuns: 500 },
   );
 });

@@ -3,6 +3,8 @@
 // stores truncated files.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import { syncConfigSchema } from '../../recordings/config.js';
@@ -242,9 +244,45 @@ test('bounded concurrency: uploads overlap, never more than `concurrency` at onc
   assert.ok(target.overlapped() > 0, 'a second PUT started while the first was in progress');
   assert.equal(target.maxConcurrent(), 2, 'never more than 2 uploads at once');
   assert.equal(st.inFlightCount, 0);
+  assert.equal(st.verifyFallbacks, 0, 'a Content-Length body is hashed by the raw reader');
   assert.ok(st.putMs > 0 && st.verifyMs > 0 && st.verifiedBytesRead === db.all().reduce((a, r) => a + r.bytes, 0));
   // the `uploading` mark rides in the same commit as `synced`: one transaction per segment
   assert.equal(db.stats().transactions - tx0, n);
+  assert.ok(db.all().every((r) => r.state === 'synced'));
+});
+
+test('verify GET: a target answering in chunked encoding is read by the http client instead (fallback), still size + sha256', async (t) => {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'rec');
+  await recordFixture(root, 2);
+  const store = new Map<string, Buffer>();
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const url = req.url ?? '/';
+      if (req.method === 'PUT') return (store.set(url, Buffer.concat(chunks)), res.writeHead(201).end());
+      const b = store.get(url);
+      if (!b) return res.writeHead(404).end();
+      res.writeHead(200, { 'content-type': 'application/octet-stream' }); // no length: chunked
+      res.write(b.subarray(0, 10));
+      res.end(b.subarray(10));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  const db = open(root);
+  t.after(() => db.close());
+  const n = db.all().length;
+  const up = uploader(db, root, { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/x` });
+  assert.equal(await up.runOnce(), 0);
+  const st = up.stats();
+  await up.close();
+  assert.equal(st.verified, n);
+  assert.equal(st.verifyFallbacks, n);
   assert.ok(db.all().every((r) => r.state === 'synced'));
 });
 
