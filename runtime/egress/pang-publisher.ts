@@ -101,6 +101,7 @@ export interface PangPublisherStats extends LinkStats {
     droppedBytes: number;
     demandBytesPerSec: number;
     keyframeBytesPerSec: number;
+    encodingCap: { bytesPerSec: number | null; uncappedBytesPerSec: number | null; unsupported: boolean; requests: number; refused: number; lifts: number };
   };
   /** Frames reported to the span log (delivered), and those lost with a session's socket buffer. */
   spans: { delivered: number; lostInSocket: number; lostUnconfirmed: number; untracked: number; inSocket: number; breaks: number };
@@ -144,6 +145,15 @@ export class PangPublisher extends ReconnectingLink {
   private modeAwaitKey = false;
   private readonly demand = new DemandMeter();
   private readonly pc = { keyframesOnly: 0, paused: 0, droppedBytes: 0 };
+  /** Encoder cap asked of the source by the uplink scheduler (issue 8 step 5). */
+  private readonly cap: { bytesPerSec: number | null; uncapped: number | undefined; unsupported: boolean; requests: number; refused: number; lifts: number } = {
+    bytesPerSec: null,
+    uncapped: undefined,
+    unsupported: false,
+    requests: 0,
+    refused: 0,
+    lifts: 0,
+  };
   /** Frames not yet confirmed: wire offset of their last byte, and when it left the socket buffer. */
   private inFlight: Array<{ end: number; wall: number; bytes: number; drainedAt: number }> = [];
   private inFlightHead = 0;
@@ -395,6 +405,43 @@ export class PangPublisher extends ReconnectingLink {
     return false;
   }
 
+  /**
+   * The uplink scheduler asks the encoder for at most `bytesPerSec` (null lifts the cap) through
+   * the engine (the track's driver applies it, merged with other callers such as thermal).
+   * False when the source cannot: it is then not offered as cappable again this session.
+   */
+  setEncodingCap(bytesPerSec: number | null): boolean {
+    if (bytesPerSec === null) {
+      if (this.cap.uncapped === undefined) return true;
+      this.cap.uncapped = undefined;
+      this.cap.bytesPerSec = null;
+      this.cap.lifts++;
+      try {
+        this.o.source.requestEncodingCap(this.o.from, 'uplink', null);
+      } catch {
+        // the track went away: nothing is capped any more
+      }
+      return true;
+    }
+    if (this.cap.unsupported) return false;
+    let ok = false;
+    try {
+      ok = this.o.source.requestEncodingCap(this.o.from, 'uplink', { bitrateBps: Math.max(8000, Math.round(bytesPerSec * 8)) });
+    } catch {
+      ok = false;
+    }
+    this.cap.requests++;
+    if (!ok) {
+      this.cap.unsupported = true;
+      this.cap.refused++;
+      return false;
+    }
+    // Demand now follows the cap: remember what the track offered before it.
+    this.cap.uncapped ??= this.demand.bytesPerSec;
+    this.cap.bytesPerSec = bytesPerSec;
+    return true;
+  }
+
   /** Set by the uplink scheduler. Stepping up waits for a keyframe (and asks the source for one). */
   setMode(mode: TrackMode): void {
     if (mode === this.mode) return;
@@ -410,6 +457,12 @@ export class PangPublisher extends ReconnectingLink {
     }
   }
 
+  /** Lifts this link's encoder cap (other callers' caps stay), then closes like any link. */
+  override close(): void {
+    if (this.cap.uncapped !== undefined) this.setEncodingCap(null);
+    super.close();
+  }
+
   /** What this link offers, for the uplink scheduler; null until the track's kind is known. */
   uplinkDemand(): TrackDemand | null {
     const mime = this.consumer?.mime() ?? this.sentMime;
@@ -421,6 +474,8 @@ export class PangPublisher extends ReconnectingLink {
       priority: this.o.priority ?? DEFAULT_PRIORITY[kind],
       demandBytesPerSec: this.demand.bytesPerSec,
       keyframeBytesPerSec: this.demand.keyframeBytesPerSec,
+      cappable: kind === 'video' && !this.cap.unsupported,
+      uncappedBytesPerSec: this.cap.uncapped,
     };
   }
 
@@ -518,6 +573,7 @@ export class PangPublisher extends ReconnectingLink {
         droppedBytes: this.pc.droppedBytes,
         demandBytesPerSec: this.demand.bytesPerSec,
         keyframeBytesPerSec: this.demand.keyframeBytesPerSec,
+        encodingCap: { bytesPerSec: this.cap.bytesPerSec, uncappedBytesPerSec: this.cap.uncapped ?? null, unsupported: this.cap.unsupported, requests: this.cap.requests, refused: this.cap.refused, lifts: this.cap.lifts },
       },
       spans: { ...this.sc, inSocket: this.inFlight.length - this.inFlightHead },
     };

@@ -10,6 +10,11 @@ export interface PrioritizedLink {
   readonly uplink: UplinkEstimator;
   uplinkDemand(): TrackDemand | null;
   setMode(mode: TrackMode): void;
+  /**
+   * Ask the source's encoder for at most this many bytes/s (null lifts it); false when the source
+   * cannot (it is then reported not cappable and steps down to keyframes-only instead).
+   */
+  setEncodingCap?(bytesPerSec: number | null): boolean;
 }
 
 export interface UplinkControllerLog {
@@ -49,6 +54,7 @@ export interface UplinkControllerStats extends SchedulerStats {
   confident: boolean;
   /** Budget left for the backfill after every live track (null: not measured). */
   backfillLeftoverBytesPerSec: number | null;
+  encodingCapsRefused: number;
 }
 
 export class UplinkController {
@@ -58,6 +64,7 @@ export class UplinkController {
   private budget: { bytesPerSec: number | null; confident: boolean } = { bytesPerSec: null, confident: false };
   private closed = false;
   private leftover: number | null = null;
+  private capRefused = 0;
 
   constructor(private readonly o: UplinkControllerOptions) {
     this.scheduler = new UplinkScheduler(o.scheduler);
@@ -82,8 +89,18 @@ export class UplinkController {
     }
     this.budget = linkBudget(this.o.links.map((l) => l.uplink.estimate(now)));
     const probe = now - this.lastProbeAt >= (this.o.probeIntervalMs ?? 5000);
-    const { modes, changed } = this.scheduler.decide({ budgetBytesPerSec: this.budget.bytesPerSec, confident: this.budget.confident, tracks, probe });
+    const { modes, changed, caps } = this.scheduler.decide({ budgetBytesPerSec: this.budget.bytesPerSec, confident: this.budget.confident, tracks, probe });
     if (probe && !this.budget.confident && changed.length > 0) this.lastProbeAt = now;
+    for (const [id, cap] of caps) {
+      const l = byId.get(id);
+      if (!l?.setEncodingCap) continue;
+      const ok = l.setEncodingCap(cap);
+      if (cap !== null && !ok) {
+        // Refused: no encoder to ask. The next round sees it not cappable and steps down.
+        this.capRefused++;
+        this.o.log.info({ link: id, capBytesPerSec: Math.round(cap) }, 'uplink encoder cap refused by the source');
+      } else if (cap === null) this.o.log.info({ link: id }, 'uplink encoder cap lifted');
+    }
     for (const [id, mode] of modes) byId.get(id)?.setMode(mode);
     if (this.o.backfill) {
       // Only a measured (saturated) budget caps the backfill; a lower bound would starve it.
@@ -103,7 +120,7 @@ export class UplinkController {
   }
 
   stats(): UplinkControllerStats {
-    return { ...this.scheduler.stats(), budgetBytesPerSec: this.budget.bytesPerSec, confident: this.budget.confident, backfillLeftoverBytesPerSec: this.leftover };
+    return { ...this.scheduler.stats(), budgetBytesPerSec: this.budget.bytesPerSec, confident: this.budget.confident, backfillLeftoverBytesPerSec: this.leftover, encodingCapsRefused: this.capRefused };
   }
 
   close(): void {

@@ -20,6 +20,13 @@ export interface TrackDemand {
   demandBytesPerSec: number;
   /** Bytes/s of its keyframes alone (what keyframes-only costs). */
   keyframeBytesPerSec: number;
+  /**
+   * The source's encoder takes a bitrate cap (engine.requestEncodingCap): before going
+   * keyframes-only the track is asked for less (issue 8). False/unset: straight to keyframes-only.
+   */
+  cappable?: boolean | undefined;
+  /** While capped: what the track offered before the cap (demand now reflects the cap). */
+  uncappedBytesPerSec?: number | undefined;
 }
 
 export interface SchedulerInput {
@@ -50,8 +57,13 @@ function safe(n: number): number {
   return Number.isFinite(n) && n > 0 ? n : 0;
 }
 
-/** One decision round: a mode per track id. Pure. */
-export function allocate(input: SchedulerInput, opts: SchedulerOptions = {}): Map<string, TrackMode> {
+/**
+ * One decision round: a mode per track id. Pure. When `caps` is given, a cappable video track that
+ * no longer fits in full is kept full under an encoder cap (bytes/s, set in `caps`) as long as the
+ * cap leaves it more than its keyframes; `caps.set(id, null)` lifts a cap once the uncapped
+ * demand fits again. Caps move only on a confident (measured) budget.
+ */
+export function allocate(input: SchedulerInput, opts: SchedulerOptions = {}, caps?: Map<string, number | null>): Map<string, TrackMode> {
   const headroom = opts.headroom ?? 0.85;
   const margin = opts.upgradeMargin ?? 1.2;
   const out = new Map<string, TrackMode>();
@@ -77,6 +89,25 @@ export function allocate(input: SchedulerInput, opts: SchedulerOptions = {}): Ma
       const base = mode === 'full' ? safe(t.demandBytesPerSec) : mode === 'keyframes-only' ? safe(t.keyframeBytesPerSec) : 0;
       return RANK[mode] > RANK[prev] ? base * margin : base;
     };
+    if (caps && t.cappable && input.confident && cap === 'full') {
+      const capped = t.uncappedBytesPerSec !== undefined;
+      const uncapped = Math.max(safe(t.uncappedBytesPerSec ?? 0), safe(t.demandBytesPerSec));
+      if (uncapped * (capped ? margin : 1) <= avail) {
+        // Fits in full without a cap (a capped track needs the step-up margin to lift it).
+        if (capped) caps.set(t.id, null);
+        out.set(t.id, 'full');
+        avail -= uncapped;
+        continue;
+      }
+      if (avail > safe(t.keyframeBytesPerSec) * margin) {
+        // Full frame rate at a lower bitrate beats keyframes only: ask the encoder for what fits.
+        caps.set(t.id, avail);
+        out.set(t.id, 'full');
+        avail = 0;
+        continue;
+      }
+      // Not even a cap leaves more than keyframes: step down below (the cap stays until it fits).
+    }
     let mode: TrackMode = 'paused';
     for (const m of ['full', 'keyframes-only'] as const) {
       if (RANK[m] > RANK[cap]) continue;
@@ -108,6 +139,10 @@ export interface TrackDecisionStats {
   /** Mode changes (each one logged once by the caller). */
   changes: number;
   probes: number;
+  /** Encoder cap requests (each round a cap is set or moved) and lifts; the cap in force. */
+  capsSet: number;
+  capsLifted: number;
+  capBytesPerSec: number | null;
 }
 
 export interface SchedulerStats {
@@ -130,12 +165,26 @@ export class UplinkScheduler {
 
   constructor(private readonly opts: SchedulerOptions = {}) {}
 
-  decide(input: Omit<SchedulerInput, 'previous'>): { modes: Map<string, TrackMode>; changed: Array<{ id: string; from: TrackMode; to: TrackMode }> } {
-    const modes = allocate({ ...input, previous: this.prev }, this.opts);
+  decide(input: Omit<SchedulerInput, 'previous'>): {
+    modes: Map<string, TrackMode>;
+    changed: Array<{ id: string; from: TrackMode; to: TrackMode }>;
+    /** Encoder caps to set (bytes/s) or lift (null) this round; tracks not listed keep theirs. */
+    caps: Map<string, number | null>;
+  } {
+    const caps = new Map<string, number | null>();
+    const modes = allocate({ ...input, previous: this.prev }, this.opts, caps);
     const changed: Array<{ id: string; from: TrackMode; to: TrackMode }> = [];
     const next = new Map<string, TrackDecisionStats>();
     for (const [id, mode] of modes) {
-      const c = this.counters.get(id) ?? { mode: 'full', full: 0, keyframesOnly: 0, paused: 0, changes: 0, probes: 0 };
+      const c = this.counters.get(id) ?? { mode: 'full', full: 0, keyframesOnly: 0, paused: 0, changes: 0, probes: 0, capsSet: 0, capsLifted: 0, capBytesPerSec: null };
+      const cap = caps.get(id);
+      if (cap === null) {
+        c.capsLifted++;
+        c.capBytesPerSec = null;
+      } else if (cap !== undefined) {
+        c.capsSet++;
+        c.capBytesPerSec = Math.round(cap);
+      }
       const from = this.prev.get(id) ?? 'full';
       if (mode === 'full') c.full++;
       else if (mode === 'keyframes-only') c.keyframesOnly++;
@@ -153,7 +202,7 @@ export class UplinkScheduler {
     this.rounds++;
     this.lastBudget = input.budgetBytesPerSec;
     this.lastConfident = input.confident;
-    return { modes, changed };
+    return { modes, changed, caps };
   }
 
   stats(): SchedulerStats {

@@ -100,7 +100,7 @@ test('hysteresis: stepping up needs the margin; probing steps one reduced track 
   assert.equal(st.rounds, 7);
   assert.deepEqual(
     { ...st.tracks.cam },
-    { mode: 'keyframes-only', full: 1, keyframesOnly: 4, paused: 2, changes: 5, probes: 1 },
+    { mode: 'keyframes-only', full: 1, keyframesOnly: 4, paused: 2, changes: 5, probes: 1, capsSet: 0, capsLifted: 0, capBytesPerSec: null },
   );
 });
 
