@@ -19,7 +19,7 @@ import { syncConfigSchema } from '../../recordings/config.js';
 import { Uploader } from '../../recordings/sync.js';
 import { config, newEngine } from '../recordings/helpers.js';
 import { startNginx } from '../recordings/nginx.js';
-import { round, type BenchRow } from './harness.js';
+import { cpuMs, round, type BenchRow } from './harness.js';
 
 const MEDIA_S = 30;
 
@@ -220,6 +220,13 @@ async function syncBench(t: TestContext, dir: string, root: string): Promise<Ben
   const total = segs.reduce((a, r) => a + r.bytes, 0);
   const files = segs.map((r) => ({ abs: path.join(setRoot, r.path), rel: r.path }));
   let seq = 0;
+  const ngCpu = () => ng.pids().reduce((a, p) => {
+    try {
+      return a + cpuMs(p);
+    } catch {
+      return a;
+    }
+  }, 0);
   type Case = { name: string; run: () => Promise<{ ms: number; cpuMs: number }> };
   const ours = (concurrency: number, putOnly: boolean): Case['run'] => async () => {
     db.db.exec("UPDATE segments SET state='closed', synced_ms=NULL, attempts=0, next_attempt_ms=0");
@@ -259,13 +266,15 @@ async function syncBench(t: TestContext, dir: string, root: string): Promise<Ben
     { name: 'baseline: curl -T all, then curl GET | sha256sum (verified work by curl)', run: curl('verify') },
   ];
   const ROUNDS = 5;
-  const res = new Map<string, Array<{ ms: number; cpuMs: number }>>();
+  const res = new Map<string, Array<{ ms: number; cpuMs: number; ngMs: number }>>();
   const load0 = os.loadavg()[0]!;
   for (let k = -1; k < ROUNDS; k++) {
     for (let i = 0; i < cases.length; i++) {
       const c = cases[(i + Math.max(0, k)) % cases.length]!;
+      const n0 = ngCpu();
       const r = await c.run();
-      if (k >= 0) res.set(c.name, [...(res.get(c.name) ?? []), r]);
+      const ngMs = ngCpu() - n0;
+      if (k >= 0) res.set(c.name, [...(res.get(c.name) ?? []), { ...r, ngMs }]);
       // keep the target's disk from filling with copies
       for (const d of fs.readdirSync(ng.www)) if (/^[sc]\d+$/.test(d)) fs.rmSync(path.join(ng.www, d), { recursive: true, force: true });
     }
@@ -285,9 +294,18 @@ async function syncBench(t: TestContext, dir: string, root: string): Promise<Ben
       max_mbps: round(Math.max(...mbps), 0),
       vs_curl: round(median(ratios), 2),
       cpu_ms_per_mb: round(median(rs.map((r) => r.cpuMs)) / (total / 1e6), 2),
+      nginx_cpu_ms_per_mb: round(median(rs.map((r) => r.ngMs)) / (total / 1e6), 2),
       load_avg_1m: round(load0, 2),
     });
   }
+  // The CPU budget behind vs_curl: every case's client + nginx CPU per MB, at curl -T's median
+  // speed, in cores. Above the machine's core count, that throughput is out of reach for the case.
+  const curlMBps = median(curlRuns.map((r) => total / 1e6 / (r.ms / 1000)));
+  for (const row of out.slice(-cases.length)) {
+    const perMb = Number(row.cpu_ms_per_mb) + Number(row.nginx_cpu_ms_per_mb);
+    row.cores_needed_at_curl_speed = round((perMb * curlMBps) / 1000, 2);
+  }
+  out.push({ bench: 'recordings', case: 'machine: cores available', cores_needed_at_curl_speed: os.cpus().length });
 
   // an uplink-bound link (what a robot has): both capped at 40 Mbit/s, on the recorded set itself
   const CAP = 5_000_000;

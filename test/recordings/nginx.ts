@@ -14,6 +14,8 @@ export interface Nginx {
   www: string;
   /** Requests nginx logged, as "METHOD /path status". */
   log(): string[];
+  /** The master and its worker processes (for CPU accounting in benches). */
+  pids(): number[];
 }
 
 async function freePort(): Promise<number> {
@@ -103,6 +105,16 @@ http {
     port,
     url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     www,
+    pids: () => {
+      const master = child.pid;
+      if (master === undefined || exited) return [];
+      try {
+        const kids = fs.readFileSync(`/proc/${master}/task/${master}/children`, 'utf8').trim();
+        return [master, ...(kids ? kids.split(/\s+/).map(Number) : [])];
+      } catch {
+        return [master];
+      }
+    },
     log: () => {
       try {
         return fs.readFileSync(path.join(dir, 'access.log'), 'utf8').split('\n').filter(Boolean);
