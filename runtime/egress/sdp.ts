@@ -141,26 +141,58 @@ export function answerH264Profile(answer: string): string | undefined {
   return fmts.find((f) => f.pt === first)?.profileLevelId;
 }
 
-/** An RFC 8840 fragment carrying new candidates for one media section. */
-export function trickleFragment(ufrag: string, pwd: string, mid: string, candidates: string[], end: boolean): string {
-  const lines = [`a=ice-ufrag:${ufrag}`, `a=ice-pwd:${pwd}`, 'm=audio 9 RTP/AVP 0', `a=mid:${mid}`];
+/**
+ * An RFC 8840 application/trickle-ice-sdpfrag body in the form of RFC 9725 §4.3.1: the BUNDLE
+ * group at session level, then the first bundled media section (its m= line and mid) with the ICE
+ * credentials of the session being trickled, the new candidates and, when gathering is over,
+ * a=end-of-candidates. `mLine` defaults to a dummy section (RFC 8840 allows any m= line).
+ */
+export function trickleFragment(ufrag: string, pwd: string, mid: string, candidates: readonly string[], end: boolean, opts: { mLine?: string; bundle?: readonly string[] } = {}): string {
+  const lines: string[] = [];
+  if (opts.bundle && opts.bundle.length > 0) lines.push(`a=group:BUNDLE ${opts.bundle.join(' ')}`);
+  lines.push(opts.mLine ?? 'm=audio 9 RTP/AVP 0', `a=mid:${mid}`, `a=ice-ufrag:${ufrag}`, `a=ice-pwd:${pwd}`);
   for (const c of candidates) lines.push(c.startsWith('a=') ? c : `a=${c}`);
   if (end) lines.push('a=end-of-candidates');
   return lines.join('\r\n') + '\r\n';
 }
 
+/** What a trickle PATCH needs from a local description: credentials, first mid and m= line, BUNDLE group. */
+export function trickleContext(sdp: string): { ufrag: string; pwd: string; mid: string; mLine: string; bundle: string[] } {
+  const p = parseSdp(sdp);
+  const m = p.media[0]!;
+  const group = p.session.find((l) => l.startsWith('a=group:BUNDLE '));
+  return {
+    ufrag: attr(m, p.session, 'ice-ufrag') ?? '',
+    pwd: attr(m, p.session, 'ice-pwd') ?? '',
+    mid: attr(m, [], 'mid') ?? '0',
+    mLine: m.lines[0]!,
+    bundle: group ? group.slice('a=group:BUNDLE '.length).split(' ').filter(Boolean) : [],
+  };
+}
+
+/** An SDP without its candidate lines (a trickling offer carries none; candidates follow by PATCH). */
+export function withoutCandidates(sdp: string): string {
+  const eol = sdp.includes('\r\n') ? '\r\n' : '\n';
+  return sdp
+    .split(/\r?\n/)
+    .filter((l) => !l.startsWith('a=candidate:') && l !== 'a=end-of-candidates')
+    .join(eol);
+}
+
 /** Candidates (without the `a=`) from a trickle fragment; bounded count. */
-export function parseTrickleFragment(frag: string): { candidates: string[]; end: boolean; ufrag?: string } {
+export function parseTrickleFragment(frag: string): { candidates: string[]; end: boolean; ufrag?: string; mid?: string } {
   if (frag.length > 16 * 1024) throw new EdgeError('SDP_TOO_LARGE', 'trickle fragment over 16 KB');
   const candidates: string[] = [];
   let end = false;
   let ufrag: string | undefined;
+  let mid: string | undefined;
   for (const l of frag.split(/\r?\n/)) {
     if (l.startsWith('a=candidate:')) {
       if (candidates.length >= 64) throw new EdgeError('SDP_MALFORMED', 'too many candidates in one fragment');
       candidates.push(l.slice(2));
     } else if (l === 'a=end-of-candidates') end = true;
     else if (l.startsWith('a=ice-ufrag:')) ufrag = l.slice(12);
+    else if (l.startsWith('a=mid:') && mid === undefined) mid = l.slice(6);
   }
-  return { candidates, end, ...(ufrag !== undefined ? { ufrag } : {}) };
+  return { candidates, end, ...(ufrag !== undefined ? { ufrag } : {}), ...(mid !== undefined ? { mid } : {}) };
 }

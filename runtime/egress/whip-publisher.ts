@@ -8,7 +8,7 @@ import type { RTCPeerConnection, RTCDataChannel, RTCIceTransport } from 'werift'
 import { EdgeError, mimeKind, trackPath, type BackoffOptions, type TrackRef, type TrackSource } from '../engine/api.js';
 import { ReconnectingLink, type LinkStats } from './link.js';
 import { redactPangUrl, type EgressLog } from './pang-link.js';
-import { answerH264Profile, answerRejectsVideo, parseSdp, trickleFragment } from './sdp.js';
+import { answerH264Profile, answerRejectsVideo, parseSdp, trickleContext, trickleFragment, withoutCandidates } from './sdp.js';
 import { closePeer, connected, createPeer, loadWerift, gatheringComplete, RtpFeed, type PeerOptions, type RtpFeedStats } from './webrtc.js';
 import { mimeProfile } from '../whep/server.js';
 
@@ -26,6 +26,11 @@ export interface WhipPublisherOptions {
   /** How long to gather before POSTing (complete offer); later candidates are trickled. */
   gatherMs?: number;
   /**
+   * Trickle ICE (RFC 9725 §4.3): 'auto' (default) trickles until the endpoint answers 405/501 to a
+   * PATCH, then sends complete offers; 'on' always trickles; 'off' always waits for gathering.
+   */
+  trickle?: 'auto' | 'on' | 'off';
+  /**
    * A receiver that sends no RTCP (RR, PLI…) for this long is gone: RTP receivers report about
    * once a second, and waiting for ICE consent expiry would take 30 s.
    */
@@ -37,6 +42,9 @@ export interface WhipPublisherStats extends LinkStats {
   resource: string | null;
   negotiatedProfile: string | null;
   trickle: 'unknown' | 'supported' | 'unsupported';
+  trickleMode: 'auto' | 'on' | 'off';
+  offers: { trickle: number; complete: number };
+  patches: { sent: number; ok: number; failed: number };
   sessions: number;
   deletes: { ok: number; failed: number };
   feeds: RtpFeedStats[];
@@ -54,12 +62,16 @@ export class WhipPublisher extends ReconnectingLink {
   private negotiated: string | null = null;
   private trickle: 'unknown' | 'supported' | 'unsupported' = 'unknown';
   private sessions = 0;
+  private readonly trickleMode: 'auto' | 'on' | 'off';
+  private offersSent = { trickle: 0, complete: 0 };
+  private patches = { sent: 0, ok: 0, failed: 0 };
   private deletes = { ok: 0, failed: 0 };
   private gen = 0;
   private watchdog: NodeJS.Timeout | null = null;
 
   constructor(private readonly o: WhipPublisherOptions) {
     super(o.name, 'whip', redactPangUrl(o.url), o.log, o.backoff);
+    this.trickleMode = o.trickle ?? 'auto';
   }
 
   private headers(extra: Record<string, string>): Record<string, string> {
@@ -104,20 +116,34 @@ export class WhipPublisher extends ReconnectingLink {
     this.pc = pc;
     const transceiver = videoRef ? pc.addTransceiver('video', { direction: 'sendonly' }) : null;
     const channels: Array<{ ref: TrackRef; ch: RTCDataChannel }> = dataRefs.map((ref) => ({ ref, ch: pc.createDataChannel(trackPath(ref), { ordered: true }) }));
-    const lateCandidates: string[] = [];
-    let posted = false;
+    // Trickle (RFC 9725 §4.3): POST the offer while ICE is still gathering, without candidates;
+    // every candidate then goes by PATCH. Otherwise (off, or the endpoint answered 405/501 to a
+    // PATCH before): wait for gathering (bounded) and POST the complete offer.
+    const trickling = this.trickleMode === 'on' || (this.trickleMode === 'auto' && this.trickle !== 'unsupported');
+    const pending: string[] = [];
     pc.onIceCandidate.subscribe((c) => {
-      if (posted && c?.candidate) lateCandidates.push(c.candidate);
+      // Bounded: a host has a handful of candidates; a runaway gatherer must not grow this.
+      if (c?.candidate && pending.length < 64) pending.push(c.candidate);
     });
-    await pc.setLocalDescription(await pc.createOffer());
+    const created = await pc.createOffer();
+    const setLocal = pc.setLocalDescription(created);
     this.transports = [...pc.iceTransports]; // before BUNDLE drops one (see closePeer)
-    await gatheringComplete(pc, this.o.gatherMs ?? 1500);
-    const offer = pc.localDescription?.sdp;
-    if (!offer) throw new EdgeError('WHIP_FAILED', 'no local offer');
+    let offer: string;
+    if (trickling) {
+      offer = withoutCandidates(created.sdp);
+      // werift gathers inside setLocalDescription; it is awaited after the POST is on its way.
+      setLocal.catch(() => undefined);
+    } else {
+      await setLocal;
+      await gatheringComplete(pc, this.o.gatherMs ?? 1500);
+      const sdp = pc.localDescription?.sdp;
+      if (!sdp) throw new EdgeError('WHIP_FAILED', 'no local offer');
+      offer = sdp;
+    }
+    this.offersSent[trickling ? 'trickle' : 'complete']++;
 
     this.abort = new AbortController();
     const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(timeoutMs)]);
-    posted = true;
     const res = await fetch(this.o.url, { method: 'POST', headers: this.headers({ 'content-type': 'application/sdp', accept: 'application/sdp' }), body: offer, signal, redirect: 'follow' });
     const body = await readLimited(res, 64 * 1024);
     if (gen !== this.gen) return;
@@ -137,11 +163,12 @@ export class WhipPublisher extends ReconnectingLink {
     if (videoRef && answerRejectsVideo(body)) throw new EdgeError('WHIP_VIDEO_REJECTED', 'the answer rejected the H.264 video (m=video 0): no profile-level-id it accepts');
     this.negotiated = answerH264Profile(body) ?? null;
     try {
+      await setLocal;
       await pc.setRemoteDescription({ type: 'answer', sdp: body });
     } catch (err) {
       throw new EdgeError('WHIP_BAD_ANSWER', `answer rejected by WebRTC: ${(err as Error).message}`);
     }
-    void this.trickleLate(gen, pc, lateCandidates);
+    if (trickling) void this.trickleCandidates(gen, pc, pending);
     await connected(pc, timeoutMs, 'WHIP');
     if (gen !== this.gen) return;
     this.sessions++;
@@ -166,25 +193,38 @@ export class WhipPublisher extends ReconnectingLink {
     this.up();
   }
 
-  /** PATCH candidates found after the POST; a server without trickle answers 405/501. */
-  private async trickleLate(gen: number, pc: RTCPeerConnection, pending: string[]): Promise<void> {
+  /**
+   * PATCH the candidates (application/trickle-ice-sdpfrag, If-Match with the resource's ETag) once
+   * gathering is over, with a=end-of-candidates. 405/501: this endpoint has no trickle — the next
+   * session sends a complete offer (auto); this one may still connect through peer-reflexive
+   * candidates, and if it does not, ICE times out and the reconnect does the rest.
+   */
+  private async trickleCandidates(gen: number, pc: RTCPeerConnection, pending: string[]): Promise<void> {
     await gatheringComplete(pc, 5000);
-    if (gen !== this.gen || pending.length === 0 || !this.resource || this.trickle === 'unsupported') return;
-    const sdp = pc.localDescription?.sdp ?? '';
-    const ufrag = /a=ice-ufrag:(.*)/.exec(sdp)?.[1]?.trim() ?? '';
-    const pwd = /a=ice-pwd:(.*)/.exec(sdp)?.[1]?.trim() ?? '';
-    const mid = /a=mid:(.*)/.exec(sdp)?.[1]?.trim() ?? '0';
+    if (gen !== this.gen || !this.resource) return;
+    const ctx = trickleContext(pc.localDescription?.sdp ?? '');
+    this.patches.sent++;
     try {
       const res = await fetch(this.resource, {
         method: 'PATCH',
         headers: this.headers({ 'content-type': 'application/trickle-ice-sdpfrag', ...(this.etag ? { 'if-match': this.etag } : {}) }),
-        body: trickleFragment(ufrag, pwd, mid, pending.splice(0), true),
+        body: trickleFragment(ctx.ufrag, ctx.pwd, ctx.mid, pending.splice(0), true, { mLine: ctx.mLine, bundle: ctx.bundle }),
         signal: AbortSignal.timeout(5000),
       });
       await res.arrayBuffer().catch(() => undefined);
-      this.trickle = res.status === 204 || res.status === 200 ? 'supported' : res.status === 405 || res.status === 501 ? 'unsupported' : this.trickle;
+      if (res.status === 204 || res.status === 200) {
+        this.patches.ok++;
+        this.trickle = 'supported';
+      } else if (res.status === 405 || res.status === 501) {
+        this.patches.failed++;
+        this.trickle = 'unsupported';
+        this.o.log.info({ whip: this.name, status: res.status }, 'WHIP endpoint has no trickle ICE: complete offers from the next session on');
+      } else {
+        this.patches.failed++;
+        this.o.log.warn({ whip: this.name, status: res.status }, 'WHIP trickle PATCH refused');
+      }
     } catch {
-      // trickle is an optimisation: the offer carried the candidates gathered before the POST
+      this.patches.failed++; // a lost PATCH: ICE may still connect through peer-reflexive candidates
     }
   }
 
@@ -220,6 +260,9 @@ export class WhipPublisher extends ReconnectingLink {
       resource: this.resource ? redactPangUrl(this.resource) : null,
       negotiatedProfile: this.negotiated,
       trickle: this.trickle,
+      trickleMode: this.trickleMode,
+      offers: { ...this.offersSent },
+      patches: { ...this.patches },
       sessions: this.sessions,
       deletes: { ...this.deletes },
       feeds: this.feeds.map((f) => f.stats()),

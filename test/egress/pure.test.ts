@@ -130,7 +130,10 @@ test('SDP: offer validation, H.264 preference, answer checks, trickle fragments;
   assert.equal(answerRejectsVideo(OFFER.replace('m=video 9', 'm=video 0')), true);
   assert.equal(answerRejectsVideo(OFFER), false);
   const frag = trickleFragment('u', 'p', '0', ['candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host'], true);
-  assert.deepEqual(parseTrickleFragment(frag), { candidates: ['candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host'], end: true, ufrag: 'u' });
+  assert.deepEqual(parseTrickleFragment(frag), { candidates: ['candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host'], end: true, ufrag: 'u', mid: '0' });
+  // RFC 9725 §4.3.1 form: BUNDLE group, the first media's m= line and mid, then credentials and candidates.
+  const frag2 = trickleFragment('EsAw', 'P2uYro0UCOQ4zxjKXaWCBui1', '0', ['candidate:1387637174 1 udp 2122260223 192.0.2.1 61764 typ host'], true, { mLine: 'm=video 9 UDP/TLS/RTP/SAVPF 96', bundle: ['0', '1'] });
+  assert.equal(frag2, 'a=group:BUNDLE 0 1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\na=candidate:1387637174 1 udp 2122260223 192.0.2.1 61764 typ host\r\na=end-of-candidates\r\n');
   fc.assert(
     fc.property(fc.string({ maxLength: 400 }), (s) => {
       for (const f of [() => parseSdp(s), () => validateOffer(`v=0\r\n${s}`, { video: 'h264', direction: 'recv' }), () => parseTrickleFragment(s), () => preferH264(s, '42e01f')]) {
