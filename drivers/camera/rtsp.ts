@@ -230,7 +230,8 @@ export class RtspDriver implements SourceDriver {
       serverRequests: c.serverRequests,
       clockReanchors: c.clockReanchors,
       bytesIn: c.bytesIn,
-      ...c.depacketizer,
+      reads: c.reads,
+      ...c.depacketizer(),
     };
   }
 }

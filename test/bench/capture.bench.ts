@@ -1,8 +1,9 @@
 // Capture benchmarks (issue 7): per driver, CPU and start-to-first-frame, with the baseline measured
 // in the same run on the same input.
-//  - RTSP passthrough (ffmpeg client + our AU splitter) vs `ffmpeg -c copy` of the same stream;
-//    latency: both read one shared RTSP stream at once, each AU is matched by content, and the
-//    difference of arrival times is what our pipeline adds over ffmpeg's own output.
+//  - RTSP passthrough, native client (no child) and ffmpeg client (ffmpeg child + our FLV reader),
+//    vs `ffmpeg -c copy` of the same stream, interleaved over several reps;
+//    latency: native and ffmpeg read one shared RTSP stream at once, each AU is matched by content,
+//    and the difference of arrival times is what our client adds over ffmpeg's own output.
 //  - RTMP ingest (our TypeScript server) vs ffmpeg's own RTMP server (`-listen 1`) taking the same
 //    publish (`ffmpeg -re -c copy` of a pre-encoded file).
 // Targets from the issue: RTSP CPU <= 1.2x ffmpeg -c copy; first frame <= 2 s after start.
@@ -19,8 +20,9 @@ import { startRtspCamera } from '../sim/rtsp-camera.js';
 import { cpuMs, percentile, round, type BenchRow } from './harness.js';
 
 const FFMPEG = '/usr/bin/ffmpeg';
-// Each measured phase. /proc CPU ticks are 10 ms: ours and the baseline each get 2 × 6 s (0.1 % resolution).
-const RUN_MS = 6000;
+// Each measured phase. /proc CPU ticks are 10 ms: each variant gets REPS × 4 s (≈0.1 % resolution).
+const RUN_MS = 4000;
+const REPS = 3;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -59,10 +61,54 @@ function waitExit(p: ChildProcess): Promise<void> {
   });
 }
 
+/** One CPU sample of our RTSP driver (node process minus its idle share, plus its ffmpeg child if any). */
+async function rtspOurs(url: string, client: 'native' | 'ffmpeg', idlePct: number) {
+  const drv = createRtspDriver({ kind: 'rtsp', url, transport: 'tcp', client });
+  let frames = 0;
+  let firstAt = 0;
+  const out: DriverOutput = { setMime() {}, write: () => void (frames++ === 0 && (firstAt = performance.now())) };
+  const ac = new AbortController();
+  const t0 = performance.now();
+  const run = drv.run(out, ac.signal).catch(() => {});
+  await sleep(1000); // settle: connect/DESCRIBE/probe is not steady-state CPU
+  const child = client === 'ffmpeg' ? childrenNamed(process.pid, 'ffmpeg')[0] : undefined;
+  const c0 = selfCpuMs();
+  const f0 = child ? cpuMs(child) : 0;
+  const w0 = performance.now();
+  await sleep(RUN_MS);
+  const f1 = child ? cpuMs(child) : 0;
+  const c1 = selfCpuMs();
+  const w1 = performance.now();
+  ac.abort();
+  await run;
+  const node = ((c1 - c0) / (w1 - w0)) * 100;
+  const ff = ((f1 - f0) / (w1 - w0)) * 100;
+  return { total: Math.max(0, node - idlePct) + ff, node, ff, frames, first: firstAt - t0, driverFirst: Number(drv.stats().firstFrameMs ?? NaN) };
+}
+
+/** One CPU sample of `ffmpeg -c copy` pulling the same stream (the issue's baseline). */
+async function rtspBaseline(url: string) {
+  const t0 = performance.now();
+  const base = spawn(FFMPEG, ['-hide_banner', '-loglevel', 'error', '-nostdin', '-rtsp_transport', 'tcp', '-i', url, '-map', '0:v:0', '-c:v', 'copy', '-f', 'h264', 'pipe:1'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let firstAt = 0;
+  base.stdout!.on('data', () => {
+    if (!firstAt) firstAt = performance.now();
+  });
+  await sleep(1000);
+  const f0 = cpuMs(base.pid!);
+  const w0 = performance.now();
+  await sleep(RUN_MS);
+  const f1 = cpuMs(base.pid!);
+  const w1 = performance.now();
+  base.kill('SIGTERM');
+  await waitExit(base);
+  return { pct: ((f1 - f0) / (w1 - w0)) * 100, first: firstAt - t0 };
+}
+
 async function rtspBench(rows: BenchRow[]): Promise<number> {
   const cam = await startRtspCamera({ size: '1280x720', fps: 30, gop: 30, bitrateKbps: 4000 });
   try {
-    // 1) latency: ours and ffmpeg -c copy (FLV output: explicit frame ends) on one shared stream
+    // 1) latency: ours (native client) and ffmpeg -c copy (FLV output: explicit frame ends) on one shared stream
     {
       const arrivals = new Map<string, number>();
       const ours: Array<{ s: string; t: number }> = [];
@@ -78,7 +124,8 @@ async function rtspBench(rows: BenchRow[]): Promise<number> {
         }
       });
       const drv = createRtspDriver({ kind: 'rtsp', url: cam.url, transport: 'tcp' });
-      const out: DriverOutput = { setMime() {}, write: (_t, f) => ours.push({ s: sig(f.data), t: f.ts }) };
+      // arrival on our side: when the driver hands the unit over (its ts is the RTP-derived capture time)
+      const out: DriverOutput = { setMime() {}, write: (_t, f) => ours.push({ s: sig(f.data), t: captureClockUs() }) };
       const ac = new AbortController();
       const run = drv.run(out, ac.signal).catch(() => {});
       await sleep(RUN_MS);
@@ -87,68 +134,39 @@ async function rtspBench(rows: BenchRow[]): Promise<number> {
       base.kill('SIGTERM');
       await waitExit(base);
       const d = ours.filter((o) => arrivals.has(o.s)).map((o) => (o.t - arrivals.get(o.s)!) / 1000).sort((a, b) => a - b);
-      rows.push({ bench: 'capture', case: 'rtsp 720p30 4M latency: ours - ffmpeg copy', matched: d.length, frames: ours.length, p50_ms: round(percentile(d, 50)), p99_ms: round(percentile(d, 99)), max_ms: round(d.at(-1) ?? NaN) });
+      rows.push({ bench: 'capture', case: 'rtsp 720p30 4M latency: native - ffmpeg copy', matched: d.length, frames: ours.length, p50_ms: round(percentile(d, 50)), p99_ms: round(percentile(d, 99)), max_ms: round(d.at(-1) ?? NaN) });
     }
-    // 2) CPU, sequentially: ours (node + its ffmpeg) vs ffmpeg -c copy, twice each, interleaved so
-    //    a load change on the shared machine hits both; summed. The bench process's own idle CPU
-    //    is measured first and subtracted from ours.
+    // 2) CPU, sequentially: native client, ffmpeg client (node + its ffmpeg), ffmpeg -c copy, REPS
+    //    rounds interleaved so a load change on the shared machine hits all three. The bench
+    //    process's own idle CPU is measured first and subtracted from ours.
     let idlePct = 0;
     {
       const c0 = selfCpuMs();
       const w0 = performance.now();
-      await sleep(RUN_MS / 2);
+      await sleep(2000);
       idlePct = ((selfCpuMs() - c0) / (performance.now() - w0)) * 100;
     }
-    const oursRuns: Array<{ total: number; node: number; ff: number; frames: number; first: number; driverFirst: number }> = [];
-    const baseRuns: Array<{ pct: number; first: number }> = [];
-    for (let round_ = 0; round_ < 2; round_++) {
-      {
-        const drv = createRtspDriver({ kind: 'rtsp', url: cam.url, transport: 'tcp' });
-        let frames = 0;
-        let firstAt = 0;
-        const out: DriverOutput = { setMime() {}, write: () => void (frames++ === 0 && (firstAt = performance.now())) };
-        const ac = new AbortController();
-        const t0 = performance.now();
-        const run = drv.run(out, ac.signal).catch(() => {});
-        await sleep(1000); // settle: probe/setup is not steady-state CPU
-        const child = childrenNamed(process.pid, 'ffmpeg')[0];
-        const c0 = selfCpuMs();
-        const f0 = child ? cpuMs(child) : 0;
-        const w0 = performance.now();
-        await sleep(RUN_MS);
-        const f1 = child ? cpuMs(child) : 0;
-        const c1 = selfCpuMs();
-        const w1 = performance.now();
-        ac.abort();
-        await run;
-        const node = ((c1 - c0) / (w1 - w0)) * 100;
-        const ff = ((f1 - f0) / (w1 - w0)) * 100;
-        oursRuns.push({ total: Math.max(0, node - idlePct) + ff, node, ff, frames, first: firstAt - t0, driverFirst: Number(drv.stats().firstFrameMs ?? NaN) });
-      }
-      {
-        const t0 = performance.now();
-        const base = spawn(FFMPEG, ['-hide_banner', '-loglevel', 'error', '-nostdin', '-rtsp_transport', 'tcp', '-i', cam.url, '-map', '0:v:0', '-c:v', 'copy', '-f', 'h264', 'pipe:1'], { stdio: ['ignore', 'pipe', 'ignore'] });
-        let firstAt = 0;
-        base.stdout!.on('data', () => {
-          if (!firstAt) firstAt = performance.now();
-        });
-        await sleep(1000);
-        const f0 = cpuMs(base.pid!);
-        const w0 = performance.now();
-        await sleep(RUN_MS);
-        const f1 = cpuMs(base.pid!);
-        const w1 = performance.now();
-        base.kill('SIGTERM');
-        await waitExit(base);
-        baseRuns.push({ pct: ((f1 - f0) / (w1 - w0)) * 100, first: firstAt - t0 });
-      }
+    const native: Array<Awaited<ReturnType<typeof rtspOurs>>> = [];
+    const viaFfmpeg: Array<Awaited<ReturnType<typeof rtspOurs>>> = [];
+    const baseRuns: Array<Awaited<ReturnType<typeof rtspBaseline>>> = [];
+    for (let r = 0; r < REPS; r++) {
+      native.push(await rtspOurs(cam.url, 'native', idlePct));
+      baseRuns.push(await rtspBaseline(cam.url));
+      viaFfmpeg.push(await rtspOurs(cam.url, 'ffmpeg', idlePct));
     }
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-    const o = { total: mean(oursRuns.map((r) => r.total)), node: mean(oursRuns.map((r) => r.node)), ff: mean(oursRuns.map((r) => r.ff)), frames: oursRuns.reduce((a, r) => a + r.frames, 0), first: Math.max(...oursRuns.map((r) => r.first)), driverFirst: Math.max(...oursRuns.map((r) => r.driverFirst)) };
-    const b = { pct: mean(baseRuns.map((r) => r.pct)), first: Math.max(...baseRuns.map((r) => r.first)) };
-    rows.push({ bench: 'capture', case: 'rtsp 720p30 4M passthrough (ours)', frames: o.frames, cpu_pct: round(o.total), node_cpu_pct: round(o.node), node_idle_cpu_pct: round(idlePct), ffmpeg_cpu_pct: round(o.ff), first_frame_ms: round(o.first, 0), driver_first_frame_ms: o.driverFirst });
-    rows.push({ bench: 'capture', case: 'rtsp 720p30 4M baseline: ffmpeg -c copy', cpu_pct: round(b.pct), first_byte_ms: round(b.first, 0) });
-    rows.push({ bench: 'capture', case: 'rtsp passthrough CPU ratio (target <= 1.2)', ratio: round(o.total / b.pct) });
+    const b = mean(baseRuns.map((x) => x.pct));
+    for (const [name, runs] of [['native', native], ['ffmpeg client', viaFfmpeg]] as const) {
+      const ratios = runs.map((x, i) => x.total / baseRuns[i]!.pct);
+      rows.push({
+        bench: 'capture', case: `rtsp 720p30 4M passthrough (ours, ${name})`, reps: runs.length, frames: runs.reduce((a, x) => a + x.frames, 0),
+        cpu_pct: round(mean(runs.map((x) => x.total))), node_cpu_pct: round(mean(runs.map((x) => x.node))), node_idle_cpu_pct: round(idlePct), ffmpeg_cpu_pct: round(mean(runs.map((x) => x.ff))),
+        first_frame_ms: round(Math.max(...runs.map((x) => x.first)), 0), driver_first_frame_ms: Math.max(...runs.map((x) => x.driverFirst)),
+        ratio_vs_copy: round(mean(runs.map((x) => x.total)) / b), ratio_min: round(Math.min(...ratios)), ratio_max: round(Math.max(...ratios)),
+      });
+    }
+    rows.push({ bench: 'capture', case: 'rtsp 720p30 4M baseline: ffmpeg -c copy', reps: baseRuns.length, cpu_pct: round(b), first_byte_ms: round(Math.max(...baseRuns.map((x) => x.first)), 0) });
+    rows.push({ bench: 'capture', case: 'rtsp passthrough CPU ratio, native (target <= 1.2)', ratio: round(mean(native.map((x) => x.total)) / b) });
     return idlePct;
   } finally {
     await cam.stop();

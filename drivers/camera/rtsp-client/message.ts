@@ -13,6 +13,8 @@ export const MAX_BODY_BYTES = 64 * 1024;
 /** Headers per message: a hostile peer cannot grow the header map past this. */
 const MAX_HEADERS = 64;
 
+const EMPTY = Buffer.alloc(0);
+
 export class RtspError extends EdgeError {
   constructor(code: string, message: string, context: Record<string, unknown> = {}) {
     super(code, message, context);
@@ -57,12 +59,17 @@ export function header(h: Map<string, string[]>, name: string): string | undefin
  * the connection must be dropped (there is no way to resynchronise an RTSP byte stream safely).
  */
 export class RtspReader {
-  private buf: Buffer = Buffer.alloc(0);
+  private buf: Buffer = EMPTY;
   messages = 0;
   interleavedFrames = 0;
   interleavedBytes = 0;
 
-  push(chunk: Buffer): RtspMessage[] {
+  /**
+   * `transient`: the chunk is a view into a buffer the caller reuses (a socket's onread buffer).
+   * Interleaved frames returned are then views valid only until the caller's next read, and the
+   * unconsumed tail is always copied.
+   */
+  push(chunk: Buffer, transient = false): RtspMessage[] {
     const out: RtspMessage[] = [];
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     let off = 0;
@@ -112,7 +119,8 @@ export class RtspReader {
       off = bodyStart + bodyLen;
     }
     // Keep the unconsumed tail; copy it so the big chunk it came from can be freed.
-    this.buf = off === 0 ? this.buf : off >= b.length ? Buffer.alloc(0) : Buffer.from(b.subarray(off));
+    if (off >= b.length) this.buf = EMPTY;
+    else if (off > 0 || (transient && b === chunk)) this.buf = Buffer.from(b.subarray(off));
     return out;
   }
 

@@ -73,11 +73,19 @@ const MAX_PARAM_SET = 4096;
 export class H264Depacketizer {
   private sps: Buffer | undefined;
   private pps: Buffer | undefined;
-  private nals: Buffer[] = [];
+  /**
+   * The access unit being assembled: NAL bytes are copied into one reused scratch buffer (so the
+   * caller may reuse its packet buffers, and a packet costs no allocation), NALs are offsets into it.
+   * Grows by doubling up to maxAuBytes; one copy more at flush makes the unit's own buffer.
+   */
+  private scratch = Buffer.allocUnsafe(64 * 1024);
+  private used = 0;
+  private nalOff: number[] = [];
+  private nalLen: number[] = [];
   private bytes = 0;
   private ts: number | undefined;
-  private fu: Buffer[] | undefined;
-  private fuBytes = 0;
+  /** Offset of the FU-A NAL being reassembled in scratch, or undefined. */
+  private fu: number | undefined;
   private expectedSeq: number | undefined;
   /** The current access unit lost a packet: it is dropped when it ends. */
   private broken = false;
@@ -151,11 +159,11 @@ export class H264Depacketizer {
     if (pl.length === 0) return;
     const type = pl[0]! & 0x1f;
     if (type >= 1 && type <= 23) {
-      this.fu = undefined;
+      this.dropFu();
       this.addNal(pl);
     } else if (type === 24) {
       // STAP-A: [size:16][NAL]…
-      this.fu = undefined;
+      this.dropFu();
       let off = 1;
       while (off + 2 <= pl.length) {
         const size = pl.readUInt16BE(off);
@@ -177,26 +185,27 @@ export class H264Depacketizer {
       const start = (fh & 0x80) !== 0;
       const endBit = (fh & 0x40) !== 0;
       if (start) {
-        this.fu = [Buffer.from([(pl[0]! & 0xe0) | (fh & 0x1f)])];
-        this.fuBytes = 1;
-      } else if (!this.fu) {
+        if (this.fu !== undefined) this.used = this.fu; // an unfinished NAL before: dropped
+        if (!this.reserve(1)) return;
+        this.fu = this.used;
+        this.scratch[this.used++] = (pl[0]! & 0xe0) | (fh & 0x1f);
+      } else if (this.fu === undefined) {
         // a middle or end fragment without its start: the NAL is lost
         this.broken = true;
         return;
       }
-      const part = pl.subarray(2);
-      this.fuBytes += part.length;
-      if (this.fuBytes + this.bytes > this.maxAu) {
+      const partLen = pl.length - 2;
+      if (!this.reserve(partLen)) {
+        this.used = this.fu;
         this.fu = undefined;
-        this.broken = true;
-        this.droppedOversized++;
         return;
       }
-      this.fu.push(part);
+      pl.copy(this.scratch, this.used, 2);
+      this.used += partLen;
       if (endBit) {
-        const nal = Buffer.concat(this.fu, this.fuBytes);
+        const off = this.fu;
         this.fu = undefined;
-        this.addNal(nal);
+        this.commitNal(off, this.used - off);
       }
     } else {
       // STAP-B, MTAP, FU-B (interleaved mode) and reserved types
@@ -205,27 +214,63 @@ export class H264Depacketizer {
     }
   }
 
+  /** An FU-A left unfinished by a following single NAL/STAP: its bytes are given back. */
+  private dropFu(): void {
+    if (this.fu === undefined) return;
+    this.used = this.fu;
+    this.fu = undefined;
+    this.broken = true;
+  }
+
+  /** Room for n more bytes in scratch within maxAuBytes; false (broken, counted) when over. */
+  private reserve(n: number): boolean {
+    const need = this.used + n;
+    if (need + 4 * (this.nalOff.length + 1) > this.maxAu) {
+      this.broken = true;
+      this.droppedOversized++;
+      return false;
+    }
+    if (need > this.scratch.length) {
+      const bigger = Buffer.allocUnsafe(Math.min(Math.max(need, this.scratch.length * 2), this.maxAu));
+      this.scratch.copy(bigger, 0, 0, this.used);
+      this.scratch = bigger;
+    }
+    return true;
+  }
+
   private addNal(nal: Buffer): void {
     if (nal.length === 0) return;
-    if ((nal[0]! & 0x80) !== 0) {
+    if (!this.reserve(nal.length)) return;
+    const off = this.used;
+    nal.copy(this.scratch, off);
+    this.used += nal.length;
+    this.commitNal(off, nal.length);
+  }
+
+  private commitNal(off: number, len: number): void {
+    if ((this.scratch[off]! & 0x80) !== 0) {
       // forbidden_zero_bit: the network says this NAL is damaged
       this.broken = true;
       return;
     }
-    if (this.nals.length >= this.maxNals || this.bytes + nal.length + 4 > this.maxAu) {
+    if (this.nalOff.length >= this.maxNals) {
       this.broken = true;
       this.droppedOversized++;
       return;
     }
-    this.nals.push(nal);
-    this.bytes += nal.length + 4;
+    this.nalOff.push(off);
+    this.nalLen.push(len);
+    this.bytes += len + 4;
   }
 
   private flush(out: DepacketizedUnit[]): void {
-    const nals = this.nals;
+    // views into scratch: valid until the next write, and every one is copied out below
+    const nals = this.nalOff.map((o, i) => this.scratch.subarray(o, o + this.nalLen[i]!));
     const ts = this.ts;
     const broken = this.broken || this.fu !== undefined;
-    this.nals = [];
+    this.nalOff = [];
+    this.nalLen = [];
+    this.used = 0;
     this.bytes = 0;
     this.fu = undefined;
     this.broken = false;
