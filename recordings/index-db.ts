@@ -93,6 +93,39 @@ const MIGRATIONS: string[] = [
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
+/** Local segments read per track for its spans: ~14 days of 60 s segments. */
+const MAX_SPAN_ROWS = 20_000;
+/** Tracks in one summary. */
+const MAX_SUMMARY_TRACKS = 1000;
+
+export interface TrackSpan {
+  fromMs: number;
+  toMs: number;
+  segments: number;
+  bytes: number;
+}
+
+export interface TrackSummary {
+  channel: string;
+  source: string;
+  track: string;
+  kind: SegmentKind;
+  mime: string;
+  /** Rows in the index (local or not). */
+  segments: number;
+  /** Closed segments whose file is here. */
+  localSegments: number;
+  localBytes: number;
+  firstMs: number;
+  lastMs: number;
+  /** A segment of this track is being written now. */
+  recording: boolean;
+  /** Continuous local ranges, oldest first (the newest maxSpans). */
+  spans: TrackSpan[];
+  /** Older local spans exist that are not listed (maxSpans or the row bound). */
+  olderSpansOmitted: boolean;
+}
+
 /** Events kept in the audit table; older ones are pruned (bounded table on a small SD card). */
 const MAX_EVENTS = 10_000;
 
@@ -281,7 +314,20 @@ export class IndexDb {
     return this.db.prepare('SELECT * FROM segments ORDER BY wall_start_ms, id').all() as SegmentRow[];
   }
 
-  list(q: { channel?: string; source?: string; track?: string; fromMs?: number; toMs?: number; state?: SegmentState; limit?: number }): SegmentRow[] {
+  list(q: {
+    channel?: string;
+    source?: string;
+    track?: string;
+    fromMs?: number;
+    toMs?: number;
+    state?: SegmentState;
+    kind?: SegmentKind;
+    /** Only rows whose file is here (true) or gone (false). */
+    present?: boolean;
+    limit?: number;
+    /** By start time: 'asc' (default) or 'desc' (newest first, what a list on screen wants). */
+    order?: 'asc' | 'desc';
+  }): SegmentRow[] {
     const where: string[] = [];
     const args: Record<string, unknown> = {};
     if (q.channel !== undefined) (where.push('channel=@channel'), (args.channel = q.channel));
@@ -290,9 +336,70 @@ export class IndexDb {
     if (q.fromMs !== undefined) (where.push('wall_end_ms >= @fromMs'), (args.fromMs = q.fromMs));
     if (q.toMs !== undefined) (where.push('wall_start_ms <= @toMs'), (args.toMs = q.toMs));
     if (q.state !== undefined) (where.push('state=@state'), (args.state = q.state));
+    if (q.kind !== undefined) (where.push('kind=@kind'), (args.kind = q.kind));
+    if (q.present !== undefined) (where.push('present=@present'), (args.present = q.present ? 1 : 0));
     args.limit = Math.min(Math.max(1, q.limit ?? 1000), 10_000);
-    const sql = `SELECT * FROM segments ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY wall_start_ms, id LIMIT @limit`;
+    const dir = q.order === 'desc' ? 'DESC' : 'ASC';
+    const sql = `SELECT * FROM segments ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY wall_start_ms ${dir}, id ${dir} LIMIT @limit`;
     return this.db.prepare(sql).all(args) as SegmentRow[];
+  }
+
+  /**
+   * Per track: what the index holds and what is playable here, as continuous spans (local closed
+   * segments closer than gapMs joined), oldest first, the newest maxSpans of them. Bounded: the
+   * spans come from at most MAX_SPAN_ROWS newest local segments per track, for at most
+   * MAX_SUMMARY_TRACKS tracks.
+   */
+  trackSummaries(opts: { gapMs?: number; maxSpans?: number } = {}): TrackSummary[] {
+    const gap = Math.max(0, opts.gapMs ?? 2000);
+    const maxSpans = Math.max(1, Math.min(10_000, opts.maxSpans ?? 200));
+    const groups = this.stmt(
+      `SELECT channel, source, track, COUNT(*) AS n, MIN(wall_start_ms) AS first, MAX(wall_end_ms) AS last,
+         MAX(state = 'recording') AS rec, SUM(present = 1 AND state <> 'recording') AS local_n,
+         SUM(CASE WHEN present = 1 AND state <> 'recording' THEN bytes ELSE 0 END) AS local_bytes
+       FROM segments GROUP BY channel, source, track ORDER BY channel, source, track LIMIT ${MAX_SUMMARY_TRACKS}`,
+    ).all() as Array<{ channel: string; source: string; track: string; n: number; first: number; last: number; rec: number; local_n: number; local_bytes: number }>;
+    const latest = this.stmt('SELECT kind, mime FROM segments WHERE channel=? AND source=? AND track=? ORDER BY wall_start_ms DESC, id DESC LIMIT 1');
+    const local = this.stmt(
+      `SELECT wall_start_ms, wall_end_ms, bytes FROM segments
+       WHERE channel=? AND source=? AND track=? AND present = 1 AND state <> 'recording'
+       ORDER BY wall_start_ms DESC, id DESC LIMIT ${MAX_SPAN_ROWS}`,
+    );
+    return groups.map((g) => {
+      const l = latest.get(g.channel, g.source, g.track) as { kind: SegmentKind; mime: string };
+      const rows = local.all(g.channel, g.source, g.track) as Array<{ wall_start_ms: number; wall_end_ms: number; bytes: number }>;
+      // newest first: a span grows backwards while the previous segment ends within gapMs
+      const spans: TrackSpan[] = [];
+      let truncated = 0;
+      for (const r of rows) {
+        const cur = spans[spans.length - 1];
+        if (cur && cur.fromMs - r.wall_end_ms <= gap) {
+          cur.fromMs = Math.min(cur.fromMs, r.wall_start_ms);
+          cur.segments++;
+          cur.bytes += r.bytes;
+        } else if (spans.length < maxSpans) {
+          spans.push({ fromMs: r.wall_start_ms, toMs: r.wall_end_ms, segments: 1, bytes: r.bytes });
+        } else {
+          truncated++;
+          break; // older spans are not listed
+        }
+      }
+      return {
+        channel: g.channel,
+        source: g.source,
+        track: g.track,
+        kind: l.kind,
+        mime: l.mime,
+        segments: g.n,
+        localSegments: g.local_n ?? 0,
+        localBytes: g.local_bytes ?? 0,
+        firstMs: g.first,
+        lastMs: g.last,
+        recording: g.rec === 1,
+        spans: spans.reverse(),
+        olderSpansOmitted: truncated > 0 || rows.length === MAX_SPAN_ROWS,
+      };
+    });
   }
 
   events(limit = 100): Array<{ id: number; at_ms: number; kind: string; path: string | null; detail: string }> {

@@ -59,7 +59,8 @@ export async function writePlayback(
   write: (chunk: Uint8Array) => Promise<void>,
 ): Promise<PlaybackResult> {
   const segs = rows
-    .filter((r) => r.kind === 'video' && r.present === 1 && r.wall_end_ms >= range.fromMs && r.wall_start_ms <= range.toMs)
+    // an open segment (state recording) is a .part still being written: not played until closed
+    .filter((r) => r.kind === 'video' && r.present === 1 && r.state !== 'recording' && r.wall_end_ms >= range.fromMs && r.wall_start_ms <= range.toMs)
     .sort((a, b) => a.start_us + a.offset_us - (b.start_us + b.offset_us));
   if (segs.length === 0) throw new EdgeError('PLAYBACK_EMPTY', 'no recording in that range');
   const output = new Output({

@@ -56,7 +56,16 @@ export function rowJson(r: SegmentRow) {
     attempts: r.attempts,
     lastError: r.last_error,
     url: r.present === 1 ? `/api/recordings/${r.id}/file` : null,
+    /** Continuous fMP4 of this segment's time range (video, local, closed). */
+    playUrl: r.kind === 'video' && r.present === 1 && r.state !== 'recording' ? playbackUrl(r, r.wall_start_ms, r.wall_end_ms) : null,
+    goneAt: r.gone_ms != null ? new Date(r.gone_ms).toISOString() : null,
   };
+}
+
+/** The playback endpoint's URL for a track and a wallclock range. */
+export function playbackUrl(t: { channel: string; source: string; track: string }, fromMs: number, toMs: number): string {
+  const q = new URLSearchParams({ channel: t.channel, source: t.source, track: t.track, from: String(fromMs), to: String(toMs) });
+  return `/api/recordings/playback?${q.toString()}`;
 }
 
 /** Parse a single `bytes=` range against a size; null = whole file; throws 416 when unsatisfiable. */
@@ -96,7 +105,16 @@ export function registerRecordingRoutes(router: Router, service: RecordingServic
     const state = u.searchParams.get('state');
     if (state !== null && !STATES.has(state)) throw new HttpError(400, 'BAD_STATE', `state must be one of ${[...STATES].join(', ')}`);
     const limit = u.searchParams.get('limit');
+    const order = u.searchParams.get('order');
+    if (order !== null && order !== 'asc' && order !== 'desc') throw new HttpError(400, 'BAD_ORDER', 'order must be asc or desc');
+    const kind = u.searchParams.get('kind');
+    if (kind !== null && kind !== 'video' && kind !== 'data') throw new HttpError(400, 'BAD_KIND', 'kind must be video or data');
+    const present = u.searchParams.get('present');
+    if (present !== null && present !== 'true' && present !== 'false') throw new HttpError(400, 'BAD_PRESENT', 'present must be true or false');
     return service.reader().list({
+      order: order ?? undefined,
+      kind: kind ?? undefined,
+      present: present === null ? undefined : present === 'true',
       channel: name(u, 'channel'),
       source: name(u, 'source'),
       track: name(u, 'track'),
@@ -119,6 +137,36 @@ export function registerRecordingRoutes(router: Router, service: RecordingServic
 
   router.route('GET', '/api/recordings/stats', (ctx) => ctx.json(200, service.stats()));
 
+  // What a list with play buttons needs in one call: per track, its continuous local spans, each
+  // with the playback URL of the whole span (and the newest first in `spans` order reversed).
+  router.route('GET', '/api/recordings/tracks', (ctx) => {
+    const u = ctx.url;
+    const num = (k: string, min: number, max: number): number | undefined => {
+      const v = u.searchParams.get(k);
+      if (v === null || v === '') return undefined;
+      if (!/^\d{1,9}$/.test(v) || Number(v) < min || Number(v) > max) throw new HttpError(400, 'BAD_PARAM', `${k} must be an integer in ${min}..${max}`);
+      return Number(v);
+    };
+    const tracks = service.reader().trackSummaries({ gapMs: num('gapMs', 0, 3_600_000), maxSpans: num('maxSpans', 1, 10_000) });
+    ctx.json(200, {
+      count: tracks.length,
+      tracks: tracks.map((tr) => ({
+        ...tr,
+        first: new Date(tr.firstMs).toISOString(),
+        last: new Date(tr.lastMs).toISOString(),
+        listUrl: `/api/recordings?${new URLSearchParams({ channel: tr.channel, source: tr.source, track: tr.track, order: 'desc' }).toString()}`,
+        spans: tr.spans.map((sp) => ({
+          ...sp,
+          from: new Date(sp.fromMs).toISOString(),
+          to: new Date(sp.toMs).toISOString(),
+          durationMs: sp.toMs - sp.fromMs,
+          // one request covers at most MAX_PLAYBACK_MS: a longer span plays its newest part
+          playUrl: tr.kind === 'video' ? playbackUrl(tr, Math.max(sp.fromMs, sp.toMs - MAX_PLAYBACK_MS), sp.toMs) : null,
+        })),
+      })),
+    });
+  });
+
   router.route('GET', '/api/recordings/playback', async (ctx) => {
     const u = ctx.url;
     const channel = name(u, 'channel');
@@ -129,7 +177,7 @@ export function registerRecordingRoutes(router: Router, service: RecordingServic
     const toMs = parseTime(u.searchParams.get('to'), 'to');
     if (fromMs === undefined || toMs === undefined || toMs <= fromMs) throw new HttpError(400, 'BAD_RANGE', 'from < to are required');
     if (toMs - fromMs > MAX_PLAYBACK_MS) throw new HttpError(400, 'RANGE_TOO_LONG', `at most ${MAX_PLAYBACK_MS / 3_600_000} h per request`);
-    const segs = service.reader().list({ channel, source, track, fromMs, toMs, limit: 10_000 }).filter((r) => r.kind === 'video' && r.present === 1);
+    const segs = service.reader().list({ channel, source, track, fromMs, toMs, limit: 10_000 }).filter((r) => r.kind === 'video' && r.present === 1 && r.state !== 'recording');
     if (segs.length === 0) throw new HttpError(404, 'NO_RECORDING', 'no video recorded in that range');
     if (ctx.req.method === 'HEAD') {
       ctx.res.writeHead(200, { 'content-type': 'video/mp4' }).end();

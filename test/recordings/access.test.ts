@@ -18,6 +18,10 @@ import { captureClockUs } from '../../runtime/engine/api.js';
 import { startNginx } from './nginx.js';
 
 async function serve(t: import('node:test').TestContext, root: string) {
+  return (await serveWith(t, root)).base;
+}
+
+async function serveWith(t: import('node:test').TestContext, root: string) {
   const svc = createRecordingService({ config: config(root), source: newEngine() });
   await svc.start();
   const router = new Router();
@@ -33,7 +37,7 @@ async function serve(t: import('node:test').TestContext, root: string) {
     await new Promise<void>((r) => server.close(() => r()));
     await svc.close();
   });
-  return `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`;
+  return { svc, base: `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}` };
 }
 
 function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -87,6 +91,72 @@ test('HTTP: list with filters, Range download, continuous playback of a time ran
   assert.equal((await fetch(`${base}/api/recordings/playback?channel=robot&source=base&track=cam&from=1&to=2`)).status, 404);
   const page = await fetch(`${base}/recordings`);
   assert.match(await page.text(), /play/);
+});
+
+test('HTTP for a list with play buttons: tracks with continuous spans and play URLs, newest first, filters; playback never reads an open segment', async (t) => {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'rec');
+  const fed = await recordFixture(root, 6);
+  const { svc, base } = await serveWith(t, root);
+  type Seg = { id: number; kind: string; startMs: number; endMs: number; playUrl: string | null; url: string | null; goneAt: string | null; state: string };
+  const get = async <T>(u: string): Promise<T> => {
+    const r = await fetch(`${base}${u}`);
+    assert.equal(r.status, 200, `${u} → ${r.status}`);
+    return (await r.json()) as T;
+  };
+  const asc = await get<{ segments: Seg[] }>('/api/recordings?track=cam');
+  const desc = await get<{ segments: Seg[] }>('/api/recordings?track=cam&order=desc&limit=2');
+  assert.deepEqual(desc.segments.map((s) => s.id), asc.segments.slice(-2).reverse().map((s) => s.id), 'newest first, limit applies to the newest');
+  assert.ok(asc.segments.every((s) => s.playUrl !== null && s.goneAt === null));
+  const data = await get<{ segments: Seg[] }>('/api/recordings?kind=data');
+  assert.ok(data.segments.length > 0 && data.segments.every((s) => s.kind === 'data' && s.playUrl === null && s.url !== null));
+  assert.equal((await fetch(`${base}/api/recordings?order=sideways`)).status, 400);
+  assert.equal((await fetch(`${base}/api/recordings?kind=audio`)).status, 400);
+  assert.equal((await fetch(`${base}/api/recordings?present=maybe`)).status, 400);
+
+  // one segment's file is gone (synced and deleted): it leaves the spans, stays in the list with goneAt
+  const goneRow = asc.segments[2]!;
+  svc.index.write(() => svc.index.update(svc.index.getById(goneRow.id)!.path, { present: 0, state: 'synced' }));
+  fs.rmSync(path.join(root, svc.index.getById(goneRow.id)!.path));
+  const gone = await get<Seg>(`/api/recordings/${goneRow.id}`);
+  assert.ok(gone.goneAt !== null && gone.url === null && gone.playUrl === null);
+  assert.ok((await get<{ segments: Seg[] }>('/api/recordings?present=false')).segments.some((s) => s.id === goneRow.id));
+
+  type Tracks = { tracks: Array<{ track: string; kind: string; segments: number; localSegments: number; recording: boolean; spans: Array<{ fromMs: number; toMs: number; segments: number; playUrl: string | null }> }> };
+  // segments of 2 s: one missing is a 2 s hole, more than a 0.5 s tolerance
+  const tr = await get<Tracks>('/api/recordings/tracks?gapMs=500');
+  const cam = tr.tracks.find((x) => x.track === 'cam')!;
+  const gps = tr.tracks.find((x) => x.track === 'gps')!;
+  assert.equal(cam.kind, 'video');
+  assert.equal(cam.segments, asc.segments.length);
+  assert.equal(cam.localSegments, asc.segments.length - 1);
+  assert.equal(cam.spans.length, 2, 'the gone segment splits the recording in two spans');
+  assert.equal(cam.spans[0]!.segments + cam.spans[1]!.segments, asc.segments.length - 1);
+  assert.ok(cam.spans[0]!.toMs < cam.spans[1]!.fromMs, 'oldest first');
+  assert.ok(gps.spans.length >= 1 && gps.spans.every((s) => s.playUrl === null));
+  // a big gap tolerance joins them again
+  const joined = await get<Tracks>(`/api/recordings/tracks?gapMs=${asc.segments[3]!.startMs - asc.segments[1]!.endMs + 10}`);
+  assert.equal(joined.tracks.find((x) => x.track === 'cam')!.spans.length, 1);
+  assert.equal((await fetch(`${base}/api/recordings/tracks?gapMs=-1`)).status, 400);
+
+  // a span's play URL plays the whole span; an open segment in range is not read
+  const last = cam.spans[1]!;
+  svc.index.write(() =>
+    svc.index.insert({
+      path: 'robot/base/cam/2099-01-01/00-00-00.000.mp4', channel: 'robot', source: 'base', track: 'cam', mime: 'video/h264', kind: 'video', run: 'x', offset_us: 0,
+      start_us: 0, end_us: 0, wall_start_ms: last.toMs - 1, wall_end_ms: last.toMs + 1000, duration_ms: 0, bytes: 0, frames: 0, keyframes: 0, sha256: null,
+      state: 'recording', created_ms: 0, closed_ms: null, origin: 'recorder',
+    }),
+  );
+  const pb = await fetch(`${base}${last.playUrl!}`);
+  assert.equal(pb.status, 200);
+  const file = path.join(dir, 'span.mp4');
+  fs.writeFileSync(file, Buffer.from(await pb.arrayBuffer()));
+  const p = await ffprobeFrames(file);
+  const framesIn = asc.segments.filter((s) => s.startMs >= last.fromMs && s.endMs <= last.toMs).length;
+  assert.ok(framesIn >= 1);
+  assert.ok(p.frames > 0 && p.frames <= fed.video, `span plays ${p.frames} frames`);
+  assert.equal((await get<Tracks>('/api/recordings/tracks')).tracks.find((x) => x.track === 'cam')!.recording, true);
 });
 
 test('CLI: list, verify (catches a changed byte and an unindexed file), export to MCAP read back by @mcap/core', async (t) => {
