@@ -144,6 +144,7 @@ interface IceInternals {
   state?: string;
   nominated?: { packetsSent: number; bytesSent: number; remoteAddr: [string, number]; protocol?: { transport?: { type?: string; closed?: boolean; socket?: { send(b: Buffer, port: number, addr: string): void } } } };
   send?: (data: Buffer) => Promise<void>;
+  canSendApplicationData?: () => boolean;
 }
 
 const RTP_HISTORY_SIZE = 128; // werift's NACK history (RTCRtpSender), indexed by seq % 128
@@ -174,6 +175,8 @@ export class DirectRtpPath {
     const pair = ice?.nominated;
     const t = pair?.protocol?.transport;
     if (!pair || !t || t.type !== 'udp' || t.closed || !t.socket || ice.state === 'closed' || ice.state === 'failed') return null;
+    // RFC 7675: no media on a pair whose consent expired (werift's own send path checks the same).
+    if (typeof ice.canSendApplicationData === 'function' && !ice.canSendApplicationData()) return null;
     const sock = t.socket;
     return { pair, send: (b, port, addr) => sock.send(b, port, addr) };
   }

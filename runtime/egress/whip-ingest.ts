@@ -11,6 +11,7 @@ import { H264Depacketizer, NAL, nalType, splitAnnexB, type DepacketizerStats } f
 import type { EgressLog } from './pang-link.js';
 import type { TrackPublishing, TrackWriter } from './pang-puller.js';
 import { validateOffer } from './sdp.js';
+import { SessionTable, type SessionCounters } from './session-table.js';
 import { closePeer, createPeer, loadWerift, gatheringComplete, type PeerOptions } from './webrtc.js';
 
 export interface WhipIngestOptions {
@@ -36,11 +37,8 @@ interface IngestSession {
   timer: NodeJS.Timeout | null;
 }
 
-export interface WhipIngestStats {
+export interface WhipIngestStats extends SessionCounters {
   sessions: Array<{ id: string; track: string; state: string; since: number; framesIn: number; bytesIn: number; plis: number; depacketizer: DepacketizerStats }>;
-  created: number;
-  ended: number;
-  rejected: Record<string, number>;
 }
 
 /** Constant-time bearer check; an unset token means open ingest (LAN-only deployments). */
@@ -49,16 +47,14 @@ export function bearerOk(header: string | undefined, token: string | undefined):
 }
 
 export class WhipIngest {
-  private sessions = new Map<string, IngestSession>();
-  private closed = false;
-  private c = { created: 0, ended: 0 };
-  private rejected: Record<string, number> = {};
+  private readonly sessions: SessionTable<IngestSession>;
 
-  constructor(private readonly o: WhipIngestOptions) {}
+  constructor(private readonly o: WhipIngestOptions) {
+    this.sessions = new SessionTable('WHIP', o.maxSessions);
+  }
 
   private reject(code: string, status: number, message: string): never {
-    this.rejected[code] = (this.rejected[code] ?? 0) + 1;
-    throw Object.assign(new EdgeError(code, message), { status });
+    return this.sessions.reject(code, status, message);
   }
 
   checkAuth(authorization: string | undefined): void {
@@ -66,9 +62,8 @@ export class WhipIngest {
   }
 
   async offer(ref: TrackRef, offerSdp: string): Promise<{ id: string; answer: string }> {
-    if (this.closed) this.reject('WHIP_CLOSED', 503, 'shutting down');
-    if (this.sessions.size >= this.o.maxSessions) this.reject('WHIP_TOO_MANY_SESSIONS', 503, `at most ${this.o.maxSessions} ingest sessions`);
-    if ([...this.sessions.values()].some((s) => trackPath(s.ref) === trackPath(ref))) this.reject('WHIP_TRACK_BUSY', 409, `${trackPath(ref)} is already being published`);
+    this.sessions.admit('ingest sessions');
+    if (this.sessions.values().some((s) => trackPath(s.ref) === trackPath(ref))) this.reject('WHIP_TRACK_BUSY', 409, `${trackPath(ref)} is already being published`);
     try {
       validateOffer(offerSdp, { video: 'h264', direction: 'send' });
     } catch (err) {
@@ -95,8 +90,7 @@ export class WhipIngest {
         const e = err as EdgeError;
         this.reject(e.code ?? 'WHIP_TRACK_UNAVAILABLE', e.code === 'UNKNOWN_CHANNEL' ? 404 : 409, e.message);
       }
-      this.sessions.set(id, s);
-      this.c.created++;
+      this.sessions.add(id, s);
       this.o.log.info({ whipIngest: id.slice(0, 8), track: trackPath(ref) }, 'WHIP ingest session started');
       return { id, answer };
     } catch (err) {
@@ -174,9 +168,8 @@ export class WhipIngest {
   }
 
   end(id: string, reason = 'deleted'): boolean {
-    const s = this.sessions.get(id);
+    const s = this.sessions.take(id, reason);
     if (!s) return false;
-    this.sessions.delete(id);
     if (s.timer) clearTimeout(s.timer);
     try {
       s.writer?.close();
@@ -184,14 +177,14 @@ export class WhipIngest {
       // idempotent engine publisher
     }
     closePeer(s.pc);
-    this.c.ended++;
     this.o.log.info({ whipIngest: id.slice(0, 8), reason }, 'WHIP ingest session ended');
     return true;
   }
 
   stats(): WhipIngestStats {
     return {
-      sessions: [...this.sessions.values()].map((s) => ({
+      ...this.sessions.counters(),
+      sessions: this.sessions.values().map((s) => ({
         id: s.id.slice(0, 8),
         track: trackPath(s.ref),
         state: s.state,
@@ -201,15 +194,11 @@ export class WhipIngest {
         plis: s.plis,
         depacketizer: { ...s.depack.counters },
       })),
-      created: this.c.created,
-      ended: this.c.ended,
-      rejected: { ...this.rejected },
     };
   }
 
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    for (const id of [...this.sessions.keys()]) this.end(id, 'shutdown');
+    if (this.sessions.isClosed) return;
+    for (const id of this.sessions.close()) this.end(id, 'shutdown');
   }
 }

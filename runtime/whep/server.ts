@@ -6,6 +6,7 @@ import type { RTCPeerConnection } from 'werift';
 import { EdgeError, mimeBase, mimeParams, trackPath, type TrackRef, type TrackSource } from '../engine/api.js';
 import type { EgressLog } from '../egress/pang-link.js';
 import { preferH264, validateOffer, parseTrickleFragment } from '../egress/sdp.js';
+import { SessionTable, type SessionCounters } from '../egress/session-table.js';
 import { closePeer, createPeer, loadWerift, gatheringComplete, RtpFeed, type PeerOptions, type RtpFeedStats } from '../egress/webrtc.js';
 
 export interface WhepOptions {
@@ -29,12 +30,9 @@ interface Session {
   timer: NodeJS.Timeout | null;
 }
 
-export interface WhepStats {
+export interface WhepStats extends SessionCounters {
   sessions: number;
   maxSessions: number;
-  created: number;
-  ended: number;
-  rejected: Record<string, number>;
   viewers: Array<{ id: string; track: string; state: string; since: number; feed: RtpFeedStats }>;
 }
 
@@ -47,22 +45,19 @@ export function mimeProfile(mime: string | undefined): string | undefined {
 }
 
 export class WhepServer {
-  private sessions = new Map<string, Session>();
-  private closed = false;
-  private c = { created: 0, ended: 0 };
-  private rejected: Record<string, number> = {};
+  private readonly sessions: SessionTable<Session>;
 
-  constructor(private readonly o: WhepOptions) {}
+  constructor(private readonly o: WhepOptions) {
+    this.sessions = new SessionTable('WHEP', o.maxSessions);
+  }
 
   private reject(code: string, status: number, message: string): never {
-    this.rejected[code] = (this.rejected[code] ?? 0) + 1;
-    throw Object.assign(new EdgeError(code, message), { status });
+    return this.sessions.reject(code, status, message);
   }
 
   /** Answer an offer; throws EdgeError with a `status` (400/404/406/415/503) on refusal. */
   async offer(ref: TrackRef, offerSdp: string): Promise<{ id: string; answer: string }> {
-    if (this.closed) this.reject('WHEP_CLOSED', 503, 'WHEP is shutting down');
-    if (this.sessions.size >= this.o.maxSessions) this.reject('WHEP_TOO_MANY_SESSIONS', 503, `at most ${this.o.maxSessions} WHEP viewers`);
+    this.sessions.admit('WHEP viewers');
     try {
       validateOffer(offerSdp, { video: 'h264', direction: 'recv' });
     } catch (err) {
@@ -102,8 +97,7 @@ export class WhepServer {
         }
         else if (st === 'failed' || st === 'closed') this.end(id, `peer ${st}`);
       });
-      this.sessions.set(id, s);
-      this.c.created++;
+      this.sessions.add(id, s);
       this.o.log.info({ whep: id.slice(0, 8), track: trackPath(ref) }, 'WHEP viewer joined');
       return { id, answer };
     } catch (err) {
@@ -131,13 +125,11 @@ export class WhepServer {
   }
 
   end(id: string, reason = 'deleted'): boolean {
-    const s = this.sessions.get(id);
+    const s = this.sessions.take(id, reason);
     if (!s) return false;
-    this.sessions.delete(id);
     if (s.timer) clearTimeout(s.timer);
-    s.feed.close();
+    s.feed.close(); // releases the engine consumer
     closePeer(s.pc);
-    this.c.ended++;
     this.o.log.info({ whep: id.slice(0, 8), reason }, 'WHEP viewer left');
     return true;
   }
@@ -146,16 +138,13 @@ export class WhepServer {
     return {
       sessions: this.sessions.size,
       maxSessions: this.o.maxSessions,
-      created: this.c.created,
-      ended: this.c.ended,
-      rejected: { ...this.rejected },
-      viewers: [...this.sessions.values()].map((s) => ({ id: s.id.slice(0, 8), track: trackPath(s.ref), state: s.state, since: s.createdAt, feed: s.feed.stats() })),
+      ...this.sessions.counters(),
+      viewers: this.sessions.values().map((s) => ({ id: s.id.slice(0, 8), track: trackPath(s.ref), state: s.state, since: s.createdAt, feed: s.feed.stats() })),
     };
   }
 
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    for (const id of [...this.sessions.keys()]) this.end(id, 'shutdown');
+    if (this.sessions.isClosed) return;
+    for (const id of this.sessions.close()) this.end(id, 'shutdown');
   }
 }

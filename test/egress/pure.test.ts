@@ -170,3 +170,19 @@ test('bearer check is exact', () => {
   assert.equal(bearerOk(undefined, 'abc'), false);
   assert.equal(bearerOk(undefined, undefined), true);
 });
+
+test('SessionTable (WHEP and WHIP ingest): admission bound, refusals by code, ends by reason, idempotent take, close', async () => {
+  const { SessionTable } = await import('../../runtime/egress/session-table.js');
+  const tb = new SessionTable<{ n: number }>('WHEP', 2);
+  tb.admit('viewers');
+  tb.add('a', { n: 1 });
+  tb.add('b', { n: 2 });
+  assert.throws(() => tb.admit('viewers'), (e: unknown) => (e as { code: string; status: number }).code === 'WHEP_TOO_MANY_SESSIONS' && (e as { status: number }).status === 503);
+  assert.throws(() => tb.reject('SDP_MALFORMED', 400, 'bad'), (e: unknown) => (e as { status: number }).status === 400);
+  assert.deepEqual(tb.take('a', 'deleted'), { n: 1 });
+  assert.equal(tb.take('a', 'deleted'), undefined, 'ending twice counts once');
+  assert.deepEqual(tb.close(), ['b']);
+  assert.throws(() => tb.admit('viewers'), (e: unknown) => (e as { code: string }).code === 'WHEP_CLOSED');
+  tb.take('b', 'peer failed');
+  assert.deepEqual(tb.counters(), { created: 2, ended: 2, endedBy: { deleted: 1, 'peer failed': 1 }, rejected: { WHEP_TOO_MANY_SESSIONS: 1, SDP_MALFORMED: 1, WHEP_CLOSED: 1 } });
+});

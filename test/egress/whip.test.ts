@@ -179,7 +179,7 @@ test('WHIP session dropped by the far side: the silent receiver is detected, tor
   await waitFor(() => (ingest.stats().sessions[0]?.framesIn ?? 0) >= 10, 15_000, 'first session carries frames');
   const first = ingest.stats().sessions[0]!.id;
   // The server drops the session without telling the publisher (crash, restart, cleanup).
-  const full = [...(ingest as unknown as { sessions: Map<string, unknown> }).sessions.keys()][0]!;
+  const full = (ingest as unknown as { sessions: { ids(): string[] } }).sessions.ids()[0]!;
   assert.ok(ingest.end(full, 'server restart'));
   await waitFor(() => (pub.stats().failures.WHIP_SESSION_LOST ?? 0) >= 1, 15_000, 'loss detected');
   await waitFor(() => ingest.stats().sessions.some((s) => s.id !== first && s.framesIn >= 10), 20_000, 'a new session carries frames');
