@@ -25,3 +25,4 @@ export {
 export { runBoardCli, boardReport, probeFfmpegEncoders, type BoardReport } from './cli.js';
 export { pm2Limits, type Pm2Limits } from './pm2.js';
 export { createBoardService, type BoardService, type BoardServiceOptions } from './service.js';
+export { createThermalGovernor, capForLevel, governedTracks, THERMAL_CALLER, type GovernedTrack, type ThermalGovernor, type ThermalGovernorOptions } from './thermal-governor.js';

@@ -227,6 +227,10 @@ export class OnvifCameraDriver implements SourceDriver {
     return false;
   }
 
+  setEncodingCap(): boolean {
+    return false; // the camera encodes; RTSP passes its H.264 through
+  }
+
   stats(): DriverStats {
     return {
       host: this.cfg.host,

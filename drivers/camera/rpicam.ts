@@ -6,7 +6,8 @@
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { z } from 'zod';
-import { EdgeError, type DriverOutput, type DriverStats, type SourceDriver, type TrackSpec } from '../../runtime/engine/api.js';
+import { EdgeError, type DriverOutput, type DriverStats, type EncodingCap, type SourceDriver, type TrackSpec } from '../../runtime/engine/api.js';
+import { EncoderCapLoop } from './encoding-cap.js';
 import { h264Mime } from '../../runtime/engine/h264.js';
 import { classifyCommon, PipeSource } from './pipe-source.js';
 
@@ -94,9 +95,11 @@ export class RpicamDriver implements SourceDriver {
   readonly kind = 'rpicam';
   private readonly pipe = new PipeSource();
   private readonly tool: string;
+  private readonly caps: EncoderCapLoop;
 
   constructor(private readonly cfg: RpicamConfig, deps: RpicamDeps = {}) {
     this.tool = resolveRpicamTool(cfg.tool, deps);
+    this.caps = new EncoderCapLoop({ fps: cfg.fps, bitrateKbps: cfg.bitrateKbps });
   }
 
   describe(): TrackSpec[] {
@@ -104,18 +107,23 @@ export class RpicamDriver implements SourceDriver {
   }
 
   async run(out: DriverOutput, signal: AbortSignal): Promise<void> {
+    // one rpicam-vid per effective cap: it cannot change framerate/bitrate while it runs
+    await this.caps.run(signal, (capped, childSignal) => this.runOnce(out, { ...this.cfg, fps: capped.fps, bitrateKbps: capped.bitrateKbps }, childSignal));
+  }
+
+  private async runOnce(out: DriverOutput, cfg: RpicamConfig, signal: AbortSignal): Promise<void> {
     const name = this.tool.split('/').pop() ?? 'rpicam-vid';
     await this.pipe.run(
       {
         codec: 'h264',
-        track: this.cfg.track,
-        fps: this.cfg.fps,
+        track: cfg.track,
+        fps: cfg.fps,
         child: {
           cmd: this.tool,
-          args: rpicamArgs(this.cfg),
-          label: `${name}(camera ${this.cfg.camera})`,
-          startTimeoutMs: this.cfg.startTimeoutMs,
-          stallTimeoutMs: this.cfg.stallTimeoutMs,
+          args: rpicamArgs(cfg),
+          label: `${name}(camera ${cfg.camera})`,
+          startTimeoutMs: cfg.startTimeoutMs,
+          stallTimeoutMs: cfg.stallTimeoutMs,
           // libcamera releases the sensor on SIGTERM; give it time or the next start finds it busy
           killGraceMs: 2000,
         },
@@ -129,12 +137,17 @@ export class RpicamDriver implements SourceDriver {
     );
   }
 
+  /** fps/bitrate caps (thermal, uplink): rpicam-vid restarts with capped --framerate/--bitrate. */
+  setEncodingCap(by: string, cap: EncodingCap | null): boolean {
+    return this.caps.set(by, cap);
+  }
+
   requestKeyframe(): boolean {
     return false; // rpicam-vid has no IDR-on-request (its signals pause/quit); intraFrames bounds the wait
   }
 
   stats(): DriverStats {
-    return { tool: this.tool, camera: this.cfg.camera, ...this.pipe.stats() };
+    return { tool: this.tool, camera: this.cfg.camera, ...this.pipe.stats(), ...this.caps.stats() };
   }
 }
 

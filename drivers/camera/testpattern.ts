@@ -2,7 +2,8 @@
 // access units by our own parser, SPS read for the MIME. Needs no hardware.
 
 import { z } from 'zod';
-import { captureClockUs, type DriverOutput, type SourceDriver, type TrackSpec } from '../../runtime/engine/api.js';
+import { captureClockUs, type DriverOutput, type EncodingCap, type SourceDriver, type TrackSpec } from '../../runtime/engine/api.js';
+import { EncoderCapLoop } from './encoding-cap.js';
 import { runChild } from '../exec/child.js';
 import { resolveFfmpeg } from '../exec/ffmpeg.js';
 import { AnnexBSplitter, h264Mime } from '../../runtime/engine/h264.js';
@@ -55,12 +56,14 @@ export class TestPatternDriver implements SourceDriver {
   private lastError: string | null = null;
   private splitterStats: Record<string, number> = {};
   private readonly ffmpeg: string;
+  private readonly caps: EncoderCapLoop;
 
   constructor(
     private readonly cfg: TestPatternConfig,
     deps: CameraDeps = {},
   ) {
     this.ffmpeg = resolveFfmpeg(deps.ffmpegPath).path;
+    this.caps = new EncoderCapLoop({ fps: cfg.fps, bitrateKbps: cfg.bitrateKbps });
   }
 
   describe(): TrackSpec[] {
@@ -70,11 +73,16 @@ export class TestPatternDriver implements SourceDriver {
 
   async run(out: DriverOutput, signal: AbortSignal): Promise<void> {
     this.starts++;
-    const track = this.cfg.track;
+    // one encoder child per effective cap; a cap change restarts it inside this run
+    await this.caps.run(signal, (capped, childSignal) => this.runChildOnce(out, { ...this.cfg, fps: capped.fps, bitrateKbps: capped.bitrateKbps }, childSignal));
+  }
+
+  private async runChildOnce(out: DriverOutput, cfg: TestPatternConfig, signal: AbortSignal): Promise<void> {
+    const track = cfg.track;
     let onData: (chunk: Buffer) => void;
-    if (this.cfg.codec === 'jpeg') {
+    if (cfg.codec === 'jpeg') {
       const split = new JpegSplitter();
-      out.setMime(track, `image/jpeg;width=${this.cfg.width};height=${this.cfg.height}`);
+      out.setMime(track, `image/jpeg;width=${cfg.width};height=${cfg.height}`);
       onData = (chunk) => {
         for (const img of split.push(chunk)) this.emit(out, img, true);
         this.splitterStats = split.stats();
@@ -84,7 +92,7 @@ export class TestPatternDriver implements SourceDriver {
       let mime = '';
       onData = (chunk) => {
         for (const au of split.push(chunk)) {
-          const m = h264Mime(split.sps, this.cfg.fps);
+          const m = h264Mime(split.sps, cfg.fps);
           if (m !== mime) {
             mime = m;
             out.setMime(track, m);
@@ -98,7 +106,7 @@ export class TestPatternDriver implements SourceDriver {
       await runChild(
         {
           cmd: this.ffmpeg,
-          args: testPatternArgs(this.cfg),
+          args: testPatternArgs(cfg),
           label: `ffmpeg testpattern(${track})`,
           startTimeoutMs: 10_000,
           stallTimeoutMs: 5_000,
@@ -116,12 +124,18 @@ export class TestPatternDriver implements SourceDriver {
     return false; // ffmpeg's lavfi → x264 pipeline takes no keyframe requests; GOP is keyintSeconds.
   }
 
+  /** fps/bitrate caps (thermal, uplink): the encoder restarts with capped arguments. */
+  setEncodingCap(by: string, cap: EncodingCap | null): boolean {
+    return this.caps.set(by, cap);
+  }
+
   stats() {
     return {
       frames: this.frames,
       bytes: this.bytes,
       starts: this.starts,
       lastError: this.lastError,
+      ...this.caps.stats(),
       ...this.splitterStats,
     };
   }

@@ -6,7 +6,8 @@
 // ultrafast/zerolatency where there is none (Pi 5, Orin Nano, x86). The board profile picks `auto`.
 
 import { z } from 'zod';
-import { EdgeError, type DriverOutput, type DriverStats, type SourceDriver, type TrackSpec } from '../../runtime/engine/api.js';
+import { EdgeError, type DriverOutput, type DriverStats, type EncodingCap, type SourceDriver, type TrackSpec } from '../../runtime/engine/api.js';
+import { EncoderCapLoop, type CappedSettings } from './encoding-cap.js';
 import { resolveFfmpeg } from '../exec/ffmpeg.js';
 import { h264Mime } from '../../runtime/engine/h264.js';
 import { classifyCommon, PipeSource } from './pipe-source.js';
@@ -59,7 +60,11 @@ export function v4l2Mode(c: V4l2Config): V4l2Mode {
 
 const FLV_OUT = ['-flush_packets', '1', '-f', 'flv', 'pipe:1'];
 
-export function v4l2Args(c: V4l2Config, boardEncoder?: 'h264_v4l2m2m' | 'libx264'): string[] {
+/**
+ * `outFps` below the camera's fps (a thermal/uplink cap) drops frames before the encoder (`-r`):
+ * the camera keeps its mode, only the encoded rate falls. Ignored for passthrough.
+ */
+export function v4l2Args(c: V4l2Config, boardEncoder?: 'h264_v4l2m2m' | 'libx264', outFps?: number): string[] {
   const input = [
     '-hide_banner', '-loglevel', 'warning', '-nostdin',
     '-fflags', 'nobuffer', '-flags', 'low_delay',
@@ -75,7 +80,9 @@ export function v4l2Args(c: V4l2Config, boardEncoder?: 'h264_v4l2m2m' | 'libx264
     return [...input, '-c:v', 'copy', ...FLV_OUT];
   }
   const enc = c.encoder === 'auto' ? boardEncoder ?? 'libx264' : c.encoder;
-  const gop = Math.max(1, Math.round(c.fps * c.keyintSeconds));
+  const fps = outFps !== undefined && outFps < c.fps ? Math.max(1, Math.floor(outFps)) : c.fps;
+  if (fps !== c.fps) input.push('-r', String(fps));
+  const gop = Math.max(1, Math.round(fps * c.keyintSeconds));
   const rate = ['-b:v', `${c.bitrateKbps}k`, '-maxrate', `${c.bitrateKbps}k`, '-bufsize', `${Math.max(100, Math.round(c.bitrateKbps / 2))}k`];
   if (enc === 'h264_v4l2m2m') {
     // The Pi's bcm2835 codec wants yuv420p; SPS/PPS go before each IDR on our side (AvcDepacketizer).
@@ -90,9 +97,11 @@ export class V4l2Driver implements SourceDriver {
   readonly kind = 'v4l2';
   private readonly pipe = new PipeSource();
   private readonly ffmpeg: string;
+  private readonly caps: EncoderCapLoop;
 
   constructor(private readonly cfg: V4l2Config, private readonly deps: V4l2Deps = {}) {
     this.ffmpeg = resolveFfmpeg(deps.ffmpegPath).path;
+    this.caps = new EncoderCapLoop({ fps: cfg.fps, bitrateKbps: cfg.bitrateKbps });
   }
 
   describe(): TrackSpec[] {
@@ -101,15 +110,22 @@ export class V4l2Driver implements SourceDriver {
   }
 
   async run(out: DriverOutput, signal: AbortSignal): Promise<void> {
+    // encode mode: one encoder child per effective cap (a cap change restarts it within this run)
+    await this.caps.run(signal, (capped, childSignal) => this.runOnce(out, capped, childSignal));
+  }
+
+  private async runOnce(out: DriverOutput, capped: CappedSettings, signal: AbortSignal): Promise<void> {
+    const encode = v4l2Mode(this.cfg) === 'encode';
+    const cfg = encode ? { ...this.cfg, bitrateKbps: capped.bitrateKbps } : this.cfg;
     await this.pipe.run(
       {
         codec: this.cfg.output === 'jpeg' ? 'jpeg' : 'h264-flv',
         track: this.cfg.track,
-        fps: this.cfg.fps,
+        fps: encode ? capped.fps : this.cfg.fps,
         jpegSize: { width: this.cfg.width, height: this.cfg.height },
         child: {
           cmd: this.ffmpeg,
-          args: v4l2Args(this.cfg, this.deps.boardEncoder),
+          args: v4l2Args(cfg, this.deps.boardEncoder, encode ? capped.fps : undefined),
           label: `ffmpeg v4l2(${this.cfg.device})`,
           startTimeoutMs: this.cfg.startTimeoutMs,
           stallTimeoutMs: this.cfg.stallTimeoutMs,
@@ -125,12 +141,18 @@ export class V4l2Driver implements SourceDriver {
     );
   }
 
+  /** Encode mode restarts its encoder with the cap; a passthrough camera cannot (false: unserved). */
+  setEncodingCap(by: string, cap: EncodingCap | null): boolean {
+    if (v4l2Mode(this.cfg) !== 'encode') return false;
+    return this.caps.set(by, cap);
+  }
+
   requestKeyframe(): boolean {
     return false; // ffmpeg's v4l2 input takes no keyframe requests; the GOP is the camera's (or keyintSeconds)
   }
 
   stats(): DriverStats {
-    return { device: this.cfg.device, mode: v4l2Mode(this.cfg), ...this.pipe.stats() };
+    return { device: this.cfg.device, mode: v4l2Mode(this.cfg), ...this.pipe.stats(), ...(v4l2Mode(this.cfg) === 'encode' ? this.caps.stats() : {}) };
   }
 }
 

@@ -112,3 +112,27 @@ test('rpicam on a real Raspberry Pi camera', async (t) => {
   assert.ok(out.frames.length >= 10, `no frames: ${String(res)}`);
   assert.equal(out.frames[0]!.key, true);
 });
+
+test('rpicam encoding cap: rpicam-vid restarts with the capped --framerate/--bitrate, and again when it is lifted', async (t) => {
+  const drv = createRpicamDriver({ kind: 'rpicam', width: 320, height: 240, fps: 20, bitrateKbps: 800 }, { toolPath: STAND_IN });
+  const out = recordingOutput();
+  const ac = new AbortController();
+  const running = drv.run(out, ac.signal);
+  t.after(() => ac.abort());
+  await waitFor(() => out.frames.length >= 10, 15_000, '10 frames at 20 fps');
+  assert.equal(drv.setEncodingCap('thermal', { fps: 10, bitrateBps: 300_000 }), true);
+  assert.equal(drv.setEncodingCap('uplink', { bitrateBps: 500_000 }), true, 'a higher cap from another caller changes nothing');
+  await waitFor(() => /framerate=10;/.test(out.mimes.at(-1)?.mime ?? ''), 15_000, 'the MIME at 10 fps');
+  const first = out.frames.length;
+  await waitFor(() => out.frames.length >= first + 5, 15_000, 'frames from the capped rpicam-vid');
+  const st = drv.stats();
+  assert.equal(st.restartsForCap, 1);
+  assert.equal(st.encodeBitrateKbps, 300);
+  assert.equal(st.capsBy, 'thermal,uplink');
+  assert.deepEqual(rpicamArgs(rpicamDriverSchema.parse({ kind: 'rpicam', fps: 10, bitrateKbps: 300 })).filter((a, i, all) => all[i - 1] === '--framerate' || all[i - 1] === '--bitrate'), ['10', '300000']);
+  drv.setEncodingCap('thermal', null);
+  await waitFor(() => /framerate=20;/.test(out.mimes.at(-1)?.mime ?? ''), 15_000, 'back at 20 fps once the thermal cap is lifted');
+  assert.equal(drv.stats().restartsForCap, 2);
+  ac.abort();
+  await running;
+});

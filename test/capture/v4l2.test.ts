@@ -133,3 +133,33 @@ test('V4L2 on a real camera', async (t) => {
   const res = await running;
   assert.ok(out.frames.length >= 5, `no frames: ${String(res)}`);
 });
+
+test('V4L2 encoding cap: an encoding camera restarts its encoder at the capped fps/bitrate; a passthrough camera refuses', async (t) => {
+  const raw = v4l2DriverSchema.parse({ kind: 'v4l2', inputFormat: 'yuyv422', fps: 30, bitrateKbps: 2000, keyintSeconds: 1 });
+  const capped = v4l2Args(raw, 'libx264', 10);
+  assert.equal(capped[capped.indexOf('-r') + 1], '10', 'frames dropped before the encoder');
+  assert.equal(capped[capped.indexOf('-framerate') + 1], '30', 'the camera keeps its mode');
+  assert.equal(capped[capped.indexOf('-g') + 1], '10', 'GOP in capped frames');
+  assert.ok(!v4l2Args(raw, 'libx264').includes('-r'));
+  const passthrough = createV4l2Driver({ kind: 'v4l2', inputFormat: 'h264' }, { ffmpegPath: STAND_IN });
+  assert.equal(passthrough.setEncodingCap('thermal', { fps: 10 }), false, 'H.264 passthrough cannot re-encode');
+
+  withEnv(t, { FAKE_V4L2_DEVICES: JSON.stringify(DEVICES) });
+  const drv = createV4l2Driver({ kind: 'v4l2', device: '/dev/video0', inputFormat: 'yuyv422', width: 320, height: 240, fps: 20, bitrateKbps: 800, encoder: 'libx264' }, { ffmpegPath: STAND_IN });
+  const out = recordingOutput();
+  const ac = new AbortController();
+  const running = drv.run(out, ac.signal);
+  t.after(() => ac.abort());
+  await waitFor(() => out.frames.length >= 10, 15_000, '10 frames at 20 fps');
+  assert.equal(drv.setEncodingCap('thermal', { fps: 10, bitrateBps: 400_000 }), true);
+  await waitFor(() => /framerate=10;/.test(out.mimes.at(-1)?.mime ?? ''), 15_000, 'the MIME at 10 fps');
+  const from = out.frames.length;
+  await waitFor(() => out.frames.length >= from + 5, 15_000, 'frames from the capped encoder');
+  const st = drv.stats();
+  assert.equal(st.restartsForCap, 1);
+  assert.equal(st.encodeFps, 10);
+  assert.equal(st.encodeBitrateKbps, 400);
+  assert.equal(st.starts, 2, 'two encoder children');
+  ac.abort();
+  await running;
+});
