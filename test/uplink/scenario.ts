@@ -35,6 +35,7 @@ export interface Sensor {
   ref: TrackRef;
   walls: Map<number, number>;
   count(): number;
+  start(): void;
   stop(): void;
 }
 
@@ -63,18 +64,22 @@ function sensor(engine: Engine, ref: TrackRef, hz: number, pad: number): Sensor 
   pub.setMime('application/json');
   const walls = new Map<number, number>();
   let seq = 0;
-  const timer = setInterval(() => {
-    const wall = Date.now();
-    walls.set(seq, wall);
-    pub.write({ ts: captureClockUs(), wallclock: wall, key: true, data: Buffer.from(JSON.stringify({ seq, pad: 'x'.repeat(pad) })) });
-    seq++;
-  }, 1000 / hz);
+  let timer: NodeJS.Timeout | null = null;
   return {
     ref,
     walls,
     count: () => seq,
+    start: () => {
+      timer = setInterval(() => {
+        const wall = Date.now();
+        walls.set(seq, wall);
+        pub.write({ ts: captureClockUs(), wallclock: wall, key: true, data: Buffer.from(JSON.stringify({ seq, pad: 'x'.repeat(pad) })) });
+        seq++;
+      }, 1000 / hz);
+    },
     stop: () => {
-      clearInterval(timer);
+      if (timer) clearInterval(timer);
+      timer = null;
     },
   };
 }
@@ -145,6 +150,11 @@ export async function rig(t: TestContext, opts: { priority: boolean; confirmMs?:
   }, period / 2);
   const imu = sensor(engine, IMU, 50, 120);
   const gps = sensor(engine, GPS, 5, 60);
+  // Records start once the recorder holds both tracks: a record never recorded cannot be backfilled.
+  const recording = (ref: TrackRef): boolean => (engine.findTrack(ref)?.stats().consumers ?? []).some((c) => /record/i.test(c.label));
+  await waitFor(() => recording(IMU) && recording(GPS), 10_000, 'the recorder subscribed to the sensor tracks');
+  imu.start();
+  gps.start();
   const mem = { rss0: process.memoryUsage().rss, peakRss: 0, peakEngine: 0, samples: 0 };
   const memTimer = setInterval(() => {
     mem.peakRss = Math.max(mem.peakRss, process.memoryUsage().rss);
@@ -225,6 +235,21 @@ export function checkDelivery(r: Rig, s: Sensor, rep: GapReport, maxDuplicates: 
     if (received.has(seq)) assert.ok(inAny(rep.live, w) || inAny(rep.backfilled, w), `${s.ref.track} ${seq} @${w}: received but in no live/backfilled span`);
   }
   return { duplicates, backfilled: got.backfill.length };
+}
+
+/**
+ * Records whose delivery was in doubt when a session died (drained from the socket but not yet
+ * confirmed: counted by the live publisher and the backfill link), plus the latest record a
+ * reconnecting live session gets from the engine's cache: the only possible duplicates.
+ */
+export function inDoubt(r: Rig, s: Sensor): number {
+  const st = r.eg.stats().uplink;
+  const pub = r.eg.upstream.find((u) => u.stats().track === `${s.ref.channel}/${s.ref.source}/${s.ref.track}`)!.stats();
+  const bf = st.backfill?.tracks.find((x) => x.track === `${s.ref.channel}/${s.ref.source}/${s.ref.track}`);
+  // Sessions that opened and then ended (a connect that never opened subscribed to nothing).
+  const f = pub.failures;
+  const sessionsEnded = (f.UPSTREAM_DROPPED ?? 0) + (f.UPSTREAM_REFUSED ?? 0) + (f.UPSTREAM_CLOSED ?? 0) + (f.UPSTREAM_STALLED ?? 0);
+  return pub.spans.lostUnconfirmed + pub.spans.lostInSocket + sessionsEnded + (bf ? bf.link.unconfirmedLost : 0);
 }
 
 export function checkMemory(r: Rig): void {
