@@ -23,6 +23,11 @@ export async function loadWerift(): Promise<typeof WeriftModule> {
   return werift;
 }
 
+/** werift after loadWerift() resolved (throws a typed error before). */
+export function loadedWerift(): typeof WeriftModule {
+  return lib();
+}
+
 function lib(): typeof WeriftModule {
   if (!werift) throw new EdgeError('WEBRTC_NOT_LOADED', 'werift is not loaded: await loadWerift() before creating a peer');
   return werift;

@@ -4,7 +4,7 @@
 // loss, and whenever a local consumer asks (PublisherOwner.requestKeyframe).
 import { randomBytes } from 'node:crypto';
 import { bearerMatches } from '../http/auth.js';
-import type { RTCPeerConnection, RTCRtpTransceiver } from 'werift';
+import type { RTCPeerConnection, RTCRtpTransceiver, RtcpSrPacket } from 'werift';
 import { captureClockUs, EdgeError, trackPath, type TrackRef } from '../engine/api.js';
 import { h264Mime, parseSps } from '../engine/h264.js';
 import { H264Depacketizer, NAL, nalType, splitAnnexB, type DepacketizerStats } from './h264-rtp.js';
@@ -12,7 +12,8 @@ import type { EgressLog } from './pang-link.js';
 import type { TrackPublishing, TrackWriter } from './pang-puller.js';
 import { validateOffer } from './sdp.js';
 import { SessionTable, type SessionCounters } from './session-table.js';
-import { closePeer, createPeer, loadWerift, gatheringComplete, type PeerOptions } from './webrtc.js';
+import { RtpClock, type RtpClockStats } from './rtp-clock.js';
+import { closePeer, createPeer, loadedWerift, loadWerift, gatheringComplete, type PeerOptions } from './webrtc.js';
 
 export interface WhipIngestOptions {
   engine: TrackPublishing;
@@ -29,6 +30,8 @@ interface IngestSession {
   pc: RTCPeerConnection;
   writer: TrackWriter | null;
   depack: H264Depacketizer;
+  /** RTP (and RTCP SR) time → capture clock: frames carry the sender's timing, not arrival. */
+  clock: RtpClock;
   state: string;
   createdAt: number;
   framesIn: number;
@@ -38,7 +41,7 @@ interface IngestSession {
 }
 
 export interface WhipIngestStats extends SessionCounters {
-  sessions: Array<{ id: string; track: string; state: string; since: number; framesIn: number; bytesIn: number; plis: number; depacketizer: DepacketizerStats }>;
+  sessions: Array<{ id: string; track: string; state: string; since: number; framesIn: number; bytesIn: number; plis: number; depacketizer: DepacketizerStats; clock: RtpClockStats }>;
 }
 
 /** Constant-time bearer check; an unset token means open ingest (LAN-only deployments). */
@@ -73,7 +76,7 @@ export class WhipIngest {
     const id = randomBytes(12).toString('hex');
     await loadWerift();
     const pc = createPeer(this.o.peer);
-    const s: IngestSession = { id, ref, pc, writer: null, depack: new H264Depacketizer(), state: 'new', createdAt: Date.now(), framesIn: 0, bytesIn: 0, plis: 0, timer: null };
+    const s: IngestSession = { id, ref, pc, writer: null, depack: new H264Depacketizer(), clock: new RtpClock(), state: 'new', createdAt: Date.now(), framesIn: 0, bytesIn: 0, plis: 0, timer: null };
     try {
       const tr = pc.addTransceiver('video', { direction: 'recvonly' });
       // werift fires onTrack inside setRemoteDescription: subscribe before it.
@@ -129,6 +132,12 @@ export class WhipIngest {
       if (st === 'connected') this.pli(s, tr);
       else if (st === 'failed' || st === 'closed') this.end(s.id, `peer ${st}`);
     });
+    tr.receiver.onRtcp.subscribe((p) => {
+      if (p.type === loadedWerift().RtcpSrPacket.type) {
+        const sr = p as RtcpSrPacket;
+        s.clock.senderReport(sr.senderInfo.ntpTimestamp, sr.senderInfo.rtpTimestamp);
+      }
+    });
     tr.onTrack.subscribe((track) => {
       track.onReceiveRtp.subscribe((rtp) => {
         const before = s.depack.counters.lossDiscards;
@@ -157,7 +166,8 @@ export class WhipIngest {
           }
           s.framesIn++;
           s.bytesIn += au.au.length;
-          s.writer.write({ ts: captureClockUs(), wallclock: Date.now(), key: au.key, data: au.au });
+          const at = s.clock.map(au.timestamp, captureClockUs(), Date.now());
+          s.writer.write({ ts: at.ts, wallclock: at.wallclock, key: au.key, data: au.au });
         }
       });
     });
@@ -193,6 +203,7 @@ export class WhipIngest {
         bytesIn: s.bytesIn,
         plis: s.plis,
         depacketizer: { ...s.depack.counters },
+        clock: s.clock.stats(),
       })),
     };
   }
