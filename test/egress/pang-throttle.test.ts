@@ -4,12 +4,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { PangPublisher } from '../../runtime/egress/pang-publisher.js';
 import { silentLog } from '../../runtime/egress/pang-link.js';
-import { StrictPangPeer } from '../sim/strict-pang-peer.js';
 import { FakeSource, h264Fixture, playFixture, readTag } from './fake-source.js';
 import { fastBackoff, tempDir, waitFor } from './helpers.js';
-import { ThrottleProxy } from './throttle-proxy.js';
+import { CHAN, thinLink } from '../uplink/thin-link.js';
 
-const CHAN = '0123456789abcdefghij';
 const cam = { channel: 'cam', source: 'base', track: 'video' };
 
 test('throttled upstream at 10 %: bounded RSS, counted GOP-tail drops, live again at the next keyframe', async (t) => {
@@ -18,12 +16,7 @@ test('throttled upstream at 10 %: bounded RSS, counted GOP-tail drops, live agai
   const trackRate = fx.aus.reduce((a, b) => a + b.data.length, 0) / (fx.aus.length / fx.fps); // bytes/s
   const keyBySeq = (seq: number): boolean => fx.aus[seq % fx.aus.length]!.key;
 
-  const peer = new StrictPangPeer({ channels: { [CHAN]: undefined } });
-  await peer.listen();
-  t.after(() => peer.close());
-  const proxy = new ThrottleProxy(peer.port);
-  await proxy.listen();
-  t.after(() => proxy.close());
+  const { peer, proxy } = await thinLink(t, 'per-read');
 
   const src = new FakeSource();
   const ceiling = 256 * 1024;
@@ -85,12 +78,7 @@ test('throttled upstream at 10 %: bounded RSS, counted GOP-tail drops, live agai
 test('upstream that stops reading entirely: stalled link detected, reconnected, live again', async (t) => {
   const dir = await tempDir(t);
   const fx = await h264Fixture(dir, { seconds: 2, size: '640x360', gop: 15, bitrate: '2M' });
-  const peer = new StrictPangPeer({ channels: { [CHAN]: undefined } });
-  await peer.listen();
-  t.after(() => peer.close());
-  const proxy = new ThrottleProxy(peer.port);
-  await proxy.listen();
-  t.after(() => proxy.close());
+  const { peer, proxy } = await thinLink(t, 'per-read');
   const src = new FakeSource();
   const pub = new PangPublisher({
     name: 'stall',

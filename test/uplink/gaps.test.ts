@@ -11,12 +11,10 @@ import { PangPublisher } from '../../runtime/egress/pang-publisher.js';
 import { silentLog } from '../../runtime/egress/pang-link.js';
 import { registerUplinkRoutes, type RecordedIndex } from '../../runtime/uplink/routes.js';
 import { SpanLog, type GapReport } from '../../runtime/uplink/spans.js';
-import { StrictPangPeer } from '../sim/strict-pang-peer.js';
 import { FakeSource, h264Fixture, playFixture, readTag } from '../egress/fake-source.js';
 import { fastBackoff, tempDir, waitFor } from '../egress/helpers.js';
-import { ThrottleProxy } from '../egress/throttle-proxy.js';
+import { CHAN, thinLink } from './thin-link.js';
 
-const CHAN = '0123456789abcdefghij';
 const cam = { channel: 'cam', source: 'base', track: 'video' };
 
 async function serve(t: { after(fn: () => unknown): void }, router: Router): Promise<string> {
@@ -34,12 +32,7 @@ test('GET /api/gaps matches what a throttled strict pang peer received', async (
   const dir = await tempDir(t, 'uplink-gaps-');
   const fx = await h264Fixture(dir, { seconds: 2, size: '1280x720', gop: 30, bitrate: '4M' });
   const trackRate = fx.aus.reduce((a, b) => a + b.data.length, 0) / (fx.aus.length / fx.fps);
-  const peer = new StrictPangPeer({ channels: { [CHAN]: undefined } });
-  await peer.listen();
-  t.after(() => peer.close());
-  const proxy = new ThrottleProxy(peer.port);
-  await proxy.listen();
-  t.after(() => proxy.close());
+  const { peer, proxy } = await thinLink(t, 'per-read');
   const joinGapMs = 200;
   const spans = new SpanLog({ joinGapMs });
   const src = new FakeSource();

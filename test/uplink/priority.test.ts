@@ -8,12 +8,10 @@ import { captureClockUs } from '../../runtime/engine/api.js';
 import { PangPublisher } from '../../runtime/egress/pang-publisher.js';
 import { silentLog } from '../../runtime/egress/pang-link.js';
 import { UplinkController } from '../../runtime/uplink/controller.js';
-import { StrictPangPeer } from '../sim/strict-pang-peer.js';
 import { FakeSource, h264Fixture, playFixture, readTag } from '../egress/fake-source.js';
 import { fastBackoff, tempDir, waitFor } from '../egress/helpers.js';
-import { SharedLinkProxy as ThrottleProxy } from './shared-link-proxy.js';
+import { CHAN, thinLink } from './thin-link.js';
 
-const CHAN = '0123456789abcdefghij';
 const cam = { channel: 'cam', source: 'base', track: 'video' };
 const imu = { channel: 'cam', source: 'base', track: 'imu' };
 
@@ -21,12 +19,7 @@ test('thin shared link at 20 %: video gives way (counted), telemetry loses nothi
   const dir = await tempDir(t, 'uplink-prio-');
   const fx = await h264Fixture(dir, { seconds: 2, size: '1280x720', gop: 30, bitrate: '4M' });
   const videoRate = fx.aus.reduce((a, b) => a + b.data.length, 0) / (fx.aus.length / fx.fps);
-  const peer = new StrictPangPeer({ channels: { [CHAN]: undefined } });
-  await peer.listen();
-  t.after(() => peer.close());
-  const proxy = new ThrottleProxy(peer.port);
-  await proxy.listen();
-  t.after(() => proxy.close());
+  const { peer, proxy } = await thinLink(t, 'shared');
   const src = new FakeSource();
   const mk = (name: string, from: typeof cam, track: string, priority: number): PangPublisher => {
     const p = new PangPublisher({
