@@ -28,6 +28,8 @@ export const onvifDriverSchema = z
     /** Use the configured host/port in service addresses (a camera behind NAT reports its own LAN IP). */
     preserveAddress: z.boolean().default(false),
     transport: z.enum(['tcp', 'udp']).default('tcp'),
+    /** The RTSP client for the stream (see the rtsp driver): native, or ffmpeg as the fallback. */
+    client: z.enum(['native', 'ffmpeg']).default('native'),
     /** SOAP call timeout. */
     soapTimeoutMs: z.number().int().min(500).max(60_000).default(5000),
     startTimeoutMs: z.number().int().min(1000).max(120_000).default(10_000),
@@ -205,6 +207,7 @@ export class OnvifCameraDriver implements SourceDriver {
           username: this.cfg.username,
           password: this.cfg.password,
           transport: this.cfg.transport,
+          client: this.cfg.client,
           fps: this.info.fps ?? undefined,
           startTimeoutMs: this.cfg.startTimeoutMs,
           stallTimeoutMs: this.cfg.stallTimeoutMs,
