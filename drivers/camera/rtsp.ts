@@ -215,6 +215,7 @@ export class RtspDriver implements SourceDriver {
       running: n.running,
       lastError: n.lastError,
       lastErrorCode: n.lastErrorCode,
+      rtpTransport: c.lastTransport,
       rtspRequests: c.requests,
       authMethod: c.lastAuthMethod,
       authChallenges: c.authChallenges,

@@ -82,7 +82,11 @@ for (const client of ['native', 'ffmpeg'] as const) {
     assert.equal(out.frames[0]!.key, true);
     assert.equal(drv.stats().transport, 'udp');
     assert.equal(drv.stats().client, client);
-    if (client === 'native') assert.equal(drv.stats().authMethod, 'digest');
+    if (client === 'native') {
+      assert.equal(drv.stats().authMethod, 'digest');
+      assert.equal(drv.stats().rtpTransport, 'udp', 'the camera agreed to RTP over our UDP port pair');
+      assert.ok(Number(drv.stats().rtcpPackets) >= 0 && Number(drv.stats().rtpForeign) === 0);
+    }
   });
 
   test(`RTSP (${client}): a wrong password fails with RTSP_AUTH_FAILED, without the password`, async (t) => {
