@@ -1,6 +1,6 @@
 // `moth-edge recordings list | verify | sync | export` — readers open the index read-only.
 //   --config F (YAML/JSON, its `recordings:` section) or --root DIR [--index FILE]
-//   list    [--channel C --source S --track T --from T --to T --state S --limit N --json]
+//   list    [--channel C --source S --track T --from T --to T --state S --limit N --newest-first --json]
 //   verify  [same filters] — size + sha256 of every local file against the index; exit 1 on a mismatch
 //   sync    [--retry-quarantined] — one pass of uploads (needs `recordings.sync`); exit 1 on failures
 //   export  --from T --to T --out run.mcap [filters] — MCAP with Foxglove schemas
@@ -28,14 +28,14 @@ const stdio: CliIo = {
 class UsageError extends Error {}
 
 const USAGE = `usage: moth-edge recordings <list|verify|sync|export> (--config FILE | --root DIR) [options]
-  list    [--channel C] [--source S] [--track T] [--from TIME] [--to TIME] [--state S] [--limit N] [--json]
+  list    [--channel C] [--source S] [--track T] [--from TIME] [--to TIME] [--state S] [--limit N] [--newest-first] [--json]
   verify  [filters]                       check size + sha256 of local files against the index
   sync    [--retry-quarantined]           upload closed segments once (recordings.sync in the config)
   export  --from TIME --to TIME --out run.mcap [filters]
 TIME: ms since the epoch or an ISO date.
 `;
 
-const FLAGS = new Set(['json', 'retry-quarantined', 'help']);
+const FLAGS = new Set(['json', 'retry-quarantined', 'help', 'newest-first']);
 
 function parseArgs(argv: string[]): { cmd: string | undefined; opts: Map<string, string> } {
   const opts = new Map<string, string>();
@@ -95,6 +95,7 @@ function filters(opts: Map<string, string>) {
     toMs,
     state: state as SegmentState | undefined,
     limit: opts.has('limit') ? Number(opts.get('limit')) : 10_000,
+    order: opts.has('newest-first') ? ('desc' as const) : ('asc' as const),
   };
 }
 

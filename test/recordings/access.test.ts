@@ -169,6 +169,10 @@ test('CLI: list, verify (catches a changed byte and an unindexed file), export t
   assert.equal(listed.code, 0, listed.err);
   const rows = JSON.parse(listed.out) as Array<{ path: string; kind: string; wall_start_ms: number; wall_end_ms: number }>;
   assert.ok(rows.length >= 4);
+  const newest = await cli(['list', '--root', root, '--json', '--newest-first', '--limit', '2']);
+  const nrows = JSON.parse(newest.out) as Array<{ id: number; path: string; wall_start_ms: number }>;
+  const byNewest = [...(rows as unknown as typeof nrows)].sort((a, b) => b.wall_start_ms - a.wall_start_ms || b.id - a.id);
+  assert.deepEqual(nrows.map((r) => r.path), byNewest.slice(0, 2).map((r) => r.path));
   assert.equal((await cli(['verify', '--root', root])).code, 0);
 
   // export while the index is open by a writer (a running recorder): readers never see "locked"
