@@ -142,10 +142,20 @@ export class WhipPublisher extends ReconnectingLink {
     }
     this.offersSent[trickling ? 'trickle' : 'complete']++;
 
-    this.abort = new AbortController();
-    const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(timeoutMs)]);
-    const res = await fetch(this.o.url, { method: 'POST', headers: this.headers({ 'content-type': 'application/sdp', accept: 'application/sdp' }), body: offer, signal, redirect: 'follow' });
-    const body = await readLimited(res, 64 * 1024);
+    // One controller and a plain timer for the answer deadline: AbortSignal.any() holds its
+    // sources weakly in Node 20, so an AbortSignal.timeout() nobody else references can be
+    // garbage-collected and never fire (seen here: a silent endpoint hung a session for good).
+    const abort = new AbortController();
+    this.abort = abort;
+    const deadline = setTimeout(() => abort.abort(new DOMException('the endpoint did not answer in time', 'TimeoutError')), timeoutMs);
+    let res: Response;
+    let body: string;
+    try {
+      res = await fetch(this.o.url, { method: 'POST', headers: this.headers({ 'content-type': 'application/sdp', accept: 'application/sdp' }), body: offer, signal: abort.signal, redirect: 'follow' });
+      body = await readLimited(res, 64 * 1024);
+    } finally {
+      clearTimeout(deadline);
+    }
     if (gen !== this.gen) return;
     if (res.status !== 201) {
       const hint = res.status === 401 || res.status === 403 ? ' (token refused)' : res.status === 404 ? ' (no such endpoint)' : '';

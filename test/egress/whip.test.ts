@@ -148,7 +148,7 @@ test('WHIP endpoint answers 400/401/404/500, invalid SDP, no Location, or never:
       const pub = new WhipPublisher({ name: `bad-${mode}-${status}`, url: ep.url, token: TOKEN, tracks: [cam], source: engine, log, backoff: fastBackoff, timeoutMs: 1000, gatherMs: 200 });
       t.after(() => pub.close());
       pub.start();
-      await waitFor(() => (pub.stats().failures[code] ?? 0) >= 2, 15_000, `${code} twice (retried with backoff)`);
+      await waitFor(() => (pub.stats().failures[code] ?? 0) >= 2, 15_000, () => `${code} twice (retried with backoff): state ${pub.stats().state}, failures ${JSON.stringify(pub.stats().failures)}, posts ${ep.seen().posts}`);
       const s = pub.stats();
       assert.equal(s.lastError!.code, code);
       assert.ok(s.state === 'backoff' || s.state === 'connecting');
