@@ -16,6 +16,8 @@ import { execFileSync } from 'node:child_process';
 import { JpegSplitter } from '../../drivers/camera/jpeg.js';
 import { captureClockUs } from '../../runtime/engine/api.js';
 import { startNginx } from './nginx.js';
+import { chromiumMissing, launchChromium } from '../egress/chromium.js';
+import { skipUnlessCi } from '../support/peer.js';
 
 async function serve(t: import('node:test').TestContext, root: string) {
   return (await serveWith(t, root)).base;
@@ -159,6 +161,36 @@ test('HTTP for a list with play buttons: tracks with continuous spans and play U
   assert.ok(framesIn >= 1);
   assert.ok(p.frames > 0 && p.frames <= fed.video, `span plays ${p.frames} frames`);
   assert.equal((await get<Tracks>('/api/recordings/tracks')).tracks.find((x) => x.track === 'cam')!.recording, true);
+});
+
+test('the /recordings page in a real Chromium: a span\'s play button plays the recording', { timeout: 90_000 }, async (t) => {
+  const missing = chromiumMissing();
+  if (missing) return skipUnlessCi(t, missing);
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'rec');
+  await recordFixture(root, 4);
+  const base = await serve(t, root);
+  const browser = await launchChromium();
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(`${base}/recordings`);
+  const play = page.locator('#spans button', { hasText: 'play' }).first();
+  await play.waitFor({ timeout: 20_000 });
+  assert.ok((await page.locator('#rows button', { hasText: 'play' }).count()) > 0, 'segments list has play buttons');
+  await play.click();
+  // playing = frames decoded and time moving (not just a request made)
+  await page.waitForFunction(() => {
+    const v = document.getElementById('player') as HTMLVideoElement;
+    if (v.error) throw new Error(`video error ${v.error.code}: ${v.error.message}`);
+    return v.readyState >= 2 && v.currentTime > 0.2;
+  }, undefined, { timeout: 30_000 });
+  const st = await page.evaluate(() => {
+    const v = document.getElementById('player') as HTMLVideoElement;
+    return { w: v.videoWidth, h: v.videoHeight, src: v.currentSrc };
+  });
+  assert.equal(st.w, 320);
+  assert.equal(st.h, 180);
+  assert.match(st.src, /\/api\/recordings\/playback\?/);
 });
 
 test('CLI: list, verify (catches a changed byte and an unindexed file), export to MCAP read back by @mcap/core', async (t) => {
