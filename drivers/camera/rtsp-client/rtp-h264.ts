@@ -420,3 +420,84 @@ export class RtpClock {
     return t;
   }
 }
+
+/**
+ * UDP can reorder packets (Wi-Fi, bonded links). Packets are held until the sequence is
+ * contiguous; a hole is given up (released as a gap the depacketizer counts) once `maxHold` later
+ * packets have arrived. Bounded: at most maxHold packets held. Over TCP it is not needed.
+ */
+export class RtpReorderBuffer {
+  private next: number | undefined;
+  private held = new Map<number, RtpPacket>();
+  reorderedFixed = 0;
+  duplicates = 0;
+  late = 0;
+
+  constructor(private readonly maxHold = 16) {}
+
+  push(p: RtpPacket): RtpPacket[] {
+    if (this.next === undefined) this.next = p.seq;
+    const d = (p.seq - this.next) & 0xffff;
+    if (d >= 0x8000) {
+      this.late++; // older than what was already released: the depacketizer gave that unit up
+      return [];
+    }
+    if (this.held.has(p.seq)) {
+      this.duplicates++;
+      return [];
+    }
+    if (d > 0) {
+      if (d > 0x1000) {
+        // a jump far ahead (a camera restart, a new SSRC): start over from here
+        const out = this.drainAll();
+        this.next = p.seq;
+        return [...out, ...this.push(p)];
+      }
+      this.held.set(p.seq, p);
+      if (this.held.size <= this.maxHold) return [];
+      // the hole at `next` is lost: skip to the oldest held packet
+      this.next = this.oldestHeld();
+      return this.release();
+    }
+    const out = [p];
+    this.next = (p.seq + 1) & 0xffff;
+    if (this.held.size > 0) this.reorderedFixed++;
+    return out.concat(this.release());
+  }
+
+  private oldestHeld(): number {
+    let best: number | undefined;
+    let bestD = Infinity;
+    for (const seq of this.held.keys()) {
+      const d = (seq - this.next!) & 0xffff;
+      if (d < bestD) {
+        bestD = d;
+        best = seq;
+      }
+    }
+    return best!;
+  }
+
+  private release(): RtpPacket[] {
+    const out: RtpPacket[] = [];
+    for (let p = this.held.get(this.next!); p; p = this.held.get(this.next!)) {
+      this.held.delete(this.next!);
+      out.push(p);
+      this.next = (this.next! + 1) & 0xffff;
+    }
+    return out;
+  }
+
+  private drainAll(): RtpPacket[] {
+    const out: RtpPacket[] = [];
+    while (this.held.size > 0) {
+      this.next = this.oldestHeld();
+      out.push(...this.release());
+    }
+    return out;
+  }
+
+  stats(): Record<string, number> {
+    return { reorderFixed: this.reorderedFixed, reorderDuplicates: this.duplicates, reorderLate: this.late, reorderHeld: this.held.size };
+  }
+}

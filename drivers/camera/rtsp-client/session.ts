@@ -22,7 +22,7 @@ import {
   serializeResponse,
   type RtspResponse,
 } from './message.js';
-import { H264Depacketizer, parseRtp, RtpClock } from './rtp-h264.js';
+import { H264Depacketizer, parseRtp, RtpClock, RtpReorderBuffer } from './rtp-h264.js';
 import { parseSdp, type H264SdpTrack } from './sdp.js';
 
 export interface RtspSessionOptions {
@@ -70,22 +70,21 @@ export class RtspClientCounters {
   reads = 0;
   lastAuthMethod = 'none';
   lastTransport = '';
-  /** The running session's depacketizer (read at stats time, not per packet). */
-  liveDepacketizer: H264Depacketizer | undefined;
+  /** The running session's depacketizer and UDP reorder buffer (read at stats time, not per packet). */
+  live: Array<{ stats(): Record<string, number> }> = [];
   private base: Record<string, number> = {};
 
-  /** Depacketizer counters summed over sessions. */
+  /** Depacketizer (and reorder) counters summed over sessions. */
   depacketizer(): Record<string, number> {
-    const live = this.liveDepacketizer?.stats() ?? {};
     const sum: Record<string, number> = { ...this.base };
-    for (const [k, v] of Object.entries(live)) sum[k] = (sum[k] ?? 0) + v;
+    for (const l of this.live) for (const [k, v] of Object.entries(l.stats())) sum[k] = (sum[k] ?? 0) + v;
     return sum;
   }
 
-  endDepacketizer(d: H264Depacketizer): void {
-    if (this.liveDepacketizer !== d) return;
+  /** A session ended: its counters join the totals. */
+  endSession(): void {
     this.base = this.depacketizer();
-    this.liveDepacketizer = undefined;
+    this.live = [];
   }
 }
 
@@ -105,6 +104,8 @@ export class RtspSession {
   private publicMethods: string[] = [];
   private track: H264SdpTrack | undefined;
   private depack: H264Depacketizer | undefined;
+  /** UDP only: packets may arrive out of order. */
+  private reorder: RtpReorderBuffer | undefined;
   private readonly clock = new RtpClock();
   private rtpChannel = 0;
   private rtcpChannel = 1;
@@ -151,7 +152,7 @@ export class RtspSession {
       const end = await Promise.race([failed, aborted]);
       if (end === 'aborted') return;
     } finally {
-      if (this.depack) this.counters.endDepacketizer(this.depack);
+      this.counters.endSession();
       this.counters.clockReanchors += this.clock.reanchors;
       await this.close(signal.aborted);
     }
@@ -175,12 +176,14 @@ export class RtspSession {
     if (!sdp.h264) throw new EdgeError('RTSP_NO_H264', `the camera offers no H.264 video (media: ${sdp.media.join(',') || 'none'})`, { host: this.target.host });
     this.track = sdp.h264;
     this.depack = new H264Depacketizer({ sps: sdp.h264.sps, pps: sdp.h264.pps });
-    this.counters.liveDepacketizer = this.depack;
+    this.counters.live = [this.depack];
     let transport: string;
     if (this.o.transport === 'tcp') {
       transport = 'RTP/AVP/TCP;unicast;interleaved=0-1';
     } else {
       const [rtpPort] = await this.bindUdp();
+      this.reorder = new RtpReorderBuffer();
+      this.counters.live.push(this.reorder);
       transport = `RTP/AVP;unicast;client_port=${rtpPort}-${rtpPort + 1}`;
     }
     const setup = await this.request('SETUP', sdp.h264.control, [['Transport', transport]]);
@@ -294,7 +297,11 @@ export class RtspSession {
       this.counters.rtpOtherPayload++;
       return;
     }
-    const units = this.depack.push(p);
+    let units;
+    if (this.reorder) {
+      units = [];
+      for (const q of this.reorder.push(p)) units.push(...this.depack.push(q));
+    } else units = this.depack.push(p);
     if (units.length === 0) return;
     const arrival = captureClockUs();
     const wall = Date.now();
