@@ -8,7 +8,7 @@ import { captureClockUs, EdgeError, mimeKind, trackPath, type ConsumerHandle, ty
 import { matchTrack, type RecordingsConfig } from './config.js';
 import { IndexDb } from './index-db.js';
 import { IndexPruner, type IndexPruneStats, type PruneResult } from './index-prune.js';
-import { silentLog, Throttle, type RecLog } from './log.js';
+import { silentLog, ThrottledLog, type RecLog } from './log.js';
 import { recover, type RecoveryReport } from './recovery.js';
 import { freeBytesOf, Retention } from './retention.js';
 import { TrackRecorder, type RecorderHooks, type TrackRecorderStats } from './recorder.js';
@@ -62,7 +62,7 @@ export class RecordingService {
   private started = false;
   private closing: Promise<void> | null = null;
   private readonly log: RecLog;
-  private readonly throttle: Throttle;
+  private readonly throttle: ThrottledLog;
   private readonly run = crypto.randomBytes(6).toString('hex');
   /** wallclock − capture clock, fixed for this run: one clock for every track's timestamps. */
   private readonly offsetUs = Date.now() * 1000 - captureClockUs();
@@ -75,7 +75,7 @@ export class RecordingService {
     this.root = path.resolve(c.root);
     this.indexPath = path.resolve(c.indexPath ?? path.join(this.root, 'index.db'));
     this.log = opts.log ?? silentLog;
-    this.throttle = new Throttle(this.log);
+    this.throttle = new ThrottledLog(this.log);
   }
 
   /** This run's id, stored on every segment it writes. */
@@ -153,7 +153,7 @@ export class RecordingService {
 
   private flushIndex(): void {
     if (this.db && !this.db.flush()) {
-      this.throttle.warn('index-flush', { err: this.db.stats().lastError }, 'recordings index write failed; ops kept for retry');
+      this.throttle.warn('index-flush', 'recordings index write failed; ops kept for retry', { err: this.db.stats().lastError });
     }
   }
 
@@ -211,7 +211,7 @@ export class RecordingService {
       if (this.recorders.has(key) || !this.wanted(ref)) continue;
       if (t.kind === 'audio') continue; // audio recording is not part of this service yet
       if (![ref.channel, ref.source, ref.track].every((s) => /^[A-Za-z0-9_.-]{1,64}$/.test(s) && s !== '.' && s !== '..')) {
-        this.throttle.warn(`name:${key}`, { track: key }, 'track name unusable as a folder name: not recorded');
+        this.throttle.warn(`name:${key}`, 'track name unusable as a folder name: not recorded', { track: key });
         continue;
       }
       try {
@@ -237,7 +237,7 @@ export class RecordingService {
       } catch (err) {
         this.subscribeErrors++;
         this.lastError = (err as Error).message;
-        this.throttle.warn(`sub:${key}`, { track: key, err: (err as Error).message }, 'cannot subscribe to track');
+        this.throttle.warn(`sub:${key}`, 'cannot subscribe to track', { track: key, err: (err as Error).message });
       }
     }
   }
@@ -342,14 +342,14 @@ export class RecordingService {
       db?.enqueue(() => db.delete(w.rel));
     },
     diskFull: (ref: TrackRef) => {
-      this.throttle.warn('enospc', { track: trackPath(ref) }, 'recordings disk full: recording paused until space returns');
+      this.throttle.warn('enospc', 'recordings disk full: recording paused until space returns', { track: trackPath(ref) });
       this.flushIndex();
       this.runRetention();
     },
     freeBytes: () => freeBytesOf(this.root),
     error: (err: Error, ctx: object) => {
       this.lastError = err.message;
-      this.throttle.warn(`err:${JSON.stringify(ctx)}`, { ...ctx, err: err.message }, 'recorder error');
+      this.throttle.warn(`err:${JSON.stringify(ctx)}`, 'recorder error', { ...ctx, err: err.message });
     },
   };
 

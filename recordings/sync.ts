@@ -13,7 +13,7 @@ import tls from 'node:tls';
 import { Backoff, EdgeError } from '../runtime/engine/api.js';
 import { matchTrack, type SyncConfig } from './config.js';
 import type { IndexDb, SegmentRow } from './index-db.js';
-import { Throttle, type RecLog } from './log.js';
+import { ThrottledLog, type RecLog } from './log.js';
 import { TokenBucket } from './throttle.js';
 import { hashedGet } from './verify-get.js';
 
@@ -82,7 +82,7 @@ export class Uploader {
   private readonly authHeader: string | undefined;
   private readonly knownDirs = new Set<string>();
   private readonly backoff: Backoff;
-  private readonly throttle: Throttle;
+  private readonly throttle: ThrottledLog;
   private readonly st: UploaderStats = {
     uploads: 0,
     uploadedBytes: 0,
@@ -135,7 +135,7 @@ export class Uploader {
     this.base.username = '';
     this.base.password = '';
     this.backoff = new Backoff({ initialMs: cfg.retryInitialMs, maxMs: cfg.retryMaxMs, random: this.random });
-    this.throttle = new Throttle(log);
+    this.throttle = new ThrottledLog(log);
   }
 
   stats(): UploaderStats {
@@ -502,7 +502,7 @@ export class Uploader {
     const delay = Math.max(1, Math.round(base * (1 - 0.5 * this.random())));
     this.st.retriesScheduled++;
     this.db.write(() => this.db.update(row.path, { state: 'closed', attempts, last_error: msg, next_attempt_ms: Date.now() + delay }));
-    this.throttle.warn('sync-fail', { path: row.path, attempts, err: msg, retryInMs: delay }, 'segment upload failed');
+    this.throttle.warn('sync-fail', 'segment upload failed', { path: row.path, attempts, err: msg, retryInMs: delay });
   }
 
   /** Stop: abort the request in flight (its row goes back to closed). Idempotent, never throws. */

@@ -14,6 +14,7 @@ import { decodeFileHeader, encodeFileHeader, encodeRecord, RecordFormatError, sc
 import { planRetention, type RetentionInput } from '../../recordings/retention.js';
 import { TokenBucket } from '../../recordings/throttle.js';
 import { MAX_HEAD_BYTES, parseResponseHead } from '../../recordings/verify-get.js';
+import { ThrottledLog } from '../../recordings/log.js';
 import { EdgeError } from '../../runtime/engine/api.js';
 import { h264Units } from './helpers.js';
 
@@ -235,4 +236,20 @@ test('verify GET response head: arbitrary bytes give a head, null or HTTP_HEAD, 
     }),
     { numRuns: 500 },
   );
+});
+
+test('throttled log: first at once, repeats counted and reported once per interval, keys bounded', () => {
+  const lines: Array<[string, object, string | undefined]> = [];
+  const sink = { debug() {}, info() {}, warn: (o: object, m?: string) => lines.push(['warn', o, m]), error: (o: object, m?: string) => lines.push(['error', o, m]) };
+  const th = new ThrottledLog(sink, 1000, 2);
+  assert.equal(th.warn('a', 'upstream refused', { n: 1 }, 0), true);
+  assert.equal(th.warn('a', 'upstream refused', {}, 10), false);
+  assert.equal(th.warn('a', 'upstream refused', {}, 20), false);
+  assert.equal(th.warn('a', 'upstream refused', { n: 4 }, 1000), true);
+  assert.deepEqual(lines.map((l) => l[2]), ['upstream refused', 'upstream refused (×3 in 1s)']);
+  assert.deepEqual(lines[1]![1], { n: 4 });
+  th.error('b', 'x', {}, 0);
+  th.error('c', 'y', {}, 0); // a third key: the oldest ('a') is forgotten
+  assert.equal(th.warn('a', 'upstream refused', {}, 1001), true, 'a forgotten key logs at once');
+  assert.equal(lines.filter((l) => l[0] === 'error').length, 2);
 });
