@@ -141,6 +141,7 @@ export class PangPublisher extends ReconnectingLink {
   /** Upstream budget estimate from the socket's drain; read by the uplink scheduler. */
   readonly uplink = new UplinkEstimator();
   private mode: TrackMode = 'full';
+  private sessionCount = 0;
   /** After stepping up, deltas reference frames we dropped: hold them until the next keyframe. */
   private modeAwaitKey = false;
   private readonly demand = new DemandMeter();
@@ -209,6 +210,14 @@ export class PangPublisher extends ReconnectingLink {
     this.lastProgressAt = this.openedAt;
     this.lastBuffered = 0;
     this.drain.reset();
+    if (this.sessionCount++ > 0) {
+      // A new session after a drop: the old estimate described the dead path, and a reduced mode
+      // would hold video back until a probe. Start full; the scheduler steps down again within a
+      // round or two if the link is still thin (time-to-live after a cut, issue 8).
+      this.uplink.reset();
+      this.mode = 'full';
+      this.modeAwaitKey = false; // the consumer starts at the cached keyframe
+    }
     this.sentMime = undefined;
     this.gate.reset(); // the parameter-set cache stays: a camera may send SPS/PPS only once
     let consumer: ConsumerHandle;
@@ -380,6 +389,11 @@ export class PangPublisher extends ReconnectingLink {
    */
   pendingSinceWall(): number | null {
     return this.inFlightHead < this.inFlight.length ? this.inFlight[this.inFlightHead]!.wall : null;
+  }
+
+  /** Sessions opened so far: a change tells the uplink scheduler to forget this track's last mode. */
+  get sessions(): number {
+    return this.sessionCount;
   }
 
   /** The local track this link publishes. */

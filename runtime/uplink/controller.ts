@@ -10,6 +10,8 @@ export interface PrioritizedLink {
   readonly uplink: UplinkEstimator;
   uplinkDemand(): TrackDemand | null;
   setMode(mode: TrackMode): void;
+  /** Sessions opened so far; when it changes the link restarted at full (a reconnect after a cut). */
+  readonly sessions?: number;
   /**
    * Ask the source's encoder for at most this many bytes/s (null lifts it); false when the source
    * cannot (it is then reported not cappable and steps down to keyframes-only instead).
@@ -55,6 +57,8 @@ export interface UplinkControllerStats extends SchedulerStats {
   /** Budget left for the backfill after every live track (null: not measured). */
   backfillLeftoverBytesPerSec: number | null;
   encodingCapsRefused: number;
+  /** Links that reconnected and were taken back to full at once. */
+  reconnectResets: number;
 }
 
 export class UplinkController {
@@ -65,6 +69,9 @@ export class UplinkController {
   private closed = false;
   private leftover: number | null = null;
   private capRefused = 0;
+  private resets = 0;
+  /** Bounded: one entry per configured link. */
+  private readonly sessionsSeen = new Map<string, number>();
 
   constructor(private readonly o: UplinkControllerOptions) {
     this.scheduler = new UplinkScheduler(o.scheduler);
@@ -84,6 +91,14 @@ export class UplinkController {
     for (const l of this.o.links) {
       const d = l.uplinkDemand();
       if (!d) continue;
+      if (l.sessions !== undefined) {
+        const seen = this.sessionsSeen.get(d.id);
+        if (seen !== undefined && seen !== l.sessions) {
+          this.scheduler.forget(d.id);
+          this.resets++;
+        }
+        this.sessionsSeen.set(d.id, l.sessions);
+      }
       tracks.push(d);
       byId.set(d.id, l);
     }
@@ -120,7 +135,7 @@ export class UplinkController {
   }
 
   stats(): UplinkControllerStats {
-    return { ...this.scheduler.stats(), budgetBytesPerSec: this.budget.bytesPerSec, confident: this.budget.confident, backfillLeftoverBytesPerSec: this.leftover, encodingCapsRefused: this.capRefused };
+    return { ...this.scheduler.stats(), budgetBytesPerSec: this.budget.bytesPerSec, confident: this.budget.confident, backfillLeftoverBytesPerSec: this.leftover, encodingCapsRefused: this.capRefused, reconnectResets: this.resets };
   }
 
   close(): void {

@@ -5,7 +5,8 @@
 // without backlog only proves a lower bound (the link carried what we offered, maybe more).
 // State is O(1): an EWMA, never a list of samples.
 
-export type DrainSource = 'pang' | 'sync';
+/** 'whip': samples from RTCP receiver reports of a WHIP session (runtime/egress/whip-uplink.ts). */
+export type DrainSource = 'pang' | 'sync' | 'whip';
 
 export interface DrainSample {
   /** Bytes accepted by the network during the interval (negative or non-finite values are ignored). */
@@ -56,7 +57,7 @@ export class UplinkEstimator {
   private nSat = 0;
   private nRejected = 0;
   private lastAt: number | null = null;
-  private readonly bySource: Record<DrainSource, number> = { pang: 0, sync: 0 };
+  private readonly bySource: Record<DrainSource, number> = { pang: 0, sync: 0, whip: 0 };
   private readonly halfLifeMs: number;
   private readonly confidenceWeight: number;
   private readonly staleAfterMs: number;
@@ -92,6 +93,17 @@ export class UplinkEstimator {
       // Not backlogged: the link carried all we offered, so capacity is at least this much.
       this.est = rate;
     }
+  }
+
+  /**
+   * Forget everything: a new connection after a drop runs over a path the old samples no longer
+   * describe (a cut link came back; a new cell). The next samples start a fresh estimate.
+   */
+  reset(): void {
+    this.est = null;
+    this.carried = 0;
+    this.satWeight = 0;
+    this.lastAt = null;
   }
 
   /** The current estimate; pass `nowMs` to mark an estimate without recent samples as not confident. */

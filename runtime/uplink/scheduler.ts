@@ -205,6 +205,11 @@ export class UplinkScheduler {
     return { modes, changed, caps };
   }
 
+  /** The track restarted (a new session, already at full): its previous mode no longer holds. */
+  forget(id: string): void {
+    this.prev.delete(id);
+  }
+
   stats(): SchedulerStats {
     const tracks: Record<string, TrackDecisionStats> = {};
     for (const [id, c] of this.counters) tracks[id] = { ...c };
