@@ -319,30 +319,38 @@ export class Uploader {
     });
     closed.catch(() => {});
     const writes: Array<Promise<void> | undefined> = new Array(BUFS_PER_PUT);
-    const fh = await fs.promises.open(abs, 'r');
+    let drained = false;
     try {
-      let pos = 0;
-      for (let i = 0; pos < bytes; i++) {
-        const slot = i % BUFS_PER_PUT;
-        if (writes[slot]) await Promise.race([writes[slot], closed]);
-        const buf = bufs[slot]!;
-        const { bytesRead } = await fh.read(buf, 0, Math.min(chunk, bytes - pos), pos);
-        if (bytesRead === 0) throw new EdgeError('SYNC_SHORT_READ', `file ended at ${pos} of ${bytes} bytes`);
-        pos += bytesRead;
-        if (bucket) {
-          const wait = bucket.take(bytesRead, Date.now());
-          if (wait > 0) await Promise.race([new Promise((r) => setTimeout(r, wait)), closed]);
+      const fh = await fs.promises.open(abs, 'r');
+      try {
+        let pos = 0;
+        for (let i = 0; pos < bytes; i++) {
+          const slot = i % BUFS_PER_PUT;
+          if (writes[slot]) await Promise.race([writes[slot], closed]);
+          const buf = bufs[slot]!;
+          const { bytesRead } = await fh.read(buf, 0, Math.min(chunk, bytes - pos), pos);
+          if (bytesRead === 0) throw new EdgeError('SYNC_SHORT_READ', `file ended at ${pos} of ${bytes} bytes`);
+          pos += bytesRead;
+          if (bucket) {
+            const wait = bucket.take(bytesRead, Date.now());
+            if (wait > 0) await Promise.race([new Promise((r) => setTimeout(r, wait)), closed]);
+          }
+          if (req.destroyed) throw new EdgeError('SYNC_ABORTED', 'request closed during upload');
+          const part = buf.subarray(0, bytesRead);
+          const w = new Promise<void>((resolve, reject) => req.write(part, (err) => (err ? reject(err) : resolve())));
+          // observed later (or never, when the upload fails first): never an unhandled rejection
+          w.catch(() => {});
+          writes[slot] = w;
         }
-        if (req.destroyed) throw new EdgeError('SYNC_ABORTED', 'request closed during upload');
-        const part = buf.subarray(0, bytesRead);
-        writes[slot] = new Promise<void>((resolve, reject) => req.write(part, (err) => (err ? reject(err) : resolve())));
+        for (const w of writes) if (w) await Promise.race([w, closed]);
+        drained = true;
+      } finally {
+        await fh.close().catch(() => {});
       }
-      for (const w of writes) if (w) await Promise.race([w, closed]);
     } finally {
       req.off('close', onClose);
-      await fh.close().catch(() => {});
-      // a buffer whose write may still be pending is not handed out again
-      if (!req.destroyed && this.bufPool.length < MAX_POOLED_BUFS) this.bufPool.push(...bufs);
+      // only buffers whose every write completed go back: a pending one may still be read by the socket
+      if (drained && this.bufPool.length < MAX_POOLED_BUFS) this.bufPool.push(...bufs);
     }
   }
 
