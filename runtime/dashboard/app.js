@@ -83,6 +83,63 @@ function renderLinks(egress) {
     .join('');
 }
 
+// ---------------------------------------------------------------------------------------------
+// Uplink (issue 8): budget, per-track mode and encoder cap, backfill, gap bars
+
+function renderUplink(egress) {
+  const up = egress?.uplink;
+  const pubs = egress?.upstream ?? [];
+  state.upTracks = pubs.map((p) => p.track);
+  if (up) {
+    const budget = up.bytesPerSec != null ? fmtRate(up.bytesPerSec * 8) : 'not measured';
+    const sched = up.scheduler;
+    const left = sched?.backfillLeftoverBytesPerSec != null ? ` · backfill gets ${fmtRate(sched.backfillLeftoverBytesPerSec * 8)}` : '';
+    $('uplink-budget').textContent = `budget ${budget}${up.confident ? ' (measured)' : ' (lower bound)'} · carried ${fmtRate((up.carriedBytesPerSec ?? 0) * 8)}${sched ? '' : ' · priority off'}${left}`;
+  }
+  const body = $('uplink');
+  if (pubs.length === 0) {
+    body.innerHTML = '<tr><td colspan="6" class="empty">No upstream configured</td></tr>';
+    return;
+  }
+  const bf = new Map((up?.backfill?.tracks ?? []).map((b) => [b.track, b]));
+  body.innerHTML = pubs
+    .map((p) => {
+      const pr = p.priority ?? {};
+      const cap = pr.encodingCap?.bytesPerSec;
+      const b = bf.get(p.track);
+      const bfText = b ? `${b.link.confirmed} sent${b.link.queued ? ` · ${b.link.queued} queued` : ''}` : '–';
+      return `<tr><td class="mono">${esc(p.track)}</td><td class="num">${pr.priority ?? '–'}</td><td class="mode-${esc(pr.mode)}">${esc(pr.mode ?? '–')}${pr.waitingForKeyframe ? ' ⏳' : ''}</td><td class="num hide-phone">${fmtRate((pr.demandBytesPerSec ?? 0) * 8)}</td><td class="num hide-phone">${cap != null ? fmtRate(cap * 8) : pr.encodingCap?.unsupported ? 'n/a' : '–'}</td><td class="num">${esc(bfText)}</td></tr>`;
+    })
+    .join('');
+}
+
+async function refreshGaps() {
+  const box = $('gaps');
+  const tracks = [...new Set(state.upTracks ?? [])];
+  if (tracks.length === 0) {
+    box.innerHTML = '<p class="empty">No upstream tracks</p>';
+    return;
+  }
+  const to = Date.now();
+  const from = to - 600_000;
+  const rows = await Promise.all(
+    tracks.map(async (t) => {
+      try {
+        const r = await getJson(`/api/gaps?track=${encodeURIComponent(t)}&from=${from}&to=${to}`);
+        const pos = (x) => `left:${(((Math.max(x.from, from) - from) / (to - from)) * 100).toFixed(2)}%;width:${(((Math.min(x.to, to) - Math.max(x.from, from)) / (to - from)) * 100).toFixed(2)}%`;
+        const seg = (list, cls) => (list ?? []).map((x) => `<span class="${cls}" style="${pos(x)}"></span>`).join('');
+        const missing = r.missing ?? [];
+        const sum = (l) => (l ?? []).reduce((a, x) => a + (x.to - x.from), 0) / 1000;
+        const note = `${sum(r.live).toFixed(0)} s live · ${sum(r.backfilled).toFixed(0)} s backfilled · ${r.missing ? `${sum(missing).toFixed(0)} s missing` : 'no recordings'}`;
+        return `<div class="gap-row"><span class="mono link-name">${esc(t)}</span><div class="gap-bar" role="img" aria-label="${esc(note)}">${seg(missing, 'g-miss')}${seg(r.backfilled, 'g-back')}${seg(r.live, 'g-live')}</div><span class="meta">${esc(note)}</span></div>`;
+      } catch {
+        return `<div class="gap-row"><span class="mono link-name">${esc(t)}</span><div class="gap-bar"></div><span class="meta">gap report unavailable</span></div>`;
+      }
+    }),
+  );
+  box.innerHTML = rows.join('');
+}
+
 async function refresh() {
   let stats;
   try {
@@ -101,6 +158,7 @@ async function refresh() {
   renderTracks(tracks);
   renderSelect(tracks);
   renderLinks(stats.egress);
+  renderUplink(stats.egress);
   const drivers = stats.drivers ?? [];
   const bad = drivers.filter((d) => d.state !== 'running' && d.state !== 'starting').length;
   $('health').textContent = bad ? `${bad} driver${bad > 1 ? 's' : ''} down` : 'healthy';
@@ -313,3 +371,5 @@ setInterval(refresh, 1000);
 setInterval(refreshSensors, 1000);
 setInterval(viewerStats, 1000);
 setInterval(refreshRecordings, 15000);
+setTimeout(refreshGaps, 1500);
+setInterval(refreshGaps, 5000);

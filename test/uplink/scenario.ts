@@ -45,6 +45,8 @@ export interface Rig {
   eg: EgressService;
   rec: RecordingService;
   base: string;
+  /** The rig's HTTP router (GET /api/gaps registered; tests may add more). */
+  router: Router;
   imu: Sensor;
   gps: Sensor;
   /** Camera bytes/s of the fixture (what full video demands). */
@@ -174,6 +176,7 @@ export async function rig(t: TestContext, opts: { priority: boolean; confirmMs?:
     eg,
     rec,
     base,
+    router,
     imu,
     gps,
     videoRate,
