@@ -127,6 +127,11 @@ export function hashedGet(url: URL, opts: RawGetOptions): Promise<HashedGet | 'f
             return false;
           }
           length = Number(cl);
+          if (length > opts.maxBody) {
+            // longer than the segment: a mismatch whatever the bytes; not worth downloading
+            done(null, { status: 200, size: length, sha256: null });
+            return false;
+          }
           const rest = head.subarray(parsed.headLength);
           head = null;
           if (length === 0) done(null, { status: 200, size: 0, sha256: hash.digest('hex') });

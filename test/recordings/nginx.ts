@@ -158,8 +158,8 @@ export async function startCuttingProxy(t: TestContext, port: number, cuts: numb
   return { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`, cut: () => cutDone };
 }
 
-/** A WebDAV-ish target that answers 201 to every PUT but keeps only the first half of the body. */
-export async function startTruncatingTarget(t: TestContext): Promise<{ url: string; puts: () => number }> {
+/** A WebDAV-ish target that answers 201 to every PUT but keeps only the first half of the body (or, `pad`, the body plus junk). */
+export async function startTruncatingTarget(t: TestContext, mode: 'truncate' | 'pad' = 'truncate'): Promise<{ url: string; puts: () => number }> {
   const store = new Map<string, Buffer>();
   let puts = 0;
   const server = http.createServer((req, res) => {
@@ -171,7 +171,7 @@ export async function startTruncatingTarget(t: TestContext): Promise<{ url: stri
       if (req.method === 'PUT') {
         puts++;
         const body = Buffer.concat(chunks);
-        store.set(url, body.subarray(0, Math.floor(body.length / 2)));
+        store.set(url, mode === 'pad' ? Buffer.concat([body, Buffer.alloc(4096, 0x55)]) : body.subarray(0, Math.floor(body.length / 2)));
         return res.writeHead(201).end();
       }
       const b = store.get(url);

@@ -188,11 +188,11 @@ test('401 without credentials → quarantined; with Basic auth → synced; the s
   assert.ok(!JSON.stringify(db.events(1000)).includes('s3cret'));
 });
 
-test('a target that stores truncated files: verify fails, never synced, never deleted, quarantined after N', async (t) => {
+for (const mode of ['truncate', 'pad'] as const) test(`a target that stores ${mode === 'pad' ? 'longer' : 'truncated'} files: verify fails, never synced, never deleted, quarantined after N`, async (t) => {
   const dir = await tempDir(t);
   const root = path.join(dir, 'rec');
   await recordFixture(root, 3);
-  const target = await startTruncatingTarget(t);
+  const target = await startTruncatingTarget(t, mode);
   const db = open(root);
   t.after(() => db.close());
   const up = uploader(db, root, { url: target.url, deleteAfterVerify: true, maxAttempts: 2 });
