@@ -104,6 +104,8 @@ export interface RtpFeedStats {
   rtcpIn: number;
   plis: number;
   firs: number;
+  /** Distinct RTP packets the receiver NACKed (lost on the way, before retransmission). */
+  nacked: number;
   keyframeRequestsGranted: number;
   keyframeRequestsDenied: number;
   waitingForKeyframe: boolean;
@@ -112,6 +114,26 @@ export interface RtpFeedStats {
   /** Frames skipped: not H.264, no MIME yet, or a record that did not fit the data channel buffer. */
   skipped: { notH264: number; noMime: number; channelFull: number };
   consumer: ReturnType<ConsumerHandle['stats']> | null;
+}
+
+/** Cumulative counters of a video feed (NACKed: distinct sequence numbers the receiver asked again). */
+export interface SentTotals {
+  bytes: number;
+  packets: number;
+  nacked: number;
+}
+
+/** Optional hooks a feed's owner passes (the WHIP publisher: uplink demand, mode gate, RR). */
+export interface RtpFeedHooks {
+  /** Every video access unit the track offers (before any gate): bytes and keyframe flag. */
+  onVideoFrame?: (bytes: number, key: boolean) => void;
+  /** Lets a video access unit through (the uplink scheduler's mode); false holds it back. */
+  gate?: (key: boolean) => boolean;
+  /**
+   * A receiver report block about our SSRC (fraction lost 0..255, jitter in RTP units), with the
+   * feed's cumulative totals (payload bytes, packets, distinct packets NACKed) and REMB in bytes/s.
+   */
+  onReceiverReport?: (rr: { fractionLost: number; jitter: number }, totals: SentTotals, rembBytesPerSec: number | null) => void;
 }
 
 const RTP_MTU = 1200; // fits a 1280-byte IPv6 minimum MTU path with SRTP and header overhead
@@ -261,7 +283,8 @@ export class RtpFeed {
   lastRtcpAt = 0;
   private unsubs: Array<() => void> = [];
   private direct: DirectRtpPath | null;
-  private c = { rtcpIn: 0, framesOut: 0, packetsOut: 0, bytesOut: 0, recordsOut: 0, plis: 0, firs: 0, granted: 0, denied: 0, notH264: 0, noMime: 0, channelFull: 0 };
+  private readonly nackSeen = new Set<number>();
+  private c = { nacked: 0, rtcpIn: 0, framesOut: 0, packetsOut: 0, bytesOut: 0, recordsOut: 0, plis: 0, firs: 0, granted: 0, denied: 0, notH264: 0, noMime: 0, channelFull: 0 };
 
   constructor(
     private readonly source: TrackSource,
@@ -272,6 +295,7 @@ export class RtpFeed {
     private readonly ceilingBytes = 4 * 1024 * 1024,
     /** Send video through DirectRtpPath when the session allows it (false: always werift's sendRtp). */
     directRtp = true,
+    private readonly hooks: RtpFeedHooks = {},
   ) {
     this.direct = directRtp && 'sender' in out ? new DirectRtpPath(out.sender) : null;
   }
@@ -286,6 +310,30 @@ export class RtpFeed {
       const sub = sender.onRtcp.subscribe((p) => {
         this.c.rtcpIn++;
         this.lastRtcpAt = Date.now();
+        if (p.type === lib().RtcpRrPacket.type || p.type === lib().RtcpSrPacket.type) {
+          const reports = (p as { reports?: Array<{ ssrc: number; fractionLost: number; jitter: number }> }).reports ?? [];
+          const mine = reports.find((r) => r.ssrc === sender.ssrc);
+          if (mine && this.hooks.onReceiverReport) {
+            const remb = Number((sender as unknown as { receiverEstimatedMaxBitrate?: bigint }).receiverEstimatedMaxBitrate ?? 0n) / 8;
+            this.hooks.onReceiverReport({ fractionLost: mine.fractionLost, jitter: mine.jitter }, { bytes: this.c.bytesOut, packets: this.c.packetsOut, nacked: this.c.nacked }, remb > 0 ? remb : null);
+          }
+          return;
+        }
+        if (p.type === lib().RtcpTransportLayerFeedback.type) {
+          // Generic NACK: loss as the receiver saw it, before retransmission repaired it (the
+          // receiver report's fraction lost counts repaired packets as received).
+          const lost = (p as { feedback?: { count?: number; lost?: number[] } }).feedback;
+          if (lost?.count === 1 && Array.isArray(lost.lost)) {
+            for (const seq of lost.lost) {
+              if (this.nackSeen.has(seq)) continue;
+              // Bounded: 1024 recent sequence numbers are enough to not count one loss twice.
+              if (this.nackSeen.size >= 1024) this.nackSeen.clear();
+              this.nackSeen.add(seq);
+              this.c.nacked++;
+            }
+          }
+          return;
+        }
         if (p.type !== lib().RtcpPayloadSpecificFeedback.type) return;
         const count = (p as RtcpPayloadSpecificFeedback).feedback.count;
         if (count === 1) this.c.plis++;
@@ -336,10 +384,12 @@ export class RtpFeed {
           continue;
         }
         const au = this.params.apply(item.frame.data);
+        this.hooks.onVideoFrame?.(au.length, item.frame.key);
         if (this.needKey) {
           if (!item.frame.key) continue;
           this.needKey = false;
         }
+        if (this.hooks.gate && !this.hooks.gate(item.frame.key)) continue;
         this.sendAu(au, item.frame.ts);
       }
     } finally {
@@ -390,6 +440,7 @@ export class RtpFeed {
       rtcpIn: this.c.rtcpIn,
       plis: this.c.plis,
       firs: this.c.firs,
+      nacked: this.c.nacked,
       keyframeRequestsGranted: this.c.granted,
       keyframeRequestsDenied: this.c.denied,
       waitingForKeyframe: this.needKey,

@@ -11,6 +11,9 @@ import { redactPangUrl, type EgressLog } from './pang-link.js';
 import { answerH264Profile, answerRejectsVideo, parseSdp, trickleContext, trickleFragment, withoutCandidates } from './sdp.js';
 import { closePeer, connected, createPeer, loadWerift, gatheringComplete, RtpFeed, type PeerOptions, type RtpFeedStats } from './webrtc.js';
 import { mimeProfile } from '../whep/server.js';
+import { UplinkEstimator, type UplinkEstimate } from '../uplink/estimator.js';
+import { DEFAULT_PRIORITY, DemandMeter, type TrackDemand, type TrackMode } from '../uplink/scheduler.js';
+import { RtcpDrainMeter, VideoModeGate, type RtcpDrainStats } from './whip-uplink.js';
 
 export interface WhipPublisherOptions {
   name: string;
@@ -25,6 +28,8 @@ export interface WhipPublisherOptions {
   peer?: PeerOptions;
   /** How long to gather before POSTing (complete offer); later candidates are trickled. */
   gatherMs?: number;
+  /** Uplink scheduler priority of the video track (default: DEFAULT_PRIORITY.video). */
+  priority?: number;
   /**
    * Trickle ICE (RFC 9725 §4.3): 'auto' (default) trickles until the endpoint answers 405/501 to a
    * PATCH, then sends complete offers; 'on' always trickles; 'off' always waits for gathering.
@@ -46,6 +51,11 @@ export interface WhipPublisherStats extends LinkStats {
   offers: { trickle: number; complete: number };
   patches: { sent: number; ok: number; failed: number };
   sessions: number;
+  /** Mode set by the uplink scheduler, and video access units it held back. */
+  uplinkMode: TrackMode;
+  uplinkHeld: { keyframesOnly: number; paused: number; awaitingKey: number };
+  uplink: UplinkEstimate;
+  receiverReports: RtcpDrainStats;
   deletes: { ok: number; failed: number };
   feeds: RtpFeedStats[];
 }
@@ -61,7 +71,13 @@ export class WhipPublisher extends ReconnectingLink {
   private abort: AbortController | null = null;
   private negotiated: string | null = null;
   private trickle: 'unknown' | 'supported' | 'unsupported' = 'unknown';
-  private sessions = 0;
+  private sessionCount = 0;
+  /** Uplink estimate from this session's RTCP receiver reports (issue 8: PrioritizedLink). */
+  readonly uplink = new UplinkEstimator();
+  private readonly drain = new RtcpDrainMeter();
+  private readonly demand = new DemandMeter();
+  private readonly gate = new VideoModeGate();
+  private videoRef: TrackRef | null = null;
   private readonly trickleMode: 'auto' | 'on' | 'off';
   private offersSent = { trickle: 0, complete: 0 };
   private patches = { sent: 0, ok: 0, failed: 0 };
@@ -105,6 +121,7 @@ export class WhipPublisher extends ReconnectingLink {
       if (mimeKind(t.mime) === 'video') {
         if (videoRef) throw new EdgeError('WHIP_CONFIG', 'one video track per WHIP session');
         videoRef = ref;
+        this.videoRef = ref;
         videoProfile = mimeProfile(t.mime);
       } else dataRefs.push(ref);
     }
@@ -181,12 +198,25 @@ export class WhipPublisher extends ReconnectingLink {
     if (trickling) void this.trickleCandidates(gen, pc, pending);
     await connected(pc, timeoutMs, 'WHIP');
     if (gen !== this.gen) return;
-    this.sessions++;
+    this.sessionCount++;
     pc.connectionStateChange.subscribe((s) => {
       if (gen !== this.gen) return;
       if (s === 'failed' || s === 'closed' || s === 'disconnected') this.failed('WHIP_SESSION_LOST', `peer connection ${s}`);
     });
-    if (transceiver && videoRef) this.feeds.push(new RtpFeed(this.o.source, videoRef, { sender: transceiver.sender }, `whip ${this.name}`));
+    this.drain.reset();
+    if (transceiver && videoRef) {
+      this.feeds.push(
+        new RtpFeed(this.o.source, videoRef, { sender: transceiver.sender }, `whip ${this.name}`, undefined, true, {
+          onVideoFrame: (bytes, key) => this.demand.add(bytes, key),
+          gate: (key) => this.gate.pass(key),
+          onReceiverReport: (rr, sent, remb) => {
+            this.demand.tick(Date.now()); // about once a second, with or without a controller
+            const sample = this.drain.observe(Date.now(), sent, rr, remb);
+            if (sample) this.uplink.add(sample);
+          },
+        }),
+      );
+    }
     for (const { ref, ch } of channels) this.feeds.push(new RtpFeed(this.o.source, ref, { channel: ch }, `whip-data ${this.name}`));
     for (const f of this.feeds) f.start();
     const video = transceiver ? this.feeds[0] : undefined;
@@ -263,6 +293,35 @@ export class WhipPublisher extends ReconnectingLink {
     }
   }
 
+  /** Sessions opened so far (the uplink controller resets a link's mode when this changes). */
+  get sessions(): number {
+    return this.sessionCount;
+  }
+
+  /** What this link offers the uplink scheduler: its video track; null before its first frame. */
+  uplinkDemand(): TrackDemand | null {
+    if (!this.videoRef) return null;
+    this.demand.tick(Date.now());
+    return {
+      id: this.name,
+      kind: 'video',
+      priority: this.o.priority ?? DEFAULT_PRIORITY.video,
+      demandBytesPerSec: this.demand.bytesPerSec,
+      keyframeBytesPerSec: this.demand.keyframeBytesPerSec,
+      cappable: false,
+    };
+  }
+
+  /** Set by the uplink scheduler: full, keyframes-only or paused video (data channels are never gated). */
+  setMode(mode: TrackMode): void {
+    if (!this.gate.set(mode) || !this.videoRef) return;
+    try {
+      this.o.source.requestKeyframe(this.videoRef); // stepping up starts at a keyframe
+    } catch {
+      // a source that cannot: the next natural keyframe will do
+    }
+  }
+
   stats(): WhipPublisherStats {
     return {
       ...this.baseStats(),
@@ -273,7 +332,11 @@ export class WhipPublisher extends ReconnectingLink {
       trickleMode: this.trickleMode,
       offers: { ...this.offersSent },
       patches: { ...this.patches },
-      sessions: this.sessions,
+      sessions: this.sessionCount,
+      uplinkMode: this.gate.current,
+      uplinkHeld: { ...this.gate.held },
+      uplink: this.uplink.estimate(Date.now()),
+      receiverReports: this.drain.stats(),
       deletes: { ...this.deletes },
       feeds: this.feeds.map((f) => f.stats()),
     };
