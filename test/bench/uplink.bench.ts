@@ -47,6 +47,9 @@ async function runCase(fx: H264Fixture, priority: boolean): Promise<BenchRow> {
   const videoRate = fx.aus.reduce((a, b) => a + b.data.length, 0) / (fx.aus.length / fx.fps);
   proxy.setRate(Math.round((videoRate + 50 * 200) * 0.2));
   const src = new FakeSource();
+  // A fixture replay is a passthrough source: no encoder to cap (FakeSource would accept and
+  // ignore a cap, and a capped-but-unchanged camera would never step down).
+  src.requestEncodingCap = () => false;
   const mk = (from: typeof cam, track: string, prio: number): PangPublisher =>
     new PangPublisher({
       name: track,
@@ -119,6 +122,7 @@ async function runCase(fx: H264Fixture, priority: boolean): Promise<BenchRow> {
       time_to_live_ms: Number.isNaN(ttl) ? 'none in 15 s' : round(ttl, 0),
       video_mode_changes: ctl ? (ctl.stats().tracks.video?.changes ?? 0) : 0,
       reconnect_resets: ctl ? ctl.stats().reconnectResets : 0,
+      encoder_caps_refused: video.stats().priority.encodingCap.refused,
       video_kf_only_drops: video.stats().priority.dropped.keyframesOnly,
       video_paused_drops: video.stats().priority.dropped.paused,
       video_gop_tail_drops: video.stats().dropped.gopTail,

@@ -21,6 +21,7 @@ test('thin shared link at 20 %: video gives way (counted), telemetry loses nothi
   const videoRate = fx.aus.reduce((a, b) => a + b.data.length, 0) / (fx.aus.length / fx.fps);
   const { peer, proxy } = await thinLink(t, 'shared');
   const src = new FakeSource();
+  src.requestEncodingCap = () => false; // a replayed fixture has no encoder to cap
   const mk = (name: string, from: typeof cam, track: string, priority: number): PangPublisher => {
     const p = new PangPublisher({
       name,
