@@ -2,6 +2,7 @@
 // (architecture.md: "may import the engine's small public types only").
 
 export { Backoff, type BackoffOptions } from './backoff.js';
+export { ThrottledLog, redactUrl, type LevelLog } from './throttled-log.js';
 
 /** One encoded unit: a whole H.264 access unit, one JPEG image, or one data record. */
 export interface Frame {
