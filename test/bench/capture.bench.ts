@@ -1,7 +1,7 @@
 // Capture benchmarks (issue 7): per driver, CPU and start-to-first-frame, with the baseline measured
 // in the same run on the same input.
-//  - RTSP passthrough, native client (no child) and ffmpeg client (ffmpeg child + our FLV reader),
-//    vs `ffmpeg -c copy` of the same stream, interleaved over several reps;
+//  - RTSP passthrough CPU in steady state, native client (its own plain node process) and ffmpeg
+//    client (node + ffmpeg child) vs `ffmpeg -c copy`, all three pulling the same camera at once;
 //    latency: native and ffmpeg read one shared RTSP stream at once, each AU is matched by content,
 //    and the difference of arrival times is what our client adds over ffmpeg's own output.
 //  - RTMP ingest (our TypeScript server) vs ffmpeg's own RTMP server (`-listen 1`) taking the same
@@ -20,9 +20,11 @@ import { startRtspCamera } from '../sim/rtsp-camera.js';
 import { cpuMs, percentile, round, type BenchRow } from './harness.js';
 
 const FFMPEG = '/usr/bin/ffmpeg';
-// Each measured phase. /proc CPU ticks are 10 ms: each variant gets REPS × 4 s (≈0.1 % resolution).
+// The latency phase. CPU: after WARM_MS, WINDOWS windows of WINDOW_MS (schedstat: ns resolution).
 const RUN_MS = 4000;
-const REPS = 3;
+const WARM_MS = 12_000;
+const WINDOWS = 3;
+const WINDOW_MS = 8000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -45,6 +47,21 @@ function childrenNamed(parent: number, comm: string): number[] {
   return out;
 }
 
+/**
+ * CPU time of a process in ms from /proc/<pid>/task/<tid>/schedstat (nanoseconds on CPU, summed
+ * over its threads): the 10 ms ticks of /proc/<pid>/stat are too coarse for a 1 % process over
+ * seconds. Falls back to the ticks when schedstat is missing (kernels without CONFIG_SCHEDSTATS).
+ */
+function preciseCpuMs(pid: number): number {
+  try {
+    let ns = 0;
+    for (const t of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+    return ns / 1e6;
+  } catch {
+    return cpuMs(pid);
+  }
+}
+
 function selfCpuMs(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
@@ -61,53 +78,14 @@ function waitExit(p: ChildProcess): Promise<void> {
   });
 }
 
-/** One CPU sample of our RTSP driver (node process minus its idle share, plus its ffmpeg child if any). */
-async function rtspOurs(url: string, client: 'native' | 'ffmpeg', idlePct: number) {
-  const drv = createRtspDriver({ kind: 'rtsp', url, transport: 'tcp', client });
-  let frames = 0;
-  let firstAt = 0;
-  const out: DriverOutput = { setMime() {}, write: () => void (frames++ === 0 && (firstAt = performance.now())) };
-  const ac = new AbortController();
-  const t0 = performance.now();
-  const run = drv.run(out, ac.signal).catch(() => {});
-  await sleep(1000); // settle: connect/DESCRIBE/probe is not steady-state CPU
-  const child = client === 'ffmpeg' ? childrenNamed(process.pid, 'ffmpeg')[0] : undefined;
-  const c0 = selfCpuMs();
-  const f0 = child ? cpuMs(child) : 0;
-  const w0 = performance.now();
-  await sleep(RUN_MS);
-  const f1 = child ? cpuMs(child) : 0;
-  const c1 = selfCpuMs();
-  const w1 = performance.now();
-  ac.abort();
-  await run;
-  const node = ((c1 - c0) / (w1 - w0)) * 100;
-  const ff = ((f1 - f0) / (w1 - w0)) * 100;
-  return { total: Math.max(0, node - idlePct) + ff, node, ff, frames, first: firstAt - t0, driverFirst: Number(drv.stats().firstFrameMs ?? NaN) };
-}
-
-/** One CPU sample of `ffmpeg -c copy` pulling the same stream (the issue's baseline). */
-async function rtspBaseline(url: string) {
-  const t0 = performance.now();
-  const base = spawn(FFMPEG, ['-hide_banner', '-loglevel', 'error', '-nostdin', '-rtsp_transport', 'tcp', '-i', url, '-map', '0:v:0', '-c:v', 'copy', '-f', 'h264', 'pipe:1'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  let firstAt = 0;
-  base.stdout!.on('data', () => {
-    if (!firstAt) firstAt = performance.now();
-  });
-  await sleep(1000);
-  const f0 = cpuMs(base.pid!);
-  const w0 = performance.now();
-  await sleep(RUN_MS);
-  const f1 = cpuMs(base.pid!);
-  const w1 = performance.now();
-  base.kill('SIGTERM');
-  await waitExit(base);
-  return { pct: ((f1 - f0) / (w1 - w0)) * 100, first: firstAt - t0 };
-}
-
 async function rtspBench(rows: BenchRow[]): Promise<number> {
   const cam = await startRtspCamera({ size: '1280x720', fps: 30, gop: 30, bitrateKbps: 4000 });
   try {
+    // this bench process's own idle CPU (subtracted from the in-process RTMP ingest below)
+    const c0 = selfCpuMs();
+    const i0 = performance.now();
+    await sleep(2000);
+    const idlePct = ((selfCpuMs() - c0) / (performance.now() - i0)) * 100;
     // 1) latency: ours (native client) and ffmpeg -c copy (FLV output: explicit frame ends) on one shared stream
     {
       const arrivals = new Map<string, number>();
@@ -136,37 +114,59 @@ async function rtspBench(rows: BenchRow[]): Promise<number> {
       const d = ours.filter((o) => arrivals.has(o.s)).map((o) => (o.t - arrivals.get(o.s)!) / 1000).sort((a, b) => a - b);
       rows.push({ bench: 'capture', case: 'rtsp 720p30 4M latency: native - ffmpeg copy', matched: d.length, frames: ours.length, p50_ms: round(percentile(d, 50)), p99_ms: round(percentile(d, 99)), max_ms: round(d.at(-1) ?? NaN) });
     }
-    // 2) CPU, sequentially: native client, ffmpeg client (node + its ffmpeg), ffmpeg -c copy, REPS
-    //    rounds interleaved so a load change on the shared machine hits all three. The bench
-    //    process's own idle CPU is measured first and subtracted from ours.
-    let idlePct = 0;
-    {
-      const c0 = selfCpuMs();
-      const w0 = performance.now();
-      await sleep(2000);
-      idlePct = ((selfCpuMs() - c0) / (performance.now() - w0)) * 100;
-    }
-    const native: Array<Awaited<ReturnType<typeof rtspOurs>>> = [];
-    const viaFfmpeg: Array<Awaited<ReturnType<typeof rtspOurs>>> = [];
-    const baseRuns: Array<Awaited<ReturnType<typeof rtspBaseline>>> = [];
-    for (let r = 0; r < REPS; r++) {
-      native.push(await rtspOurs(cam.url, 'native', idlePct));
-      baseRuns.push(await rtspBaseline(cam.url));
-      viaFfmpeg.push(await rtspOurs(cam.url, 'ffmpeg', idlePct));
-    }
-    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-    const b = mean(baseRuns.map((x) => x.pct));
-    for (const [name, runs] of [['native', native], ['ffmpeg client', viaFfmpeg]] as const) {
-      const ratios = runs.map((x, i) => x.total / baseRuns[i]!.pct);
-      rows.push({
-        bench: 'capture', case: `rtsp 720p30 4M passthrough (ours, ${name})`, reps: runs.length, frames: runs.reduce((a, x) => a + x.frames, 0),
-        cpu_pct: round(mean(runs.map((x) => x.total))), node_cpu_pct: round(mean(runs.map((x) => x.node))), node_idle_cpu_pct: round(idlePct), ffmpeg_cpu_pct: round(mean(runs.map((x) => x.ff))),
-        first_frame_ms: round(Math.max(...runs.map((x) => x.first)), 0), driver_first_frame_ms: Math.max(...runs.map((x) => x.driverFirst)),
-        ratio_vs_copy: round(mean(runs.map((x) => x.total)) / b), ratio_min: round(Math.min(...ratios)), ratio_max: round(Math.max(...ratios)),
+    // 2) CPU in steady state. Our client runs as its own plain `node` process (bundled with esbuild,
+    //    as the compiled runtime runs on a robot; no tsx loader in it), next to `ffmpeg -c copy` and
+    //    our ffmpeg-client driver, all three pulling the same camera at the same time so a load
+    //    change on the shared machine hits all of them. V8 tiers the per-packet code up to TurboFan
+    //    only after several seconds at ~450 packets/s, so the windows start after WARM_MS.
+    const bundleDir = mkdtempSync(join(tmpdir(), 'rtsp-runner-'));
+    const runner = join(bundleDir, 'rtsp-runner.mjs');
+    const { build } = await import('esbuild');
+    await build({ entryPoints: [join(import.meta.dirname, 'rtsp-runner.ts')], bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: runner, logLevel: 'error' });
+    const total = WARM_MS + WINDOWS * WINDOW_MS + 2000;
+    const firstOf = (p: ChildProcess, t0: number) => new Promise<number>((resolve) => {
+      let buf = '';
+      p.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString();
+        const m = /first (\d+)/.exec(buf);
+        if (m) resolve(Number(m[1]));
       });
+      p.once('exit', () => resolve(performance.now() - t0));
+    });
+    const t0 = performance.now();
+    const native = spawn(process.execPath, [runner, cam.url, 'native', String(total)], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const viaFfmpeg = spawn(process.execPath, [runner, cam.url, 'ffmpeg', String(total)], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const base = spawn(FFMPEG, ['-hide_banner', '-loglevel', 'error', '-nostdin', '-rtsp_transport', 'tcp', '-i', cam.url, '-map', '0:v:0', '-c:v', 'copy', '-f', 'h264', 'pipe:1'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let baseFirst = 0;
+    base.stdout!.on('data', () => void (baseFirst ||= performance.now() - t0));
+    const nativeFirst = firstOf(native, t0);
+    const viaFirst = firstOf(viaFfmpeg, t0);
+    try {
+      await sleep(WARM_MS);
+      const procs = () => ({ native: preciseCpuMs(native.pid!), via: preciseCpuMs(viaFfmpeg.pid!) + childrenNamed(viaFfmpeg.pid!, 'ffmpeg').reduce((a, pid) => a + preciseCpuMs(pid), 0), base: preciseCpuMs(base.pid!) });
+      const windows: Array<{ native: number; via: number; base: number }> = [];
+      for (let w = 0; w < WINDOWS; w++) {
+        const a = procs();
+        const w0 = performance.now();
+        await sleep(WINDOW_MS);
+        const b = procs();
+        const dt = performance.now() - w0;
+        windows.push({ native: ((b.native - a.native) / dt) * 100, via: ((b.via - a.via) / dt) * 100, base: ((b.base - a.base) / dt) * 100 });
+      }
+      const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
+      const b = mean(windows.map((x) => x.base));
+      const n = mean(windows.map((x) => x.native));
+      const v = mean(windows.map((x) => x.via));
+      const ratios = windows.map((x) => x.native / x.base);
+      rows.push({ bench: 'capture', case: 'rtsp 720p30 4M passthrough (ours, native, own node process)', windows: WINDOWS, window_s: WINDOW_MS / 1000, warm_s: WARM_MS / 1000, cpu_pct: round(n), first_frame_ms: round(await nativeFirst, 0), ratio_vs_copy: round(n / b), ratio_min: round(Math.min(...ratios)), ratio_max: round(Math.max(...ratios)) });
+      rows.push({ bench: 'capture', case: 'rtsp 720p30 4M passthrough (ours, ffmpeg client: node + ffmpeg)', windows: WINDOWS, cpu_pct: round(v), first_frame_ms: round(await viaFirst, 0), ratio_vs_copy: round(v / b) });
+      rows.push({ bench: 'capture', case: 'rtsp 720p30 4M baseline: ffmpeg -c copy', windows: WINDOWS, cpu_pct: round(b), first_byte_ms: round(baseFirst, 0) });
+      rows.push({ bench: 'capture', case: 'rtsp passthrough CPU ratio, native (target <= 1.2)', ratio: round(n / b) });
+    } finally {
+      for (const p of [native, viaFfmpeg, base]) p.kill('SIGTERM');
+      await Promise.all([native, viaFfmpeg, base].map(waitExit));
+      rmSync(bundleDir, { recursive: true, force: true });
     }
-    rows.push({ bench: 'capture', case: 'rtsp 720p30 4M baseline: ffmpeg -c copy', reps: baseRuns.length, cpu_pct: round(b), first_byte_ms: round(Math.max(...baseRuns.map((x) => x.first)), 0) });
-    rows.push({ bench: 'capture', case: 'rtsp passthrough CPU ratio, native (target <= 1.2)', ratio: round(mean(native.map((x) => x.total)) / b) });
     return idlePct;
   } finally {
     await cam.stop();
