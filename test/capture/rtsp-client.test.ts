@@ -19,7 +19,7 @@ import {
   serializeRequest,
   type RtspMessage,
 } from '../../drivers/camera/rtsp-client/message.js';
-import { H264Depacketizer, parseRtp, RtpClock, RtpReorderBuffer, type DepacketizedUnit, type RtpPacket } from '../../drivers/camera/rtsp-client/rtp-h264.js';
+import { H264Depacketizer, parseRtp, readRtpHeader, RtpClock, RtpReorderBuffer, type DepacketizedUnit, type RtpHeader, type RtpPacket } from '../../drivers/camera/rtsp-client/rtp-h264.js';
 import { parseSdp, resolveControl } from '../../drivers/camera/rtsp-client/sdp.js';
 import { parseAuthorization, verifyAuthorization } from '../../drivers/ptz/digest.js';
 import { packetizeH264 } from '../../runtime/egress/h264-rtp.js';
@@ -61,6 +61,18 @@ test('RTSP reader: responses, server requests and $-frames on one stream, split 
     const r = new RtspReader();
     check([...r.push(stream.subarray(0, cut)), ...r.push(stream.subarray(cut))]);
     assert.equal(r.buffered, 0);
+    // the socket path: chunks in one reused buffer, frames handed over as ranges
+    const shared = Buffer.alloc(stream.length);
+    const frames: Array<[number, string]> = [];
+    const onFrame = (ch: number, b: Buffer, s: number, e: number) => frames.push([ch, b.toString('hex', s, e)]);
+    const t = new RtspReader();
+    stream.copy(shared, 0, 0, cut);
+    const m1 = t.push(shared.subarray(0, cut), true, onFrame);
+    shared.fill(0x55);
+    stream.copy(shared, 0, cut);
+    const m2 = t.push(shared.subarray(0, stream.length - cut), true, onFrame);
+    assert.deepEqual([...m1, ...m2].map((m) => m.type), ['response', 'request', 'response']);
+    assert.deepEqual(frames, [[0, rtp.toString('hex')], [1, '81'.repeat(8)]], `cut ${cut}`);
   }
 });
 
@@ -332,6 +344,30 @@ test('RTP parse fuzz and depacketizer fuzz: only RtspError, never an access unit
     }
     d.end();
   }), { numRuns: 1000 });
+});
+
+test('RTP header in place (the TCP hot path) agrees with parseRtp on arbitrary bytes at any offset', () => {
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 80 }), fc.nat({ max: 8 }), (a, pad) => {
+    const buf = Buffer.concat([Buffer.alloc(pad, 0xee), Buffer.from(a), Buffer.alloc(3, 0xdd)]);
+    const h: RtpHeader = { marker: false, payloadType: 0, seq: 0, timestamp: 0, ssrc: 0, payloadStart: 0, payloadEnd: 0 };
+    let p: RtpPacket | RtspError;
+    try {
+      p = parseRtp(Buffer.from(a));
+    } catch (e) {
+      if (!isRtspError(e)) throw e;
+      p = e as RtspError;
+    }
+    try {
+      readRtpHeader(buf, pad, pad + a.length, h);
+      assert.ok(!(p instanceof RtspError), 'both accept');
+      const q = p as RtpPacket;
+      assert.deepEqual([h.marker, h.payloadType, h.seq, h.timestamp, h.ssrc], [q.marker, q.payloadType, q.seq, q.timestamp, q.ssrc]);
+      assert.deepEqual(buf.subarray(h.payloadStart, h.payloadEnd), q.payload);
+    } catch (e) {
+      if (!isRtspError(e)) throw e;
+      assert.ok(p instanceof RtspError, 'both refuse');
+    }
+  }), { numRuns: 3000 });
 });
 
 test('RTP clock: 90 kHz across the 32-bit wrap, never backwards, re-anchors when far behind arrival', () => {

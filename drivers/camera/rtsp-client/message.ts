@@ -69,7 +69,7 @@ export class RtspReader {
    * Interleaved frames returned are then views valid only until the caller's next read, and the
    * unconsumed tail is always copied.
    */
-  push(chunk: Buffer, transient = false): RtspMessage[] {
+  push(chunk: Buffer, transient = false, onFrame?: (channel: number, buf: Buffer, start: number, end: number) => void): RtspMessage[] {
     const out: RtspMessage[] = [];
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     let off = 0;
@@ -80,7 +80,9 @@ export class RtspReader {
         if (b.length - off < 4) break;
         const len = b.readUInt16BE(off + 2);
         if (b.length - off < 4 + len) break;
-        out.push({ type: 'interleaved', channel: b[off + 1]!, data: b.subarray(off + 4, off + 4 + len) });
+        // with onFrame, a frame is handed over as a range (no view, no message object)
+        if (onFrame) onFrame(b[off + 1]!, b, off + 4, off + 4 + len);
+        else out.push({ type: 'interleaved', channel: b[off + 1]!, data: b.subarray(off + 4, off + 4 + len) });
         this.interleavedFrames++;
         this.interleavedBytes += len;
         off += 4 + len;

@@ -48,6 +48,45 @@ export function parseRtp(b: Buffer): RtpPacket {
   };
 }
 
+/** RTP header fields and where the payload is in the packet; filled in place (no allocation). */
+export interface RtpHeader {
+  marker: boolean;
+  payloadType: number;
+  seq: number;
+  timestamp: number;
+  ssrc: number;
+  payloadStart: number;
+  payloadEnd: number;
+}
+
+/** parseRtp's checks on b[start, end), into `h`. Throws RtspError RTP_MALFORMED. */
+export function readRtpHeader(b: Buffer, start: number, end: number, h: RtpHeader): void {
+  const len = end - start;
+  if (len < 12) throw new RtspError('RTP_MALFORMED', 'RTP packet shorter than its header');
+  const b0 = b[start]!;
+  if (b0 >> 6 !== 2) throw new RtspError('RTP_MALFORMED', `RTP version ${b0 >> 6}`);
+  let off = start + 12 + (b0 & 0x0f) * 4;
+  if ((b0 & 0x10) !== 0) {
+    if (end < off + 4) throw new RtspError('RTP_MALFORMED', 'RTP extension header past the end');
+    off += 4 + ((b[off + 2]! << 8) | b[off + 3]!) * 4;
+  }
+  let pend = end;
+  if ((b0 & 0x20) !== 0) {
+    const p = b[end - 1]!;
+    if (p === 0) throw new RtspError('RTP_MALFORMED', 'RTP padding of zero bytes');
+    pend -= p;
+  }
+  if (off > pend) throw new RtspError('RTP_MALFORMED', 'RTP header longer than the packet');
+  const b1 = b[start + 1]!;
+  h.marker = (b1 & 0x80) !== 0;
+  h.payloadType = b1 & 0x7f;
+  h.seq = (b[start + 2]! << 8) | b[start + 3]!;
+  h.timestamp = b.readUInt32BE(start + 4);
+  h.ssrc = b.readUInt32BE(start + 8);
+  h.payloadStart = off;
+  h.payloadEnd = pend;
+}
+
 export interface DepacketizedUnit {
   /** Annex-B: 4-byte start code before each NAL. */
   data: Buffer;
@@ -120,10 +159,19 @@ export class H264Depacketizer {
   }
 
   push(p: RtpPacket): DepacketizedUnit[] {
+    return this.pushPayload(p.seq, p.timestamp, p.marker, p.payload, 0, p.payload.length);
+  }
+
+  /**
+   * The hot path (TCP): one packet's fields and its payload as a range of `buf` (the socket's read
+   * buffer, valid only during this call: every byte kept is copied into scratch). No allocation
+   * per packet.
+   */
+  pushPayload(seq: number, timestamp: number, marker: boolean, buf: Buffer, start: number, end: number): DepacketizedUnit[] {
     const out: DepacketizedUnit[] = [];
     this.packets++;
-    if (this.expectedSeq !== undefined && p.seq !== this.expectedSeq) {
-      const d = (p.seq - this.expectedSeq) & 0xffff;
+    if (this.expectedSeq !== undefined && seq !== this.expectedSeq) {
+      const d = (seq - this.expectedSeq) & 0xffff;
       if (d >= 0x8000) {
         // an old or duplicate packet (UDP reordering): its access unit was already given up
         this.reordered++;
@@ -139,11 +187,11 @@ export class H264Depacketizer {
       this.ts = undefined;
       this.waitKey = true;
     }
-    this.expectedSeq = (p.seq + 1) & 0xffff;
-    if (this.ts !== undefined && p.timestamp !== this.ts) this.flush(out);
-    this.ts = p.timestamp;
-    this.payload(p.payload);
-    if (p.marker) this.flush(out);
+    this.expectedSeq = (seq + 1) & 0xffff;
+    if (this.ts !== undefined && timestamp !== this.ts) this.flush(out);
+    this.ts = timestamp;
+    this.payload(buf, start, end);
+    if (marker) this.flush(out);
     return out;
   }
 
@@ -155,52 +203,52 @@ export class H264Depacketizer {
     return out;
   }
 
-  private payload(pl: Buffer): void {
-    if (pl.length === 0) return;
-    const type = pl[0]! & 0x1f;
+  private payload(pl: Buffer, start: number, end: number): void {
+    if (end <= start) return;
+    const type = pl[start]! & 0x1f;
     if (type >= 1 && type <= 23) {
       this.dropFu();
-      this.addNal(pl);
+      this.addNal(pl, start, end);
     } else if (type === 24) {
       // STAP-A: [size:16][NAL]…
       this.dropFu();
-      let off = 1;
-      while (off + 2 <= pl.length) {
-        const size = pl.readUInt16BE(off);
+      let off = start + 1;
+      while (off + 2 <= end) {
+        const size = (pl[off]! << 8) | pl[off + 1]!;
         off += 2;
-        if (size === 0 || off + size > pl.length) {
+        if (size === 0 || off + size > end) {
           this.broken = true;
           this.droppedUnsupported++;
           return;
         }
-        this.addNal(pl.subarray(off, off + size));
+        this.addNal(pl, off, off + size);
         off += size;
       }
     } else if (type === 28) {
-      if (pl.length < 3) {
+      if (end - start < 3) {
         this.broken = true;
         return;
       }
-      const fh = pl[1]!;
-      const start = (fh & 0x80) !== 0;
+      const fh = pl[start + 1]!;
+      const startBit = (fh & 0x80) !== 0;
       const endBit = (fh & 0x40) !== 0;
-      if (start) {
+      if (startBit) {
         if (this.fu !== undefined) this.used = this.fu; // an unfinished NAL before: dropped
         if (!this.reserve(1)) return;
         this.fu = this.used;
-        this.scratch[this.used++] = (pl[0]! & 0xe0) | (fh & 0x1f);
+        this.scratch[this.used++] = (pl[start]! & 0xe0) | (fh & 0x1f);
       } else if (this.fu === undefined) {
         // a middle or end fragment without its start: the NAL is lost
         this.broken = true;
         return;
       }
-      const partLen = pl.length - 2;
+      const partLen = end - start - 2;
       if (!this.reserve(partLen)) {
         this.used = this.fu;
         this.fu = undefined;
         return;
       }
-      pl.copy(this.scratch, this.used, 2);
+      pl.copy(this.scratch, this.used, start + 2, end);
       this.used += partLen;
       if (endBit) {
         const off = this.fu;
@@ -238,13 +286,14 @@ export class H264Depacketizer {
     return true;
   }
 
-  private addNal(nal: Buffer): void {
-    if (nal.length === 0) return;
-    if (!this.reserve(nal.length)) return;
+  private addNal(buf: Buffer, start: number, end: number): void {
+    const len = end - start;
+    if (len <= 0) return;
+    if (!this.reserve(len)) return;
     const off = this.used;
-    nal.copy(this.scratch, off);
-    this.used += nal.length;
-    this.commitNal(off, nal.length);
+    buf.copy(this.scratch, off, start, end);
+    this.used += len;
+    this.commitNal(off, len);
   }
 
   private commitNal(off: number, len: number): void {

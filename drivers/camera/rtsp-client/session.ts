@@ -22,7 +22,7 @@ import {
   serializeResponse,
   type RtspResponse,
 } from './message.js';
-import { H264Depacketizer, parseRtp, RtpClock, RtpReorderBuffer } from './rtp-h264.js';
+import { H264Depacketizer, parseRtp, readRtpHeader, RtpClock, RtpReorderBuffer, type DepacketizedUnit, type RtpHeader } from './rtp-h264.js';
 import { parseSdp, type H264SdpTrack } from './sdp.js';
 
 export interface RtspSessionOptions {
@@ -257,15 +257,14 @@ export class RtspSession {
     // the NAL bytes it keeps; interleaved frames are views used before the next read.
     let msgs;
     try {
-      msgs = this.reader.push(view, true);
+      msgs = this.reader.push(view, true, this.onFrame);
     } catch (e) {
       this.fail?.(e as Error);
       return;
     }
     for (const m of msgs) {
       if (m.type === 'interleaved') {
-        if (m.channel === this.rtpChannel) this.onRtp(m.data);
-        else if (m.channel === this.rtcpChannel) this.counters.rtcpPackets++;
+        continue; // delivered through onFrame
       } else if (m.type === 'response') {
         const p = this.pending;
         const cseq = Number(header(m.headers, 'cseq') ?? NaN);
@@ -283,6 +282,41 @@ export class RtspSession {
     }
   }
 
+  /** TCP: an interleaved frame as a range of the read buffer (valid during this call only). */
+  private readonly onFrame = (channel: number, buf: Buffer, start: number, end: number): void => {
+    if (channel === this.rtpChannel) this.onRtpRange(buf, start, end);
+    else if (channel === this.rtcpChannel) this.counters.rtcpPackets++;
+  };
+
+  private readonly hdr: RtpHeader = { marker: false, payloadType: 0, seq: 0, timestamp: 0, ssrc: 0, payloadStart: 0, payloadEnd: 0 };
+
+  private onRtpRange(buf: Buffer, start: number, end: number): void {
+    const depack = this.depack;
+    if (!depack || !this.track || !this.playing) return;
+    this.lastRtpAt = Date.now();
+    const h = this.hdr;
+    try {
+      readRtpHeader(buf, start, end, h);
+    } catch {
+      this.counters.rtpMalformed++;
+      return;
+    }
+    if (h.payloadType !== this.track.payloadType) {
+      this.counters.rtpOtherPayload++;
+      return;
+    }
+    const units = depack.pushPayload(h.seq, h.timestamp, h.marker, buf, h.payloadStart, h.payloadEnd);
+    if (units.length > 0) this.deliver(units);
+  }
+
+  private deliver(units: DepacketizedUnit[]): void {
+    const arrival = captureClockUs();
+    const wall = Date.now();
+    const sps = this.depack?.currentSps;
+    for (const u of units) this.onRtpUnits?.({ data: u.data, key: u.key, ts: this.clock.toCapture(u.timestamp, arrival), wallclock: wall, sps });
+  }
+
+  /** UDP: one datagram (its own buffer), through the reorder buffer. */
   private onRtp(buf: Buffer): void {
     if (!this.depack || !this.track || !this.playing) return;
     this.lastRtpAt = Date.now();
@@ -302,12 +336,7 @@ export class RtspSession {
       units = [];
       for (const q of this.reorder.push(p)) units.push(...this.depack.push(q));
     } else units = this.depack.push(p);
-    if (units.length === 0) return;
-    const arrival = captureClockUs();
-    const wall = Date.now();
-    for (const u of units) {
-      this.onRtpUnits?.({ data: u.data, key: u.key, ts: this.clock.toCapture(u.timestamp, arrival), wallclock: wall, sps: this.depack.currentSps });
-    }
+    if (units.length > 0) this.deliver(units);
   }
 
   /** One request, its reply; 401 → credentials (and a stale-nonce retry) → the same request again. */
