@@ -98,6 +98,11 @@ export const whipTargetSchema = z.object({
   timeoutSec: z.number().int().min(1).max(120).default(15),
   /** Trickle ICE by PATCH (RFC 9725 §4.3): auto falls back to complete offers after a 405/501. */
   trickle: z.enum(['auto', 'on', 'off']).default('auto'),
+  /**
+   * Uplink priority of this target's video (issue 8), like upstream[].priority: set, the uplink
+   * scheduler steps it to keyframes-only then paused when RTCP reports show the link saturated.
+   */
+  priority: z.number().int().min(0).max(1000).optional(),
 }).strict();
 
 export const egressConfigSchema = z.object({

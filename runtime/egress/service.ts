@@ -140,8 +140,6 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
           maxRateBytesPerSec: bf.maxBytesPerSec,
         })
       : null;
-  // Default behaviour is unchanged unless a priority is configured somewhere.
-  const uplinkController = config.upstream.some((u) => u.priority !== undefined) ? new UplinkController({ links: upstream, log, backfill: backfill ?? undefined }) : null;
   const pull = config.pull.map(
     (p, i) =>
       new PangPuller({
@@ -168,9 +166,17 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
         backoff,
         timeoutMs: w.timeoutSec * 1000,
         trickle: w.trickle,
+        ...(w.priority !== undefined ? { priority: w.priority } : {}),
         ...(peer ? { peer } : {}),
       }),
   );
+  // Default behaviour is unchanged unless a priority is configured somewhere. WHIP targets with a
+  // priority join the pang links under one scheduler (their estimate comes from RTCP reports).
+  const prioritizedWhip = whip.filter((_, k) => config.whip[k]!.priority !== undefined);
+  const uplinkController =
+    config.upstream.some((u) => u.priority !== undefined) || prioritizedWhip.length > 0
+      ? new UplinkController({ links: [...upstream, ...prioritizedWhip], log, backfill: backfill ?? undefined })
+      : null;
   const whep = config.whep.enabled ? new WhepServer({ source: engine, log, maxSessions: config.whep.maxSessions, ...(peer ? { peer } : {}) }) : null;
   const ingest = config.whipIngest.enabled
     ? new WhipIngest({ engine, log, token: config.whipIngest.token, maxSessions: config.whipIngest.maxSessions, ...(peer ? { peer } : {}) })

@@ -78,6 +78,8 @@ export class WhipPublisher extends ReconnectingLink {
   private readonly demand = new DemandMeter();
   private readonly gate = new VideoModeGate();
   private videoRef: TrackRef | null = null;
+  /** setLocalDescription of the current session while werift may still be gathering. */
+  private gathering: Promise<void> | null = null;
   private readonly trickleMode: 'auto' | 'on' | 'off';
   private offersSent = { trickle: 0, complete: 0 };
   private patches = { sent: 0, ok: 0, failed: 0 };
@@ -145,6 +147,12 @@ export class WhipPublisher extends ReconnectingLink {
     const created = await pc.createOffer();
     const setLocal = pc.setLocalDescription(created);
     this.transports = [...pc.iceTransports]; // before BUNDLE drops one (see closePeer)
+    // werift binds its ICE sockets inside setLocalDescription: a teardown while a trickling
+    // session still gathers must wait for it, or the sockets bound after close() leak.
+    this.gathering = setLocal.then(
+      () => undefined,
+      () => undefined,
+    );
     let offer: string;
     if (trickling) {
       offer = withoutCandidates(created.sdp);
@@ -275,7 +283,14 @@ export class WhipPublisher extends ReconnectingLink {
     this.abort?.abort();
     this.abort = null;
     for (const f of this.feeds.splice(0)) f.close();
-    closePeer(this.pc, this.transports);
+    const pc = this.pc;
+    const transports = this.transports;
+    const gathering = this.gathering;
+    this.gathering = null;
+    if (pc && gathering) {
+      // Close after gathering settled (bounded by werift's own gather), with every transport it made.
+      void gathering.then(() => closePeer(pc, [...transports, ...pc.iceTransports]));
+    } else closePeer(pc, transports);
     this.pc = null;
     this.transports = [];
     const resource = this.resource;

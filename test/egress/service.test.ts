@@ -41,3 +41,17 @@ test('egress service: config → running links, secret-free stats, idempotent cl
   assert.equal(svc.stats().whip[0]!.state, 'closed');
   await waitFor(() => peer.track(`${CHAN}/base/video`).publisher === null, 5000, 'upstream session closed');
 });
+
+test('egress service: a WHIP target with a priority puts the uplink scheduler on, with the WHIP link among its links', () => {
+  const engine = testEngine(['cam']);
+  const base = { url: 'http://127.0.0.1:9/whip', tracks: ['cam/base/video'], timeoutSec: 1 };
+  const off = createEgressService({ config: egressConfigSchema.parse({ whip: [base] }), engine, log: silentLog });
+  assert.equal(off.uplinkController, null, 'no priority anywhere: no scheduler (unchanged default)');
+  off.close();
+  const on = createEgressService({ config: egressConfigSchema.parse({ whip: [{ ...base, priority: 30, trickle: 'off' }] }), engine, log: silentLog });
+  assert.ok(on.uplinkController, 'priority on a WHIP target: scheduler on');
+  on.uplinkController!.tick(Date.now());
+  on.close();
+  engine.close();
+  assert.throws(() => egressConfigSchema.parse({ whip: [{ ...base, trickle: 'sometimes' }] }), /trickle/);
+});
