@@ -106,7 +106,8 @@ export class RtspSession {
   private depack: H264Depacketizer | undefined;
   /** UDP only: packets may arrive out of order. */
   private reorder: RtpReorderBuffer | undefined;
-  private readonly clock = new RtpClock();
+  /** Replaced with the SDP's clock rate (90 kHz for H.264) once DESCRIBE answered. */
+  private clock = new RtpClock();
   private rtpChannel = 0;
   private rtcpChannel = 1;
   private udp: { rtp: UdpSocket; rtcp: UdpSocket; serverRtp?: number; serverRtcp?: number } | undefined;
@@ -175,6 +176,7 @@ export class RtspSession {
     const sdp = parseSdp(desc.body.toString('utf8'), base);
     if (!sdp.h264) throw new EdgeError('RTSP_NO_H264', `the camera offers no H.264 video (media: ${sdp.media.join(',') || 'none'})`, { host: this.target.host });
     this.track = sdp.h264;
+    this.clock = new RtpClock(sdp.h264.clockRate > 0 ? sdp.h264.clockRate : 90000);
     this.depack = new H264Depacketizer({ sps: sdp.h264.sps, pps: sdp.h264.pps });
     this.counters.live = [this.depack];
     let transport: string;
