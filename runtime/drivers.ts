@@ -11,7 +11,15 @@ import { createLineSensorDriver } from '../drivers/sensor/line.js';
 import { SimulatedSensorDriver } from '../drivers/sensor/simulated.js';
 import type { Config, DriverConfig } from './config/schema.js';
 
-export function createSourceDriver(cfg: DriverConfig, config: Config): SourceDriver {
+export interface DriverContext {
+  /**
+   * The board's H.264 encoder for cameras that need encoding (V4L2 `encoder: auto`): from
+   * `chooseEncoder(board.profile, probeFfmpegEncoders())`; libx264 when absent.
+   */
+  boardEncoder?: 'h264_v4l2m2m' | 'libx264';
+}
+
+export function createSourceDriver(cfg: DriverConfig, config: Config, ctx: DriverContext = {}): SourceDriver {
   const deps = { ffmpegPath: config.ffmpeg.path };
   switch (cfg.kind) {
     case 'testpattern':
@@ -19,7 +27,7 @@ export function createSourceDriver(cfg: DriverConfig, config: Config): SourceDri
     case 'rtsp':
       return createRtspDriver(cfg, deps);
     case 'v4l2':
-      return createV4l2Driver(cfg, deps);
+      return createV4l2Driver(cfg, { ...deps, ...(ctx.boardEncoder ? { boardEncoder: ctx.boardEncoder } : {}) });
     case 'rpicam':
       return createRpicamDriver(cfg);
     case 'onvif':
