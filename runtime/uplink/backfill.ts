@@ -460,6 +460,24 @@ export class BackfillService {
       this.rc.refused++;
       return { ok: false, reason: 'duplicate request id' };
     }
+    const rec = this.safeRecordings();
+    if (rec) {
+      // Say now what cannot be served rather than acknowledging a range that sends nothing.
+      let rows: SegmentRow[] = [];
+      try {
+        rows = this.segments(rec.index, st.cfg.from, req.fromMs, req.toMs).slice(0, 64);
+      } catch {
+        rows = [];
+      }
+      if (rows.length === 0) {
+        this.rc.refused++;
+        return { ok: false, reason: 'nothing recorded for that track in that range' };
+      }
+      if (rows.every((r) => r.kind !== 'data')) {
+        this.rc.refused++;
+        return { ok: false, reason: 'video backfill is not built yet (data tracks only)' };
+      }
+    }
     this.ranges.push({ req, st, cursor: req.fromMs, first: true, sent: 0 });
     this.rc.accepted++;
     return { ok: true, queued: this.ranges.length };

@@ -200,6 +200,7 @@ test('range request over a pulled control track: XCMD queues it, XACK with the i
   assert.match(eg.backfill!.handleXcmd('REXTXCMD{not json')!, /^REXTXERR/);
   assert.match(eg.backfill!.handleXcmd(`REXTXCMD${JSON.stringify({ id: 'r4', track: 'cam/base/imu', from: to, to: from })}`)!, /^REXTXERR\{"id":"r4"/);
   assert.equal(eg.backfill!.handleXcmd('REXTMIMEtext/plain'), null);
+  assert.match(eg.backfill!.handleXcmd(`REXTXCMD${JSON.stringify({ id: 'r5', track: 'cam/base/imu', from: 1000, to: 2000 })}`)!, /^REXTXERR\{"id":"r5","error":"nothing recorded/);
   assert.deepEqual(eg.backfill!.handleCtl({ track: 'cam/base/imu', from: String(from), to: new Date(to).toISOString() }, 'c1').track, 'cam/base/imu');
   assert.throws(() => eg.backfill!.handleCtl({ track: 'cam/base/imu', from, to }, 'c1'), /duplicate/);
   assert.equal(eg.pull[0]!.stats().commands, 2);
