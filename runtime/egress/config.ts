@@ -66,9 +66,9 @@ export const pangUpstreamSchema = z
     priority: z.number().int().min(0).max(1000).optional(),
     /**
      * Store-and-forward backfill (issue 8): what the live path did not deliver is sent later from
-     * the recordings on `<track><egress.backfill.suffix>` (MIME ts+…). Unset: on for data tracks
-     * (video backfill is not built: video segments are skipped and counted); false: off, and range
-     * requests for this track are refused.
+     * the recordings on `<track><egress.backfill.suffix>` (MIME ts+…). Unset/true: data tracks are
+     * backfilled on their own, H.264 video on a range request (XCMD / ctl backfill_range) only;
+     * false: off, and range requests for this track are refused.
      */
     backfill: z.boolean().optional(),
   })

@@ -20,6 +20,7 @@ import { wsClientFrameBytes } from './estimator.js';
 import { Coverage, parseRangeRequest, parseXcmd, tsMime, tsPrefixed, undelivered, xack, xerr, type RangeRequest } from './backfill-plan.js';
 import { teeSinks, type DeliverySink, type Span, type SpanLog } from './spans.js';
 import { readSegmentRecords } from '../../recordings/record-reader.js';
+import { readVideoUnits } from '../../recordings/video-reader.js';
 import { readDeliverySpans, type DeliverySpanWriter } from '../../recordings/delivery-spans.js';
 import type { IndexDb, SegmentRow } from '../../recordings/index-db.js';
 
@@ -321,6 +322,10 @@ export class BackfillLink extends ReconnectingLink {
   }
 }
 
+function isH264(mime: string): boolean {
+  return /^video\/h264\b/i.test(mime.trim());
+}
+
 export interface BackfillTrack {
   /** The live upstream's name (e.g. `up0:cam/base/imu`); span rows carry it. */
   upstream: string;
@@ -378,6 +383,10 @@ interface TrackState {
 interface RangeJob {
   req: RangeRequest;
   st: TrackState;
+  /** A video read is running (async); the job waits for it. */
+  busy: boolean;
+  /** Video segments read to their end (bounded by the range's segment count). */
+  doneSegs: Set<string>;
   /** Next wallclock to read from (exclusive after the first batch). */
   cursor: number;
   first: boolean;
@@ -473,12 +482,12 @@ export class BackfillService {
         this.rc.refused++;
         return { ok: false, reason: 'nothing recorded for that track in that range' };
       }
-      if (rows.every((r) => r.kind !== 'data')) {
+      if (rows.every((r) => r.kind !== 'data' && !isH264(r.mime))) {
         this.rc.refused++;
-        return { ok: false, reason: 'video backfill is not built yet (data tracks only)' };
+        return { ok: false, reason: 'only data and H.264 video tracks can be backfilled' };
       }
     }
-    this.ranges.push({ req, st, cursor: req.fromMs, first: true, sent: 0 });
+    this.ranges.push({ req, st, busy: false, doneSegs: new Set(), cursor: req.fromMs, first: true, sent: 0 });
     this.rc.accepted++;
     return { ok: true, queued: this.ranges.length };
   }
@@ -520,7 +529,7 @@ export class BackfillService {
     if (!rec) return;
     // Range requests first, in arrival order, each on its own track's link.
     for (const job of this.ranges) {
-      if (!job.st.link.idle) continue;
+      if (job.busy || !job.st.link.idle) continue;
       this.runRange(rec, job);
       return;
     }
@@ -606,9 +615,14 @@ export class BackfillService {
     const segs = this.segments(rec.index, st.cfg.from, job.cursor, req.toMs);
     const limit = this.o.batchRecords ?? 2000;
     for (const seg of segs) {
+      if (job.doneSegs.has(seg.path)) continue;
       if (seg.kind !== 'data' || mimeKind(seg.mime) === 'video') {
-        st.videoSkipped++;
-        continue;
+        if (!isH264(seg.mime)) {
+          st.videoSkipped++;
+          continue;
+        }
+        this.readVideo(rec.root, job, seg);
+        return;
       }
       let records;
       try {
@@ -630,6 +644,37 @@ export class BackfillService {
     // Nothing more in the range: done.
     this.ranges = this.ranges.filter((r) => r !== job);
     this.rc.completed++;
+  }
+
+  /**
+   * One batch of a video range, read asynchronously (mediabunny): access units from the keyframe
+   * at or before the range start, then continuing after the last one sent; ≤ 300 units / 4 MB.
+   */
+  private readVideo(root: string, job: RangeJob, seg: SegmentRow): void {
+    const { st, req } = job;
+    job.busy = true;
+    const range = job.first ? { fromKeyMs: job.cursor, toMs: req.toMs } : { afterMs: job.cursor, toMs: req.toMs };
+    readVideoUnits(root, seg, range, { maxUnits: 300, maxBytes: 4 * 1024 * 1024 }).then(
+      (units) => {
+        job.busy = false;
+        if (this.closed) return;
+        if (units.length === 0) {
+          job.doneSegs.add(seg.path);
+          return;
+        }
+        job.first = false;
+        job.cursor = units[units.length - 1]!.wallclock;
+        job.sent += units.length;
+        st.link.enqueue(seg.mime, units, ++st.batches);
+        st.recordsQueued += units.length;
+      },
+      (err: unknown) => {
+        job.busy = false;
+        job.doneSegs.add(seg.path);
+        st.readErrors++;
+        st.lastError = (err as Error).message.slice(0, 200);
+      },
+    );
   }
 
   stats(): BackfillStats {
