@@ -9,7 +9,7 @@
 // Targets from the issue: RTSP CPU <= 1.2x ffmpeg -c copy; first frame <= 2 s after start.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRtspDriver } from '../../drivers/camera/rtsp.js';
@@ -119,10 +119,16 @@ async function rtspBench(rows: BenchRow[]): Promise<number> {
     //    our ffmpeg-client driver, all three pulling the same camera at the same time so a load
     //    change on the shared machine hits all of them. V8 tiers the per-packet code up to TurboFan
     //    only after several seconds at ~450 packets/s, so the windows start after WARM_MS.
+    // `npm run bench` runs the compiled tree (dist/…/rtsp-runner.js is plain JS already); under tsx
+    // the .ts source is bundled with esbuild (tsx's own dependency) so the child needs no loader.
     const bundleDir = mkdtempSync(join(tmpdir(), 'rtsp-runner-'));
-    const runner = join(bundleDir, 'rtsp-runner.mjs');
-    const { build } = await import('esbuild');
-    await build({ entryPoints: [join(import.meta.dirname, 'rtsp-runner.ts')], bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: runner, logLevel: 'error' });
+    let runner = join(import.meta.dirname, 'rtsp-runner.js');
+    const source = join(import.meta.dirname, 'rtsp-runner.ts');
+    if (existsSync(source)) {
+      runner = join(bundleDir, 'rtsp-runner.mjs');
+      const { build } = await import('esbuild');
+      await build({ entryPoints: [source], bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: runner, logLevel: 'error' });
+    }
     const total = WARM_MS + WINDOWS * WINDOW_MS + 2000;
     const firstOf = (p: ChildProcess, t0: number) => new Promise<number>((resolve) => {
       let buf = '';
