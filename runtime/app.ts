@@ -4,14 +4,15 @@ import type { AddressInfo } from 'node:net';
 import { isLoopback, type Config } from './config/schema.js';
 import { registerControlRoutes } from './control/http.js';
 import { createControlService, type ControlService } from './control/service.js';
-import { createBoardService, type BoardService } from '../board/index.js';
+import { chooseEncoder, createBoardService, createThermalGovernor, governedTracks, probeFfmpegEncoders, type BoardService } from '../board/index.js';
+import { resolveFfmpeg } from '../drivers/exec/ffmpeg.js';
 import { createRecordingService, type RecordingService } from '../recordings/service.js';
 import { registerUplinkRoutes } from './uplink/routes.js';
 import { createEgressService, type EgressService } from './egress/service.js';
 import { createShotWs, registerEgressRoutes } from './egress/http.js';
 import { registerRecordingRoutes } from './recordings/http.js';
 import { createRtmpIngest } from '../drivers/ingest/rtmp/ingest.js';
-import { createSourceDriver } from './drivers.js';
+import { createSourceDriver, type DriverContext } from './drivers.js';
 import { EdgeError } from './engine/api.js';
 import { Engine, newChannelId } from './engine/engine.js';
 import { createMetrics } from './http/metrics.js';
@@ -76,6 +77,20 @@ export class App {
     });
   }
 
+  /** What drivers need from the board; ffmpeg's encoders are probed only when a camera asks for auto. */
+  private async driverContext(): Promise<DriverContext> {
+    const wantsAuto = (this.config.channels ?? []).some((ch) => ch.sources.some((s) => s.driver.kind === 'v4l2' && s.driver.encoder === 'auto'));
+    if (!wantsAuto) return {};
+    let ffmpeg: string;
+    try {
+      ffmpeg = resolveFfmpeg(this.config.ffmpeg.path).path;
+    } catch {
+      return {}; // the driver reports the missing ffmpeg itself, with its code
+    }
+    const boardEncoder = await boardEncoderFor(this.board, ffmpeg);
+    return boardEncoder ? { boardEncoder } : {};
+  }
+
   static async start(config: Config, log: Logger): Promise<App> {
     // The board first: its profile sizes the engine's memory ceiling.
     const board = await createBoardService();
@@ -97,11 +112,12 @@ export class App {
 
   private async init(): Promise<void> {
     const { config, log } = this;
+    const driverCtx = await this.driverContext();
     for (const ch of config.channels ?? []) {
       this.engine.addStaticChannel({ id: ch.id, name: ch.name, key: ch.key });
       for (const src of ch.sources) {
         const name = `${ch.name ?? ch.id}/${src.name}/${src.driver.track}`;
-        const driver = createSourceDriver(src.driver, config);
+        const driver = createSourceDriver(src.driver, config, driverCtx);
         this.supervisors.push(
           new DriverSupervisor(name, driver, this.engine, ch.id, src.name, { ...config.supervisor, log: log.child({ c: 'driver', driver: name }) }),
         );
@@ -172,6 +188,10 @@ export class App {
 
     this.address = await this.http.listen();
     for (const s of this.supervisors) s.start();
+    // Thermal step-down reaches running cameras: on each level change every encoding video track
+    // is capped through the engine (a robot that boots hot is capped right here).
+    const sources = (config.channels ?? []).flatMap((ch) => ch.sources.map((src) => ({ channel: ch.id, source: src.name, driver: src.driver })));
+    this.components.set('thermal', createThermalGovernor({ thermal: this.board.thermal, engine: this.engine, tracks: governedTracks(sources) }));
     log.info(
       {
         host: this.address.address,
@@ -229,6 +249,13 @@ export class App {
     })();
     return this.closing;
   }
+}
+
+/** The encoder a V4L2 camera with `encoder: auto` gets: the board profile's first that ffmpeg has. */
+async function boardEncoderFor(board: BoardService, ffmpegPath: string): Promise<DriverContext['boardEncoder']> {
+  const available = await probeFfmpegEncoders(ffmpegPath);
+  const e = chooseEncoder(board.profile, new Set(available ?? []));
+  return e === 'h264_v4l2m2m' || e === 'libx264' ? e : undefined;
 }
 
 /** The engine's memory ceiling: configured bytes, or the board profile's engine budget for "auto". */

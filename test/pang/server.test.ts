@@ -226,7 +226,9 @@ describe('local pang server against the real runtime', () => {
       engine: { channels: Array<{ id: string; tracks: Array<{ track: string; fps: number; framesIn: number }> }>; memory: { ceilingBytes: number } };
       drivers: Array<{ state: string; ready: boolean }>;
       board: { engineBudgetMb: number };
+      thermal: { tracks: number; level: number };
     };
+    assert.equal(s.thermal.tracks, 1, 'the thermal governor watches the one encoding camera (the test pattern)');
     assert.equal(s.engine.memory.ceilingBytes, s.board.engineBudgetMb * 1024 * 1024, 'memoryCeiling "auto" takes the board profile budget');
     const robot = s.engine.channels.find((c) => c.id === CH)!;
     assert.ok(robot.tracks.find((t) => t.track === 'video')!.framesIn > 0);
