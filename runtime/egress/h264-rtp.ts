@@ -83,7 +83,16 @@ export class ParamSetCache {
 export function packetizeH264(au: Buffer, mtu = 1200): Buffer[] {
   if (mtu < 16) throw new RangeError('mtu too small');
   const out: Buffer[] = [];
-  for (const nal of splitAnnexB(au)) {
+  const nals = splitAnnexB(au);
+  // One allocation per access unit for every FU-A fragment (2 header bytes each + the NAL bytes):
+  // per-packet buffers were most of the egress garbage (issue 4 CPU target). Payloads are
+  // read-only views; a NAL that fits goes out as a view of the AU itself.
+  const chunk = mtu - 2;
+  let fuBytes = 0;
+  for (const nal of nals) if (nal.length > mtu) fuBytes += nal.length - 1 + 2 * Math.ceil((nal.length - 1) / chunk);
+  const fu = fuBytes > 0 ? Buffer.allocUnsafe(fuBytes) : null;
+  let w = 0;
+  for (const nal of nals) {
     const t = nalType(nal);
     if (t === NAL.AUD || t === 12 || nal.length < 1) continue;
     if (nal.length <= mtu) {
@@ -93,16 +102,15 @@ export function packetizeH264(au: Buffer, mtu = 1200): Buffer[] {
     const hdr = nal[0]!;
     const fuIndicator = (hdr & 0xe0) | NAL.FU_A;
     let off = 1;
-    const chunk = mtu - 2;
     while (off < nal.length) {
       const end = Math.min(nal.length, off + chunk);
       const s = off === 1 ? 0x80 : 0;
       const e = end === nal.length ? 0x40 : 0;
-      const p = Buffer.allocUnsafe(2 + end - off);
-      p[0] = fuIndicator;
-      p[1] = s | e | t;
-      nal.copy(p, 2, off, end);
-      out.push(p);
+      const start = w;
+      fu![w++] = fuIndicator;
+      fu![w++] = s | e | t;
+      w += nal.copy(fu!, w, off, end);
+      out.push(fu!.subarray(start, w));
       off = end;
     }
   }

@@ -1,12 +1,15 @@
-// Child process of the egress bench: one 720p30 H.264 track (fixture AUs, looping) published over
-// WHIP with werift, nothing else, so its /proc CPU is the publisher's cost. argv: fixture.json url seconds
+// Child process of the egress bench: one 720p30 H.264 track (fixture AUs, looping) fed into the
+// engine like a camera (one wake-up per frame, as a driver delivers them) and published over WHIP
+// with werift, nothing else, so its /proc CPU is the publisher's cost.
+// argv: fixture.json url [mode]; mode 'engine-only' feeds the engine without WHIP (the baseline
+// the WHIP increment is measured against); EGRESS_CHILD_IDLE=1 connects but feeds nothing.
 import { readFileSync } from 'node:fs';
 import { captureClockUs } from '../../runtime/engine/api.js';
 import { silentLog } from '../../runtime/egress/pang-link.js';
 import { WhipPublisher } from '../../runtime/egress/whip-publisher.js';
 import { testEngine } from '../egress/engine-fixture.js';
 
-const [fixtureFile, url] = process.argv.slice(2) as [string, string];
+const [fixtureFile, url, mode] = process.argv.slice(2) as [string, string, string | undefined];
 const fx = JSON.parse(readFileSync(fixtureFile, 'utf8')) as { mime: string; fps: number; aus: Array<{ key: boolean; b64: string }> };
 const aus = fx.aus.map((a) => ({ key: a.key, data: Buffer.from(a.b64, 'base64') }));
 const engine = testEngine();
@@ -15,30 +18,31 @@ const pub = engine.publisher(cam, { label: 'bench', requestKeyframe: () => true 
 pub.setMime(fx.mime);
 let i = 0;
 const t0 = performance.now();
-// EGRESS_CHILD_IDLE=1: connect but send nothing (the fixed cost of a live werift session).
+const period = 1000 / fx.fps;
 const idle = process.env.EGRESS_CHILD_IDLE === '1';
 const tick = (): void => {
   if (idle) return;
-  const due = Math.floor(((performance.now() - t0) * fx.fps) / 1000) + 1;
+  const due = Math.floor((performance.now() - t0) / period) + 1;
   while (i < due) {
     const au = aus[i % aus.length]!;
     pub.write({ ts: captureClockUs(), wallclock: Date.now(), key: au.key, data: au.data });
     i++;
   }
-  setTimeout(tick, 1000 / fx.fps / 2);
+  // Wake up once per frame, at the next frame's time (a camera driver's cadence).
+  setTimeout(tick, Math.max(1, t0 + i * period - performance.now()));
 };
 tick();
-const whip = new WhipPublisher({ name: 'bench', url, tracks: [cam], source: engine, log: silentLog, backoff: { initialMs: 200, maxMs: 2000 } });
-whip.start();
+const whip = mode === 'engine-only' ? null : new WhipPublisher({ name: 'bench', url, tracks: [cam], source: engine, log: silentLog, backoff: { initialMs: 200, maxMs: 2000 } });
+whip?.start();
 const wait = setInterval(() => {
-  if (whip.stats().state === 'connected') {
+  if (!whip || whip.stats().state === 'connected') {
     clearInterval(wait);
     process.stdout.write('connected\n');
   }
 }, 20);
 process.stdin.on('data', () => {
-  process.stdout.write(`${JSON.stringify({ framesOut: whip.stats().feeds[0]?.framesOut ?? 0 })}\n`);
-  whip.close();
+  process.stdout.write(`${JSON.stringify({ framesOut: whip?.stats().feeds[0]?.framesOut ?? 0 })}\n`);
+  whip?.close();
   engine.close();
   setTimeout(() => process.exit(0), 200);
 });
