@@ -17,6 +17,7 @@ import { ReconnectingLink, type LinkStats } from '../egress/link.js';
 import { openPangSocket } from '../egress/pang-socket.js';
 import { classifyClose, connectErrorCode, pangSessionUrl, redactPangUrl, type EgressLog, type PangEndpoint } from '../egress/pang-link.js';
 import { wsClientFrameBytes } from './estimator.js';
+import { sanitize } from '../egress/pang-publisher.js';
 import { Coverage, parseRangeRequest, parseXcmd, tsMime, tsPrefixed, undelivered, xack, xerr, type RangeRequest } from './backfill-plan.js';
 import { teeSinks, type DeliverySink, type Span, type SpanLog } from './spans.js';
 import { readSegmentRecords } from '../../recordings/record-reader.js';
@@ -179,7 +180,8 @@ export class BackfillLink extends ReconnectingLink {
       this.timer.unref?.();
     });
     ws.on('error', (err) => {
-      this.connectError = `${connectErrorCode(err)}|${err.message.slice(0, 200)}`;
+      // ws/TLS messages may quote the URL: never let the stream key into stats or logs.
+      this.connectError = `${connectErrorCode(err)}|${sanitize(err.message, this.o.endpoint.key)}`;
     });
     ws.on('close', (code) => {
       if (ws !== this.ws) return;
