@@ -53,6 +53,7 @@ export interface WhipPublisherStats extends LinkStats {
   sessions: number;
   /** Mode set by the uplink scheduler, and video access units it held back. */
   uplinkMode: TrackMode;
+  encodingCap: { bytesPerSec: number | null; uncapped: number | undefined; unsupported: boolean; requests: number; refused: number; lifts: number };
   uplinkHeld: { keyframesOnly: number; paused: number; awaitingKey: number };
   uplink: UplinkEstimate;
   receiverReports: RtcpDrainStats;
@@ -78,6 +79,15 @@ export class WhipPublisher extends ReconnectingLink {
   private readonly demand = new DemandMeter();
   private readonly gate = new VideoModeGate();
   private videoRef: TrackRef | null = null;
+  /** The uplink scheduler's encoder cap on the video source (issue 8), like the pang publisher's. */
+  private readonly cap: { bytesPerSec: number | null; uncapped: number | undefined; unsupported: boolean; requests: number; refused: number; lifts: number } = {
+    bytesPerSec: null,
+    uncapped: undefined,
+    unsupported: false,
+    requests: 0,
+    refused: 0,
+    lifts: 0,
+  };
   /** setLocalDescription of the current session while werift may still be gathering. */
   private gathering: Promise<void> | null = null;
   private readonly trickleMode: 'auto' | 'on' | 'off';
@@ -323,8 +333,51 @@ export class WhipPublisher extends ReconnectingLink {
       priority: this.o.priority ?? DEFAULT_PRIORITY.video,
       demandBytesPerSec: this.demand.bytesPerSec,
       keyframeBytesPerSec: this.demand.keyframeBytesPerSec,
-      cappable: false,
+      cappable: !this.cap.unsupported,
+      uncappedBytesPerSec: this.cap.uncapped,
     };
+  }
+
+  /**
+   * Ask the video source's encoder for at most this many bytes/s (null lifts this link's cap);
+   * false when it cannot — it is then not offered as cappable again and steps to keyframes-only.
+   */
+  setEncodingCap(bytesPerSec: number | null): boolean {
+    const ref = this.videoRef;
+    if (bytesPerSec === null) {
+      if (this.cap.uncapped === undefined) return true;
+      this.cap.uncapped = undefined;
+      this.cap.bytesPerSec = null;
+      this.cap.lifts++;
+      try {
+        if (ref) this.o.source.requestEncodingCap(ref, 'uplink', null);
+      } catch {
+        // the track went away: nothing is capped any more
+      }
+      return true;
+    }
+    if (this.cap.unsupported || !ref) return false;
+    let ok = false;
+    try {
+      ok = this.o.source.requestEncodingCap(ref, 'uplink', { bitrateBps: Math.max(8000, Math.round(bytesPerSec * 8)) });
+    } catch {
+      ok = false;
+    }
+    this.cap.requests++;
+    if (!ok) {
+      this.cap.unsupported = true;
+      this.cap.refused++;
+      return false;
+    }
+    this.cap.uncapped ??= this.demand.bytesPerSec; // demand now follows the cap
+    this.cap.bytesPerSec = bytesPerSec;
+    return true;
+  }
+
+  /** Lifts this link's encoder cap (other callers' caps stay), then closes like any link. */
+  override close(): void {
+    if (this.cap.uncapped !== undefined) this.setEncodingCap(null);
+    super.close();
   }
 
   /** Set by the uplink scheduler: full, keyframes-only or paused video (data channels are never gated). */
@@ -349,6 +402,7 @@ export class WhipPublisher extends ReconnectingLink {
       patches: { ...this.patches },
       sessions: this.sessionCount,
       uplinkMode: this.gate.current,
+      encodingCap: { ...this.cap },
       uplinkHeld: { ...this.gate.held },
       uplink: this.uplink.estimate(Date.now()),
       receiverReports: this.drain.stats(),

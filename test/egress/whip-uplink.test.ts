@@ -190,3 +190,42 @@ test('WHIP as a PrioritizedLink: RTCP receiver reports behind 0 % / 30 % loss â†
   assert.equal(got[again], true, 'the first frame after the step up is a keyframe');
   assert.equal(pub.stats().uplinkMode, 'full');
 });
+
+test('WHIP encoder cap for the uplink scheduler: asked of the video source as "uplink", lifted on null and on close; a source that cannot is not cappable', async (t) => {
+  const engine = testEngine(['cam']);
+  t.after(() => engine.close());
+  const caps: Array<{ by: string; cap: unknown }> = [];
+  const cam = { channel: 'cam', source: 'base', track: 'video' };
+  const src = engine.publisher(cam, { label: 'cam', requestKeyframe: () => true, setEncodingCap: (by, cap) => (caps.push({ by, cap }), true) });
+  t.after(() => src.close());
+  src.setMime('video/h264;codecs=avc1.42E01F');
+  // The endpoint refuses connections: the link resolves its tracks, then backs off (no session needed).
+  const pub = new WhipPublisher({ name: 'capped', url: 'http://127.0.0.1:9/whip', tracks: [cam], source: engine, log: silentLog, backoff: fastBackoff, timeoutMs: 1000, trickle: 'off' });
+  t.after(() => pub.close());
+  const link: PrioritizedLink = pub;
+  pub.start();
+  await waitFor(() => link.uplinkDemand() !== null, 5000, 'the link knows its video track');
+  assert.equal(link.uplinkDemand()!.cappable, true);
+  assert.equal(link.setEncodingCap!(50_000), true);
+  assert.deepEqual(caps.at(-1), { by: 'uplink', cap: { bitrateBps: 400_000 } });
+  assert.notEqual(link.uplinkDemand()!.uncappedBytesPerSec, undefined, 'remembers the uncapped demand');
+  assert.equal(link.setEncodingCap!(null), true);
+  assert.deepEqual(caps.at(-1), { by: 'uplink', cap: null });
+  link.setEncodingCap!(30_000);
+  pub.close();
+  assert.deepEqual(caps.at(-1), { by: 'uplink', cap: null }, 'close lifts the cap');
+  assert.deepEqual(pub.stats().encodingCap.requests, 2);
+
+  const engine2 = testEngine(['cam']);
+  t.after(() => engine2.close());
+  const plain = engine2.publisher(cam, { label: 'no-cap-camera' });
+  t.after(() => plain.close());
+  plain.setMime('video/h264');
+  const pub2 = new WhipPublisher({ name: 'uncappable', url: 'http://127.0.0.1:9/whip', tracks: [cam], source: engine2, log: silentLog, backoff: fastBackoff, timeoutMs: 1000, trickle: 'off' });
+  t.after(() => pub2.close());
+  pub2.start();
+  await waitFor(() => pub2.uplinkDemand() !== null, 5000, 'video track known');
+  assert.equal(pub2.setEncodingCap(50_000), false, 'the source has no encoder to ask');
+  assert.equal(pub2.uplinkDemand()!.cappable, false);
+  assert.equal(pub2.stats().encodingCap.refused, 1);
+});
