@@ -8,6 +8,7 @@ import { chooseEncoder, createBoardService, createThermalGovernor, governedTrack
 import { resolveFfmpeg } from '../drivers/exec/ffmpeg.js';
 import { createRecordingService, type RecordingService } from '../recordings/service.js';
 import { registerUplinkRoutes } from './uplink/routes.js';
+import { withBackfillCtl } from './uplink/ctl-commands.js';
 import { createEgressService, type EgressService } from './egress/service.js';
 import { createShotWs, registerEgressRoutes } from './egress/http.js';
 import { registerRecordingRoutes } from './recordings/http.js';
@@ -67,12 +68,16 @@ export class App {
       ffmpegPath: config.ffmpeg.path,
       // Read lazily: the recorder starts later, in init().
       syncUploadedBytes: () => this.recordings?.syncUploadedBytes() ?? 0,
+      // Backfill reads undelivered records from the recordings; delivery spans go to their index.
+      recordings: () => this.recordings ?? null,
+      deliveryIndex: () => this.recordings?.index ?? null,
     });
     this.components.set('egress', this.egress);
     this.pang = new PangServer(this.engine, {
       maxMessageBytes: config.server.maxMessageBytes,
       log: log.child({ c: 'pang' }),
-      commands: this.control.pang,
+      // backfill_range on /pang/ws/ctl goes to the backfill; every other command to control.
+      commands: withBackfillCtl(() => this.egress.backfill, this.control.pang),
       transcoder: this.egress.transcode,
     });
   }
@@ -166,7 +171,7 @@ export class App {
       source: this.engine,
     });
     // What reached the upstream live vs what the recorder holds (GET /api/gaps).
-    registerUplinkRoutes(r, { spans: this.egress.spans, recorded: () => this.recordings?.reader() ?? null });
+    registerUplinkRoutes(r, { spans: this.egress.spans, backfilled: this.egress.backfilled, recorded: () => this.recordings?.reader() ?? null });
     const shot = createShotWs({ transcode: this.egress.transcode, log: log.child({ c: 'shot' }) });
     this.components.set('shot', shot);
     this.http.onUpgrade('/shot/ws', shot.upgrade);
@@ -242,6 +247,8 @@ export class App {
     if (this.closing) return this.closing;
     this.closing = (async () => {
       await Promise.allSettled(this.supervisors.map((s) => s.close()));
+      // Egress first: its last delivery spans must reach the recordings index before that closes.
+      await Promise.allSettled([this.egress.close()]);
       await Promise.allSettled([...this.components.values()].reverse().map(async (c) => c.close()));
       await this.pang.close();
       await this.http.close();
