@@ -11,7 +11,7 @@ import { captureClockUs, EdgeError, type DriverOutput, type DriverStats, type So
 import { resolveFfmpeg } from '../exec/ffmpeg.js';
 import { h264Mime, parseSps, type SpsInfo } from '../../runtime/engine/h264.js';
 import { classifyCommon, PipeSource, redactUserinfo } from './pipe-source.js';
-import { RtspClientCounters, RtspSession } from './rtsp-client/session.js';
+import { MAX_READ_COALESCE_MS, RtspClientCounters, RtspSession } from './rtsp-client/session.js';
 
 export interface CameraDeps {
   ffmpegPath?: string;
@@ -48,6 +48,12 @@ export const rtspDriverSchema = z
     startTimeoutMs: z.number().int().min(1000).max(120_000).default(10_000),
     /** Frames stop this long → the run ends and reconnects (a cut the TCP stack has not noticed). */
     stallTimeoutMs: z.number().int().min(500).max(60_000).default(3000),
+    /**
+     * Native client over TCP: when a read ends inside a frame, wait this long before reading the
+     * rest of its packet burst, so a frame costs one or two socket wakeups instead of one per
+     * packet or two (CPU). The most latency it adds. 0 = off. Ignored for UDP and the ffmpeg client.
+     */
+    readCoalesceMs: z.number().int().min(0).max(MAX_READ_COALESCE_MS).default(4),
   })
   .strict();
 export type RtspConfig = z.infer<typeof rtspDriverSchema>;
@@ -148,6 +154,7 @@ export class RtspDriver implements SourceDriver {
         transport: this.cfg.transport,
         startTimeoutMs: this.cfg.startTimeoutMs,
         stallTimeoutMs: this.cfg.stallTimeoutMs,
+        readCoalesceMs: this.cfg.readCoalesceMs,
       },
       this.counters,
     );
@@ -232,6 +239,8 @@ export class RtspDriver implements SourceDriver {
       clockReanchors: c.clockReanchors,
       bytesIn: c.bytesIn,
       reads: c.reads,
+      readHolds: c.readHolds,
+      readHoldsGivenUp: c.readHoldsGivenUp,
       ...c.depacketizer(),
     };
   }

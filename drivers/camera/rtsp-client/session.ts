@@ -36,6 +36,12 @@ export interface RtspSessionOptions {
   stallTimeoutMs: number;
   /** One request's reply. */
   requestTimeoutMs?: number;
+  /**
+   * TCP interleaved only: when a read leaves an access unit unfinished (the rest of the frame's
+   * packet burst is still on its way), stop reading for this long so the rest arrives in one read
+   * instead of one wakeup per packet or two. Bounds the latency it adds. 0 = read as data comes.
+   */
+  readCoalesceMs?: number;
   userAgent?: string;
 }
 
@@ -68,6 +74,10 @@ export class RtspClientCounters {
   bytesIn = 0;
   /** Socket reads: with bytesIn, how well the kernel batches packets (each read costs a JS call). */
   reads = 0;
+  /** TCP: reads held back because a frame was unfinished (readCoalesceMs), one per hold. */
+  readHolds = 0;
+  /** Sessions that stopped holding reads because holding did not batch anything (see judgeHolds). */
+  readHoldsGivenUp = 0;
   lastAuthMethod = 'none';
   lastTransport = '';
   /** The running session's depacketizer and UDP reorder buffer (read at stats time, not per packet). */
@@ -92,6 +102,18 @@ const CRLF_TIMEOUT_MS = 10_000;
 /** RTCP receiver reports keep UDP NAT bindings and strict cameras alive (RFC 3550: ~5 s). */
 const RTCP_RR_INTERVAL_MS = 5000;
 const USER_AGENT = 'moth-edge';
+/**
+ * The TCP read buffer. A read takes at most this much; more waiting in the kernel is read in the
+ * same wakeup (libuv reads again while the buffer fills). 256 KiB holds a held-back keyframe burst
+ * of a 720p/1080p camera in one read.
+ */
+const READ_BUFFER_BYTES = 256 * 1024;
+/** Read holds are judged over this many access units (about a second of video)… */
+const HOLD_JUDGE_UNITS = 30;
+/** …and given up when they leave more reads per unit than this (see judgeHolds). */
+const HOLD_MAX_READS_PER_UNIT = 2.5;
+/** Upper bound of readCoalesceMs: a hold longer than this is a latency bug, not batching. */
+export const MAX_READ_COALESCE_MS = 50;
 
 export class RtspSession {
   private sock: Socket | undefined;
@@ -112,6 +134,15 @@ export class RtspSession {
   private rtcpChannel = 1;
   private udp: { rtp: UdpSocket; rtcp: UdpSocket; serverRtp?: number; serverRtcp?: number } | undefined;
   private lastRtpAt = 0;
+  /** TCP: the last RTP packet ended its access unit (marker bit): nothing of a frame is pending. */
+  private lastMarker = true;
+  /** TCP read hold (readCoalesceMs): one reused timer, re-armed by refresh(); undefined = off. */
+  private readonly coalesceMs: number;
+  private holdTimer: NodeJS.Timeout | undefined;
+  private holding = false;
+  /** Reads and access units since holds were last judged (judgeHolds). */
+  private heldReads = 0;
+  private heldUnits = 0;
   private playing = false;
   private fail: ((e: Error) => void) | undefined;
   private timers: NodeJS.Timeout[] = [];
@@ -124,6 +155,8 @@ export class RtspSession {
   ) {
     this.auth = new RtspAuth(o.credentials);
     this.target = new URL(o.url);
+    const c = o.readCoalesceMs ?? 0;
+    this.coalesceMs = o.transport === 'tcp' && Number.isFinite(c) ? Math.max(0, Math.min(MAX_READ_COALESCE_MS, c)) : 0;
   }
 
   async run(onUnit: (u: RtspUnit) => void, signal: AbortSignal): Promise<void> {
@@ -225,8 +258,8 @@ export class RtspSession {
     return new Promise((resolve, reject) => {
       // onread: the socket reads into one buffer of ours and calls us directly — no Readable
       // stream machinery (chunk allocation, nextTick, 'data' emit) per read. What is kept is
-      // copied out in onData. 64 KiB: one read takes everything the kernel has at 100+ Mbit/s.
-      const readBuf = Buffer.allocUnsafe(64 * 1024);
+      // copied out in onData. Returning false stops reading (readStop): the read hold.
+      const readBuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
       const s = connect({
         host,
         port,
@@ -234,7 +267,7 @@ export class RtspSession {
           buffer: readBuf,
           callback: (n: number, buf: Uint8Array) => {
             this.onData(Buffer.from(buf.buffer, buf.byteOffset, n));
-            return true;
+            return !this.holdReads();
           },
         },
       });
@@ -255,6 +288,7 @@ export class RtspSession {
   private onData(view: Buffer): void {
     this.counters.bytesIn += view.length;
     this.counters.reads++;
+    this.heldReads++;
     // No copy per read: the reader copies only a partial message's tail, the depacketizer copies
     // the NAL bytes it keeps; interleaved frames are views used before the next read.
     let msgs;
@@ -284,6 +318,57 @@ export class RtspSession {
     }
   }
 
+  /**
+   * Read coalescing (TCP, while playing): a camera sends a frame as a burst of RTP packets, and
+   * the kernel wakes us for the first of them, then again for the rest, a wakeup (and a JS call)
+   * each. When a read ends inside a frame (no marker bit yet, or half an interleaved packet
+   * buffered), stop reading for readCoalesceMs: the rest of the burst piles up in the kernel's
+   * socket buffer and comes in one read. A read that ends on a finished frame keeps reading, so
+   * the first packet of the next frame is seen at once and the hold never delays a whole frame
+   * interval. Returns true when reading stops (the onread callback then returns false).
+   */
+  private holdReads(): boolean {
+    if (this.coalesceMs === 0 || !this.playing || this.holding || this.holdsOff) return false;
+    if (this.lastMarker && this.reader.buffered === 0) return false;
+    const s = this.sock;
+    if (!s || s.destroyed) return false;
+    this.holding = true;
+    this.counters.readHolds++;
+    // Ref'd on purpose: a socket that is not reading is not an active handle for libuv, and the
+    // hold must not let the process think it has nothing left to do.
+    if (this.holdTimer) this.holdTimer.refresh();
+    else this.holdTimer = setTimeout(this.releaseReads, this.coalesceMs);
+    return true;
+  }
+
+  /**
+   * A sender with Nagle on and a large MSS (a server on the same host, some cameras) sends the
+   * rest of a frame only when our ACK comes, and the kernel ACKs when we read: then a hold batches
+   * nothing (measured on the GStreamer server over loopback: still three reads per frame), it only
+   * delays the frame and adds a timer wakeup. Holding can bring a frame down to two reads (its first
+   * packet, then the rest); every HOLD_JUDGE_UNITS access units, more than HOLD_MAX_READS_PER_UNIT
+   * reads per unit means it does not work on this connection, and this session stops holding.
+   */
+  private holdsOff = false;
+
+  private judgeHolds(): void {
+    if (++this.heldUnits < HOLD_JUDGE_UNITS) return;
+    if (this.heldReads > HOLD_MAX_READS_PER_UNIT * this.heldUnits) {
+      this.holdsOff = true;
+      this.counters.readHoldsGivenUp++;
+    }
+    this.heldReads = 0;
+    this.heldUnits = 0;
+  }
+
+  /** End of a read hold (or close): read again; what piled up is read in the next poll. */
+  private readonly releaseReads = (): void => {
+    if (!this.holding) return;
+    this.holding = false;
+    const s = this.sock;
+    if (s && !s.destroyed) s.resume();
+  };
+
   /** TCP: an interleaved frame as a range of the read buffer (valid during this call only). */
   private readonly onFrame = (channel: number, buf: Buffer, start: number, end: number): void => {
     if (channel === this.rtpChannel) this.onRtpRange(buf, start, end);
@@ -307,11 +392,13 @@ export class RtspSession {
       this.counters.rtpOtherPayload++;
       return;
     }
+    this.lastMarker = h.marker;
     const units = depack.pushPayload(h.seq, h.timestamp, h.marker, buf, h.payloadStart, h.payloadEnd);
     if (units.length > 0) this.deliver(units);
   }
 
   private deliver(units: DepacketizedUnit[]): void {
+    if (this.coalesceMs > 0 && !this.holdsOff) this.judgeHolds();
     const arrival = captureClockUs();
     const wall = Date.now();
     const sps = this.depack?.currentSps;
@@ -481,6 +568,9 @@ export class RtspSession {
     this.playing = false;
     for (const t of this.timers) clearTimeout(t);
     this.timers = [];
+    // a held socket reads again (the TEARDOWN reply must get through); no new holds: not playing
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.releaseReads();
     const p = this.pending;
     this.pending = undefined;
     if (p) {
