@@ -429,3 +429,158 @@ test('UDP reorder + depacketizer: a reordered stream gives the same access units
   for (let i = 0; i < aus.length; i++) assert.deepEqual(nalsOf(got[i]!.data), nalsOf(aus[i]!));
   assert.ok(Number(r.stats().reorderFixed) > 0);
 });
+
+// ------------------------------------------------------------------ session: read coalescing (TCP)
+
+/**
+ * A scripted RTSP camera on loopback: answers OPTIONS/DESCRIBE/SETUP/PLAY/TEARDOWN, then sends
+ * `frames` access units as interleaved RTP, each cut into FU-A packets written one per write
+ * (TCP_NODELAY, like a camera pushing a frame's packets out as the payloader makes them). `gap`
+ * schedules the packets of one frame: 'tick' = one per setImmediate (a burst), or a number of ms
+ * between packets (a sender slower than the hold window).
+ */
+async function scriptedCamera(t: import('node:test').TestContext, o: { frames: number; packetsPerFrame: number; gap: 'tick' | number; tailPacket?: boolean }) {
+  const { createServer } = await import('node:net');
+  const sps = Buffer.from([0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x47, 0xfe, 0xc8]);
+  const pps = Buffer.from([0x68, 0xce, 0x3c, 0x80]);
+  // NAL bodies without zero bytes: no start-code emulation to worry about when comparing
+  const nal = (type: number, i: number, len: number) => {
+    const b = Buffer.alloc(len);
+    b[0] = type;
+    for (let k = 1; k < len; k++) b[k] = 1 + ((i * 31 + k * 7) % 255);
+    return b;
+  };
+  const START = Buffer.from([0, 0, 0, 1]);
+  const nals = Array.from({ length: o.frames }, (_, i) => nal(i === 0 ? 0x65 : 0x41, i, 600 * o.packetsPerFrame - 300));
+  const expected = nals.map((n, i) => (i === 0 ? Buffer.concat([START, sps, START, pps, START, n]) : Buffer.concat([START, n])));
+  const fuA = (n: Buffer, parts: number): Buffer[] => {
+    const body = n.subarray(1);
+    const size = Math.ceil(body.length / parts);
+    const out: Buffer[] = [];
+    for (let p = 0; p < parts; p++) {
+      const fh = (p === 0 ? 0x80 : 0) | (p === parts - 1 ? 0x40 : 0) | (n[0]! & 0x1f);
+      out.push(Buffer.concat([Buffer.from([(n[0]! & 0xe0) | 28, fh]), body.subarray(p * size, Math.min(body.length, (p + 1) * size))]));
+    }
+    return out;
+  };
+  let bytesOut = 0;
+  const methods: string[] = [];
+  let seq = 100;
+  const server = createServer((sock) => {
+    sock.setNoDelay(true);
+    const write = (b: Buffer) => {
+      if (sock.destroyed) return;
+      bytesOut += b.length;
+      sock.write(b);
+    };
+    const packet = (payload: Buffer, ts: number, marker: boolean) => {
+      const h = Buffer.alloc(12);
+      h[0] = 0x80;
+      h[1] = (marker ? 0x80 : 0) | 96;
+      h.writeUInt16BE(seq++ & 0xffff, 2);
+      h.writeUInt32BE(ts >>> 0, 4);
+      h.writeUInt32BE(0xbeef, 8);
+      return interleave(0, Buffer.concat([h, payload]));
+    };
+    const stream = async () => {
+      for (let i = 0; i < o.frames; i++) {
+        const ps = fuA(nals[i]!, o.packetsPerFrame).map((p, k, all) => packet(p, 3000 * i, k === all.length - 1));
+        const last = i === o.frames - 1;
+        for (let k = 0; k < ps.length; k++) {
+          if (k === ps.length - 1 && last && o.tailPacket) {
+            // the last frame's end and the first packet of a frame that never finishes, in one write
+            write(Buffer.concat([ps[k]!, packet(fuA(nal(0x41, 99, 1200), 2)[0]!, 3000 * o.frames, false)]));
+          } else write(ps[k]!);
+          if (k < ps.length - 1) await new Promise((r) => (o.gap === 'tick' ? setImmediate(r) : setTimeout(r, o.gap as number)));
+        }
+        await new Promise((r) => setTimeout(r, 30)); // the next frame later, as a camera does
+      }
+    };
+    const reader = new RtspReader();
+    sock.on('data', (chunk: Buffer) => {
+      for (const m of reader.push(chunk)) {
+        if (m.type !== 'request') continue;
+        methods.push(m.method);
+        const cseq = m.headers.get('cseq')?.[0] ?? '0';
+        const reply = (extra: string[], body = '') =>
+          write(Buffer.from(['RTSP/1.0 200 OK', `CSeq: ${cseq}`, ...extra, ...(body ? [`Content-Length: ${Buffer.byteLength(body)}`] : []), '', ''].join('\r\n') + body));
+        const base = `rtsp://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}/cam/`;
+        if (m.method === 'OPTIONS') reply(['Public: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER']);
+        else if (m.method === 'DESCRIBE') {
+          reply([`Content-Base: ${base}`, 'Content-Type: application/sdp'], ['v=0', 'o=- 1 1 IN IP4 127.0.0.1', 's=cam', 't=0 0', 'm=video 0 RTP/AVP 96', 'a=rtpmap:96 H264/90000',
+            `a=fmtp:96 packetization-mode=1;sprop-parameter-sets=${sps.toString('base64')},${pps.toString('base64')}`, 'a=control:stream=0', ''].join('\r\n'));
+        } else if (m.method === 'SETUP') reply(['Transport: RTP/AVP/TCP;unicast;interleaved=0-1', 'Session: 12345678;timeout=60']);
+        else if (m.method === 'PLAY') {
+          reply(['Session: 12345678']);
+          void stream();
+        } else reply(['Session: 12345678']);
+      }
+    });
+    sock.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  const port = (server.address() as import('node:net').AddressInfo).port;
+  return { url: `rtsp://127.0.0.1:${port}/cam`, expected, methods, bytesOut: () => bytesOut };
+}
+
+async function pull(url: string, readCoalesceMs: number, frames: number, until: (units: Buffer[]) => boolean = (u) => u.length >= frames) {
+  const { RtspSession, RtspClientCounters } = await import('../../drivers/camera/rtsp-client/session.js');
+  const counters = new RtspClientCounters();
+  const session = new RtspSession({ url, transport: 'tcp', startTimeoutMs: 10_000, stallTimeoutMs: 10_000, readCoalesceMs }, counters);
+  const units: Buffer[] = [];
+  const keys: boolean[] = [];
+  const ac = new AbortController();
+  let readsAtFirst = 0;
+  const bound = setTimeout(() => ac.abort(), 20_000); // a bound: the assertions below say what was missing
+  await session.run((u) => {
+    if (units.length === 0) readsAtFirst = counters.reads;
+    units.push(u.data);
+    keys.push(u.key);
+    if (until(units)) ac.abort();
+  }, ac.signal);
+  clearTimeout(bound);
+  return { units, keys, counters, streamReads: counters.reads - readsAtFirst };
+}
+
+test('RTSP session, TCP read coalescing: a frame sent as a burst of small writes comes in two reads, whole; without it one read per packet', async (t) => {
+  const frames = 12;
+  const ppf = 12;
+  const on = await scriptedCamera(t, { frames, packetsPerFrame: ppf, gap: 'tick' });
+  const held = await pull(on.url, 20, frames);
+  assert.equal(held.units.length, frames, 'every access unit arrived');
+  held.units.forEach((u, i) => assert.ok(u.equals(on.expected[i]!), `access unit ${i} whole and in order`));
+  assert.equal(held.keys[0], true);
+  // The first frame's read is before the count starts; each later frame: its first packet, then the rest.
+  assert.ok(held.streamReads <= 2 * (frames - 1) + 2, `${held.streamReads} reads for ${frames - 1} frames of ${ppf} packets (≤ 2 per frame)`);
+  assert.ok(held.counters.readHolds >= frames - 1, `a hold per frame (${held.counters.readHolds})`);
+  assert.equal(held.counters.readHoldsGivenUp, 0, 'holding batched: not given up');
+
+  const off = await scriptedCamera(t, { frames, packetsPerFrame: ppf, gap: 'tick' });
+  const plain = await pull(off.url, 0, frames);
+  plain.units.forEach((u, i) => assert.ok(u.equals(off.expected[i]!), `access unit ${i} whole (no coalescing)`));
+  assert.equal(plain.counters.readHolds, 0);
+  t.diagnostic(`reads after the first frame: ${held.streamReads} held (${held.counters.readHolds} holds), ${plain.streamReads} without`);
+  assert.ok(plain.streamReads >= 2 * held.streamReads, `without holds more reads: ${plain.streamReads} vs ${held.streamReads}`);
+});
+
+test('RTSP session, TCP read coalescing: given up when each hold brings one packet (a sender slower than the window); TEARDOWN answered through a held socket', async (t) => {
+  // 4 packets per frame, 12 ms apart, window 4 ms: every hold ends before the next packet is sent
+  const frames = 40;
+  const slow = await scriptedCamera(t, { frames, packetsPerFrame: 4, gap: 12 });
+  const r = await pull(slow.url, 4, frames);
+  assert.equal(r.units.length, frames);
+  r.units.forEach((u, i) => assert.ok(u.equals(slow.expected[i]!), `access unit ${i} whole`));
+  t.diagnostic(`slow sender: ${r.counters.readHolds} holds, given up ${r.counters.readHoldsGivenUp}`);
+  assert.equal(r.counters.readHoldsGivenUp, 1, 'holding given up for the session');
+  assert.ok(r.counters.readHolds <= 3 * 31, `holds stopped after about 30 frames (${r.counters.readHolds})`);
+
+  // Stopped right after a read that ends inside a frame (so the socket is held): the TEARDOWN
+  // reply still gets read — every byte the camera sent was read before the session closed.
+  const tail = await scriptedCamera(t, { frames: 3, packetsPerFrame: 3, gap: 'tick', tailPacket: true });
+  const s = await pull(tail.url, 20, 3);
+  assert.equal(s.units.length, 3);
+  assert.deepEqual(tail.methods, ['OPTIONS', 'DESCRIBE', 'SETUP', 'PLAY', 'TEARDOWN']);
+  assert.equal(s.counters.teardowns, 1);
+  assert.equal(s.counters.bytesIn, tail.bytesOut(), 'the TEARDOWN reply was read (nothing left unread)');
+});
