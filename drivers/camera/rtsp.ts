@@ -166,18 +166,20 @@ export class RtspDriver implements SourceDriver {
     n.running = true;
     try {
       await session.run((unit) => {
-        if (unit.sps !== spsBuf) {
+        // the depacketizer keeps one SPS buffer while the camera repeats the same SPS: parsed
+        // (and the MIME rebuilt) only when it changes, not per frame
+        if (unit.sps !== spsBuf || first) {
           spsBuf = unit.sps;
           try {
             sps = spsBuf ? parseSps(spsBuf) : undefined;
           } catch {
             sps = undefined;
           }
-        }
-        const m = h264Mime(sps, this.cfg.fps);
-        if (m !== mime) {
-          mime = m;
-          out.setMime(this.cfg.track, m);
+          const m = h264Mime(sps, this.cfg.fps);
+          if (m !== mime) {
+            mime = m;
+            out.setMime(this.cfg.track, m);
+          }
         }
         if (first) {
           first = false;

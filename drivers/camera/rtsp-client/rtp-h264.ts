@@ -106,6 +106,28 @@ export interface H264DepacketizerOptions {
 }
 
 const START = Buffer.from([0, 0, 0, 1]);
+/** What pushPayload returns for the packets that finish nothing (most): shared, so frozen. */
+const NO_UNITS: DepacketizedUnit[] = Object.freeze([]) as unknown as DepacketizedUnit[];
+
+/** A start code and src[off, off+len) into dst at p; returns the end. */
+function putNal(dst: Buffer, p: number, src: Buffer, off: number, len: number): number {
+  dst[p] = 0;
+  dst[p + 1] = 0;
+  dst[p + 2] = 0;
+  dst[p + 3] = 1;
+  src.copy(dst, p + 4, off, off + len);
+  return p + 4 + len;
+}
+
+/**
+ * a equals b[off, off+len). The parameter set kept keeps its identity while the camera repeats
+ * the same one (the driver re-parses the SPS for the MIME only when the identity changes).
+ */
+function sameBytes(a: Buffer | undefined, b: Buffer, off: number, len: number): boolean {
+  if (a === undefined || a.length !== len) return false;
+  for (let i = 0; i < len; i++) if (a[i] !== b[off + i]) return false;
+  return true;
+}
 /** A parameter set is tens of bytes; anything this large is not one we keep. */
 const MAX_PARAM_SET = 4096;
 
@@ -168,31 +190,31 @@ export class H264Depacketizer {
    * per packet.
    */
   pushPayload(seq: number, timestamp: number, marker: boolean, buf: Buffer, start: number, end: number): DepacketizedUnit[] {
-    const out: DepacketizedUnit[] = [];
+    let out: DepacketizedUnit[] | undefined; // made only when a unit ends (most packets end none)
     this.packets++;
     if (this.expectedSeq !== undefined && seq !== this.expectedSeq) {
       const d = (seq - this.expectedSeq) & 0xffff;
       if (d >= 0x8000) {
         // an old or duplicate packet (UDP reordering): its access unit was already given up
         this.reordered++;
-        return out;
+        return NO_UNITS;
       }
       this.seqGaps++;
       this.packetsLost += d;
       // The unit in progress lost its tail, and the lost packets may have been the head of the
       // unit this packet belongs to: both are dropped, then only a keyframe may pass.
       this.broken = true;
-      this.flush(out);
+      this.flush((out ??= []));
       this.broken = true;
       this.ts = undefined;
       this.waitKey = true;
     }
     this.expectedSeq = (seq + 1) & 0xffff;
-    if (this.ts !== undefined && timestamp !== this.ts) this.flush(out);
+    if (this.ts !== undefined && timestamp !== this.ts) this.flush((out ??= []));
     this.ts = timestamp;
     this.payload(buf, start, end);
-    if (marker) this.flush(out);
-    return out;
+    if (marker) this.flush((out ??= []));
+    return out ?? NO_UNITS;
   }
 
   /** End the current access unit (the stream ended): it is emitted only if it is whole. */
@@ -312,23 +334,110 @@ export class H264Depacketizer {
     this.bytes += len + 4;
   }
 
+  /**
+   * The access unit in scratch is done. The common case (nothing after the first slice to move)
+   * is written straight from scratch into the unit's buffer: no view or array per NAL, one
+   * allocation per unit. The rest goes through emitNals (views, normalize).
+   */
   private flush(out: DepacketizedUnit[]): void {
-    // views into scratch: valid until the next write, and every one is copied out below
-    const nals = this.nalOff.map((o, i) => this.scratch.subarray(o, o + this.nalLen[i]!));
     const ts = this.ts;
     const broken = this.broken || this.fu !== undefined;
-    this.nalOff = [];
-    this.nalLen = [];
+    const offs = this.nalOff;
+    const lens = this.nalLen;
+    const n = offs.length;
+    const s = this.scratch;
     this.used = 0;
     this.bytes = 0;
     this.fu = undefined;
     this.broken = false;
-    if (nals.length === 0 || ts === undefined) return;
-    if (broken) {
-      this.droppedBroken++;
-      this.waitKey = true;
+    // offs/lens are emptied below, after their NALs are read: scratch is not written before the
+    // next packet, so the NALs stay valid through this call
+    if (n === 0 || ts === undefined || broken) {
+      offs.length = 0;
+      lens.length = 0;
+      if (n > 0 && ts !== undefined) {
+        this.droppedBroken++;
+        this.waitKey = true;
+      }
       return;
     }
+    let firstVcl = -1;
+    let move = false;
+    for (let i = 0; i < n; i++) {
+      const t = s[offs[i]!]! & 0x1f;
+      if (t >= 1 && t <= 5) {
+        if (firstVcl < 0) firstVcl = i;
+      } else if (firstVcl >= 0 && (t === 6 || t === 7 || t === 8 || t === 9)) move = true;
+    }
+    if (move) {
+      const nals: Buffer[] = [];
+      for (let i = 0; i < n; i++) nals.push(s.subarray(offs[i]!, offs[i]! + lens[i]!));
+      offs.length = 0;
+      lens.length = 0;
+      this.emitNals(nals, ts, out);
+      return;
+    }
+    let idr = false;
+    let hasSps = false;
+    let hasPps = false;
+    const types: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const off = offs[i]!;
+      const len = lens[i]!;
+      const t = s[off]! & 0x1f;
+      types.push(t);
+      if (t === 5) idr = true;
+      else if (t === 7 && len <= MAX_PARAM_SET) {
+        hasSps = true;
+        if (!sameBytes(this.sps, s, off, len)) this.sps = Buffer.from(s.subarray(off, off + len));
+      } else if (t === 8 && len <= MAX_PARAM_SET) {
+        hasPps = true;
+        if (!sameBytes(this.pps, s, off, len)) this.pps = Buffer.from(s.subarray(off, off + len));
+      }
+    }
+    if (firstVcl < 0) {
+      // parameter sets / SEI alone: kept for the next IDR, not a picture
+      offs.length = 0;
+      lens.length = 0;
+      return;
+    }
+    const key = idr && this.sps !== undefined && this.pps !== undefined;
+    if (this.waitKey && !key) {
+      offs.length = 0;
+      lens.length = 0;
+      this.droppedUntilKeyframe++;
+      return;
+    }
+    this.waitKey = false;
+    const insert = idr && (!hasSps || !hasPps);
+    let total = 0;
+    for (let i = 0; i < n; i++) total += 4 + lens[i]!;
+    if (insert && !hasSps) total += 4 + this.sps!.length;
+    if (insert && !hasPps) total += 4 + this.pps!.length;
+    const data = Buffer.allocUnsafe(total);
+    let p = 0;
+    let i = 0;
+    if (insert) {
+      // in front of the slices, after an AUD if there is one
+      this.paramSetsInserted++;
+      if (types[0] === 9) {
+        p = putNal(data, p, s, offs[0]!, lens[0]!);
+        i = 1;
+        types.shift();
+      }
+      if (!hasSps) p = putNal(data, p, this.sps!, 0, this.sps!.length);
+      if (!hasPps) p = putNal(data, p, this.pps!, 0, this.pps!.length);
+    }
+    for (; i < n; i++) p = putNal(data, p, s, offs[i]!, lens[i]!);
+    offs.length = 0;
+    lens.length = 0;
+    this.units++;
+    if (key) this.keyframes++;
+    out.push({ data, key, timestamp: ts, nalTypes: types });
+  }
+
+  /** flush's general case: NAL views (into scratch), reordered by normalize, then copied out. */
+  private emitNals(nals: Buffer[], ts: number, out: DepacketizedUnit[]): void {
     this.normalize(nals);
     let idr = false;
     let hasSps = false;
@@ -342,10 +451,10 @@ export class H264Depacketizer {
       if (t >= 1 && t <= 5) vcl = true;
       if (t === 7 && n.length <= MAX_PARAM_SET) {
         hasSps = true;
-        this.sps = Buffer.from(n);
+        if (!sameBytes(this.sps, n, 0, n.length)) this.sps = Buffer.from(n);
       } else if (t === 8 && n.length <= MAX_PARAM_SET) {
         hasPps = true;
-        this.pps = Buffer.from(n);
+        if (!sameBytes(this.pps, n, 0, n.length)) this.pps = Buffer.from(n);
       }
     }
     if (!vcl) return; // parameter sets / SEI alone: kept for the next IDR, not a picture
