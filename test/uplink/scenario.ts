@@ -246,9 +246,14 @@ export function checkDelivery(r: Rig, s: Sensor, rep: GapReport, maxDuplicates: 
  * reconnecting live session gets from the engine's cache: the only possible duplicates.
  */
 export function inDoubt(r: Rig, s: Sensor): number {
-  const st = r.eg.stats().uplink;
-  const pub = r.eg.upstream.find((u) => u.stats().track === `${s.ref.channel}/${s.ref.source}/${s.ref.track}`)!.stats();
-  const bf = st.backfill?.tracks.find((x) => x.track === `${s.ref.channel}/${s.ref.source}/${s.ref.track}`);
+  return inDoubtOf(r.eg, s.ref);
+}
+
+/** inDoubt for any egress service (e.g. the App's own, `app.egress`) and local track. */
+export function inDoubtOf(eg: Pick<EgressService, 'stats' | 'upstream'>, ref: TrackRef): number {
+  const st = eg.stats().uplink;
+  const pub = eg.upstream.find((u) => u.stats().track === `${ref.channel}/${ref.source}/${ref.track}`)!.stats();
+  const bf = st.backfill?.tracks.find((x) => x.track === `${ref.channel}/${ref.source}/${ref.track}`);
   // Sessions that opened and then ended (a connect that never opened subscribed to nothing).
   const f = pub.failures;
   const sessionsEnded = (f.UPSTREAM_DROPPED ?? 0) + (f.UPSTREAM_REFUSED ?? 0) + (f.UPSTREAM_CLOSED ?? 0) + (f.UPSTREAM_STALLED ?? 0);
