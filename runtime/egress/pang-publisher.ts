@@ -2,7 +2,7 @@
 // server. MIME text first and about once a second, one access unit per binary message with
 // SPS/PPS in front of every IDR, keepalive by an empty binary message, never waits for a pong,
 // treats an immediate close as a refusal and backs off, and drops GOP tails under backpressure.
-import { openPangSocket } from './pang-socket.js';
+import { openPangOrFail } from './pang-socket.js';
 import WebSocket from 'ws';
 import {
   mimeBase,
@@ -19,6 +19,7 @@ import { ReconnectingLink, type LinkStats } from './link.js';
 import { DrainMeter, UplinkEstimator, wsClientFrameBytes, type UplinkEstimate } from '../uplink/estimator.js';
 import { DEFAULT_PRIORITY, DemandMeter, type TrackDemand, type TrackMode } from '../uplink/scheduler.js';
 import type { DeliverySink } from '../uplink/spans.js';
+import { UplinkEncoderCap } from '../uplink/encoder-cap.js';
 import {
   classifyClose,
   connectErrorCode,
@@ -147,14 +148,7 @@ export class PangPublisher extends ReconnectingLink {
   private readonly demand = new DemandMeter();
   private readonly pc = { keyframesOnly: 0, paused: 0, droppedBytes: 0 };
   /** Encoder cap asked of the source by the uplink scheduler (issue 8 step 5). */
-  private readonly cap: { bytesPerSec: number | null; uncapped: number | undefined; unsupported: boolean; requests: number; refused: number; lifts: number } = {
-    bytesPerSec: null,
-    uncapped: undefined,
-    unsupported: false,
-    requests: 0,
-    refused: 0,
-    lifts: 0,
-  };
+  private readonly cap: UplinkEncoderCap;
   /** Frames not yet confirmed: wire offset of their last byte, and when it left the socket buffer. */
   private inFlight: Array<{ end: number; wall: number; bytes: number; drainedAt: number }> = [];
   private inFlightHead = 0;
@@ -170,6 +164,7 @@ export class PangPublisher extends ReconnectingLink {
     const url = pangSessionUrl(opts.endpoint, 'pub');
     super(opts.name, 'pang-pub', redactPangUrl(url), opts.log, opts.backoff);
     this.url = url;
+    this.cap = new UplinkEncoderCap(opts.source);
     this.o = {
       keepaliveMs: 20_000,
       mimeResendMs: 1000,
@@ -187,12 +182,8 @@ export class PangPublisher extends ReconnectingLink {
 
   protected attempt(): void {
     this.connectError = null;
-    const opened = openPangSocket(this.url, { handshakeTimeoutMs: this.o.handshakeTimeoutMs, insecure: this.o.insecure, caFile: this.o.caFile });
-    if ('caError' in opened) {
-      this.failed('UPSTREAM_CA_FILE', opened.caError);
-      return;
-    }
-    const ws = opened.ws;
+    const ws = openPangOrFail(this.url, { handshakeTimeoutMs: this.o.handshakeTimeoutMs, insecure: this.o.insecure, caFile: this.o.caFile }, (code, msg) => this.failed(code, msg));
+    if (!ws) return;
     this.ws = ws;
     ws.on('open', () => this.onOpen(ws));
     ws.on('error', (err) => {
@@ -425,35 +416,7 @@ export class PangPublisher extends ReconnectingLink {
    * False when the source cannot: it is then not offered as cappable again this session.
    */
   setEncodingCap(bytesPerSec: number | null): boolean {
-    if (bytesPerSec === null) {
-      if (this.cap.uncapped === undefined) return true;
-      this.cap.uncapped = undefined;
-      this.cap.bytesPerSec = null;
-      this.cap.lifts++;
-      try {
-        this.o.source.requestEncodingCap(this.o.from, 'uplink', null);
-      } catch {
-        // the track went away: nothing is capped any more
-      }
-      return true;
-    }
-    if (this.cap.unsupported) return false;
-    let ok = false;
-    try {
-      ok = this.o.source.requestEncodingCap(this.o.from, 'uplink', { bitrateBps: Math.max(8000, Math.round(bytesPerSec * 8)) });
-    } catch {
-      ok = false;
-    }
-    this.cap.requests++;
-    if (!ok) {
-      this.cap.unsupported = true;
-      this.cap.refused++;
-      return false;
-    }
-    // Demand now follows the cap: remember what the track offered before it.
-    this.cap.uncapped ??= this.demand.bytesPerSec;
-    this.cap.bytesPerSec = bytesPerSec;
-    return true;
+    return this.cap.set(this.o.from, bytesPerSec, this.demand.bytesPerSec);
   }
 
   /** Set by the uplink scheduler. Stepping up waits for a keyframe (and asks the source for one). */
@@ -473,7 +436,7 @@ export class PangPublisher extends ReconnectingLink {
 
   /** Lifts this link's encoder cap (other callers' caps stay), then closes like any link. */
   override close(): void {
-    if (this.cap.uncapped !== undefined) this.setEncodingCap(null);
+    if (this.cap.capped) this.setEncodingCap(null);
     super.close();
   }
 
@@ -488,7 +451,7 @@ export class PangPublisher extends ReconnectingLink {
       priority: this.o.priority ?? DEFAULT_PRIORITY[kind],
       demandBytesPerSec: this.demand.bytesPerSec,
       keyframeBytesPerSec: this.demand.keyframeBytesPerSec,
-      cappable: kind === 'video' && !this.cap.unsupported,
+      cappable: kind === 'video' && this.cap.cappable,
       uncappedBytesPerSec: this.cap.uncapped,
     };
   }
@@ -587,7 +550,7 @@ export class PangPublisher extends ReconnectingLink {
         droppedBytes: this.pc.droppedBytes,
         demandBytesPerSec: this.demand.bytesPerSec,
         keyframeBytesPerSec: this.demand.keyframeBytesPerSec,
-        encodingCap: { bytesPerSec: this.cap.bytesPerSec, uncappedBytesPerSec: this.cap.uncapped ?? null, unsupported: this.cap.unsupported, requests: this.cap.requests, refused: this.cap.refused, lifts: this.cap.lifts },
+        encodingCap: this.cap.stats(),
       },
       spans: { ...this.sc, inSocket: this.inFlight.length - this.inFlightHead },
     };

@@ -1,7 +1,7 @@
 // pang pull-down: one upstream track (/pang/ws/sub) → one local engine track, e.g. an operator's
 // audio or data track coming down to the robot. MIME from the first text (or REXTMIME), one
 // binary message = one frame; the empty keepalive binaries are not frames.
-import { openPangSocket } from './pang-socket.js';
+import { openPangOrFail } from './pang-socket.js';
 import WebSocket, { type RawData } from 'ws';
 import {
   captureClockUs,
@@ -93,12 +93,8 @@ export class PangPuller extends ReconnectingLink {
 
   protected attempt(): void {
     this.connectError = null;
-    const opened = openPangSocket(this.url, { handshakeTimeoutMs: this.o.handshakeTimeoutMs, insecure: this.o.insecure, caFile: this.o.caFile, maxPayload: this.o.maxMessageBytes });
-    if ('caError' in opened) {
-      this.failed('UPSTREAM_CA_FILE', opened.caError);
-      return;
-    }
-    const ws = opened.ws;
+    const ws = openPangOrFail(this.url, { handshakeTimeoutMs: this.o.handshakeTimeoutMs, insecure: this.o.insecure, caFile: this.o.caFile, maxPayload: this.o.maxMessageBytes }, (code, msg) => this.failed(code, msg));
+    if (!ws) return;
     this.ws = ws;
     ws.on('open', () => {
       if (ws !== this.ws) return;

@@ -31,3 +31,16 @@ export function openPangSocket(url: string, o: PangSocketOptions): { ws: WebSock
   });
   return { ws };
 }
+
+/**
+ * One connection attempt's socket for a ReconnectingLink: the socket, or null after reporting an
+ * unreadable CA file through `fail` (the link then backs off like any failed attempt).
+ */
+export function openPangOrFail(url: string, o: PangSocketOptions, fail: (code: string, message: string) => void): WebSocket | null {
+  const opened = openPangSocket(url, o);
+  if ('caError' in opened) {
+    fail('UPSTREAM_CA_FILE', opened.caError);
+    return null;
+  }
+  return opened.ws;
+}

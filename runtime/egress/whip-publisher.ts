@@ -14,6 +14,7 @@ import { mimeProfile } from '../whep/server.js';
 import { UplinkEstimator, type UplinkEstimate } from '../uplink/estimator.js';
 import { DEFAULT_PRIORITY, DemandMeter, type TrackDemand, type TrackMode } from '../uplink/scheduler.js';
 import { RtcpDrainMeter, VideoModeGate, type RtcpDrainStats } from './whip-uplink.js';
+import { UplinkEncoderCap, type EncoderCapStats } from '../uplink/encoder-cap.js';
 
 export interface WhipPublisherOptions {
   name: string;
@@ -53,7 +54,7 @@ export interface WhipPublisherStats extends LinkStats {
   sessions: number;
   /** Mode set by the uplink scheduler, and video access units it held back. */
   uplinkMode: TrackMode;
-  encodingCap: { bytesPerSec: number | null; uncapped: number | undefined; unsupported: boolean; requests: number; refused: number; lifts: number };
+  encodingCap: EncoderCapStats;
   uplinkHeld: { keyframesOnly: number; paused: number; awaitingKey: number };
   uplink: UplinkEstimate;
   receiverReports: RtcpDrainStats;
@@ -80,14 +81,7 @@ export class WhipPublisher extends ReconnectingLink {
   private readonly gate = new VideoModeGate();
   private videoRef: TrackRef | null = null;
   /** The uplink scheduler's encoder cap on the video source (issue 8), like the pang publisher's. */
-  private readonly cap: { bytesPerSec: number | null; uncapped: number | undefined; unsupported: boolean; requests: number; refused: number; lifts: number } = {
-    bytesPerSec: null,
-    uncapped: undefined,
-    unsupported: false,
-    requests: 0,
-    refused: 0,
-    lifts: 0,
-  };
+  private readonly cap: UplinkEncoderCap;
   /** setLocalDescription of the current session while werift may still be gathering. */
   private gathering: Promise<void> | null = null;
   private readonly trickleMode: 'auto' | 'on' | 'off';
@@ -100,6 +94,7 @@ export class WhipPublisher extends ReconnectingLink {
   constructor(private readonly o: WhipPublisherOptions) {
     super(o.name, 'whip', redactPangUrl(o.url), o.log, o.backoff);
     this.trickleMode = o.trickle ?? 'auto';
+    this.cap = new UplinkEncoderCap(o.source);
   }
 
   private headers(extra: Record<string, string>): Record<string, string> {
@@ -333,7 +328,7 @@ export class WhipPublisher extends ReconnectingLink {
       priority: this.o.priority ?? DEFAULT_PRIORITY.video,
       demandBytesPerSec: this.demand.bytesPerSec,
       keyframeBytesPerSec: this.demand.keyframeBytesPerSec,
-      cappable: !this.cap.unsupported,
+      cappable: this.cap.cappable,
       uncappedBytesPerSec: this.cap.uncapped,
     };
   }
@@ -343,40 +338,13 @@ export class WhipPublisher extends ReconnectingLink {
    * false when it cannot — it is then not offered as cappable again and steps to keyframes-only.
    */
   setEncodingCap(bytesPerSec: number | null): boolean {
-    const ref = this.videoRef;
-    if (bytesPerSec === null) {
-      if (this.cap.uncapped === undefined) return true;
-      this.cap.uncapped = undefined;
-      this.cap.bytesPerSec = null;
-      this.cap.lifts++;
-      try {
-        if (ref) this.o.source.requestEncodingCap(ref, 'uplink', null);
-      } catch {
-        // the track went away: nothing is capped any more
-      }
-      return true;
-    }
-    if (this.cap.unsupported || !ref) return false;
-    let ok = false;
-    try {
-      ok = this.o.source.requestEncodingCap(ref, 'uplink', { bitrateBps: Math.max(8000, Math.round(bytesPerSec * 8)) });
-    } catch {
-      ok = false;
-    }
-    this.cap.requests++;
-    if (!ok) {
-      this.cap.unsupported = true;
-      this.cap.refused++;
-      return false;
-    }
-    this.cap.uncapped ??= this.demand.bytesPerSec; // demand now follows the cap
-    this.cap.bytesPerSec = bytesPerSec;
-    return true;
+    return this.cap.set(this.videoRef, bytesPerSec, this.demand.bytesPerSec);
   }
+
 
   /** Lifts this link's encoder cap (other callers' caps stay), then closes like any link. */
   override close(): void {
-    if (this.cap.uncapped !== undefined) this.setEncodingCap(null);
+    if (this.cap.capped) this.setEncodingCap(null);
     super.close();
   }
 
@@ -402,7 +370,7 @@ export class WhipPublisher extends ReconnectingLink {
       patches: { ...this.patches },
       sessions: this.sessionCount,
       uplinkMode: this.gate.current,
-      encodingCap: { ...this.cap },
+      encodingCap: this.cap.stats(),
       uplinkHeld: { ...this.gate.held },
       uplink: this.uplink.estimate(Date.now()),
       receiverReports: this.drain.stats(),

@@ -14,7 +14,7 @@
 import WebSocket from 'ws';
 import { mimeKind, trackPath, type BackoffOptions, type TrackRef } from '../engine/api.js';
 import { ReconnectingLink, type LinkStats } from '../egress/link.js';
-import { openPangSocket } from '../egress/pang-socket.js';
+import { openPangOrFail } from '../egress/pang-socket.js';
 import { classifyClose, connectErrorCode, pangSessionUrl, redactPangUrl, type EgressLog, type PangEndpoint } from '../egress/pang-link.js';
 import { wsClientFrameBytes } from './estimator.js';
 import { sanitize } from '../egress/pang-publisher.js';
@@ -162,12 +162,8 @@ export class BackfillLink extends ReconnectingLink {
 
   protected attempt(): void {
     this.connectError = null;
-    const opened = openPangSocket(this.url, { handshakeTimeoutMs: this.o.handshakeTimeoutMs, insecure: this.o.insecure, caFile: this.o.caFile });
-    if ('caError' in opened) {
-      this.failed('UPSTREAM_CA_FILE', opened.caError);
-      return;
-    }
-    const ws = opened.ws;
+    const ws = openPangOrFail(this.url, { handshakeTimeoutMs: this.o.handshakeTimeoutMs, insecure: this.o.insecure, caFile: this.o.caFile }, (code, msg) => this.failed(code, msg));
+    if (!ws) return;
     this.ws = ws;
     ws.on('open', () => {
       if (ws !== this.ws) return;
