@@ -134,6 +134,8 @@ export class RtspSession {
   private rtcpChannel = 1;
   private udp: { rtp: UdpSocket; rtcp: UdpSocket; serverRtp?: number; serverRtcp?: number } | undefined;
   private lastRtpAt = 0;
+  /** TCP: the read being parsed carried RTP (lastRtpAt is set once after it). */
+  private rtpInRead = false;
   /** TCP: the last RTP packet ended its access unit (marker bit): nothing of a frame is pending. */
   private lastMarker = true;
   /** TCP read hold (readCoalesceMs): one reused timer, re-armed by refresh(); undefined = off. */
@@ -298,6 +300,11 @@ export class RtspSession {
       this.fail?.(e as Error);
       return;
     }
+    // the stall watchdog's clock: read once per read that carried RTP, not once per packet
+    if (this.rtpInRead) {
+      this.rtpInRead = false;
+      this.lastRtpAt = Date.now();
+    }
     for (const m of msgs) {
       if (m.type === 'interleaved') {
         continue; // delivered through onFrame
@@ -380,7 +387,7 @@ export class RtspSession {
   private onRtpRange(buf: Buffer, start: number, end: number): void {
     const depack = this.depack;
     if (!depack || !this.track || !this.playing) return;
-    this.lastRtpAt = Date.now();
+    this.rtpInRead = true;
     const h = this.hdr;
     try {
       readRtpHeader(buf, start, end, h);
