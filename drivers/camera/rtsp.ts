@@ -52,8 +52,12 @@ export const rtspDriverSchema = z
      * Native client over TCP: when a read ends inside a frame, wait this long before reading the
      * rest of its packet burst, so a frame costs one or two socket wakeups instead of one per
      * packet or two (CPU). The most latency it adds. 0 = off. Ignored for UDP and the ffmpeg client.
+     * Off by default: against a camera whose server batches writes (Nagle) holding a read delays
+     * the ACK the rest of the frame waits for, and the measured CPU went up, not down; try 4 for a
+     * camera that writes one RTP packet per TCP segment (the session gives up holding by itself
+     * when it does not batch).
      */
-    readCoalesceMs: z.number().int().min(0).max(MAX_READ_COALESCE_MS).default(4),
+    readCoalesceMs: z.number().int().min(0).max(MAX_READ_COALESCE_MS).default(0),
   })
   .strict();
 export type RtspConfig = z.infer<typeof rtspDriverSchema>;
