@@ -584,3 +584,24 @@ test('RTSP session, TCP read coalescing: given up when each hold brings one pack
   assert.equal(s.counters.teardowns, 1);
   assert.equal(s.counters.bytesIn, tail.bytesOut(), 'the TEARDOWN reply was read (nothing left unread)');
 });
+
+test('a failed session leaves no listener on the supervisor signal it shared (no session kept alive per reconnect)', async () => {
+  const { createServer } = await import('node:net');
+  const { getEventListeners } = await import('node:events');
+  const { RtspSession, RtspClientCounters } = await import('../../drivers/camera/rtsp-client/session.js');
+  // A camera that accepts and hangs up at once: every run fails, as an unplugged camera's retries do.
+  const server = createServer((s) => s.destroy());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as import('node:net').AddressInfo).port;
+  const ac = new AbortController(); // one signal for every run, as the supervisor gives
+  const counters = new RtspClientCounters();
+  try {
+    for (let i = 0; i < 12; i++) {
+      const session = new RtspSession({ url: `rtsp://127.0.0.1:${port}/cam`, transport: 'tcp', startTimeoutMs: 5000, stallTimeoutMs: 5000 }, counters);
+      await assert.rejects(session.run(() => {}, ac.signal));
+    }
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0, 'every run removed its abort listener');
+  } finally {
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});

@@ -171,7 +171,13 @@ export class RtspSession {
       };
     });
     failed.catch(() => {});
-    const aborted = new Promise<'aborted'>((resolve) => signal.addEventListener('abort', () => resolve('aborted'), { once: true }));
+    // The supervisor passes one long-lived signal to every run: the listener must go with the run,
+    // or each reconnect would keep this whole session (buffers, socket) alive.
+    let onAbort = (): void => {};
+    const aborted = new Promise<'aborted'>((resolve) => {
+      onAbort = () => resolve('aborted');
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
     const startTimer = setTimeout(() => this.fail?.(new EdgeError('START_TIMEOUT', `no access unit from the camera in ${this.o.startTimeoutMs} ms`, { host: this.target.host })), this.o.startTimeoutMs);
     this.timers.push(startTimer);
     let gotFirst = false;
@@ -188,6 +194,7 @@ export class RtspSession {
       const end = await Promise.race([failed, aborted]);
       if (end === 'aborted') return;
     } finally {
+      signal.removeEventListener('abort', onAbort);
       this.counters.endSession();
       this.counters.clockReanchors += this.clock.reanchors;
       await this.close(signal.aborted);
