@@ -22,17 +22,52 @@ export class EncoderCapLoop {
   /** The settings the running (or next) child uses. */
   current: CappedSettings;
 
-  constructor(private readonly base: CappedSettings) {
+
+  /** When the running child started (ms, monotonic). */
+  private startedAt = -Infinity;
+  private restartTimer: NodeJS.Timeout | undefined;
+  /** Cap changes that left the encoder's settings as they were (no restart). */
+  capNoops = 0;
+
+  /**
+   * Minimum run of one encoder child before a cap restarts it: every restart costs a gap and an
+   * IDR, and a caller that re-caps every second (a moving uplink estimate) must not turn the camera
+   * into a restart loop. A change inside the window is applied when it ends (one timer).
+   */
+  constructor(
+    private readonly base: CappedSettings,
+    private readonly minRunMs = 5000,
+  ) {
     this.current = { ...base };
   }
 
-  /** Record a caller's cap; a change restarts the running encoder at once. Always true (servable). */
+  /** Record a caller's cap; a change of the encoder's settings restarts it (at most once per minRunMs). Always true. */
   set(by: string, cap: EncodingCap | null): boolean {
     if (!this.caps.set(by, cap)) return true;
     this.capChanges++;
-    // the running child ends cleanly; run() starts the next one with the new settings
-    this.inner?.abort();
+    const next = this.settings();
+    if (next.fps === this.current.fps && next.bitrateKbps === this.current.bitrateKbps) {
+      this.capNoops++;
+      return true;
+    }
+    this.scheduleRestart();
     return true;
+  }
+
+  private scheduleRestart(): void {
+    if (!this.inner || this.restartTimer) return; // not running: the next child takes settings() anyway
+    const wait = this.startedAt + this.minRunMs - performance.now();
+    if (wait <= 0) {
+      // the running child ends cleanly; run() starts the next one with the new settings
+      this.inner.abort();
+      return;
+    }
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      const s = this.settings();
+      if (s.fps !== this.current.fps || s.bitrateKbps !== this.current.bitrateKbps) this.inner?.abort();
+    }, wait);
+    this.restartTimer.unref?.();
   }
 
   /** Configured values with every cap applied (a cap never raises a value; fps ≥ 1, bitrate ≥ 64 kbit/s). */
@@ -55,11 +90,14 @@ export class EncoderCapLoop {
       signal.addEventListener('abort', onAbort, { once: true });
       this.inner = inner;
       this.current = this.settings();
+      this.startedAt = performance.now();
       try {
         await once(this.current, inner.signal);
       } finally {
         signal.removeEventListener('abort', onAbort);
         this.inner = undefined;
+        if (this.restartTimer) clearTimeout(this.restartTimer);
+        this.restartTimer = undefined;
       }
       // `once` resolved: either the driver stops (outer abort) or a cap changed (inner abort only)
       if (!inner.signal.aborted) return;
@@ -74,6 +112,7 @@ export class EncoderCapLoop {
       encodeFps: this.current.fps,
       encodeBitrateKbps: this.current.bitrateKbps,
       capChanges: this.capChanges,
+      capNoops: this.capNoops,
       restartsForCap: this.restartsForCap,
       capsBy: Object.keys(this.caps.byCaller()).join(','),
     };

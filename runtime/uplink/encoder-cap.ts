@@ -6,6 +6,8 @@
 import type { TrackRef, TrackSource } from '../engine/api.js';
 
 export const UPLINK_CALLER = 'uplink';
+/** A new cap within this fraction of the current one is not requested. */
+export const CAP_HYSTERESIS = 0.15;
 
 export interface EncoderCapStats {
   bytesPerSec: number | null;
@@ -14,6 +16,8 @@ export interface EncoderCapStats {
   requests: number;
   refused: number;
   lifts: number;
+  /** Re-caps within CAP_HYSTERESIS of the cap in force, not requested. */
+  kept: number;
 }
 
 export class UplinkEncoderCap {
@@ -21,7 +25,7 @@ export class UplinkEncoderCap {
   /** What the track offered before the cap; undefined when no cap is in force. */
   private uncappedBps: number | undefined;
   private unsupported = false;
-  private readonly c = { requests: 0, refused: 0, lifts: 0 };
+  private readonly c = { requests: 0, refused: 0, lifts: 0, kept: 0 };
 
   constructor(private readonly source: Pick<TrackSource, 'requestEncodingCap'>) {}
 
@@ -56,6 +60,12 @@ export class UplinkEncoderCap {
       return true;
     }
     if (this.unsupported || !ref) return false;
+    // The budget moves every round; a cap within 15 % of the one in force is kept (each change
+    // can cost the encoder a restart and an IDR, which itself eats the thin link).
+    if (this.bytesPerSec !== null && Math.abs(bytesPerSec - this.bytesPerSec) <= this.bytesPerSec * CAP_HYSTERESIS) {
+      this.c.kept++;
+      return true;
+    }
     let ok = false;
     try {
       ok = this.source.requestEncodingCap(ref, UPLINK_CALLER, { bitrateBps: Math.max(8000, Math.round(bytesPerSec * 8)) });

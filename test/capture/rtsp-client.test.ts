@@ -587,7 +587,7 @@ test('RTSP session, TCP read coalescing: given up when each hold brings one pack
 
 test('a failed session leaves no listener on the supervisor signal it shared (no session kept alive per reconnect)', async () => {
   const { createServer } = await import('node:net');
-  const { getEventListeners } = await import('node:events');
+  const { EventEmitter } = await import('node:events');
   const { RtspSession, RtspClientCounters } = await import('../../drivers/camera/rtsp-client/session.js');
   // A camera that accepts and hangs up at once: every run fails, as an unplugged camera's retries do.
   const server = createServer((s) => s.destroy());
@@ -600,7 +600,7 @@ test('a failed session leaves no listener on the supervisor signal it shared (no
       const session = new RtspSession({ url: `rtsp://127.0.0.1:${port}/cam`, transport: 'tcp', startTimeoutMs: 5000, stallTimeoutMs: 5000 }, counters);
       await assert.rejects(session.run(() => {}, ac.signal));
     }
-    assert.equal(getEventListeners(ac.signal, 'abort').length, 0, 'every run removed its abort listener');
+    assert.equal(EventEmitter.getEventListeners(ac.signal, 'abort').length, 0, 'every run removed its abort listener');
   } finally {
     await new Promise<void>((r) => server.close(() => r()));
   }

@@ -104,3 +104,18 @@ test('controller: caps go to the link, a refused cap is counted and the next rou
   assert.equal(r.caps.get('cam'), null);
   assert.equal(s.stats().tracks.cam!.capsLifted, 1);
 });
+
+test('uplink encoder cap: re-caps within 15 % of the cap in force are kept, not requested; a larger move is', async () => {
+  const { UplinkEncoderCap } = await import('../../runtime/uplink/encoder-cap.js');
+  const asked: Array<number | null> = [];
+  const cap = new UplinkEncoderCap({ requestEncodingCap: (_ref, _by, c) => (asked.push(c?.bitrateBps ?? null), true) });
+  const ref = { channel: 'c', source: 's', track: 'video' };
+  assert.equal(cap.set(ref, 100_000, 500_000), true);
+  for (const b of [110_000, 92_000, 114_000, 86_000]) cap.set(ref, b, 500_000);
+  assert.deepEqual(asked, [800_000], 'only the first cap reached the engine');
+  assert.equal(cap.stats().kept, 4);
+  cap.set(ref, 60_000, 500_000);
+  cap.set(ref, null, 500_000);
+  assert.deepEqual(asked, [800_000, 480_000, null]);
+  assert.equal(cap.stats().uncappedBytesPerSec, null);
+});
