@@ -36,8 +36,6 @@ export class App {
   readonly egress: EgressService;
   private recordings: RecordingService | undefined;
   readonly supervisors: DriverSupervisor[] = [];
-  /** Feature components (recordings, egress, control…), closed before the engine. */
-  readonly components = new Map<string, Component>();
   private address: AddressInfo | undefined;
   private closing: Promise<void> | undefined;
   readonly startedAt = Date.now();
@@ -46,9 +44,10 @@ export class App {
     readonly config: Config,
     readonly log: Logger,
     readonly board: BoardService,
+    /** Feature components (board, control, egress, recordings…), closed before the engine; filled as they are built, so a constructor that throws half-way can close them. */
+    readonly components: Map<string, Component>,
   ) {
     const e = config.engine;
-    this.components.set('board', board);
     this.engine = new Engine({
       memoryCeilingBytes: engineCeilingBytes(e.memoryCeiling, board),
       consumerQueueBytes: e.consumerQueue,
@@ -100,10 +99,12 @@ export class App {
     // The board first: its profile sizes the engine's memory ceiling.
     const board = await createBoardService();
     let app: App;
+    const built = new Map<string, Component>([['board', board]]);
     try {
-      app = new App(config, log, board);
+      app = new App(config, log, board, built);
     } catch (err) {
-      board.close();
+      // Whatever the constructor had built (control's serial links, timers…) closes with the board.
+      await Promise.allSettled([...built.values()].reverse().map(async (c) => c.close()));
       throw err;
     }
     try {
@@ -248,7 +249,7 @@ export class App {
     this.closing = (async () => {
       await Promise.allSettled(this.supervisors.map((s) => s.close()));
       // Egress first: its last delivery spans must reach the recordings index before that closes.
-      await Promise.allSettled([this.egress.close()]);
+      await Promise.allSettled([(async () => this.egress.close())()]);
       await Promise.allSettled([...this.components.values()].reverse().map(async (c) => c.close()));
       await this.pang.close();
       await this.http.close();

@@ -19,7 +19,7 @@ import {
   serializeRequest,
   type RtspMessage,
 } from '../../drivers/camera/rtsp-client/message.js';
-import { H264Depacketizer, parseRtp, readRtpHeader, RtpClock, RtpReorderBuffer, type DepacketizedUnit, type RtpHeader, type RtpPacket } from '../../drivers/camera/rtsp-client/rtp-h264.js';
+import { H264Depacketizer, parseRtp, readRtpHeader, RtpClock, RtpReorderBuffer, SEQ_RESYNC_AFTER, type DepacketizedUnit, type RtpHeader, type RtpPacket } from '../../drivers/camera/rtsp-client/rtp-h264.js';
 import { parseSdp, resolveControl } from '../../drivers/camera/rtsp-client/sdp.js';
 import { parseAuthorization, verifyAuthorization } from '../../drivers/ptz/digest.js';
 import { packetizeH264 } from '../../runtime/egress/h264-rtp.js';
@@ -604,4 +604,34 @@ test('a failed session leaves no listener on the supervisor signal it shared (no
   } finally {
     await new Promise<void>((r) => server.close(() => r()));
   }
+});
+
+test('depacketizer: a camera whose RTP sequence jumps back (packetizer restart) is followed after a short run, not frozen for 32 768 packets', async (t) => {
+  const dir = await tempDir(t, 'rtsp-depack-');
+  const stream = await encodeH264(dir, { width: 320, height: 240, fps: 25, frames: 40, gop: 10 });
+  const { AnnexBSplitter } = await import('../../runtime/engine/h264.js');
+  const aus = new AnnexBSplitter({ repeatParamSets: false }).push(Buffer.concat([stream, Buffer.from([0, 0, 0, 1, 9, 0xf0])])).map((a) => a.data);
+  const d = new H264Depacketizer();
+  const before: DepacketizedUnit[] = [];
+  for (const p of packetize(aus.slice(0, 20), { mtu: 200, seq0: 30_000 })) before.push(...d.push(p));
+  assert.equal(before.length, 20, 'the first 20 units (the marker bit ends each)');
+  // The camera restarts its packetizer: sequence numbers start again far below.
+  const after: DepacketizedUnit[] = [];
+  for (const p of packetize(aus.slice(20), { mtu: 200, seq0: 100, ts0: 900_000 })) after.push(...d.push(p));
+  after.push(...d.end());
+  assert.equal(d.seqResyncs, 1, 'one resync, counted');
+  assert.ok(after.length >= 5, `video resumed after the jump back (${after.length} units)`);
+  assert.ok(after[0]!.key, 'it resumes at a keyframe');
+  assert.ok(d.reordered < SEQ_RESYNC_AFTER, 'fewer than the resync run were dropped as old');
+});
+
+test('UDP reorder buffer: a sequence that restarts lower is followed after a short run of late packets', () => {
+  const b = new RtpReorderBuffer(16);
+  const pkt = (seq: number): RtpPacket => parseRtp(rtpPacket(Buffer.from([1, 2, 3]), seq, 1000, false));
+  const out: number[] = [];
+  for (let s = 5000; s < 5100; s++) out.push(...b.push(pkt(s)).map((p) => p.seq));
+  for (let s = 10; s < 100; s++) out.push(...b.push(pkt(s)).map((p) => p.seq));
+  const afterJump = out.filter((s) => s < 1000);
+  assert.ok(afterJump.length >= 90 - SEQ_RESYNC_AFTER, `packets after the jump flow again (${afterJump.length})`);
+  assert.ok(b.late < SEQ_RESYNC_AFTER);
 });

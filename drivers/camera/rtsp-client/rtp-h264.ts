@@ -131,6 +131,9 @@ function sameBytes(a: Buffer | undefined, b: Buffer, off: number, len: number): 
 /** A parameter set is tens of bytes; anything this large is not one we keep. */
 const MAX_PARAM_SET = 4096;
 
+/** Consecutive packets older than expected after which the sequence is taken to have restarted. */
+export const SEQ_RESYNC_AFTER = 32;
+
 export class H264Depacketizer {
   private sps: Buffer | undefined;
   private pps: Buffer | undefined;
@@ -161,6 +164,9 @@ export class H264Depacketizer {
   seqGaps = 0;
   packetsLost = 0;
   reordered = 0;
+  /** Sequence jumps back followed (a run of SEQ_RESYNC_AFTER "old" packets). */
+  seqResyncs = 0;
+  private oldRun = 0;
   droppedUntilKeyframe = 0;
   droppedBroken = 0;
   droppedOversized = 0;
@@ -194,13 +200,18 @@ export class H264Depacketizer {
     this.packets++;
     if (this.expectedSeq !== undefined && seq !== this.expectedSeq) {
       const d = (seq - this.expectedSeq) & 0xffff;
-      if (d >= 0x8000) {
+      if (d >= 0x8000 && ++this.oldRun < SEQ_RESYNC_AFTER) {
         // an old or duplicate packet (UDP reordering): its access unit was already given up
         this.reordered++;
         return NO_UNITS;
       }
+      if (d >= 0x8000) {
+        // A run of "old" packets is a camera that restarted its packetizer (sequence jumped
+        // back): follow it from here instead of dropping up to 32 768 packets.
+        this.seqResyncs++;
+      } else this.packetsLost += d;
+      this.oldRun = 0;
       this.seqGaps++;
-      this.packetsLost += d;
       // The unit in progress lost its tail, and the lost packets may have been the head of the
       // unit this packet belongs to: both are dropped, then only a keyframe may pass.
       this.broken = true;
@@ -209,6 +220,7 @@ export class H264Depacketizer {
       this.ts = undefined;
       this.waitKey = true;
     }
+    this.oldRun = 0;
     this.expectedSeq = (seq + 1) & 0xffff;
     if (this.ts !== undefined && timestamp !== this.ts) this.flush((out ??= []));
     this.ts = timestamp;
@@ -522,6 +534,7 @@ export class H264Depacketizer {
       seqGaps: this.seqGaps,
       packetsLost: this.packetsLost,
       reordered: this.reordered,
+      seqResyncs: this.seqResyncs,
       droppedUntilKeyframe: this.droppedUntilKeyframe,
       droppedBroken: this.droppedBroken,
       droppedOversized: this.droppedOversized,
@@ -590,6 +603,7 @@ export class RtpReorderBuffer {
   reorderedFixed = 0;
   duplicates = 0;
   late = 0;
+  private lateRun = 0;
 
   constructor(private readonly maxHold = 16) {}
 
@@ -597,9 +611,17 @@ export class RtpReorderBuffer {
     if (this.next === undefined) this.next = p.seq;
     const d = (p.seq - this.next) & 0xffff;
     if (d >= 0x8000) {
+      if (++this.lateRun >= SEQ_RESYNC_AFTER) {
+        // a run of "late" packets is a sequence that restarted lower: follow it from here
+        this.lateRun = 0;
+        const out = this.drainAll();
+        this.next = p.seq;
+        return [...out, ...this.push(p)];
+      }
       this.late++; // older than what was already released: the depacketizer gave that unit up
       return [];
     }
+    this.lateRun = 0;
     if (this.held.has(p.seq)) {
       this.duplicates++;
       return [];
