@@ -11,6 +11,8 @@
 
 /** 1900-01-01 → 1970-01-01 in seconds (NTP era 0 to Unix epoch). */
 const NTP_UNIX_OFFSET_S = 2_208_988_800;
+/** A sender's RTCP wallclock is trusted only this close to ours (LAN clocks agree within seconds). */
+export const MAX_SR_WALL_SKEW_MS = 10_000;
 
 export interface RtpClockStats {
   anchored: boolean;
@@ -20,6 +22,8 @@ export interface RtpClockStats {
   clamped: number;
   wraps: number;
   senderReports: number;
+  /** Sender reports whose wallclock was further than MAX_SR_WALL_SKEW_MS from ours (ignored). */
+  srRejected: number;
 }
 
 export class RtpClock {
@@ -29,7 +33,7 @@ export class RtpClock {
   private lastExt: number | null = null; // last extended RTP timestamp (a JS number: exact to 2^53)
   private lastUs = -Infinity;
   private sr: { ext: number; wallMs: number } | null = null;
-  private c = { reanchors: 0, clamped: 0, wraps: 0, senderReports: 0 };
+  private c = { reanchors: 0, clamped: 0, wraps: 0, senderReports: 0, srRejected: 0 };
 
   /**
    * @param rate RTP clock rate (90 000 for video)
@@ -85,11 +89,18 @@ export class RtpClock {
   }
 
   /** An RTCP sender report: `ntp` is the 64-bit NTP timestamp, `rtpTs` the RTP time of that instant. */
-  senderReport(ntp: bigint, rtpTs: number): void {
+  senderReport(ntp: bigint, rtpTs: number, localWallMs = Date.now()): void {
     const sec = Number(ntp >> 32n);
     const frac = Number(ntp & 0xffff_ffffn) / 0x1_0000_0000;
     const wallMs = (sec - NTP_UNIX_OFFSET_S + frac) * 1000;
     if (!Number.isFinite(wallMs) || wallMs <= 0) return; // a sender without a wall clock sends 0
+    if (Math.abs(wallMs - localWallMs) > MAX_SR_WALL_SKEW_MS) {
+      // A sender whose clock is off (an RTC at 1970, no NTP yet): its wallclock would file the
+      // recordings under the wrong day and let retention delete them. Keep the arrival anchor.
+      this.c.srRejected++;
+      this.sr = null;
+      return;
+    }
     // Extend against the stream without moving it (an SR may precede or trail the packets).
     const ext = this.lastExt === null ? (rtpTs >>> 0) + 0x1_0000_0000 : this.extendPeek(rtpTs);
     this.sr = { ext, wallMs };
@@ -105,6 +116,6 @@ export class RtpClock {
   }
 
   stats(): RtpClockStats {
-    return { anchored: this.lastExt !== null, reanchors: this.c.reanchors, clamped: this.c.clamped, wraps: this.c.wraps, senderReports: this.c.senderReports };
+    return { anchored: this.lastExt !== null, reanchors: this.c.reanchors, clamped: this.c.clamped, wraps: this.c.wraps, senderReports: this.c.senderReports, srRejected: this.c.srRejected };
   }
 }

@@ -31,10 +31,16 @@ test('RtpClock: first packet anchors, 90 kHz spacing regardless of arrival jitte
   assert.equal(c.stats().wraps, 1);
   // A sender report: RTP time of frame 0 was 12:00:00.000 on the sender's wall clock.
   const noon = Date.UTC(2026, 10, 23, 12, 0, 0);
-  c.senderReport(ntpOf(noon), base >>> 0);
+  c.senderReport(ntpOf(noon), base >>> 0, noon + 1500);
   const f = c.map((base + 32 * 3000) >>> 0, 2_090_000, 0);
   assert.equal(f.wallclock, noon + Math.round((32 * 3000) / 90));
   assert.equal(c.stats().senderReports, 1);
+  // A sender whose clock is far off ours (an RTC at 1970, no NTP yet) is not trusted: frames keep
+  // the arrival-anchored wallclock, and the rejection is counted.
+  c.senderReport(ntpOf(Date.UTC(1970, 0, 2)), base >>> 0, noon);
+  const g = c.map((base + 33 * 3000) >>> 0, 2_123_000, 0);
+  assert.equal(g.wallclock, 5_000 + Math.round((33 * 3000) / 90), 'back on the arrival anchor (this test arrives at wallclock 5000)');
+  assert.equal(c.stats().srRejected, 1);
 });
 
 test('RtpClock: a jump beyond the skew bound re-anchors; a step back is held; time never runs back', () => {
