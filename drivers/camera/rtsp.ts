@@ -242,6 +242,7 @@ export class RtspDriver implements SourceDriver {
       rtcpPackets: c.rtcpPackets,
       rtcpReportsSent: c.rtcpReportsSent,
       serverRequests: c.serverRequests,
+      serverRepliesDropped: c.serverRepliesDropped,
       clockReanchors: c.clockReanchors,
       bytesIn: c.bytesIn,
       reads: c.reads,

@@ -70,6 +70,8 @@ export class RtspClientCounters {
   rtcpPackets = 0;
   rtcpReportsSent = 0;
   serverRequests = 0;
+  /** Replies to camera requests dropped because the camera stopped reading ours (bounded write buffer). */
+  serverRepliesDropped = 0;
   clockReanchors = 0;
   bytesIn = 0;
   /** Socket reads: with bytesIn, how well the kernel batches packets (each read costs a JS call). */
@@ -112,6 +114,9 @@ const READ_BUFFER_BYTES = 256 * 1024;
 const HOLD_JUDGE_UNITS = 30;
 /** …and given up when they leave more reads per unit than this (see judgeHolds). */
 const HOLD_MAX_READS_PER_UNIT = 2.5;
+/** Bytes we let wait in the socket toward the camera before dropping replies to its requests. */
+const MAX_PENDING_WRITE_BYTES = 64 * 1024;
+
 /** Upper bound of readCoalesceMs: a hold longer than this is a latency bug, not batching. */
 export const MAX_READ_COALESCE_MS = 50;
 
@@ -134,6 +139,8 @@ export class RtspSession {
   private rtcpChannel = 1;
   private udp: { rtp: UdpSocket; rtcp: UdpSocket; serverRtp?: number; serverRtcp?: number } | undefined;
   private lastRtpAt = 0;
+  /** close() ran: anything still being set up (a UDP pair binding) is released at once. */
+  private closed = false;
   /** TCP: the read being parsed carried RTP (lastRtpAt is set once after it). */
   private rtpInRead = false;
   /** TCP: the last RTP packet ended its access unit (marker bit): nothing of a frame is pending. */
@@ -327,7 +334,13 @@ export class RtspSession {
         // A request from the camera (GET_PARAMETER ping, ANNOUNCE, REDIRECT): answer, do not act.
         this.counters.serverRequests++;
         const ok = m.method === 'OPTIONS' || m.method === 'GET_PARAMETER';
-        this.sock?.write(serializeResponse(ok ? 200 : 501, ok ? 'OK' : 'Not Implemented', header(m.headers, 'cseq')));
+        const sock = this.sock;
+        if (sock && sock.writableLength > MAX_PENDING_WRITE_BYTES) {
+          // a camera that floods requests and never reads our replies must not grow our buffer
+          this.counters.serverRepliesDropped++;
+          return;
+        }
+        sock?.write(serializeResponse(ok ? 200 : 501, ok ? 'OK' : 'Not Implemented', header(m.headers, 'cseq')));
       }
     }
   }
@@ -502,6 +515,17 @@ export class RtspSession {
       const rtcp = createSocket({ type: family });
       const ok = await bindBoth(rtp, rtcp, addr, port);
       if (!ok) continue;
+      if (this.closed) {
+        // the session closed (start timeout, abort) while the pair was binding: nothing would close it
+        for (const u of [rtp, rtcp]) {
+          try {
+            u.close();
+          } catch {
+            // already closed
+          }
+        }
+        throw new EdgeError('RTSP_CLOSED', 'session closed', { host: this.target.host });
+      }
       const remote = this.sock?.remoteAddress;
       rtp.on('message', (m, rinfo) => {
         if (remote && rinfo.address !== remote) return void this.counters.rtpForeign++;
@@ -578,6 +602,7 @@ export class RtspSession {
 
   /** TEARDOWN (best effort, bounded) when stopping on purpose, then close every socket. Never throws. */
   private async close(polite: boolean): Promise<void> {
+    this.closed = true;
     this.fail = undefined;
     this.playing = false;
     for (const t of this.timers) clearTimeout(t);
