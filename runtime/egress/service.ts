@@ -8,7 +8,7 @@ import type { EgressConfig } from './config.js';
 import { PangPublisher } from './pang-publisher.js';
 import { combineEstimates, CounterMeter, UplinkEstimator } from '../uplink/estimator.js';
 import { UplinkController } from '../uplink/controller.js';
-import { SpanLog, teeSinks } from '../uplink/spans.js';
+import { rekey, SpanLog, teeSinks } from '../uplink/spans.js';
 import { BackfillService, type RecordingsAccess } from '../uplink/backfill.js';
 import { DeliverySpanWriter } from '../../recordings/delivery-spans.js';
 import type { IndexDb } from '../../recordings/index-db.js';
@@ -86,6 +86,8 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
   const backoff = config.backoff;
   const spans = new SpanLog();
   const backfilled = new SpanLog();
+  // What each upstream got, keyed by upstream name: the backfill owes each upstream its own gaps.
+  const liveByUpstream = new SpanLog();
   const delivery = new DeliverySpanWriter({ index: deliveryIndex ?? (() => null) });
   const upstream = config.upstream.map(
     (u, i) =>
@@ -100,7 +102,7 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
         log,
         backoff,
         priority: u.priority,
-        spans: teeSinks(spans, {
+        spans: teeSinks(spans, rekey(liveByUpstream, `up${i}:${trackPath(u.from)}`), {
           add: (track, wall, bytes) => delivery.add('live', track, `up${i}:${trackPath(u.from)}`, wall, bytes),
           break: (track) => delivery.break('live', track, `up${i}:${trackPath(u.from)}`),
         }),
@@ -128,7 +130,7 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
       ? new BackfillService({
           tracks: backfillTracks,
           recordings,
-          liveSpans: spans,
+          liveSpans: liveByUpstream,
           backfilled,
           persist: delivery,
           log,

@@ -19,7 +19,7 @@ import { classifyClose, connectErrorCode, pangSessionUrl, redactPangUrl, type Eg
 import { wsClientFrameBytes } from './estimator.js';
 import { sanitize } from '../egress/pang-publisher.js';
 import { Coverage, parseRangeRequest, parseXcmd, tsMime, tsPrefixed, undelivered, xack, xerr, type RangeRequest } from './backfill-plan.js';
-import { teeSinks, type DeliverySink, type Span, type SpanLog } from './spans.js';
+import { rekey, SpanLog, teeSinks, type DeliverySink, type Span } from './spans.js';
 import { readSegmentRecords } from '../../recordings/record-reader.js';
 import { readVideoUnits } from '../../recordings/video-reader.js';
 import { readDeliverySpans, type DeliverySpanWriter } from '../../recordings/delivery-spans.js';
@@ -340,7 +340,7 @@ export interface BackfillTrack {
 export interface BackfillServiceOptions {
   tracks: BackfillTrack[];
   recordings: () => RecordingsAccess | null;
-  /** What the live path delivered (in memory). */
+  /** What the live path delivered (in memory), keyed by upstream name (BackfillTrack.upstream). */
   liveSpans: SpanLog;
   /** What the backfill delivered (in memory; also written to `persist`). */
   backfilled: SpanLog;
@@ -403,6 +403,8 @@ export class BackfillService {
   private ranges: RangeJob[] = [];
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** What this service delivered, per upstream name (o.backfilled is per track, for /api/gaps). */
+  private readonly backfilledByUpstream = new SpanLog();
   private rr = 0;
   private readonly now: () => number;
   private readonly rc = { received: 0, accepted: 0, refused: 0, completed: 0 };
@@ -415,7 +417,7 @@ export class BackfillService {
     for (const cfg of o.tracks) {
       const key = trackPath(cfg.from);
       const persist = o.persist;
-      const sink = teeSinks(o.backfilled, {
+      const sink = teeSinks(o.backfilled, rekey(this.backfilledByUpstream, cfg.upstream), {
         add: (track, wall, bytes) => persist?.add('backfill', track, cfg.upstream, wall, bytes),
         break: (track) => persist?.break('backfill', track, cfg.upstream),
       });
@@ -557,7 +559,8 @@ export class BackfillService {
   }
 
   private delivered(index: Pick<IndexDb, 'db'>, st: TrackState, from: number, to: number): Coverage {
-    const spans: Span[] = [...this.o.liveSpans.live(st.key, from, to).spans, ...this.o.backfilled.live(st.key, from, to).spans];
+    const up = st.cfg.upstream;
+    const spans: Span[] = [...this.o.liveSpans.live(up, from, to).spans, ...this.backfilledByUpstream.live(up, from, to).spans];
     try {
       for (const r of readDeliverySpans(index, { ...st.cfg.from, fromMs: from, toMs: to, upstream: st.cfg.upstream })) spans.push({ from: r.from_ms, to: r.to_ms });
     } catch {

@@ -22,6 +22,17 @@ export function teeSinks(...sinks: DeliverySink[]): DeliverySink {
   };
 }
 
+/**
+ * A sink that files every delivery under `key` instead of the track path: one SpanLog can then
+ * hold per-upstream deliveries (two upstreams of one track must not count each other's).
+ */
+export function rekey(sink: DeliverySink, key: string): DeliverySink {
+  return {
+    add: (_track, wallMs, bytes) => sink.add(key, wallMs, bytes),
+    break: () => sink.break?.(key),
+  };
+}
+
 export interface Span {
   from: number;
   to: number;

@@ -76,3 +76,17 @@ test('hostile input: non-finite times ignored, negative bytes clamped', () => {
   l.add('a/b/c', 10, -5);
   assert.deepEqual(l.live('a/b/c', 0, 100).spans, [{ from: 10, to: 10, frames: 1, bytes: 0 }]);
 });
+
+test('rekey: deliveries filed under an upstream name, so two upstreams of one track keep their own spans', async () => {
+  const { rekey, teeSinks, SpanLog: Log } = await import('../../runtime/uplink/spans.js');
+  const byTrack = new Log();
+  const byUpstream = new Log();
+  const a = teeSinks(byTrack, rekey(byUpstream, 'up0:c/s/imu'));
+  const b = teeSinks(byTrack, rekey(byUpstream, 'up1:c/s/imu'));
+  for (let t = 1000; t <= 5000; t += 100) a.add('c/s/imu', t, 10);
+  for (let t = 1000; t <= 2000; t += 100) b.add('c/s/imu', t, 10);
+  b.break?.('c/s/imu');
+  assert.deepEqual(byUpstream.live('up0:c/s/imu', 0, 10_000).spans.map((s) => [s.from, s.to]), [[1000, 5000]]);
+  assert.deepEqual(byUpstream.live('up1:c/s/imu', 0, 10_000).spans.map((s) => [s.from, s.to]), [[1000, 2000]], 'up1 still owes 2000–5000');
+  assert.equal(byTrack.live('c/s/imu', 0, 10_000).spans.length >= 1, true);
+});
