@@ -174,7 +174,18 @@ export class DeliverySpanWriter {
       s.queued = true;
       this.st.opsQueued++;
       const idx = db;
-      idx.enqueue(() => this.persist(idx, s, now));
+      idx.enqueue(() => {
+        try {
+          this.persist(idx, s, now);
+        } catch (err) {
+          // A full or failing disk fails the whole batch (kept queued, retried by the next flush);
+          // any other error is this op's own and must not block the segment updates behind it.
+          const code = (err as { code?: string }).code ?? '';
+          if (code.startsWith('SQLITE_FULL') || code.startsWith('SQLITE_IOERR') || code.startsWith('SQLITE_BUSY')) throw err;
+          this.st.unpersisted++;
+          this.st.lastError = (err as Error).message;
+        }
+      });
     }
     this.dirty.clear();
     return true;

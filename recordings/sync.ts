@@ -421,7 +421,9 @@ export class Uploader {
       if (size !== row.bytes) throw new EdgeError('SYNC_SIZE', `local file is ${size} bytes, index says ${row.bytes}`);
       // queued, not committed on its own: it lands with the next flush (the service's 1 s timer,
       // so a long upload shows) or with this segment's synced/failed write — one commit per segment
-      this.db.enqueue(() => this.db.update(row.path, { state: 'uploading' }));
+      // Only a row still 'closed' becomes 'uploading': a queued mark that lands late
+      // (its flush failed once) must never turn a synced row back.
+      this.db.enqueue(() => this.db.db.prepare("UPDATE segments SET state='uploading' WHERE path=? AND state='closed'").run(row.path));
       // Rebuilt or retried rows may already be on the target: check before sending again.
       if (row.origin !== 'recorder' || row.attempts > 0) {
         const head = await this.request('HEAD', url);
