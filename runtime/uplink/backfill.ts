@@ -588,8 +588,14 @@ export class BackfillService {
       }
       const a = Math.max(lo, seg.wall_start_ms);
       const b = Math.min(hi, seg.wall_end_ms);
-      if (seg.wall_end_ms > known) known = seg.wall_end_ms;
-      if (b >= a && cov.coversRange(a, b)) continue; // one delivered span holds it all: no read
+      // An open segment's row runs ahead of its file (the row has the writer's last record, the
+      // file only what was flushed): only a closed segment's end is known to be on disk.
+      const open = seg.state === 'recording';
+      if (!open && seg.wall_end_ms > known) known = seg.wall_end_ms;
+      if (b >= a && cov.coversRange(a, b)) {
+        if (b > known) known = b; // every record up to b was delivered live, on disk or not
+        continue; // one delivered span holds it all: no read
+      }
       let records;
       try {
         records = readSegmentRecords(rec.root, seg.path, lo, hi).records;
