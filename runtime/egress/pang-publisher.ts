@@ -71,6 +71,13 @@ export interface PangPublisherOptions {
    * socket may still sit in kernel or network buffers when a link is cut. 1 s; 0 = drain only.
    */
   confirmMs?: number;
+  /**
+   * A backfill covers this track (issue 8): on a reconnect a data track starts at its next new
+   * record instead of the engine's cached last one. That record was captured before this session
+   * existed, so it is either delivered already or the backfill's to send; replaying it live too
+   * would deliver a record of the outage twice.
+   */
+  backfilled?: boolean;
 }
 
 export interface PangPublisherStats extends LinkStats {
@@ -174,6 +181,7 @@ export class PangPublisher extends ReconnectingLink {
       consumerCeilingBytes: 4 * 1024 * 1024,
       stallTimeoutMs: 30_000,
       confirmMs: 1000,
+      backfilled: false,
       ...opts,
     };
     this.trackName = trackPath(opts.from);
@@ -216,7 +224,7 @@ export class PangPublisher extends ReconnectingLink {
       consumer = this.o.source.subscribe(this.o.from, {
         label: `pang-up ${this.name}`,
         ceilingBytes: this.o.consumerCeilingBytes,
-        fromCache: true,
+        fromCache: !(this.o.backfilled === true && this.sessionCount > 1 && this.localKind() === 'data'),
       });
     } catch (err) {
       // e.g. UNKNOWN_CHANNEL: a config naming a channel the engine does not have. Back off, never throw from a socket event.
@@ -235,6 +243,13 @@ export class PangPublisher extends ReconnectingLink {
     this.timer = setInterval(() => this.onTick(), tick);
     this.timer.unref?.();
     this.pump();
+  }
+
+  /** The local track's kind now (data when unknown: only a known video/audio track replays its cache). */
+  private localKind(): string {
+    const f = this.o.from;
+    const t = this.o.source.listTracks().find((x) => x.channel === f.channel && x.source === f.source && x.track === f.track);
+    return t ? t.kind : 'data';
   }
 
   private onTick(): void {

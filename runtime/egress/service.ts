@@ -107,6 +107,7 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
           break: (track) => delivery.break('live', track, `up${i}:${trackPath(u.from)}`),
         }),
         confirmMs: config.backfill.confirmMs,
+        backfilled: u.backfill !== false && recordings !== undefined,
       }),
   );
   const bf = config.backfill;

@@ -1,13 +1,13 @@
 // Issue 8 scenario: the uplink is cut for 30 s, then restored (a shared thin-link proxy whose cut
 // destroys every connection and refuses new ones, like a lost cell). After recovery every IMU and
 // GPS record of the outage reaches the strict pang peer — live before the cut, by backfill for the
-// outage, live after — with its original capture wallclock; duplicates only from the confirm window
-// of the sessions the cut killed; the camera is live again; memory stays under the ceiling; and
+// outage, live after — with its original capture wallclock; every record captured after the cut
+// exactly once, duplicates only of records in the confirm window of the sessions the cut killed; the camera is live again; memory stays under the ceiling; and
 // GET /api/gaps matches what the peer actually got.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { waitFor } from '../egress/helpers.js';
-import { allArrive, checkDelivery, checkMemory, inDoubt, rig, sleep } from './scenario.js';
+import { allArrive, checkDelivery, checkMemory, inDoubt, notExactlyOnceAfter, rig, sleep } from './scenario.js';
 
 test('cut for 30 s then restored: sensors complete via backfill, video live again, gaps match the peer', { timeout: 150_000 }, async (t) => {
   const r = await rig(t, { priority: true });
@@ -33,6 +33,11 @@ test('cut for 30 s then restored: sensors complete via backfill, video live agai
   // Duplicates: only records in doubt when the cut killed a session (counted by the senders).
   const imu = checkDelivery(r, r.imu, await r.gaps(r.imu.ref, from, to), inDoubt(r, r.imu));
   const gps = checkDelivery(r, r.gps, await r.gaps(r.gps.ref, from, to), inDoubt(r, r.gps));
+  // Every record captured after the cut — the outage and live again after it — arrived exactly once.
+  for (const s of [r.imu, r.gps]) {
+    const bad = notExactlyOnceAfter(r, s, cutAt);
+    assert.deepEqual(bad.slice(0, 10), [], `${s.ref.track}: ${bad.length} records after the cut not received exactly once ([seq, times])`);
+  }
   const outage = [...r.imu.walls.values()].filter((w) => w > cutAt + 1500 && w < restoredAt - 500).length;
   assert.ok(imu.backfilled >= outage, `the IMU outage (${outage} records) came by backfill (${imu.backfilled})`);
   const rep = await r.gaps(r.imu.ref, cutAt + 2000, restoredAt - 1000);

@@ -241,6 +241,19 @@ export function checkDelivery(r: Rig, s: Sensor, rep: GapReport, maxDuplicates: 
 }
 
 /**
+ * Records captured after `wallFrom` that did not arrive exactly once (seq and count). After a cut
+ * no link carried them live until a new session, so no session death can leave them in doubt.
+ */
+export function notExactlyOnceAfter(r: Rig, s: Sensor, wallFrom: number): Array<[number, number]> {
+  const got = r.received(s);
+  const counts = new Map<number, number>();
+  for (const q of [...got.live, ...got.backfill.map((b) => b.seq)]) counts.set(q, (counts.get(q) ?? 0) + 1);
+  const out: Array<[number, number]> = [];
+  for (const [seq, w] of s.walls) if (w > wallFrom && counts.get(seq) !== 1) out.push([seq, counts.get(seq) ?? 0]);
+  return out;
+}
+
+/**
  * Records whose delivery was in doubt when a session died (drained from the socket but not yet
  * confirmed: counted by the live publisher and the backfill link), plus the latest record a
  * reconnecting live session gets from the engine's cache: the only possible duplicates.
