@@ -18,9 +18,9 @@ import { openPangOrFail } from '../egress/pang-socket.js';
 import { classifyClose, connectErrorCode, pangSessionUrl, redactPangUrl, type EgressLog, type PangEndpoint } from '../egress/pang-link.js';
 import { wsClientFrameBytes } from './estimator.js';
 import { sanitize } from '../egress/pang-publisher.js';
-import { Coverage, parseRangeRequest, parseXcmd, tsMime, tsPrefixed, undelivered, xack, xerr, type RangeRequest } from './backfill-plan.js';
+import { Coverage, parseRangeRequest, parseXcmd, tsMime, tsPrefixed, xack, xerr, type RangeRequest } from './backfill-plan.js';
 import { rekey, SpanLog, teeSinks, type DeliverySink, type Span } from './spans.js';
-import { readSegmentRecords } from '../../recordings/record-reader.js';
+import { scanSegmentRecords, type RecordScan } from '../../recordings/record-reader.js';
 import { readVideoUnits } from '../../recordings/video-reader.js';
 import { readDeliverySpans, type DeliverySpanWriter } from '../../recordings/delivery-spans.js';
 import type { IndexDb, SegmentRow } from '../../recordings/index-db.js';
@@ -358,6 +358,8 @@ export interface BackfillServiceOptions {
   scanMs?: number;
   /** Records per batch: 2000 (≈ 40 s of a 50 Hz sensor). */
   batchRecords?: number;
+  /** Bytes one scan round reads from a record file (a round resumes where the last stopped): 4 MiB. */
+  maxReadBytesPerScan?: number;
   /** Range requests waiting: 16; more are refused (counted). */
   maxRangeRequests?: number;
   confirmMs?: number;
@@ -376,6 +378,11 @@ interface TrackState {
   readErrors: number;
   lastError: string | null;
   videoSkipped: number;
+  /**
+   * Where the next auto scan of a segment starts (byte offset): every record before it was
+   * delivered when it was scanned (coverage only grows), or is the first of a batch in flight.
+   */
+  resume: { path: string; offset: number } | null;
 }
 
 interface RangeJob {
@@ -385,8 +392,10 @@ interface RangeJob {
   busy: boolean;
   /** Video segments read to their end (bounded by the range's segment count). */
   doneSegs: Set<string>;
-  /** Next wallclock to read from (exclusive after the first batch). */
+  /** Segments are listed from this wallclock (video: the next unit after it). */
   cursor: number;
+  /** Data: the byte offset in a segment to continue at (exact record identity, unlike a wallclock). */
+  pos: { path: string; offset: number } | null;
   first: boolean;
   sent: number;
 }
@@ -434,7 +443,7 @@ export class BackfillService {
         ...(o.confirmMs !== undefined ? { confirmMs: o.confirmMs } : {}),
         ...(o.maxRateBytesPerSec !== undefined ? { maxRateBytesPerSec: o.maxRateBytesPerSec } : {}),
       });
-      const st: TrackState = { cfg, key, link, doneBefore: -Infinity, batches: 0, recordsQueued: 0, readErrors: 0, lastError: null, videoSkipped: 0 };
+      const st: TrackState = { cfg, key, link, doneBefore: -Infinity, batches: 0, recordsQueued: 0, readErrors: 0, lastError: null, videoSkipped: 0, resume: null };
       this.tracks.push(st);
       if (!this.byTrack.has(key)) this.byTrack.set(key, st);
     }
@@ -487,7 +496,7 @@ export class BackfillService {
         return { ok: false, reason: 'only data and H.264 video tracks can be backfilled' };
       }
     }
-    this.ranges.push({ req, st, busy: false, doneSegs: new Set(), cursor: req.fromMs, first: true, sent: 0 });
+    this.ranges.push({ req, st, busy: false, doneSegs: new Set(), cursor: req.fromMs, pos: null, first: true, sent: 0 });
     this.rc.accepted++;
     return { ok: true, queued: this.ranges.length };
   }
@@ -596,21 +605,39 @@ export class BackfillService {
         if (b > known) known = b; // every record up to b was delivered live, on disk or not
         continue; // one delivered span holds it all: no read
       }
-      let records;
+      let scan: RecordScan;
       try {
-        records = readSegmentRecords(rec.root, seg.path, lo, hi).records;
+        scan = scanSegmentRecords(rec.root, seg.path, {
+          offset: st.resume?.path === seg.path ? st.resume.offset : 0,
+          accept: (r) => r.wallclock >= lo && r.wallclock <= hi && !cov.covers(r.wallclock),
+          maxRecords: this.o.batchRecords ?? 2000,
+          maxReadBytes: this.o.maxReadBytesPerScan ?? 4 * 1024 * 1024,
+          stopAfterWall: hi,
+          wholeMillis: true,
+        });
       } catch (err) {
         st.readErrors++;
         st.lastError = (err as Error).message.slice(0, 200);
         continue;
       }
-      if (records.length > 0) known = Math.max(known, records[records.length - 1]!.wallclock);
-      const owed = undelivered(records, cov, lo, hi, this.o.batchRecords ?? 2000);
-      if (owed.length === 0) continue;
-      st.doneBefore = Math.max(st.doneBefore, owed[0]!.wallclock - 1);
-      st.link.enqueue(seg.mime, owed, ++st.batches);
-      st.recordsQueued += owed.length;
-      return true;
+      const owed = scan.records;
+      if (owed.length > 0) {
+        // Everything before the batch was delivered: the next round starts at the batch (re-read
+        // if the batch is lost with its session, skipped once its delivery is confirmed).
+        st.resume = { path: seg.path, offset: scan.firstOffset };
+        st.doneBefore = Math.max(st.doneBefore, owed[0]!.wallclock - 1);
+        st.link.enqueue(seg.mime, owed, ++st.batches);
+        st.recordsQueued += owed.length;
+        return true;
+      }
+      if (scan.stop === 'budget') {
+        // Read budget spent on delivered records: resume here next round, nothing past it is known.
+        st.resume = { path: seg.path, offset: scan.nextOffset };
+        if (Number.isFinite(scan.lastWall)) st.doneBefore = Math.max(st.doneBefore, Math.min(hi, scan.lastWall - 1));
+        return false;
+      }
+      if (scan.lastWall > known) known = scan.lastWall; // records actually read
+      if (scan.stop === 'end' || scan.stop === 'wall') st.resume = { path: seg.path, offset: scan.nextOffset };
     }
     // Nothing owed up to hi (everything recorded there is delivered): never look before it again.
     st.doneBefore = Math.max(st.doneBefore, Math.min(hi, known));
@@ -631,22 +658,35 @@ export class BackfillService {
         this.readVideo(rec.root, job, seg);
         return;
       }
-      let records;
+      let scan: RecordScan;
       try {
-        records = readSegmentRecords(rec.root, seg.path, job.cursor, req.toMs).records;
+        scan = scanSegmentRecords(rec.root, seg.path, {
+          offset: job.pos?.path === seg.path ? job.pos.offset : 0,
+          accept: (r) => r.wallclock >= req.fromMs && r.wallclock <= req.toMs,
+          maxRecords: limit,
+          maxReadBytes: this.o.maxReadBytesPerScan ?? 4 * 1024 * 1024,
+          stopAfterWall: req.toMs,
+          wholeMillis: true,
+        });
       } catch (err) {
         st.readErrors++;
         st.lastError = (err as Error).message.slice(0, 200);
+        job.doneSegs.add(seg.path);
         continue;
       }
-      const batch = records.filter((r) => job.first || r.wallclock > job.cursor).slice(0, limit);
-      if (batch.length === 0) continue;
-      job.first = false;
-      job.cursor = batch[batch.length - 1]!.wallclock;
-      job.sent += batch.length;
-      st.link.enqueue(seg.mime, batch, ++st.batches);
-      st.recordsQueued += batch.length;
-      return;
+      // Continue exactly after the last record scanned (offsets, not wallclocks: records of one
+      // millisecond on both sides of a batch edge are all sent, once).
+      job.pos = { path: seg.path, offset: scan.nextOffset };
+      const batch = scan.records;
+      if (batch.length > 0) {
+        job.first = false;
+        job.sent += batch.length;
+        st.link.enqueue(seg.mime, batch, ++st.batches);
+        st.recordsQueued += batch.length;
+        return;
+      }
+      if (scan.stop === 'budget') return; // the next round reads on from job.pos
+      job.doneSegs.add(seg.path); // read to its end (or past the range)
     }
     // Nothing more in the range: done.
     this.ranges = this.ranges.filter((r) => r !== job);
