@@ -13,6 +13,7 @@ import type {
 import type * as WeriftModule from 'werift';
 import { EdgeError, mimeBase, mimeKind, type ConsumerHandle, type TrackRef, type TrackSource } from '../engine/api.js';
 import { packetizeH264, ParamSetCache } from './h264-rtp.js';
+import { nativeSrtp, nativeSrtpError, type NativeSrtpContext } from '../native/index.js';
 
 // werift is ~35 MB of RSS: loaded on the first WebRTC session, not at start (a robot that only
 // speaks pang never pays for it). Every path that creates a peer awaits loadWerift() first.
@@ -110,7 +111,7 @@ export interface RtpFeedStats {
   keyframeRequestsDenied: number;
   waitingForKeyframe: boolean;
   /** Direct RTP path in use (null: werift's sendRtp); packets that fell back to werift's path. */
-  directRtp: { packetsFallback: number } | null;
+  directRtp: DirectRtpStats | null;
   /** Frames skipped: not H.264, no MIME yet, or a record that did not fit the data channel buffer. */
   skipped: { notH264: number; noMime: number; channelFull: number };
   consumer: ReturnType<ConsumerHandle['stats']> | null;
@@ -163,28 +164,68 @@ interface SenderInternals {
     state?: string;
     bytesSent?: number;
     packetsSent?: number;
-    srtp?: { encrypt(payload: Buffer, header: unknown): Buffer };
+    srtp?: { encrypt(payload: Buffer, header: unknown): Buffer; localContext?: SrtpContextInternals };
     iceTransport?: { connection?: IceInternals };
   };
 }
+/** werift's SrtpContext (rtp/src/srtp/context): session keys and the per-SSRC rollover state. */
+interface SrtpContextInternals {
+  profile?: number;
+  srtpSessionKey?: Buffer;
+  srtpSessionSalt?: Buffer;
+  srtpSessionAuthTag?: Buffer;
+  getSrtpSsrcState?(ssrc: number): RocState;
+  updateRolloverCount?(seq: number, s: RocState): void;
+}
+interface RocState {
+  ssrc: number;
+  rolloverCounter: number;
+  lastSequenceNumber: number;
+  rolloverHasProcessed?: boolean;
+}
+type UdpSocket = { send(b: Buffer, port: number, addr: string): void; getSendQueueCount?(): number };
 interface IceInternals {
   state?: string;
-  nominated?: { packetsSent: number; bytesSent: number; remoteAddr: [string, number]; protocol?: { transport?: { type?: string; closed?: boolean; socket?: { send(b: Buffer, port: number, addr: string): void } } } };
+  nominated?: { packetsSent: number; bytesSent: number; remoteAddr: [string, number]; protocol?: { transport?: { type?: string; closed?: boolean; socket?: UdpSocket } } };
   send?: (data: Buffer) => Promise<void>;
   canSendApplicationData?: () => boolean;
 }
 
 const RTP_HISTORY_SIZE = 128; // werift's NACK history (RTCRtpSender), indexed by seq % 128
 
+/** Direct RTP path counters (RtpFeedStats.directRtp). */
+export interface DirectRtpStats {
+  /** Packets that went through werift's sendRtp because the direct path did not apply. */
+  packetsFallback: number;
+  /**
+   * The native sender (runtime/native: SRTP protect + one sendmmsg per access unit): packets it
+   * sent, packets it dropped on a full socket buffer, calls that failed (that access unit went
+   * the JavaScript way), and why it is off (null: in use).
+   */
+  native: { packets: number; drops: number; errors: number; off: string | null };
+  /** Packets the JavaScript direct loop sent (werift's SRTP session, one dgram send each). */
+  packetsJs: number;
+}
+
+/** The dgram socket's file descriptor, read without Socket#_handle (deprecated, DEP0112). */
+function socketFd(sock: object): number | null {
+  const sym = Object.getOwnPropertySymbols(sock).find((k) => k.description === 'state symbol');
+  const state = sym ? (sock as Record<symbol, { handle?: { fd?: unknown } } | undefined>)[sym] : undefined;
+  const fd = state?.handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : null;
+}
+
 /**
  * Direct RTP path for pass-through video (issue 4 CPU target): werift's RTCRtpSender.sendRtp is
  * built for one packet from a track — per packet it rebuilds the header-extension list, reads the
  * NTP clock, runs five nested async functions (sender → DTLS → ICE → protocol → UDP) and feeds a
- * send-side BWE we do not negotiate. Here one access unit goes out in one synchronous loop: the
- * RTP header is made once per packet, SRTP-protected with werift's own session (its keys, its
- * rollover counter) and written to the nominated pair's UDP socket. What werift's RTCP sender
- * report and NACK retransmission read is kept up to date (packet/octet counts, RTP/NTP
- * timestamps, the 128-packet history), so SR and NACK keep working unchanged.
+ * send-side BWE we do not negotiate. Here one access unit goes out in one synchronous call: with
+ * the native addon (runtime/native) the RTP headers, SRTP protection (werift's session keys and
+ * rollover counter) and one sendmmsg() on the nominated pair's UDP socket happen in C; without it
+ * a JavaScript loop does the same through werift's SRTP session and one dgram send per packet.
+ * What werift's RTCP sender report and NACK retransmission read is kept up to date either way
+ * (packet/octet counts, RTP/NTP timestamps, the 128-packet history, the SRTP rollover state), so
+ * SR and NACK keep working unchanged.
  * Used only when the session has no header extensions, no RED and a plain UDP pair; anything
  * else goes through sender.sendRtp.
  */
@@ -192,20 +233,29 @@ export class DirectRtpPath {
   private readonly s: SenderInternals;
   /** Packets that went through werift's own path because the direct one did not apply. */
   fallbacks = 0;
+  private packetsJs = 0;
+  private readonly nat = { packets: 0, drops: 0, errors: 0, off: null as string | null };
+  /** Native context for werift's current SRTP context (a DTLS restart makes a new one). */
+  private nctx: { for: SrtpContextInternals; ctx: NativeSrtpContext } | null = null;
 
-  constructor(sender: RTCRtpSender) {
+  constructor(sender: RTCRtpSender, useNative = true) {
     this.s = sender as unknown as SenderInternals;
+    if (!useNative) this.nat.off = 'disabled for this path';
+    else if (!nativeSrtp()) this.nat.off = `addon not loaded: ${nativeSrtpError() ?? 'unknown'}`;
   }
 
-  private socket(): { pair: NonNullable<IceInternals['nominated']>; send(b: Buffer, port: number, addr: string): void } | null {
+  stats(): DirectRtpStats {
+    return { packetsFallback: this.fallbacks, native: { ...this.nat }, packetsJs: this.packetsJs };
+  }
+
+  private socket(): { pair: NonNullable<IceInternals['nominated']>; sock: UdpSocket } | null {
     const ice = this.s.dtlsTransport?.iceTransport?.connection;
     const pair = ice?.nominated;
     const t = pair?.protocol?.transport;
     if (!pair || !t || t.type !== 'udp' || t.closed || !t.socket || ice.state === 'closed' || ice.state === 'failed') return null;
     // RFC 7675: no media on a pair whose consent expired (werift's own send path checks the same).
     if (typeof ice.canSendApplicationData === 'function' && !ice.canSendApplicationData()) return null;
-    const sock = t.socket;
-    return { pair, send: (b, port, addr) => sock.send(b, port, addr) };
+    return { pair, sock: t.socket };
   }
 
   /** True when this session can use the direct path right now. */
@@ -233,37 +283,109 @@ export class DirectRtpPath {
     }
     const s = this.s;
     const dtls = s.dtlsTransport!;
-    const srtp = dtls.srtp!;
     const out = this.socket()!;
-    const [addr, port] = out.pair.remoteAddr;
-    const W = lib();
-    const ntp = W.ntpTime(); // one NTP reading per access unit: every packet of it shares the RTP timestamp
-    let seq = firstSeq;
-    for (let i = 0; i < payloads.length; i++) {
-      const payload = payloads[i]!;
-      const header = new W.RtpHeader({ payloadType: s.codec!.payloadType!, sequenceNumber: seq, timestamp, marker: i === payloads.length - 1, ssrc: s.ssrc });
-      const enc = srtp.encrypt(payload, header);
-      try {
-        out.send(enc, port, addr);
-      } catch {
-        // a closing socket: teardown follows from the connection state
-      }
-      s.rtpCache![seq % RTP_HISTORY_SIZE] = new W.RtpPacket(header, payload);
-      s.octetCount = (s.octetCount ?? 0) + payload.length;
-      s.headerBytesSent = (s.headerBytesSent ?? 0) + 12;
-      s.packetCount = ((s.packetCount ?? 0) + 1) >>> 0;
-      dtls.bytesSent = (dtls.bytesSent ?? 0) + enc.length;
-      dtls.packetsSent = (dtls.packetsSent ?? 0) + 1;
-      out.pair.packetsSent++;
-      out.pair.bytesSent += enc.length;
-      seq = (seq + 1) & 0xffff;
-    }
-    s.sequenceNumber = (seq - 1) & 0xffff;
+    const ntp = lib().ntpTime(); // one NTP reading per access unit: every packet of it shares the RTP timestamp
+    const wire = this.sendNative(payloads, firstSeq, timestamp, out) ?? this.sendJs(payloads, firstSeq, timestamp, out);
+    dtls.bytesSent = (dtls.bytesSent ?? 0) + wire;
+    dtls.packetsSent = (dtls.packetsSent ?? 0) + payloads.length;
+    out.pair.packetsSent += payloads.length;
+    out.pair.bytesSent += wire;
+    s.sequenceNumber = (firstSeq + payloads.length - 1) & 0xffff;
     s.timestamp = timestamp;
     s.rtpTimestamp = timestamp;
     s.ntpTimestamp = ntp;
     void s.runRtcp?.().catch(() => undefined); // starts werift's SR loop once (no-op when running)
     return payloads.length;
+  }
+
+  /** What werift's SR and NACK read, per packet: the history entry and the payload/header counts. */
+  private keep(header: InstanceType<typeof WeriftModule.RtpHeader>, payload: Buffer): void {
+    const s = this.s;
+    s.rtpCache![header.sequenceNumber % RTP_HISTORY_SIZE] = new (lib().RtpPacket)(header, payload);
+    s.octetCount = (s.octetCount ?? 0) + payload.length;
+    s.headerBytesSent = (s.headerBytesSent ?? 0) + 12;
+    s.packetCount = ((s.packetCount ?? 0) + 1) >>> 0;
+  }
+
+  private header(seq: number, timestamp: number, marker: boolean): InstanceType<typeof WeriftModule.RtpHeader> {
+    return new (lib().RtpHeader)({ payloadType: this.s.codec!.payloadType!, sequenceNumber: seq, timestamp, marker, ssrc: this.s.ssrc });
+  }
+
+  /** werift's SRTP session and one dgram send per packet; returns the bytes put on the wire. */
+  private sendJs(payloads: readonly Buffer[], firstSeq: number, timestamp: number, out: { pair: NonNullable<IceInternals['nominated']>; sock: UdpSocket }): number {
+    const srtp = this.s.dtlsTransport!.srtp!;
+    const [addr, port] = out.pair.remoteAddr;
+    let wire = 0;
+    let seq = firstSeq;
+    for (let i = 0; i < payloads.length; i++) {
+      const payload = payloads[i]!;
+      const header = this.header(seq, timestamp, i === payloads.length - 1);
+      const enc = srtp.encrypt(payload, header);
+      try {
+        out.sock.send(enc, port, addr);
+      } catch {
+        // a closing socket: teardown follows from the connection state
+      }
+      this.keep(header, payload);
+      wire += enc.length;
+      seq = (seq + 1) & 0xffff;
+    }
+    this.packetsJs += payloads.length;
+    return wire;
+  }
+
+  /**
+   * The addon: protect and sendmmsg the whole access unit, then the same bookkeeping as sendJs
+   * (werift's rollover state advanced exactly as its own encrypt would). Returns the bytes put on
+   * the wire, or null when the native path does not apply or failed before sending (the caller
+   * sends the access unit the JavaScript way; a failure is counted and turns the native path off).
+   */
+  private sendNative(payloads: readonly Buffer[], firstSeq: number, timestamp: number, out: { pair: NonNullable<IceInternals['nominated']>; sock: UdpSocket }): number | null {
+    if (this.nat.off !== null) return null;
+    const n = nativeSrtp()!;
+    const local = this.s.dtlsTransport!.srtp!.localContext;
+    if (!local || typeof local.getSrtpSsrcState !== 'function' || typeof local.updateRolloverCount !== 'function') {
+      this.nat.off = 'werift SRTP context without the expected fields';
+      return null;
+    }
+    // libuv still holding earlier sends (a full socket buffer): keep their order, go the JS way.
+    if ((out.sock.getSendQueueCount?.() ?? 0) > 0) return null;
+    const fd = socketFd(out.sock);
+    if (fd === null) {
+      this.nat.off = 'no fd on the UDP socket';
+      return null;
+    }
+    const profile = local.profile;
+    const tagLen = profile === 7 ? 16 : 10;
+    try {
+      if (this.nctx?.for !== local) {
+        this.nctx = { for: local, ctx: n.createContext(profile ?? -1, local.srtpSessionKey!, local.srtpSessionSalt!, profile === 7 ? null : (local.srtpSessionAuthTag ?? null)) };
+      }
+      const ssrc = this.s.ssrc;
+      const state = local.getSrtpSsrcState(ssrc);
+      const probe = { ...state };
+      local.updateRolloverCount(firstSeq, probe); // the first packet's ROC, werift's rule, state untouched until sent
+      const [addr, port] = out.pair.remoteAddr;
+      const sent = n.sendAu(this.nctx.ctx, fd, addr, port, this.s.codec!.payloadType!, firstSeq, timestamp, ssrc, probe.rolloverCounter, payloads);
+      this.nat.packets += sent;
+      this.nat.drops += payloads.length - sent;
+    } catch (e) {
+      this.nat.errors++;
+      this.nat.off = (e as Error).message;
+      return null;
+    }
+    const local2 = local as Required<SrtpContextInternals>;
+    const state = local2.getSrtpSsrcState(this.s.ssrc);
+    let wire = 0;
+    let seq = firstSeq;
+    for (let i = 0; i < payloads.length; i++) {
+      const payload = payloads[i]!;
+      local2.updateRolloverCount(seq, state);
+      this.keep(this.header(seq, timestamp, i === payloads.length - 1), payload);
+      wire += 12 + payload.length + tagLen;
+      seq = (seq + 1) & 0xffff;
+    }
+    return wire;
   }
 }
 
@@ -293,11 +415,14 @@ export class RtpFeed {
     private readonly label: string,
     /** Engine queue ceiling for this viewer: 4 MB ≈ two 720p GOPs; a slow peer loses GOP tails. */
     private readonly ceilingBytes = 4 * 1024 * 1024,
-    /** Send video through DirectRtpPath when the session allows it (false: always werift's sendRtp). */
-    directRtp = true,
+    /**
+     * Send video through DirectRtpPath when the session allows it (false: always werift's sendRtp;
+     * 'js': the direct path without the native sender).
+     */
+    directRtp: boolean | 'js' = true,
     private readonly hooks: RtpFeedHooks = {},
   ) {
-    this.direct = directRtp && 'sender' in out ? new DirectRtpPath(out.sender) : null;
+    this.direct = directRtp !== false && 'sender' in out ? new DirectRtpPath(out.sender, directRtp !== 'js') : null;
   }
 
   start(): void {
@@ -444,7 +569,7 @@ export class RtpFeed {
       keyframeRequestsGranted: this.c.granted,
       keyframeRequestsDenied: this.c.denied,
       waitingForKeyframe: this.needKey,
-      directRtp: this.direct ? { packetsFallback: this.direct.fallbacks } : null,
+      directRtp: this.direct ? this.direct.stats() : null,
       skipped: { notH264: this.c.notH264, noMime: this.c.noMime, channelFull: this.c.channelFull },
       consumer: this.consumer ? this.consumer.stats() : null,
     };

@@ -2,7 +2,8 @@
 // loopback: packets carry the sender's SSRC and negotiated payload type, access units reassemble
 // and decode, werift's RTCP sender reports still go out (their counts match what was sent), and a
 // packet lost on the wire comes back through werift's NACK retransmission from the history the
-// direct path keeps.
+// direct path keeps. Both senders of the direct path are run: the native one (runtime/native,
+// sendmmsg) and the JavaScript loop it falls back to.
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { test, type TestContext } from 'node:test';
 import type { RTCPeerConnection, RTCRtpTransceiver, RtcpSrPacket } from 'werift';
 import { H264Depacketizer } from '../../runtime/egress/h264-rtp.js';
 import { closePeer, connected, createPeer, gatheringComplete, loadWerift, RtpFeed } from '../../runtime/egress/webrtc.js';
+import { nativeSrtp, nativeSrtpError } from '../../runtime/native/index.js';
 import { h264Fixture } from './fake-source.js';
 import { feedEngine, testEngine } from './engine-fixture.js';
 import { probeH264, tempDir, waitFor } from './helpers.js';
@@ -36,69 +38,81 @@ async function peerPair(t: TestContext, onRx: (rx: RTCPeerConnection) => void): 
   return { tx, rx, tr };
 }
 
-test('direct RTP path: werift receiver gets decodable H.264, sender reports, and a NACKed packet is retransmitted', async (t) => {
-  const dir = await tempDir(t);
-  const fx = await h264Fixture(dir, { seconds: 2, size: '640x360' });
-  const engine = testEngine();
-  t.after(() => engine.close());
-  const W = await loadWerift();
-  const seqs = new Set<number>();
-  let ssrcs = new Set<number>();
-  let pts = new Set<number>();
-  const depack = new H264Depacketizer();
-  const aus: Buffer[] = [];
-  const srs: RtcpSrPacket[] = [];
-  const { tr } = await peerPair(t, (rx) => {
-    rx.onTransceiverAdded.subscribe((rt) => {
-      rt.receiver.onRtcp.subscribe((p) => {
-        if (p.type === W.RtcpSrPacket.type) srs.push(p as RtcpSrPacket);
+for (const mode of ['native', 'js'] as const) {
+  test(`direct RTP path (${mode}): werift receiver gets decodable H.264, sender reports, and a NACKed packet is retransmitted`, { skip: mode === 'native' && !nativeSrtp() ? `native addon not built (${nativeSrtpError()})` : false }, async (t) => {
+    const dir = await tempDir(t);
+    const fx = await h264Fixture(dir, { seconds: 2, size: '640x360' });
+    const engine = testEngine();
+    t.after(() => engine.close());
+    const W = await loadWerift();
+    const seqs = new Set<number>();
+    let ssrcs = new Set<number>();
+    let pts = new Set<number>();
+    const depack = new H264Depacketizer();
+    const aus: Buffer[] = [];
+    const srs: RtcpSrPacket[] = [];
+    let rxPeer: RTCPeerConnection | undefined;
+    const { tr } = await peerPair(t, (rx) => {
+      rxPeer = rx;
+      rx.onTransceiverAdded.subscribe((rt) => {
+        rt.receiver.onRtcp.subscribe((p) => {
+          if (p.type === W.RtcpSrPacket.type) srs.push(p as RtcpSrPacket);
+        });
+      });
+      rx.onTrack.subscribe((track) => {
+        track.onReceiveRtp.subscribe((rtp) => {
+          seqs.add(rtp.header.sequenceNumber);
+          ssrcs = ssrcs.add(rtp.header.ssrc);
+          pts = pts.add(rtp.header.payloadType);
+          for (const a of depack.push(rtp.payload, rtp.header.sequenceNumber, rtp.header.timestamp, rtp.header.marker)) aus.push(a.au);
+        });
       });
     });
-    rx.onTrack.subscribe((track) => {
-      track.onReceiveRtp.subscribe((rtp) => {
-        seqs.add(rtp.header.sequenceNumber);
-        ssrcs = ssrcs.add(rtp.header.ssrc);
-        pts = pts.add(rtp.header.payloadType);
-        for (const a of depack.push(rtp.payload, rtp.header.sequenceNumber, rtp.header.timestamp, rtp.header.marker)) aus.push(a.au);
-      });
-    });
-  });
 
-  // Lose exactly one packet on the wire (the 40th) below werift: only a NACK can bring it back.
-  const sender = tr.sender as unknown as { dtlsTransport: { iceTransport: { connection: { nominated: { protocol: { transport: { socket: { send: (...a: unknown[]) => void } } } } } } } };
-  const sock = sender.dtlsTransport.iceTransport.connection.nominated.protocol.transport.socket;
-  const realSend = sock.send.bind(sock);
-  let calls = 0;
-  let droppedSeq = -1;
-  sock.send = (...a: unknown[]) => {
-    calls++;
-    const b = a[0] as Buffer;
-    if (calls === 40 && droppedSeq < 0 && b.length > 12 && (b[0]! & 0xc0) === 0x80 && b[1]! < 200) {
-      droppedSeq = b.readUInt16BE(2);
-      return;
+    // Lose exactly one packet on the wire (the 40th RTP packet without marker) at the receiver's UDP
+    // transports, below werift: only a NACK can bring it back. (The native sender writes to the fd
+    // with sendmmsg, so the loss is made on the receiving side, for both modes alike.)
+    let rtpIn = 0;
+    let droppedSeq = -1;
+    for (const p of (rxPeer!.iceTransports[0] as unknown as { connection: { protocols: Array<{ transport?: { onData?: (d: Buffer, a: unknown) => void } }> } }).connection.protocols) {
+      const tr = p.transport;
+      const real = tr?.onData;
+      if (!tr || !real) continue;
+      tr.onData = (b: Buffer, a: unknown) => {
+        if (b.length > 12 && (b[0]! & 0xc0) === 0x80 && b[1]! < 200 && ++rtpIn === 40 && droppedSeq < 0) {
+          droppedSeq = b.readUInt16BE(2);
+          return;
+        }
+        real(b, a);
+      };
     }
-    realSend(...a);
-  };
-  t.after(() => (sock.send = realSend));
 
-  const feeder = feedEngine(engine, cam, fx, { loop: true });
-  t.after(() => feeder.stop());
-  const feed = new RtpFeed(engine, cam, { sender: tr.sender }, 'test');
-  t.after(() => feed.close());
-  feed.start();
-  await waitFor(() => aus.length >= 45 && srs.length >= 1 && droppedSeq >= 0 && seqs.has(droppedSeq), 20_000, () => `45 AUs (${aus.length}), an SR (${srs.length}), the dropped packet ${droppedSeq} retransmitted (${seqs.has(droppedSeq)})`);
-  const st = feed.stats();
-  assert.deepEqual(st.directRtp, { packetsFallback: 0 }, 'every packet went the direct way');
-  assert.deepEqual([...ssrcs], [tr.sender.ssrc], 'the sender SSRC');
-  assert.deepEqual([...pts], [tr.sender.codec!.payloadType], 'the negotiated payload type');
-  const sr = srs[srs.length - 1]!;
-  assert.ok(sr.senderInfo.packetCount > 0 && sr.senderInfo.packetCount <= st.packetsOut, 'SR packet count from the direct path');
-  assert.ok(sr.senderInfo.octetCount > 0 && sr.senderInfo.octetCount <= st.bytesOut, 'SR octet count from the direct path');
-  await writeFile(join(dir, 'rx.h264'), Buffer.concat(aus));
-  const p = await probeH264(join(dir, 'rx.h264'));
-  assert.ok(p.frames >= 45, `ffprobe decodes ${p.frames} frames`);
-  assert.equal(p.width, 640);
-});
+    const feeder = feedEngine(engine, cam, fx, { loop: true });
+    t.after(() => feeder.stop());
+    const feed = new RtpFeed(engine, cam, { sender: tr.sender }, 'test', undefined, mode === 'js' ? 'js' : true);
+    t.after(() => feed.close());
+    feed.start();
+    await waitFor(() => aus.length >= 45 && srs.length >= 1 && droppedSeq >= 0 && seqs.has(droppedSeq), 20_000, () => `45 AUs (${aus.length}), an SR (${srs.length}), the dropped packet ${droppedSeq} retransmitted (${seqs.has(droppedSeq)})`);
+    const st = feed.stats();
+    assert.equal(st.directRtp?.packetsFallback, 0, 'every packet went the direct way');
+    if (mode === 'native') {
+      assert.deepEqual(st.directRtp?.native, { packets: st.packetsOut, drops: 0, errors: 0, off: null }, 'every packet through the native sender');
+      assert.equal(st.directRtp?.packetsJs, 0);
+    } else {
+      assert.equal(st.directRtp?.packetsJs, st.packetsOut, 'every packet through the JavaScript loop');
+      assert.equal(st.directRtp?.native.packets, 0);
+    }
+    assert.deepEqual([...ssrcs], [tr.sender.ssrc], 'the sender SSRC');
+    assert.deepEqual([...pts], [tr.sender.codec!.payloadType], 'the negotiated payload type');
+    const sr = srs[srs.length - 1]!;
+    assert.ok(sr.senderInfo.packetCount > 0 && sr.senderInfo.packetCount <= st.packetsOut, 'SR packet count from the direct path');
+    assert.ok(sr.senderInfo.octetCount > 0 && sr.senderInfo.octetCount <= st.bytesOut, 'SR octet count from the direct path');
+    await writeFile(join(dir, 'rx.h264'), Buffer.concat(aus));
+    const p = await probeH264(join(dir, 'rx.h264'));
+    assert.ok(p.frames >= 45, `ffprobe decodes ${p.frames} frames`);
+    assert.equal(p.width, 640);
+  });
+}
 
 test('PLI from the receiver when the source cannot make a keyframe: counted as denied, visible in stats; a source that can is asked', async (t) => {
   const dir = await tempDir(t);

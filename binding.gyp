@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "moth_native",
+      "sources": ["runtime/native/srtp_send.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
+      "defines": ["NAPI_VERSION=8"]
+    }
+  ]
+}

@@ -1,0 +1,106 @@
+// Loader for moth-native (runtime/native/srtp_send.c, binding.gyp at the package root): SRTP
+// protect + one sendmmsg() per RTP access unit for the WHIP/WHEP direct RTP path (issue 4).
+// node-gyp-build finds build/Release when built on this machine, else
+// prebuilds/<platform>-<arch>/ — the layout the arm64 bundle ships (board/bundle/build.ts).
+// The addon is optional at run time: when it is missing or fails to load, nativeSrtp() returns
+// null, the reason is kept for stats, and callers use their JavaScript path.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EdgeError } from '../engine/api.js';
+
+/** werift's SRTP protection profile ids (rtp/src/srtp/const). */
+export const SRTP_PROFILE = { AES_CM_128_HMAC_SHA1_80: 1, AEAD_AES_128_GCM: 7 } as const;
+export type SrtpProfileId = (typeof SRTP_PROFILE)[keyof typeof SRTP_PROFILE];
+
+declare const contextBrand: unique symbol;
+/** An SRTP sending context held by the addon (keys copied into native memory, freed by GC). */
+export type NativeSrtpContext = { readonly [contextBrand]: true };
+
+interface Binding {
+  createContext(profile: number, key: Buffer, salt: Buffer, authKey: Buffer | null): NativeSrtpContext;
+  protect(ctx: NativeSrtpContext, pt: number, seq: number, timestamp: number, ssrc: number, roc: number, marker: boolean, payload: Buffer): Buffer;
+  sendAu(ctx: NativeSrtpContext, fd: number, addr: string, port: number, pt: number, firstSeq: number, timestamp: number, ssrc: number, roc: number, payloads: readonly Buffer[]): number;
+}
+
+/** Typed wrapper: every addon failure surfaces as an EdgeError with the addon's code. */
+export class NativeSrtp {
+  constructor(private readonly b: Binding) {}
+
+  createContext(profile: number, key: Buffer, salt: Buffer, authKey: Buffer | null): NativeSrtpContext {
+    return this.call(() => this.b.createContext(profile, key, salt, authKey));
+  }
+
+  /** One SRTP packet (header, protected payload, tag): the same bytes sendAu puts on the wire. */
+  protect(ctx: NativeSrtpContext, h: { payloadType: number; sequenceNumber: number; timestamp: number; ssrc: number; marker: boolean }, roc: number, payload: Buffer): Buffer {
+    return this.call(() => this.b.protect(ctx, h.payloadType, h.sequenceNumber, h.timestamp >>> 0, h.ssrc >>> 0, roc >>> 0, h.marker, payload));
+  }
+
+  /**
+   * Protect and send one access unit (marker on the last packet) with sendmmsg() on `fd`;
+   * returns the packets that went (fewer when the socket buffer is full: the rest are dropped).
+   */
+  sendAu(ctx: NativeSrtpContext, fd: number, addr: string, port: number, pt: number, firstSeq: number, timestamp: number, ssrc: number, roc: number, payloads: readonly Buffer[]): number {
+    return this.call(() => this.b.sendAu(ctx, fd, addr, port, pt, firstSeq, timestamp >>> 0, ssrc >>> 0, roc >>> 0, payloads));
+  }
+
+  private call<T>(f: () => T): T {
+    try {
+      return f();
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      if (typeof code === 'string' && code.startsWith('NATIVE_')) throw new EdgeError(code, (e as Error).message, {}, { cause: e });
+      throw e;
+    }
+  }
+}
+
+let loaded: NativeSrtp | null | undefined;
+let loadError: string | null = null;
+
+/** The package root: the nearest directory up from here whose package.json is moth-edge's. */
+function packageRoot(): string | null {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pj = join(dir, 'package.json');
+    if (existsSync(pj)) {
+      try {
+        if ((JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === 'moth-edge') return dir;
+      } catch {
+        // an unreadable package.json is not ours: keep walking up
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) return null;
+    dir = up;
+  }
+}
+
+/** The addon, or null when it is not built for this platform or fails to load (see nativeSrtpError). */
+export function nativeSrtp(): NativeSrtp | null {
+  if (loaded !== undefined) return loaded;
+  loaded = null;
+  if (process.env.MOTH_NATIVE === '0') {
+    loadError = 'disabled by MOTH_NATIVE=0';
+    return null;
+  }
+  try {
+    const root = packageRoot();
+    if (!root) throw new Error('moth-edge package root not found');
+    const require = createRequire(import.meta.url);
+    const gypBuild = require('node-gyp-build') as (dir: string) => unknown;
+    const b = gypBuild(root) as Partial<Binding>;
+    if (typeof b.createContext !== 'function' || typeof b.protect !== 'function' || typeof b.sendAu !== 'function') throw new Error('addon lacks createContext/protect/sendAu');
+    loaded = new NativeSrtp(b as Binding);
+  } catch (e) {
+    loadError = (e as Error).message.split('\n')[0] ?? 'load failed';
+  }
+  return loaded;
+}
+
+/** Why nativeSrtp() returned null (null when it loaded or was not tried yet). */
+export function nativeSrtpError(): string | null {
+  return loadError;
+}
