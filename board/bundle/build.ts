@@ -1,6 +1,7 @@
 // Bundle builder: `npm run bundle -- --arch arm64` → moth-edge-<version>-linux-arm64.tar.gz with
 // the compiled runtime, production node_modules carrying only linux-arm64 native addons
-// (serialport's shipped prebuilds, better-sqlite3 cross-built for arm64), the pm2 ecosystem file
+// (serialport's shipped prebuilds, better-sqlite3 and moth-edge's own addon cross-built for arm64),
+// the pm2 ecosystem file
 // and an install script. Runs on an x86 Debian machine (field-notes.md, "ARM from this x86 machine").
 //
 // Options:
@@ -18,6 +19,7 @@
 // (~/.npmrc's nodedir=/usr points at x86 headers: always pass the arm64 one).
 
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, copyFile, cp, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
@@ -157,6 +159,37 @@ async function crossBuildBetterSqlite(stage: string, node: { dir: string; abi: s
   }
 }
 
+/**
+ * moth-edge's own addon (binding.gyp + runtime/native/*.c: SRTP + sendmmsg for the WHIP direct RTP
+ * path) for arm64, as prebuilds/linux-arm64/node.napi.node at the package root — where
+ * runtime/native/index.ts loads it through node-gyp-build. N-API, so one build serves every ABI;
+ * cached by a hash of its sources. Built in a scratch copy (the repo's build/ is the host's).
+ */
+async function crossBuildMothNative(stage: string, repo: string, node: { dir: string }, cache: string, work: string, log: (s: string) => void): Promise<void> {
+  const srcDir = join(repo, 'runtime/native');
+  const sources = (await readdir(srcDir)).filter((f) => f.endsWith('.c') || f.endsWith('.h')).sort();
+  const h = createHash('sha256').update(await readFile(join(repo, 'binding.gyp')));
+  for (const f of sources) h.update(f).update(await readFile(join(srcDir, f)));
+  const cached = join(cache, 'addons', `moth-native-${h.digest('hex').slice(0, 16)}-linux-arm64.node`);
+  if (!existsSync(cached)) {
+    const t = TARGET.arm64;
+    const build = join(work, 'moth-native');
+    await mkdir(join(build, 'runtime/native'), { recursive: true });
+    await copyFile(join(repo, 'binding.gyp'), join(build, 'binding.gyp'));
+    for (const f of sources) await copyFile(join(srcDir, f), join(build, 'runtime/native', f));
+    const env: NodeJS.ProcessEnv = { ...process.env, CC: t.cc, CXX: t.cxx, LINK: t.cc, AR: 'aarch64-linux-gnu-ar' };
+    for (const k of Object.keys(env)) if (/^npm_config_(nodedir|arch|target_arch)$/i.test(k)) delete env[k];
+    await run(process.execPath, [nodeGypPath(), 'rebuild', '--release', `--arch=${t.gypArch}`, `--nodedir=${node.dir}`], { cwd: build, env, log });
+    await mkdir(dirname(cached), { recursive: true });
+    await copyFile(join(build, 'build/Release/moth_native.node'), cached);
+  } else {
+    log('moth-native for arm64 from cache');
+  }
+  const dest = join(stage, `prebuilds/${TARGET.arm64.prebuild}/node.napi.node`);
+  await mkdir(dirname(dest), { recursive: true });
+  await copyFile(cached, dest);
+}
+
 /** Drop every prebuild not for the target, and fail on any native addon of another arch. */
 async function pruneForeignBinaries(stage: string, log: (s: string) => void): Promise<string[]> {
   const t = TARGET.arm64;
@@ -175,9 +208,12 @@ async function pruneForeignBinaries(stage: string, log: (s: string) => void): Pr
   });
   log(`pruned ${removed} foreign prebuild dirs`);
   const addons: string[] = [];
-  await walk(join(stage, 'node_modules'), async (p, isDir) => {
-    if (!isDir && p.endsWith('.node')) addons.push(p);
-  });
+  // node_modules, and the package's own prebuilds/ (runtime/native).
+  for (const root of [join(stage, 'node_modules'), join(stage, 'prebuilds')]) {
+    await walk(root, async (p, isDir) => {
+      if (!isDir && p.endsWith('.node')) addons.push(p);
+    });
+  }
   const bad: string[] = [];
   for (const a of addons) {
     const desc = await run('file', ['-b', a], { log: () => {}, capture: true });
@@ -235,8 +271,9 @@ export async function buildBundle(o: BundleOptions): Promise<BundleResult> {
       log('packaged ffmpeg left out: the board must provide /usr/bin/ffmpeg');
     }
 
-    // 4) Native addons: better-sqlite3 cross-built; serialport ships linux-arm64 prebuilds.
+    // 4) Native addons: better-sqlite3 and moth-native cross-built; serialport ships linux-arm64 prebuilds.
     await crossBuildBetterSqlite(stage, node, o.cache, log);
+    await crossBuildMothNative(stage, o.repo, node, o.cache, work, log);
     const addons = await pruneForeignBinaries(stage, log);
     log(`native addons: ${addons.join(', ')}`);
 

@@ -1,6 +1,8 @@
 // Bundle self-check, run on the target (or under qemu): the native addons load for this CPU, the
-// SQLite index opens, serial ports list, the board is detected. Prints one JSON line; exit 0 = ok.
+// SQLite index opens, moth-native SRTP-protects packets node:crypto can open, serial ports list,
+// the board is detected. Prints one JSON line; exit 0 = ok.
 //   node selfcheck.mjs [--db <file>]
+import { createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,6 +37,40 @@ try {
     if (err && err.code === 'ERR_MODULE_NOT_FOUND') result.index = 'not in this build';
     else throw err;
   }
+
+  // moth-native (runtime/native, prebuilds/linux-arm64): one packet per SRTP profile, opened here
+  // with node:crypto (RFC 7714 GCM; RFC 3711 AES-CM + HMAC-SHA1-80) from the same session keys.
+  const { nativeSrtp, nativeSrtpError } = await import('./dist/runtime/native/index.js');
+  const native = nativeSrtp();
+  if (!native) throw new Error(`moth-native did not load: ${nativeSrtpError()}`);
+  const key = randomBytes(16);
+  const salt = randomBytes(14);
+  const auth = randomBytes(20);
+  const payload = randomBytes(300);
+  const hdr = { payloadType: 96, sequenceNumber: 4660, timestamp: 0x01020304, ssrc: 0x0a0b0c0d, marker: true };
+  const roc = 2;
+  const gcm = native.protect(native.createContext(7, key, salt, null), hdr, roc, payload);
+  const iv = Buffer.alloc(12);
+  iv.writeUInt32BE(hdr.ssrc, 2);
+  iv.writeUInt32BE(roc, 6);
+  iv.writeUInt16BE(hdr.sequenceNumber, 10);
+  for (let i = 0; i < 12; i++) iv[i] ^= salt[i];
+  const d = createDecipheriv('aes-128-gcm', key, iv);
+  d.setAAD(gcm.subarray(0, 12));
+  d.setAuthTag(gcm.subarray(gcm.length - 16));
+  const gcmOk = Buffer.concat([d.update(gcm.subarray(12, gcm.length - 16)), d.final()]).equals(payload);
+  const cm = native.protect(native.createContext(1, key, salt, auth), hdr, roc, payload);
+  const rocBuf = Buffer.alloc(4);
+  rocBuf.writeUInt32BE(roc);
+  const tag = createHmac('sha1', auth).update(cm.subarray(0, cm.length - 10)).update(rocBuf).digest().subarray(0, 10);
+  const ctr = Buffer.alloc(16);
+  ctr.writeUInt32BE(hdr.ssrc, 4);
+  ctr.writeUInt32BE(roc, 8);
+  ctr.writeUInt16BE(hdr.sequenceNumber, 12);
+  for (let i = 0; i < 14; i++) ctr[i] ^= salt[i];
+  const cmOk = tag.equals(cm.subarray(cm.length - 10)) && createDecipheriv('aes-128-ctr', key, ctr).update(cm.subarray(12, cm.length - 10)).equals(payload);
+  if (!gcmOk || !cmOk) throw new Error(`moth-native SRTP output does not open (gcm ${gcmOk}, aes-cm ${cmOk})`);
+  result.nativeSrtp = { gcm: gcmOk, aesCm: cmOk };
 
   const { SerialPort } = await import('serialport');
   const ports = await SerialPort.list();

@@ -141,7 +141,7 @@ const RTP_MTU = 1200; // fits a 1280-byte IPv6 minimum MTU path with SRTP and he
 
 /**
  * The parts of werift 0.24's RTCRtpSender / DTLS / ICE objects the direct RTP path touches
- * (private in its typings, public at run time). Checked at run time by DirectRtpPath.usable():
+ * (private in its typings, public at run time). Checked per access unit by DirectRtpPath.usable():
  * when any of it is missing or different (a werift upgrade), the feed uses sender.sendRtp.
  */
 interface SenderInternals {
@@ -207,6 +207,29 @@ export interface DirectRtpStats {
   packetsJs: number;
 }
 
+/**
+ * One entry of werift's NACK history (RTCRtpSender.rtpCache): what its NACK handler reads is
+ * `header` (an RtpHeader, for the sequence number check and the SRTP resend) and `payload`. The
+ * header is built only when a NACK asks for it: ~15 packets a frame would otherwise each leave an
+ * RtpHeader and an RtpPacket behind for the collector.
+ */
+class HistoryEntry {
+  private h: InstanceType<typeof WeriftModule.RtpHeader> | null = null;
+  constructor(
+    private readonly pt: number,
+    private readonly seq: number,
+    private readonly ts: number,
+    private readonly marker: boolean,
+    private readonly ssrc: number,
+    readonly payload: Buffer,
+  ) {}
+
+  get header(): InstanceType<typeof WeriftModule.RtpHeader> {
+    this.h ??= new (lib().RtpHeader)({ payloadType: this.pt, sequenceNumber: this.seq, timestamp: this.ts, marker: this.marker, ssrc: this.ssrc });
+    return this.h;
+  }
+}
+
 /** The dgram socket's file descriptor, read without Socket#_handle (deprecated, DEP0112). */
 function socketFd(sock: object): number | null {
   const sym = Object.getOwnPropertySymbols(sock).find((k) => k.description === 'state symbol');
@@ -237,6 +260,8 @@ export class DirectRtpPath {
   private readonly nat = { packets: 0, drops: 0, errors: 0, off: null as string | null };
   /** Native context for werift's current SRTP context (a DTLS restart makes a new one). */
   private nctx: { for: SrtpContextInternals; ctx: NativeSrtpContext } | null = null;
+  /** The nominated pair's socket and its fd (read once per socket). */
+  private fdOf: { sock: UdpSocket; fd: number | null } | null = null;
 
   constructor(sender: RTCRtpSender, useNative = true) {
     this.s = sender as unknown as SenderInternals;
@@ -258,10 +283,10 @@ export class DirectRtpPath {
     return { pair, sock: t.socket };
   }
 
-  /** True when this session can use the direct path right now. */
-  usable(): boolean {
+  /** The nominated pair and its socket when this session can use the direct path right now, else null. */
+  private usable(): { pair: NonNullable<IceInternals['nominated']>; sock: UdpSocket } | null {
     const s = this.s;
-    return (
+    const ok =
       s.dtlsTransport?.state === 'connected' &&
       typeof s.codec?.payloadType === 'number' &&
       !s.redRedundantPayloadType &&
@@ -270,20 +295,19 @@ export class DirectRtpPath {
       Array.isArray(s.rtpCache) &&
       typeof s.dtlsTransport.srtp?.encrypt === 'function' &&
       (s.timestampOffset ?? 0) === 0 &&
-      (s.seqOffset ?? 0) === 0 &&
-      this.socket() !== null
-    );
+      (s.seqOffset ?? 0) === 0;
+    return ok ? this.socket() : null;
   }
 
   /** Send the payloads of one access unit; returns packets sent, or -1 when not usable (caller falls back). */
   send(payloads: readonly Buffer[], firstSeq: number, timestamp: number): number {
-    if (!this.usable()) {
+    const out = this.usable();
+    if (!out) {
       this.fallbacks += payloads.length;
       return -1;
     }
     const s = this.s;
     const dtls = s.dtlsTransport!;
-    const out = this.socket()!;
     const ntp = lib().ntpTime(); // one NTP reading per access unit: every packet of it shares the RTP timestamp
     const wire = this.sendNative(payloads, firstSeq, timestamp, out) ?? this.sendJs(payloads, firstSeq, timestamp, out);
     dtls.bytesSent = (dtls.bytesSent ?? 0) + wire;
@@ -299,16 +323,12 @@ export class DirectRtpPath {
   }
 
   /** What werift's SR and NACK read, per packet: the history entry and the payload/header counts. */
-  private keep(header: InstanceType<typeof WeriftModule.RtpHeader>, payload: Buffer): void {
+  private keep(seq: number, timestamp: number, marker: boolean, payload: Buffer): void {
     const s = this.s;
-    s.rtpCache![header.sequenceNumber % RTP_HISTORY_SIZE] = new (lib().RtpPacket)(header, payload);
+    s.rtpCache![seq % RTP_HISTORY_SIZE] = new HistoryEntry(s.codec!.payloadType!, seq, timestamp, marker, s.ssrc, payload);
     s.octetCount = (s.octetCount ?? 0) + payload.length;
     s.headerBytesSent = (s.headerBytesSent ?? 0) + 12;
     s.packetCount = ((s.packetCount ?? 0) + 1) >>> 0;
-  }
-
-  private header(seq: number, timestamp: number, marker: boolean): InstanceType<typeof WeriftModule.RtpHeader> {
-    return new (lib().RtpHeader)({ payloadType: this.s.codec!.payloadType!, sequenceNumber: seq, timestamp, marker, ssrc: this.s.ssrc });
   }
 
   /** werift's SRTP session and one dgram send per packet; returns the bytes put on the wire. */
@@ -319,14 +339,14 @@ export class DirectRtpPath {
     let seq = firstSeq;
     for (let i = 0; i < payloads.length; i++) {
       const payload = payloads[i]!;
-      const header = this.header(seq, timestamp, i === payloads.length - 1);
-      const enc = srtp.encrypt(payload, header);
+      const marker = i === payloads.length - 1;
+      const enc = srtp.encrypt(payload, new (lib().RtpHeader)({ payloadType: this.s.codec!.payloadType!, sequenceNumber: seq, timestamp, marker, ssrc: this.s.ssrc }));
       try {
         out.sock.send(enc, port, addr);
       } catch {
         // a closing socket: teardown follows from the connection state
       }
-      this.keep(header, payload);
+      this.keep(seq, timestamp, marker, payload);
       wire += enc.length;
       seq = (seq + 1) & 0xffff;
     }
@@ -350,7 +370,8 @@ export class DirectRtpPath {
     }
     // libuv still holding earlier sends (a full socket buffer): keep their order, go the JS way.
     if ((out.sock.getSendQueueCount?.() ?? 0) > 0) return null;
-    const fd = socketFd(out.sock);
+    if (this.fdOf?.sock !== out.sock) this.fdOf = { sock: out.sock, fd: socketFd(out.sock) };
+    const fd = this.fdOf.fd;
     if (fd === null) {
       this.nat.off = 'no fd on the UDP socket';
       return null;
@@ -381,7 +402,7 @@ export class DirectRtpPath {
     for (let i = 0; i < payloads.length; i++) {
       const payload = payloads[i]!;
       local2.updateRolloverCount(seq, state);
-      this.keep(this.header(seq, timestamp, i === payloads.length - 1), payload);
+      this.keep(seq, timestamp, i === payloads.length - 1, payload);
       wire += 12 + payload.length + tagLen;
       seq = (seq + 1) & 0xffff;
     }

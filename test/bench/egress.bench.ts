@@ -4,7 +4,8 @@
 //     p50/p99, against a baseline of the same access units written straight to a ws socket.
 //  2. WHIP publish CPU for one 720p30 H.264 track (werift, SRTP, pass-through) in its own process,
 //     against `ffmpeg -re -c copy` of the same stream to SRTP (the fair baseline) and to RTP, in the
-//     same run, same duration, REPS interleaved repetitions each, median reported.
+//     same run, same duration, REPS interleaved repetitions each, median reported. The publisher
+//     runs twice: with the native sender (runtime/native) and with MOTH_NATIVE=0 (the JS fallback).
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -136,7 +137,7 @@ function median(xs: number[]): number {
  * else) runs in a child process of its own, so /proc/<pid>/stat of that child is exactly its cost;
  * the receiver (werift WHIP ingest) runs here. EGRESS_BENCH_CPU_PROF=<dir> adds --cpu-prof.
  */
-async function whipOnce(fxFile: string, mode: 'whip' | 'engine-only' = 'whip'): Promise<Run> {
+async function whipOnce(fxFile: string, mode: 'whip' | 'whip-js' | 'engine-only' = 'whip'): Promise<Run> {
   const engine = testEngine(['cam', 'ingest']);
   const ingest = new WhipIngest({ engine, log: silentLog, maxSessions: 2 });
   const http = new HttpServer({ host: '127.0.0.1', port: 0, maxConnections: 16 });
@@ -145,7 +146,13 @@ async function whipOnce(fxFile: string, mode: 'whip' | 'engine-only' = 'whip'): 
   const here = fileURLToPath(new URL('.', import.meta.url));
   const ts = import.meta.url.endsWith('.ts');
   const prof = process.env.EGRESS_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.EGRESS_BENCH_CPU_PROF}`] : [];
-  const child = spawn(process.execPath, [...prof, ...(ts ? ['--import', 'tsx'] : []), join(here, `egress-whip-child.${ts ? 'ts' : 'js'}`), fxFile, `http://127.0.0.1:${port}/whip/ingest/bench/video`, mode], { stdio: ['pipe', 'pipe', 'inherit'] });
+  // Diagnostics: extra Node flags for the publisher child (e.g. --perf-basic-prof for `perf record`).
+  prof.push(...(process.env.EGRESS_BENCH_CHILD_FLAGS ?? '').split(' ').filter(Boolean));
+  const child = spawn(process.execPath, [...prof, ...(ts ? ['--import', 'tsx'] : []), join(here, `egress-whip-child.${ts ? 'ts' : 'js'}`), fxFile, `http://127.0.0.1:${port}/whip/ingest/bench/video`, mode === 'whip-js' ? 'whip' : mode], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    // 'whip-js': the direct RTP path without the native sender (runtime/native), for comparison.
+    env: mode === 'whip-js' ? { ...process.env, MOTH_NATIVE: '0' } : process.env,
+  });
   try {
     let out = '';
     child.stdout!.on('data', (d) => (out += d));
@@ -205,11 +212,13 @@ async function whipCpu(fx: H264Fixture, dir: string): Promise<BenchRow[]> {
   const once = Buffer.concat(fx.aus.map((a) => a.data));
   await writeFile(h264, Buffer.concat(Array.from({ length: Math.ceil((CPU_SECONDS * 1000 + WARMUP_MS + 4000) / 1000 / (fx.aus.length / fx.fps)) }, () => once)));
   const whip: Run[] = [];
+  const whipJs: Run[] = [];
   const engineOnly: Run[] = [];
   const srtp: Run[] = [];
   // Interleaved repetitions, so a noisy neighbour on the machine hits all sides alike.
   for (let r = 0; r < REPS; r++) {
     whip.push(await whipOnce(fxFile));
+    whipJs.push(await whipOnce(fxFile, 'whip-js'));
     engineOnly.push(await whipOnce(fxFile, 'engine-only'));
     srtp.push(await ffmpegCopy(h264, fx.fps, true));
   }
@@ -217,8 +226,10 @@ async function whipCpu(fx: H264Fixture, dir: string): Promise<BenchRow[]> {
   const w = median(whip.map((x) => x.cpu));
   const e = median(engineOnly.map((x) => x.cpu));
   const s = median(srtp.map((x) => x.cpu));
+  const j = median(whipJs.map((x) => x.cpu));
   return [
     summary('WHIP publish 720p30 (werift, SRTP, pass-through): whole process', whip),
+    summary('same, direct RTP path without the native sender (MOTH_NATIVE=0: JS SRTP, one dgram send a packet)', whipJs),
     summary('same process without WHIP (engine + 30 fps feed + node)', engineOnly),
     { bench: 'egress', case: 'WHIP publish increment (whole − without WHIP)', cpu_pct: round(w - e, 2) },
     summary('baseline ffmpeg -re -c copy → SRTP (fair: encrypts like WHIP)', srtp),
@@ -226,6 +237,7 @@ async function whipCpu(fx: H264Fixture, dir: string): Promise<BenchRow[]> {
     { bench: 'egress', case: 'WHIP CPU ratio vs ffmpeg -c copy → SRTP (whole process)', ratio: round(w / Math.max(0.1, s), 2), target_ratio: 1.5 },
     { bench: 'egress', case: 'WHIP CPU ratio vs ffmpeg -c copy → SRTP (WHIP increment)', ratio: round((w - e) / Math.max(0.1, s), 2), target_ratio: 1.5 },
     { bench: 'egress', case: 'WHIP CPU ratio vs ffmpeg -c copy → RTP (whole process)', ratio: round(w / Math.max(0.1, rtp.cpu), 2) },
+    { bench: 'egress', case: 'WHIP CPU ratio vs ffmpeg -c copy → SRTP, JS sender (MOTH_NATIVE=0, whole process)', ratio: round(j / Math.max(0.1, s), 2) },
   ];
 }
 
