@@ -109,6 +109,43 @@ test('RTSP reader fuzz: arbitrary bytes in arbitrary chunks → messages or Rtsp
   );
 });
 
+test('RTSP reader fuzz: frames and messages cut at arbitrary chunk boundaries in one reused read buffer → the same as one big chunk', () => {
+  const item = fc.oneof(
+    { weight: 6, arbitrary: fc.tuple(fc.integer({ min: 0, max: 3 }), fc.uint8Array({ maxLength: 3000 })).map(([c, p]) => interleave(c, Buffer.from(p))) },
+    { weight: 1, arbitrary: fc.constantFrom(DESCRIBE_REPLY, 'RTSP/1.0 200 OK\r\nCSeq: 9\r\n\r\n', 'GET_PARAMETER rtsp://h/ RTSP/1.0\r\nCSeq: 4\r\n\r\n', '\r\n').map((t) => Buffer.from(t, 'latin1')) },
+  );
+  const collect = (r: RtspReader, chunks: Buffer[]) => {
+    const seen: string[] = [];
+    const shared = Buffer.alloc(Math.max(1, ...chunks.map((c) => c.length)));
+    for (const c of chunks) {
+      c.copy(shared);
+      r.feed(shared, c.length, (ch, b, s, e) => seen.push(`$${ch}:${b.toString('hex', s, e)}`), (m) => seen.push(m.type === 'response' ? `R${m.status}:${m.body.toString('hex')}` : `Q${m.method}`));
+      shared.fill(0x24); // the socket reuses its buffer: nothing may be read from it later
+    }
+    return seen;
+  };
+  fc.assert(
+    fc.property(fc.array(item, { minLength: 1, maxLength: 20 }), fc.array(fc.nat(), { maxLength: 30 }), (items, cutsRaw) => {
+      const stream = Buffer.concat(items);
+      const cuts = [...new Set(cutsRaw.map((c) => c % (stream.length + 1)))].sort((a, b) => a - b);
+      const chunks: Buffer[] = [];
+      let at = 0;
+      for (const c of [...cuts, stream.length]) {
+        chunks.push(stream.subarray(at, c));
+        at = c;
+      }
+      const whole = new RtspReader();
+      const expected = collect(whole, [stream]);
+      assert.equal(expected.length, items.length - items.filter((i) => i.toString('latin1') === '\r\n').length);
+      const split = new RtspReader();
+      assert.deepEqual(collect(split, chunks), expected);
+      assert.equal(split.buffered, 0);
+      assert.equal(split.interleavedFrames, whole.interleavedFrames);
+    }),
+    { numRuns: 500 },
+  );
+});
+
 test('Transport and Session headers', () => {
   assert.deepEqual(parseTransportHeader('RTP/AVP/TCP;unicast;interleaved=2-3;ssrc=1A2B3C4D;mode="PLAY"'), { protocol: 'tcp', interleaved: [2, 3], ssrc: 0x1a2b3c4d });
   assert.deepEqual(parseTransportHeader('RTP/AVP;unicast;client_port=50000-50001;server_port=6970-6971;source=10.0.0.5'), {

@@ -43,7 +43,7 @@ export interface RtspServerRequest {
 export interface InterleavedFrame {
   type: 'interleaved';
   channel: number;
-  /** A view into the pushed chunk when it was whole in one chunk (no copy). */
+  /** A view into the pushed chunk when it was whole in one chunk (no copy), else its own copy. */
   data: Buffer;
 }
 
@@ -53,82 +53,164 @@ export function header(h: Map<string, string[]>, name: string): string | undefin
   return h.get(name.toLowerCase())?.[0];
 }
 
+/** An interleaved frame as a range of `buf`, valid only during the call. */
+export type FrameSink = (channel: number, buf: Buffer, start: number, end: number) => void;
+export type MessageSink = (m: RtspResponse | RtspServerRequest) => void;
+
+/** The longest interleaved frame: '$', channel, a 16-bit length and that many bytes. */
+const MAX_FRAME_BYTES = 4 + 0xffff;
+
 /**
  * Streaming demultiplexer of one RTSP connection. push(chunk) returns every complete message in
  * order; a partial one waits for the next chunk. Throws RtspError on malformed input, after which
  * the connection must be dropped (there is no way to resynchronise an RTSP byte stream safely).
+ *
+ * feed() is the socket's path: frames go to a callback as ranges of the chunk (no view, no object,
+ * no copy), and what a chunk leaves unfinished is carried, not the chunk: the head of an
+ * interleaved frame waits in one preallocated buffer, and the next chunk gives it only the bytes
+ * it lacks before the scan goes on in that chunk itself. Only a partial text message (rare: the
+ * replies to our requests) joins the next chunk whole.
  */
 export class RtspReader {
-  private buf: Buffer = EMPTY;
+  /** A partial interleaved frame: carry[0, carried). Allocated at the first partial frame. */
+  private carry: Buffer = EMPTY;
+  private carried = 0;
+  /** A partial text message (and what followed it in its chunk). */
+  private text: Buffer = EMPTY;
   messages = 0;
   interleavedFrames = 0;
   interleavedBytes = 0;
 
   /**
    * `transient`: the chunk is a view into a buffer the caller reuses (a socket's onread buffer).
-   * Interleaved frames returned are then views valid only until the caller's next read, and the
-   * unconsumed tail is always copied.
+   * Interleaved frames returned are then views valid only until the caller's next read. (What is
+   * carried over to the next chunk is always a copy.)
    */
-  push(chunk: Buffer, transient = false, onFrame?: (channel: number, buf: Buffer, start: number, end: number) => void): RtspMessage[] {
+  push(chunk: Buffer, transient = false, onFrame?: FrameSink): RtspMessage[] {
     const out: RtspMessage[] = [];
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    // a frame completed in the carry buffer is copied unless the caller reads it at once (transient)
+    const frames: FrameSink = onFrame ?? ((channel, buf, start, end) => out.push({ type: 'interleaved', channel, data: buf === this.carry && !transient ? Buffer.from(buf.subarray(start, end)) : buf.subarray(start, end) }));
+    this.feed(chunk, chunk.length, frames, (m) => out.push(m));
+    return out;
+  }
+
+  /**
+   * buf[0, len) is the next chunk of the stream; `buf` may be reused by the caller once this
+   * returns. Frames and messages go to the callbacks in stream order.
+   */
+  feed(buf: Buffer, len: number, onFrame: FrameSink, onMessage: MessageSink): void {
     let off = 0;
-    const b = this.buf;
-    while (off < b.length) {
+    if (this.text.length > 0) {
+      // a partial text message: join the chunk to it (a reply: rare and small)
+      const b = Buffer.concat([this.text, buf.subarray(0, len)]);
+      this.text = EMPTY;
+      this.keep(b, this.scan(b, 0, b.length, onFrame, onMessage), b.length);
+      return;
+    }
+    if (this.carried > 0) {
+      off = this.complete(buf, len, onFrame);
+      if (off < 0) return; // the whole chunk went into the carried frame
+    }
+    this.keep(buf, this.scan(buf, off, len, onFrame, onMessage), len);
+  }
+
+  /**
+   * The carried frame takes the bytes it lacks from buf[0, len): handed over when whole. Returns
+   * where the scan goes on in buf, or -1 when the chunk ended first (all of it carried).
+   */
+  private complete(buf: Buffer, len: number, onFrame: FrameSink): number {
+    const c = this.carry;
+    let off = 0;
+    if (this.carried < 4) {
+      const n = Math.min(4 - this.carried, len);
+      buf.copy(c, this.carried, 0, n);
+      this.carried += n;
+      off = n;
+      if (this.carried < 4) return -1;
+    }
+    const total = 4 + ((c[2]! << 8) | c[3]!);
+    const n = Math.min(total - this.carried, len - off);
+    buf.copy(c, this.carried, off, off + n);
+    this.carried += n;
+    off += n;
+    if (this.carried < total) return -1;
+    this.carried = 0;
+    this.interleavedFrames++;
+    this.interleavedBytes += total - 4;
+    onFrame(c[1]!, c, 4, total);
+    return off;
+  }
+
+  /** Every complete frame and message in b[off, end); returns where the unfinished rest starts. */
+  private scan(b: Buffer, off: number, end: number, onFrame: FrameSink, onMessage: MessageSink): number {
+    while (off < end) {
       if (b[off] === 0x24) {
         // '$' channel(1) length(2) payload
-        if (b.length - off < 4) break;
-        const len = b.readUInt16BE(off + 2);
-        if (b.length - off < 4 + len) break;
-        // with onFrame, a frame is handed over as a range (no view, no message object)
-        if (onFrame) onFrame(b[off + 1]!, b, off + 4, off + 4 + len);
-        else out.push({ type: 'interleaved', channel: b[off + 1]!, data: b.subarray(off + 4, off + 4 + len) });
+        if (end - off < 4) break;
+        const fin = off + 4 + ((b[off + 2]! << 8) | b[off + 3]!);
+        if (fin > end) break;
         this.interleavedFrames++;
-        this.interleavedBytes += len;
-        off += 4 + len;
+        this.interleavedBytes += fin - off - 4;
+        onFrame(b[off + 1]!, b, off + 4, fin);
+        off = fin;
         continue;
       }
-      // Some servers put CRLFs between messages (keepalive habits): skip them.
-      if (b[off] === 0x0d || b[off] === 0x0a) {
-        off++;
-        continue;
-      }
-      const end = b.indexOf('\r\n\r\n', off, 'latin1');
-      if (end < 0) {
-        if (b.length - off > MAX_HEADER_BYTES) throw new RtspError('RTSP_BAD_MESSAGE', `header block longer than ${MAX_HEADER_BYTES} bytes`);
-        // A message must start with a token: fail early on binary junk rather than buffering 16 KiB of it.
-        if (!/^[A-Z_/0-9.-]*$/i.test(b.subarray(off, Math.min(b.length, off + 8)).toString('latin1'))) {
-          throw new RtspError('RTSP_BAD_MESSAGE', 'neither an RTSP message nor an interleaved frame');
-        }
-        break;
-      }
-      if (end - off > MAX_HEADER_BYTES) throw new RtspError('RTSP_BAD_MESSAGE', `header block longer than ${MAX_HEADER_BYTES} bytes`);
-      const head = parseHead(b.toString('latin1', off, end));
-      const cl = header(head.headers, 'content-length');
-      let bodyLen = 0;
-      if (cl !== undefined) {
-        if (!/^\d{1,9}$/.test(cl.trim())) throw new RtspError('RTSP_BAD_MESSAGE', 'bad Content-Length');
-        bodyLen = Number(cl.trim());
-        if (bodyLen > MAX_BODY_BYTES) throw new RtspError('RTSP_BAD_MESSAGE', `body of ${bodyLen} bytes exceeds ${MAX_BODY_BYTES}`);
-      }
-      const bodyStart = end + 4;
-      if (b.length - bodyStart < bodyLen) break;
-      const body = Buffer.from(b.subarray(bodyStart, bodyStart + bodyLen));
-      out.push(head.kind === 'response'
-        ? { type: 'response', status: head.status, reason: head.reason, headers: head.headers, body }
-        : { type: 'request', method: head.method, uri: head.uri, headers: head.headers, body });
-      this.messages++;
-      off = bodyStart + bodyLen;
+      const next = this.message(b, off, end, onMessage);
+      if (next < 0) break;
+      off = next;
     }
-    // Keep the unconsumed tail; copy it so the big chunk it came from can be freed.
-    if (off >= b.length) this.buf = EMPTY;
-    else if (off > 0 || (transient && b === chunk)) this.buf = Buffer.from(b.subarray(off));
-    return out;
+    return off;
+  }
+
+  /** b[off, end) is kept for the next chunk: a frame's head in carry, a message's in text (copies). */
+  private keep(b: Buffer, off: number, end: number): void {
+    if (off >= end) return;
+    if (b[off] === 0x24) {
+      if (this.carry.length === 0) this.carry = Buffer.allocUnsafe(MAX_FRAME_BYTES);
+      b.copy(this.carry, 0, off, end);
+      this.carried = end - off;
+    } else this.text = Buffer.from(b.subarray(off, end));
+  }
+
+  /**
+   * One text message (or CRLF filler) at b[off]: returns the offset after it, or -1 when it is not
+   * complete in b[off, end).
+   */
+  private message(b: Buffer, off: number, end: number, onMessage: MessageSink): number {
+    // Some servers put CRLFs between messages (keepalive habits): skip them.
+    if (b[off] === 0x0d || b[off] === 0x0a) return off + 1;
+    const view = end === b.length ? b : b.subarray(0, end);
+    const hdrEnd = view.indexOf('\r\n\r\n', off, 'latin1');
+    if (hdrEnd < 0) {
+      if (end - off > MAX_HEADER_BYTES) throw new RtspError('RTSP_BAD_MESSAGE', `header block longer than ${MAX_HEADER_BYTES} bytes`);
+      // A message must start with a token: fail early on binary junk rather than buffering 16 KiB of it.
+      if (!/^[A-Z_/0-9.-]*$/i.test(b.toString('latin1', off, Math.min(end, off + 8)))) {
+        throw new RtspError('RTSP_BAD_MESSAGE', 'neither an RTSP message nor an interleaved frame');
+      }
+      return -1;
+    }
+    if (hdrEnd - off > MAX_HEADER_BYTES) throw new RtspError('RTSP_BAD_MESSAGE', `header block longer than ${MAX_HEADER_BYTES} bytes`);
+    const head = parseHead(b.toString('latin1', off, hdrEnd));
+    const cl = header(head.headers, 'content-length');
+    let bodyLen = 0;
+    if (cl !== undefined) {
+      if (!/^\d{1,9}$/.test(cl.trim())) throw new RtspError('RTSP_BAD_MESSAGE', 'bad Content-Length');
+      bodyLen = Number(cl.trim());
+      if (bodyLen > MAX_BODY_BYTES) throw new RtspError('RTSP_BAD_MESSAGE', `body of ${bodyLen} bytes exceeds ${MAX_BODY_BYTES}`);
+    }
+    const bodyStart = hdrEnd + 4;
+    if (end - bodyStart < bodyLen) return -1;
+    const body = Buffer.from(b.subarray(bodyStart, bodyStart + bodyLen));
+    this.messages++;
+    onMessage(head.kind === 'response'
+      ? { type: 'response', status: head.status, reason: head.reason, headers: head.headers, body }
+      : { type: 'request', method: head.method, uri: head.uri, headers: head.headers, body });
+    return bodyStart + bodyLen;
   }
 
   /** Bytes waiting for the rest of a message (bounded by MAX_HEADER_BYTES + MAX_BODY_BYTES or 65539). */
   get buffered(): number {
-    return this.buf.length;
+    return this.carried + this.text.length;
   }
 }
 

@@ -607,6 +607,17 @@ export class RtpReorderBuffer {
 
   constructor(private readonly maxHold = 16) {}
 
+  /**
+   * The common case without an allocation: `seq` is the packet expected and nothing is held, so it
+   * passes now (true, as push would return it alone). False: give the packet to push().
+   */
+  passesInOrder(seq: number): boolean {
+    if (this.held.size !== 0 || (this.next !== undefined && seq !== this.next)) return false;
+    this.lateRun = 0;
+    this.next = (seq + 1) & 0xffff;
+    return true;
+  }
+
   push(p: RtpPacket): RtpPacket[] {
     if (this.next === undefined) this.next = p.seq;
     const d = (p.seq - this.next) & 0xffff;

@@ -21,8 +21,9 @@ import {
   serializeRequest,
   serializeResponse,
   type RtspResponse,
+  type RtspServerRequest,
 } from './message.js';
-import { H264Depacketizer, parseRtp, readRtpHeader, RtpClock, RtpReorderBuffer, type DepacketizedUnit, type RtpHeader } from './rtp-h264.js';
+import { H264Depacketizer, readRtpHeader, RtpClock, RtpReorderBuffer, type DepacketizedUnit, type RtpHeader, type RtpPacket } from './rtp-h264.js';
 import { parseSdp, type H264SdpTrack } from './sdp.js';
 
 export interface RtspSessionOptions {
@@ -281,8 +282,9 @@ export class RtspSession {
         port,
         onread: {
           buffer: readBuf,
-          callback: (n: number, buf: Uint8Array) => {
-            this.onData(Buffer.from(buf.buffer, buf.byteOffset, n));
+          // readBuf is the buffer node hands back: no view made per read
+          callback: (n: number) => {
+            this.onData(readBuf, n);
             return !this.holdReads();
           },
         },
@@ -300,16 +302,15 @@ export class RtspSession {
     });
   }
 
-  /** `view` is in the shared read buffer: valid only during this call. */
-  private onData(view: Buffer): void {
-    this.counters.bytesIn += view.length;
+  /** buf[0, n) is the read: `buf` is the shared read buffer, valid only during this call. */
+  private onData(buf: Buffer, n: number): void {
+    this.counters.bytesIn += n;
     this.counters.reads++;
     this.heldReads++;
-    // No copy per read: the reader copies only a partial message's tail, the depacketizer copies
-    // the NAL bytes it keeps; interleaved frames are views used before the next read.
-    let msgs;
+    // No copy per read: the reader carries only a partial frame's or message's bytes, the
+    // depacketizer copies the NAL bytes it keeps; interleaved frames are ranges of buf.
     try {
-      msgs = this.reader.push(view, true, this.onFrame);
+      this.reader.feed(buf, n, this.onFrame, this.onMessage);
     } catch (e) {
       this.fail?.(e as Error);
       return;
@@ -319,31 +320,31 @@ export class RtspSession {
       this.rtpInRead = false;
       this.lastRtpAt = Date.now();
     }
-    for (const m of msgs) {
-      if (m.type === 'interleaved') {
-        continue; // delivered through onFrame
-      } else if (m.type === 'response') {
-        const p = this.pending;
-        const cseq = Number(header(m.headers, 'cseq') ?? NaN);
-        if (p && (cseq === p.cseq || Number.isNaN(cseq))) {
-          clearTimeout(p.timer);
-          this.pending = undefined;
-          p.resolve(m);
-        }
-      } else {
-        // A request from the camera (GET_PARAMETER ping, ANNOUNCE, REDIRECT): answer, do not act.
-        this.counters.serverRequests++;
-        const ok = m.method === 'OPTIONS' || m.method === 'GET_PARAMETER';
-        const sock = this.sock;
-        if (sock && sock.writableLength > MAX_PENDING_WRITE_BYTES) {
-          // a camera that floods requests and never reads our replies must not grow our buffer
-          this.counters.serverRepliesDropped++;
-          return;
-        }
-        sock?.write(serializeResponse(ok ? 200 : 501, ok ? 'OK' : 'Not Implemented', header(m.headers, 'cseq')));
-      }
-    }
   }
+
+  /** A reply to our request, or a request from the camera (kept off the per-packet path). */
+  private readonly onMessage = (m: RtspResponse | RtspServerRequest): void => {
+    if (m.type === 'response') {
+      const p = this.pending;
+      const cseq = Number(header(m.headers, 'cseq') ?? NaN);
+      if (p && (cseq === p.cseq || Number.isNaN(cseq))) {
+        clearTimeout(p.timer);
+        this.pending = undefined;
+        p.resolve(m);
+      }
+      return;
+    }
+    // A request from the camera (GET_PARAMETER ping, ANNOUNCE, REDIRECT): answer, do not act.
+    this.counters.serverRequests++;
+    const ok = m.method === 'OPTIONS' || m.method === 'GET_PARAMETER';
+    const sock = this.sock;
+    if (sock && sock.writableLength > MAX_PENDING_WRITE_BYTES) {
+      // a camera that floods requests and never reads our replies must not grow our buffer
+      this.counters.serverRepliesDropped++;
+      return;
+    }
+    sock?.write(serializeResponse(ok ? 200 : 501, ok ? 'OK' : 'Not Implemented', header(m.headers, 'cseq')));
+  };
 
   /**
    * Read coalescing (TCP, while playing): a camera sends a frame as a burst of RTP packets, and
@@ -432,26 +433,33 @@ export class RtspSession {
     for (const u of units) this.onRtpUnits?.({ data: u.data, key: u.key, ts: this.clock.toCapture(u.timestamp, arrival), wallclock: wall, sps });
   }
 
-  /** UDP: one datagram (its own buffer), through the reorder buffer. */
+  /**
+   * UDP: one datagram (its own buffer). A packet in sequence with nothing held goes straight to
+   * the depacketizer (no object or array); the rest goes through the reorder buffer.
+   */
   private onRtp(buf: Buffer): void {
-    if (!this.depack || !this.track || !this.playing) return;
+    const depack = this.depack;
+    if (!depack || !this.track || !this.playing) return;
     this.lastRtpAt = Date.now();
-    let p;
+    const h = this.hdr;
     try {
-      p = parseRtp(buf);
+      readRtpHeader(buf, 0, buf.length, h);
     } catch {
       this.counters.rtpMalformed++;
       return;
     }
-    if (p.payloadType !== this.track.payloadType) {
+    if (h.payloadType !== this.track.payloadType) {
       this.counters.rtpOtherPayload++;
       return;
     }
-    let units;
-    if (this.reorder) {
+    const reorder = this.reorder;
+    let units: DepacketizedUnit[];
+    if (!reorder || reorder.passesInOrder(h.seq)) units = depack.pushPayload(h.seq, h.timestamp, h.marker, buf, h.payloadStart, h.payloadEnd);
+    else {
+      const p: RtpPacket = { marker: h.marker, payloadType: h.payloadType, seq: h.seq, timestamp: h.timestamp, ssrc: h.ssrc, payload: buf.subarray(h.payloadStart, h.payloadEnd) };
       units = [];
-      for (const q of this.reorder.push(p)) units.push(...this.depack.push(q));
-    } else units = this.depack.push(p);
+      for (const q of reorder.push(p)) for (const u of depack.push(q)) units.push(u);
+    }
     if (units.length > 0) this.deliver(units);
   }
 
