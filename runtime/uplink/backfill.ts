@@ -67,6 +67,8 @@ export interface BackfillLinkOptions {
   keepaliveMs?: number;
   mimeResendMs?: number;
   handshakeTimeoutMs?: number;
+  /** Called when the link becomes ready for a batch (opened, or its last batch confirmed). */
+  onIdle?: () => void;
 }
 
 export interface BackfillLinkStats extends LinkStats {
@@ -109,7 +111,7 @@ export class BackfillLink extends ReconnectingLink {
   private lastBatch = -1;
   private readonly url: string;
   private readonly track: string;
-  private readonly o: Required<Omit<BackfillLinkOptions, 'caFile' | 'insecure'>> & Pick<BackfillLinkOptions, 'caFile' | 'insecure'>;
+  private readonly o: Required<Omit<BackfillLinkOptions, 'caFile' | 'insecure' | 'onIdle'>> & Pick<BackfillLinkOptions, 'caFile' | 'insecure' | 'onIdle'>;
   private readonly c = { sent: 0, sentBytes: 0, confirmed: 0, unconfirmedLost: 0, requeued: 0, yieldedToLive: 0 };
   /** Cap from the uplink scheduler: what is left of the budget after every live track (null: none known). */
   private leftover: number | null = null;
@@ -174,6 +176,7 @@ export class BackfillLink extends ReconnectingLink {
       this.sendMime();
       this.timer = setInterval(() => this.onTick(), 250);
       this.timer.unref?.();
+      if (this.idle) this.o.onIdle?.();
     });
     ws.on('error', (err) => {
       // ws/TLS messages may quote the URL: never let the stream key into stats or logs.
@@ -271,6 +274,7 @@ export class BackfillLink extends ReconnectingLink {
       }
       this.o.sink.add(this.track, f.wall, f.bytes);
       this.c.confirmed++;
+      if (this.idle) this.o.onIdle?.(); // the last of the batch: the next one need not wait for a scan tick
     }
     if (this.inFlightHead > 1024 && this.inFlightHead * 2 > this.inFlight.length) {
       this.inFlight = this.inFlight.slice(this.inFlightHead);
@@ -383,6 +387,8 @@ interface TrackState {
    * delivered when it was scanned (coverage only grows), or is the first of a batch in flight.
    */
   resume: { path: string; offset: number } | null;
+  /** Where the last batch read ended: a batch starting right there continues its span. */
+  lastEnd: { path: string; offset: number; batch: number } | null;
 }
 
 interface RangeJob {
@@ -418,6 +424,9 @@ export class BackfillService {
   private readonly now: () => number;
   private readonly rc = { received: 0, accepted: 0, refused: 0, completed: 0 };
   private scans = 0;
+  private kicked = false;
+  /** Span ids of backfill batches (one per run of contiguous batches). */
+  private spanIds = 0;
 
   constructor(private readonly o: BackfillServiceOptions) {
     this.now = o.now ?? Date.now;
@@ -440,13 +449,24 @@ export class BackfillService {
         backoff: o.backoff,
         sink,
         liveBusy,
+        onIdle: () => this.kick(),
         ...(o.confirmMs !== undefined ? { confirmMs: o.confirmMs } : {}),
         ...(o.maxRateBytesPerSec !== undefined ? { maxRateBytesPerSec: o.maxRateBytesPerSec } : {}),
       });
-      const st: TrackState = { cfg, key, link, doneBefore: -Infinity, batches: 0, recordsQueued: 0, readErrors: 0, lastError: null, videoSkipped: 0, resume: null };
+      const st: TrackState = { cfg, key, link, doneBefore: -Infinity, batches: 0, recordsQueued: 0, readErrors: 0, lastError: null, videoSkipped: 0, resume: null, lastEnd: null };
       this.tracks.push(st);
       if (!this.byTrack.has(key)) this.byTrack.set(key, st);
     }
+  }
+
+  /** Scan soon (once per turn of the event loop) instead of at the next tick: a link is ready. */
+  private kick(): void {
+    if (this.kicked || this.closed || !this.timer) return;
+    this.kicked = true;
+    setImmediate(() => {
+      this.kicked = false;
+      this.scan();
+    });
   }
 
   start(): void {
@@ -626,7 +646,7 @@ export class BackfillService {
         // if the batch is lost with its session, skipped once its delivery is confirmed).
         st.resume = { path: seg.path, offset: scan.firstOffset };
         st.doneBefore = Math.max(st.doneBefore, owed[0]!.wallclock - 1);
-        st.link.enqueue(seg.mime, owed, ++st.batches);
+        st.link.enqueue(seg.mime, owed, this.batchId(st, seg.path, scan));
         st.recordsQueued += owed.length;
         return true;
       }
@@ -642,6 +662,21 @@ export class BackfillService {
     // Nothing owed up to hi (everything recorded there is delivered): never look before it again.
     st.doneBefore = Math.max(st.doneBefore, Math.min(hi, known));
     return false;
+  }
+
+  /**
+   * The batch id of a scan's records: the previous batch's when this one starts exactly where that
+   * one's read ended in the same segment (every record between was sent: one delivered span, no
+   * sliver between batches reported missing), else a new one (a span starts anew).
+   */
+  private batchId(st: TrackState, path: string, scan: RecordScan): number {
+    // A batch is read only once the link confirmed the one before, so an equal offset means the
+    // previous batch was delivered up to the very record this one starts with.
+    const l = st.lastEnd;
+    st.batches++;
+    const id = l && l.path === path && l.offset === scan.firstOffset ? l.batch : ++this.spanIds;
+    st.lastEnd = { path, offset: scan.nextOffset, batch: id };
+    return id;
   }
 
   private runRange(rec: { root: string; index: Pick<IndexDb, 'list' | 'db'> }, job: RangeJob): void {
@@ -681,7 +716,7 @@ export class BackfillService {
       if (batch.length > 0) {
         job.first = false;
         job.sent += batch.length;
-        st.link.enqueue(seg.mime, batch, ++st.batches);
+        st.link.enqueue(seg.mime, batch, this.batchId(st, seg.path, scan));
         st.recordsQueued += batch.length;
         return;
       }
@@ -712,7 +747,9 @@ export class BackfillService {
         job.first = false;
         job.cursor = units[units.length - 1]!.wallclock;
         job.sent += units.length;
-        st.link.enqueue(seg.mime, units, ++st.batches);
+        st.batches++;
+        st.lastEnd = null;
+        st.link.enqueue(seg.mime, units, ++this.spanIds);
         st.recordsQueued += units.length;
       },
       (err: unknown) => {
