@@ -1,7 +1,8 @@
 // Capture benchmarks (issue 7): per driver, CPU and start-to-first-frame, with the baseline measured
 // in the same run on the same input.
-//  - RTSP passthrough CPU in steady state, native client (its own plain node process) and ffmpeg
-//    client (node + ffmpeg child) vs `ffmpeg -c copy`, all three pulling the same camera at once;
+//  - RTSP passthrough CPU in steady state, native client (its own plain node process, two copies)
+//    and ffmpeg client (node + ffmpeg child) vs `ffmpeg -c copy` (two copies), all pulling the same
+//    camera at once;
 //    latency: native and ffmpeg read one shared RTSP stream at once, each AU is matched by content,
 //    and the difference of arrival times is what our client adds over ffmpeg's own output.
 //  - RTMP ingest (our TypeScript server) vs ffmpeg's own RTMP server (`-listen 1`) taking the same
@@ -21,13 +22,18 @@ import { cpuMs, percentile, round, type BenchRow } from './harness.js';
 
 const FFMPEG = '/usr/bin/ffmpeg';
 // The latency phase (run while the CPU phase warms up). CPU: after WARM_MS, WINDOWS windows of
-// WINDOW_MS (schedstat: ns resolution). V8 keeps tiering our per-packet code up until ~35 s at
-// ~450 packets/s (--trace-opt: the depacketizer's flush at ~19 s, onStreamRead at ~37 s): windows
-// from 12 s measured 1.5-1.7 % where later ones measure 1.2-1.4 %, so the warm-up is 30 s.
+// WINDOW_MS (schedstat: ns resolution). V8 tiers the per-packet and per-read code up until ~38 s at
+// ~450 packets/s (--trace-opt: onFrame/onRtpRange at ~30 s, onStreamRead ~37 s, addNal ~38 s);
+// windows from 30 s measured that compile work (30-40 s: 1.1-1.35x ffmpeg, 40-130 s: 0.9-1.0x on
+// the same processes), so the warm-up is 45 s: the CPU of a capture that runs for hours.
+// Identical processes pulling one camera differ by up to 40 % and keep their offset for the whole
+// run (measured: three copies of one runner, 0.97 / 1.02 / 1.35 % of a core; the scheduler's
+// placement on a 2-core machine), so each side runs COPIES processes and the ratio is of the means.
 const RUN_MS = 4000;
-const WARM_MS = 30_000;
+const WARM_MS = 45_000;
 const WINDOWS = 3;
 const WINDOW_MS = 8000;
+const COPIES = 2;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -63,6 +69,13 @@ function preciseCpuMs(pid: number): number {
   } catch {
     return cpuMs(pid);
   }
+}
+
+/** utime and stime in ms (10 ms ticks: for the user/sys split, not the ratio). */
+function userSysMs(pid: number): { user: number; sys: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(f[11]) * 10, sys: Number(f[12]) * 10 };
 }
 
 function selfCpuMs(): number {
@@ -154,37 +167,57 @@ async function rtspBench(rows: BenchRow[]): Promise<number> {
       p.once('exit', () => resolve(performance.now() - t0));
     });
     const t0 = performance.now();
-    const native = spawn(process.execPath, [runner, cam.url, 'native', String(total)], { stdio: ['ignore', 'pipe', 'ignore'] });
+    // both sides: COPIES processes each (see COPIES); ffmpeg writes its Annex-B to a pipe this
+    // process drains, ours hands each access unit to a no-op sink (measured: ffmpeg -f null costs
+    // the same as the pipe within noise, so the output side does not tilt the ratio)
+    const natives = Array.from({ length: COPIES }, () => spawn(process.execPath, [runner, cam.url, 'native', String(total)], { stdio: ['ignore', 'pipe', 'ignore'] }));
     const viaFfmpeg = spawn(process.execPath, [runner, cam.url, 'ffmpeg', String(total)], { stdio: ['ignore', 'pipe', 'ignore'] });
-    const base = spawn(FFMPEG, ['-hide_banner', '-loglevel', 'error', '-nostdin', '-rtsp_transport', 'tcp', '-i', cam.url, '-map', '0:v:0', '-c:v', 'copy', '-f', 'h264', 'pipe:1'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const bases = Array.from({ length: COPIES }, () => spawn(FFMPEG, ['-hide_banner', '-loglevel', 'error', '-nostdin', '-rtsp_transport', 'tcp', '-i', cam.url, '-map', '0:v:0', '-c:v', 'copy', '-f', 'h264', 'pipe:1'], { stdio: ['ignore', 'pipe', 'ignore'] }));
     let baseFirst = 0;
-    base.stdout!.on('data', () => void (baseFirst ||= performance.now() - t0));
-    const nativeFirst = firstOf(native, t0);
+    for (const b of bases) b.stdout!.on('data', () => void (baseFirst ||= performance.now() - t0));
+    const nativeFirst = Promise.all(natives.map((p) => firstOf(p, t0)));
     const viaFirst = firstOf(viaFfmpeg, t0);
+    const all = [...natives, viaFfmpeg, ...bases];
     try {
       await Promise.all([sleep(WARM_MS), latency()]);
-      const procs = () => ({ native: preciseCpuMs(native.pid!), via: preciseCpuMs(viaFfmpeg.pid!) + childrenNamed(viaFfmpeg.pid!, 'ffmpeg').reduce((a, pid) => a + preciseCpuMs(pid), 0), base: preciseCpuMs(base.pid!) });
-      const windows: Array<{ native: number; via: number; base: number }> = [];
+      const viaPids = () => [viaFfmpeg.pid!, ...childrenNamed(viaFfmpeg.pid!, 'ffmpeg')];
+      const procs = () => ({ native: natives.map((p) => preciseCpuMs(p.pid!)), via: viaPids().reduce((a, pid) => a + preciseCpuMs(pid), 0), base: bases.map((p) => preciseCpuMs(p.pid!)) });
+      const ticks = () => ({ native: natives.map((p) => userSysMs(p.pid!)), base: bases.map((p) => userSysMs(p.pid!)) });
+      const windows: Array<{ native: number[]; via: number; base: number[] }> = [];
+      const k0 = ticks();
+      const m0 = performance.now();
       for (let w = 0; w < WINDOWS; w++) {
         const a = procs();
         const w0 = performance.now();
         await sleep(WINDOW_MS);
         const b = procs();
         const dt = performance.now() - w0;
-        windows.push({ native: ((b.native - a.native) / dt) * 100, via: ((b.via - a.via) / dt) * 100, base: ((b.base - a.base) / dt) * 100 });
+        const pct = (x: number, y: number) => ((y - x) / dt) * 100;
+        windows.push({ native: a.native.map((x, i) => pct(x, b.native[i]!)), via: pct(a.via, b.via), base: a.base.map((x, i) => pct(x, b.base[i]!)) });
       }
+      const k1 = ticks();
+      const span = performance.now() - m0;
       const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
-      const b = mean(windows.map((x) => x.base));
-      const n = mean(windows.map((x) => x.native));
+      // per process over all windows, then the mean of the processes
+      const perNative = natives.map((_, i) => mean(windows.map((x) => x.native[i]!)));
+      const perBase = bases.map((_, i) => mean(windows.map((x) => x.base[i]!)));
+      const n = mean(perNative);
+      const b = mean(perBase);
       const v = mean(windows.map((x) => x.via));
-      const ratios = windows.map((x) => x.native / x.base);
-      rows.push({ bench: 'capture', case: 'rtsp 720p30 4M passthrough (ours, native, own node process)', windows: WINDOWS, window_s: WINDOW_MS / 1000, warm_s: WARM_MS / 1000, cpu_pct: round(n), first_frame_ms: round(await nativeFirst, 0), ratio_vs_copy: round(n / b), ratio_min: round(Math.min(...ratios)), ratio_max: round(Math.max(...ratios)) });
+      const ratios = windows.map((x) => mean(x.native) / mean(x.base));
+      const split = (k: 'native' | 'base') => {
+        const u = mean(k0[k].map((x, i) => k1[k][i]!.user - x.user));
+        const sy = mean(k0[k].map((x, i) => k1[k][i]!.sys - x.sys));
+        return { user_pct: round((u / span) * 100), sys_pct: round((sy / span) * 100) };
+      };
+      const firsts = await nativeFirst;
+      rows.push({ bench: 'capture', case: `rtsp 720p30 4M passthrough (ours, native, own node process; mean of ${COPIES})`, windows: WINDOWS, window_s: WINDOW_MS / 1000, warm_s: WARM_MS / 1000, cpu_pct: round(n), per_process: perNative.map((x) => round(x)).join(' / '), ...split('native'), first_frame_ms: round(Math.max(...firsts), 0), ratio_vs_copy: round(n / b), ratio_min: round(Math.min(...ratios)), ratio_max: round(Math.max(...ratios)) });
       rows.push({ bench: 'capture', case: 'rtsp 720p30 4M passthrough (ours, ffmpeg client: node + ffmpeg)', windows: WINDOWS, cpu_pct: round(v), first_frame_ms: round(await viaFirst, 0), ratio_vs_copy: round(v / b) });
-      rows.push({ bench: 'capture', case: 'rtsp 720p30 4M baseline: ffmpeg -c copy', windows: WINDOWS, cpu_pct: round(b), first_byte_ms: round(baseFirst, 0) });
+      rows.push({ bench: 'capture', case: `rtsp 720p30 4M baseline: ffmpeg -c copy (mean of ${COPIES})`, windows: WINDOWS, cpu_pct: round(b), per_process: perBase.map((x) => round(x)).join(' / '), ...split('base'), first_byte_ms: round(baseFirst, 0) });
       rows.push({ bench: 'capture', case: 'rtsp passthrough CPU ratio, native (target <= 1.2)', ratio: round(n / b) });
     } finally {
-      for (const p of [native, viaFfmpeg, base]) p.kill('SIGTERM');
-      await Promise.all([native, viaFfmpeg, base].map(waitExit));
+      for (const p of all) p.kill('SIGTERM');
+      await Promise.all(all.map(waitExit));
       rmSync(bundleDir, { recursive: true, force: true });
     }
     return idlePct;
