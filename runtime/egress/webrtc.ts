@@ -13,7 +13,7 @@ import type {
 import type * as WeriftModule from 'werift';
 import { EdgeError, mimeBase, mimeKind, type ConsumerHandle, type TrackRef, type TrackSource } from '../engine/api.js';
 import { packetizeH264, ParamSetCache } from './h264-rtp.js';
-import { nativeSrtp, nativeSrtpError, type NativeSrtpContext } from '../native/index.js';
+import { nativeSrtp, nativeSrtpError, newPlan, PLAN, type NativeSrtp, type NativeSrtpContext } from '../native/index.js';
 
 // werift is ~35 MB of RSS: loaded on the first WebRTC session, not at start (a robot that only
 // speaks pang never pays for it). Every path that creates a peer awaits loadWerift() first.
@@ -160,6 +160,7 @@ interface SenderInternals {
   sequenceNumber?: number;
   timestamp?: number;
   runRtcp?: () => Promise<void>;
+  rtcpRunning?: boolean;
   dtlsTransport?: {
     state?: string;
     bytesSent?: number;
@@ -209,26 +210,53 @@ export interface DirectRtpStats {
 
 /**
  * One entry of werift's NACK history (RTCRtpSender.rtpCache): what its NACK handler reads is
- * `header` (an RtpHeader, for the sequence number check and the SRTP resend) and `payload`. The
- * header is built only when a NACK asks for it: ~15 packets a frame would otherwise each leave an
- * RtpHeader and an RtpPacket behind for the collector.
+ * `header` (an RtpHeader, for the sequence number check and the SRTP resend) and `payload`. A
+ * direct path owns 128 of them and rewrites one per packet (seq % 128, the slot werift reads):
+ * header and payload are built only when a NACK asks, the payload from the access unit it came
+ * from (offset, length and FU-A header bytes), so a packet costs no object at all. werift's
+ * handler reads both synchronously before its first await, so a later rewrite cannot race it.
  */
 class HistoryEntry {
   private h: InstanceType<typeof WeriftModule.RtpHeader> | null = null;
-  constructor(
-    private readonly pt: number,
-    private readonly seq: number,
-    private readonly ts: number,
-    private readonly marker: boolean,
-    private readonly ssrc: number,
-    readonly payload: Buffer,
-  ) {}
+  private pt = 0;
+  private seq = -1;
+  private ts = 0;
+  private marker = false;
+  private ssrc = 0;
+  private buf: Buffer = EMPTY;
+  private off = 0;
+  private len = 0;
+  /** FU indicator << 8 | FU header; 0: the bytes are the payload as they are. */
+  private fu = 0;
+
+  set(pt: number, seq: number, ts: number, marker: boolean, ssrc: number, buf: Buffer, off: number, len: number, fu: number): void {
+    this.h = null;
+    this.pt = pt;
+    this.seq = seq;
+    this.ts = ts;
+    this.marker = marker;
+    this.ssrc = ssrc;
+    this.buf = buf;
+    this.off = off;
+    this.len = len;
+    this.fu = fu;
+  }
 
   get header(): InstanceType<typeof WeriftModule.RtpHeader> {
     this.h ??= new (lib().RtpHeader)({ payloadType: this.pt, sequenceNumber: this.seq, timestamp: this.ts, marker: this.marker, ssrc: this.ssrc });
     return this.h;
   }
+
+  get payload(): Buffer {
+    if (this.fu === 0) return this.buf.subarray(this.off, this.off + this.len);
+    const p = Buffer.allocUnsafe(this.len + 2);
+    p[0] = this.fu >>> 8;
+    p[1] = this.fu & 0xff;
+    this.buf.copy(p, 2, this.off, this.off + this.len);
+    return p;
+  }
 }
+const EMPTY = Buffer.alloc(0);
 
 /** The dgram socket's file descriptor, read without Socket#_handle (deprecated, DEP0112). */
 function socketFd(sock: object): number | null {
@@ -262,6 +290,12 @@ export class DirectRtpPath {
   private nctx: { for: SrtpContextInternals; ctx: NativeSrtpContext } | null = null;
   /** The nominated pair's socket and its fd (read once per socket). */
   private fdOf: { sock: UdpSocket; fd: number | null } | null = null;
+  /** This path's NACK history entries, slot = seq % 128 (rewritten in place, see HistoryEntry). */
+  private readonly history = Array.from({ length: RTP_HISTORY_SIZE }, () => new HistoryEntry());
+  /** sendAnnexB's packet plan (runtime/native PLAN layout), one per path. */
+  private plan: Uint32Array | null = null;
+  /** Payload bytes of the last access unit sendAnnexB sent (RtpFeed's bytesOut). */
+  lastPayloadBytes = 0;
 
   constructor(sender: RTCRtpSender, useNative = true) {
     this.s = sender as unknown as SenderInternals;
@@ -306,26 +340,77 @@ export class DirectRtpPath {
       this.fallbacks += payloads.length;
       return -1;
     }
+    const wire = this.sendNative(payloads, firstSeq, timestamp, out) ?? this.sendJs(payloads, firstSeq, timestamp, out);
+    this.sent(out, payloads.length, wire, firstSeq, timestamp);
+    return payloads.length;
+  }
+
+  /**
+   * Packetize, protect and send one Annex-B access unit in the addon (RTP payloads of at most
+   * `mtu` bytes, the bytes packetizeH264 makes); returns packets sent, or -1 when the native path
+   * does not apply right now (the caller packetizes in JavaScript and calls send()).
+   */
+  sendAnnexB(au: Buffer, firstSeq: number, timestamp: number, mtu: number): number {
+    if (this.nat.off !== null) return -1;
+    const out = this.usable();
+    if (!out) return -1;
+    const t = this.nativeTarget(out, firstSeq);
+    if (!t) return -1;
+    const plan = (this.plan ??= newPlan());
+    try {
+      const sent = t.n.sendAnnexB(t.ctx, t.fd, t.addr, t.port, this.s.codec!.payloadType!, firstSeq, timestamp, this.s.ssrc, t.roc, au, mtu, plan);
+      this.nat.packets += sent;
+      this.nat.drops += plan[0]! - sent;
+    } catch (e) {
+      this.nat.errors++;
+      this.nat.off = (e as Error).message;
+      return -1;
+    }
+    const count = plan[0]!;
+    const local = t.local;
+    const state = local.getSrtpSsrcState(this.s.ssrc);
+    const pt = this.s.codec!.payloadType!;
+    const ssrc = this.s.ssrc;
+    let seq = firstSeq;
+    for (let i = 0, k = PLAN.HEAD; i < count; i++, k += PLAN.STRIDE) {
+      local.updateRolloverCount(seq, state);
+      const len = plan[k + 1]!;
+      const fu = plan[k + 2]!;
+      this.history[seq % RTP_HISTORY_SIZE]!.set(pt, seq, timestamp, i === count - 1, ssrc, au, plan[k]!, len, fu);
+      this.s.rtpCache![seq % RTP_HISTORY_SIZE] = this.history[seq % RTP_HISTORY_SIZE];
+      seq = (seq + 1) & 0xffff;
+    }
+    const s = this.s;
+    const bytes = plan[1]!;
+    s.octetCount = (s.octetCount ?? 0) + bytes;
+    s.headerBytesSent = (s.headerBytesSent ?? 0) + 12 * count;
+    s.packetCount = ((s.packetCount ?? 0) + count) >>> 0;
+    this.lastPayloadBytes = bytes;
+    this.sent(out, count, bytes + (12 + t.tagLen) * count, firstSeq, timestamp);
+    return count;
+  }
+
+  /** After an access unit went: the DTLS/ICE counters, the sender's last sequence number and RTP/NTP timestamps for its SR. */
+  private sent(out: { pair: NonNullable<IceInternals['nominated']> }, packets: number, wire: number, firstSeq: number, timestamp: number): void {
     const s = this.s;
     const dtls = s.dtlsTransport!;
-    const ntp = lib().ntpTime(); // one NTP reading per access unit: every packet of it shares the RTP timestamp
-    const wire = this.sendNative(payloads, firstSeq, timestamp, out) ?? this.sendJs(payloads, firstSeq, timestamp, out);
     dtls.bytesSent = (dtls.bytesSent ?? 0) + wire;
-    dtls.packetsSent = (dtls.packetsSent ?? 0) + payloads.length;
-    out.pair.packetsSent += payloads.length;
+    dtls.packetsSent = (dtls.packetsSent ?? 0) + packets;
+    out.pair.packetsSent += packets;
     out.pair.bytesSent += wire;
-    s.sequenceNumber = (firstSeq + payloads.length - 1) & 0xffff;
+    s.sequenceNumber = (firstSeq + packets - 1) & 0xffff;
     s.timestamp = timestamp;
     s.rtpTimestamp = timestamp;
-    s.ntpTimestamp = ntp;
-    void s.runRtcp?.().catch(() => undefined); // starts werift's SR loop once (no-op when running)
-    return payloads.length;
+    s.ntpTimestamp = lib().ntpTime(); // one NTP reading per access unit: every packet of it shares the RTP timestamp
+    if (!s.rtcpRunning) void s.runRtcp?.().catch(() => undefined); // starts werift's SR loop once
   }
 
   /** What werift's SR and NACK read, per packet: the history entry and the payload/header counts. */
   private keep(seq: number, timestamp: number, marker: boolean, payload: Buffer): void {
     const s = this.s;
-    s.rtpCache![seq % RTP_HISTORY_SIZE] = new HistoryEntry(s.codec!.payloadType!, seq, timestamp, marker, s.ssrc, payload);
+    const e = this.history[seq % RTP_HISTORY_SIZE]!;
+    e.set(s.codec!.payloadType!, seq, timestamp, marker, s.ssrc, payload, 0, payload.length, 0);
+    s.rtpCache![seq % RTP_HISTORY_SIZE] = e;
     s.octetCount = (s.octetCount ?? 0) + payload.length;
     s.headerBytesSent = (s.headerBytesSent ?? 0) + 12;
     s.packetCount = ((s.packetCount ?? 0) + 1) >>> 0;
@@ -355,13 +440,12 @@ export class DirectRtpPath {
   }
 
   /**
-   * The addon: protect and sendmmsg the whole access unit, then the same bookkeeping as sendJs
-   * (werift's rollover state advanced exactly as its own encrypt would). Returns the bytes put on
-   * the wire, or null when the native path does not apply or failed before sending (the caller
-   * sends the access unit the JavaScript way; a failure is counted and turns the native path off).
+   * What a native send needs: the addon, werift's SRTP context (its native copy made once per
+   * context: a DTLS restart makes a new one), the socket fd, the destination and the first
+   * packet's rollover counter (werift's rule, its state untouched until sent). null when the
+   * native path does not apply (turned off with the reason when it never will).
    */
-  private sendNative(payloads: readonly Buffer[], firstSeq: number, timestamp: number, out: { pair: NonNullable<IceInternals['nominated']>; sock: UdpSocket }): number | null {
-    if (this.nat.off !== null) return null;
+  private nativeTarget(out: { pair: NonNullable<IceInternals['nominated']>; sock: UdpSocket }, firstSeq: number): { n: NativeSrtp; ctx: NativeSrtpContext; local: Required<SrtpContextInternals>; fd: number; addr: string; port: number; roc: number; tagLen: number } | null {
     const n = nativeSrtp()!;
     const local = this.s.dtlsTransport!.srtp!.localContext;
     if (!local || typeof local.getSrtpSsrcState !== 'function' || typeof local.updateRolloverCount !== 'function') {
@@ -377,17 +461,36 @@ export class DirectRtpPath {
       return null;
     }
     const profile = local.profile;
-    const tagLen = profile === 7 ? 16 : 10;
     try {
       if (this.nctx?.for !== local) {
         this.nctx = { for: local, ctx: n.createContext(profile ?? -1, local.srtpSessionKey!, local.srtpSessionSalt!, profile === 7 ? null : (local.srtpSessionAuthTag ?? null)) };
       }
-      const ssrc = this.s.ssrc;
-      const state = local.getSrtpSsrcState(ssrc);
-      const probe = { ...state };
-      local.updateRolloverCount(firstSeq, probe); // the first packet's ROC, werift's rule, state untouched until sent
-      const [addr, port] = out.pair.remoteAddr;
-      const sent = n.sendAu(this.nctx.ctx, fd, addr, port, this.s.codec!.payloadType!, firstSeq, timestamp, ssrc, probe.rolloverCounter, payloads);
+    } catch (e) {
+      this.nat.errors++;
+      this.nat.off = (e as Error).message;
+      return null;
+    }
+    const state = local.getSrtpSsrcState(this.s.ssrc);
+    const probe = { ...state };
+    local.updateRolloverCount(firstSeq, probe);
+    const [addr, port] = out.pair.remoteAddr;
+    return { n, ctx: this.nctx.ctx, local: local as Required<SrtpContextInternals>, fd, addr, port, roc: probe.rolloverCounter, tagLen: profile === 7 ? 16 : 10 };
+  }
+
+  /**
+   * The addon: protect and sendmmsg the whole access unit, then the same bookkeeping as sendJs
+   * (werift's rollover state advanced exactly as its own encrypt would). Returns the bytes put on
+   * the wire, or null when the native path does not apply or failed before sending (the caller
+   * sends the access unit the JavaScript way; a failure is counted and turns the native path off).
+   */
+  private sendNative(payloads: readonly Buffer[], firstSeq: number, timestamp: number, out: { pair: NonNullable<IceInternals['nominated']>; sock: UdpSocket }): number | null {
+    if (this.nat.off !== null) return null;
+    const t = this.nativeTarget(out, firstSeq);
+    if (!t) return null;
+    const local = t.local;
+    const tagLen = t.tagLen;
+    try {
+      const sent = t.n.sendAu(t.ctx, t.fd, t.addr, t.port, this.s.codec!.payloadType!, firstSeq, timestamp, this.s.ssrc, t.roc, payloads);
       this.nat.packets += sent;
       this.nat.drops += payloads.length - sent;
     } catch (e) {
@@ -395,13 +498,12 @@ export class DirectRtpPath {
       this.nat.off = (e as Error).message;
       return null;
     }
-    const local2 = local as Required<SrtpContextInternals>;
-    const state = local2.getSrtpSsrcState(this.s.ssrc);
+    const state = local.getSrtpSsrcState(this.s.ssrc);
     let wire = 0;
     let seq = firstSeq;
     for (let i = 0; i < payloads.length; i++) {
       const payload = payloads[i]!;
-      local2.updateRolloverCount(seq, state);
+      local.updateRolloverCount(seq, state);
       this.keep(seq, timestamp, i === payloads.length - 1, payload);
       wire += 12 + payload.length + tagLen;
       seq = (seq + 1) & 0xffff;
@@ -546,8 +648,19 @@ export class RtpFeed {
   private sendAu(au: Buffer, tsUs: number): void {
     if (!('sender' in this.out)) return;
     const sender = this.out.sender;
-    const payloads = packetizeH264(au, RTP_MTU);
     const timestamp = Math.floor((tsUs * 9) / 100) >>> 0; // µs → 90 kHz, wrapping at 2^32
+    if (this.direct) {
+      // The addon packetizes, protects and sends: no per-packet Buffer in JavaScript.
+      const n = this.direct.sendAnnexB(au, this.seq, timestamp, RTP_MTU);
+      if (n >= 0) {
+        this.seq = (this.seq + n) & 0xffff;
+        this.c.packetsOut += n;
+        this.c.bytesOut += this.direct.lastPayloadBytes;
+        this.c.framesOut++;
+        return;
+      }
+    }
+    const payloads = packetizeH264(au, RTP_MTU);
     if (this.direct) {
       const n = this.direct.send(payloads, this.seq, timestamp);
       if (n >= 0) {

@@ -23,6 +23,19 @@ interface Binding {
   createContext(profile: number, key: Buffer, salt: Buffer, authKey: Buffer | null): NativeSrtpContext;
   protect(ctx: NativeSrtpContext, pt: number, seq: number, timestamp: number, ssrc: number, roc: number, marker: boolean, payload: Buffer): Buffer;
   sendAu(ctx: NativeSrtpContext, fd: number, addr: string, port: number, pt: number, firstSeq: number, timestamp: number, ssrc: number, roc: number, payloads: readonly Buffer[]): number;
+  sendAnnexB(ctx: NativeSrtpContext, fd: number, addr: string, port: number, pt: number, firstSeq: number, timestamp: number, ssrc: number, roc: number, au: Buffer, mtu: number, plan: Uint32Array): number;
+  packetize(au: Buffer, mtu: number, plan: Uint32Array): number;
+}
+
+/**
+ * Where sendAnnexB/packetize put an access unit's packets: [packets, payload bytes, then per
+ * packet: offset in the AU, length, FU indicator << 8 | FU header (0: a single NAL unit)].
+ */
+export const PLAN = { HEAD: 2, STRIDE: 3, MAX_PACKETS: 4096 } as const;
+
+/** A plan big enough for any access unit the addon accepts (4096 packets). */
+export function newPlan(): Uint32Array {
+  return new Uint32Array(PLAN.HEAD + PLAN.STRIDE * PLAN.MAX_PACKETS);
 }
 
 /** Typed wrapper: every addon failure surfaces as an EdgeError with the addon's code. */
@@ -44,6 +57,19 @@ export class NativeSrtp {
    */
   sendAu(ctx: NativeSrtpContext, fd: number, addr: string, port: number, pt: number, firstSeq: number, timestamp: number, ssrc: number, roc: number, payloads: readonly Buffer[]): number {
     return this.call(() => this.b.sendAu(ctx, fd, addr, port, pt, firstSeq, timestamp >>> 0, ssrc >>> 0, roc >>> 0, payloads));
+  }
+
+  /**
+   * Packetize one Annex-B access unit as packetizeH264 (runtime/egress/h264-rtp.ts) does, then
+   * protect and send it like sendAu; `plan` receives the packets (see PLAN). Returns packets sent.
+   */
+  sendAnnexB(ctx: NativeSrtpContext, fd: number, addr: string, port: number, pt: number, firstSeq: number, timestamp: number, ssrc: number, roc: number, au: Buffer, mtu: number, plan: Uint32Array): number {
+    return this.call(() => this.b.sendAnnexB(ctx, fd, addr, port, pt, firstSeq, timestamp >>> 0, ssrc >>> 0, roc >>> 0, au, mtu, plan));
+  }
+
+  /** Only the plan of sendAnnexB (tests compare it with packetizeH264); returns the packet count. */
+  packetize(au: Buffer, mtu: number, plan: Uint32Array): number {
+    return this.call(() => this.b.packetize(au, mtu, plan));
   }
 
   private call<T>(f: () => T): T {
@@ -92,7 +118,8 @@ export function nativeSrtp(): NativeSrtp | null {
     const require = createRequire(import.meta.url);
     const gypBuild = require('node-gyp-build') as (dir: string) => unknown;
     const b = gypBuild(root) as Partial<Binding>;
-    if (typeof b.createContext !== 'function' || typeof b.protect !== 'function' || typeof b.sendAu !== 'function') throw new Error('addon lacks createContext/protect/sendAu');
+    if (typeof b.createContext !== 'function' || typeof b.protect !== 'function' || typeof b.sendAu !== 'function' || typeof b.sendAnnexB !== 'function' || typeof b.packetize !== 'function')
+      throw new Error('addon lacks createContext/protect/sendAu/sendAnnexB/packetize (rebuild it: npx node-gyp rebuild)');
     loaded = new NativeSrtp(b as Binding);
   } catch (e) {
     loadError = (e as Error).message.split('\n')[0] ?? 'load failed';

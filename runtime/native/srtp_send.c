@@ -10,6 +10,13 @@
 //     RTP header (no CSRC, no extension, marker on the last packet), SRTP protect, and all packets
 //     through sendmmsg() on fd in batches of 64, MSG_DONTWAIT. ROC steps when seq wraps to 0.
 //     A full socket buffer (EAGAIN) stops the send: the count returned says how many went.
+//   sendAnnexB(ctx, fd, addr, port, pt, firstSeq, timestamp, ssrc, roc, au, mtu, plan) -> packets sent
+//     The same for one Annex-B access unit packetized here exactly as packetizeH264 does
+//     (runtime/egress/h264-rtp.ts: a NAL that fits alone, a larger one as FU-A fragments, AUD and
+//     filler dropped), so no per-packet Buffer exists in JavaScript. plan (Uint32Array) receives
+//     [packets, payload bytes, then per packet: offset in au, length, FU indicator<<8|FU header (0:
+//     single NAL)]: what the caller's NACK history needs to rebuild a payload on demand.
+//   packetize(au, mtu, plan) -> packets: only the plan (tests compare it with packetizeH264).
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <openssl/evp.h>
@@ -30,6 +37,8 @@
 #define MAX_PACKET 1500 /* protected packet ceiling: Ethernet MTU */
 #define BATCH 64
 #define MAX_AU_PACKETS 4096
+#define PLAN_HEAD 2
+#define PLAN_STRIDE 3
 
 typedef struct {
   int profile;
@@ -39,6 +48,7 @@ typedef struct {
   unsigned char auth_key[20];
   EVP_CIPHER_CTX* evp;
   unsigned char* scratch; /* BATCH * MAX_PACKET */
+  unsigned char stage[MAX_PACKET]; /* one FU-A payload (2 header bytes + slice) before protect */
 } srtp_ctx;
 
 static napi_value throw_code(napi_env env, const char* code, const char* msg) {
@@ -69,10 +79,22 @@ static int get_buffer(napi_env env, napi_value v, unsigned char** data, size_t* 
   return napi_get_buffer_info(env, v, (void**)data, len) == napi_ok;
 }
 
+/* An integer 0..2^32-1 (NaN, fractions and negatives are refused, not truncated). */
 static int get_u32(napi_env env, napi_value v, uint32_t* out) {
   napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) return 0;
-  return napi_get_value_uint32(env, v, out) == napi_ok;
+  double d;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number || napi_get_value_double(env, v, &d) != napi_ok) return 0;
+  if (!(d >= 0 && d <= 4294967295.0) || d != (double)(uint32_t)d) return 0;
+  *out = (uint32_t)d;
+  return 1;
+}
+
+/* A file descriptor: an integer 0..INT32_MAX. */
+static int get_fd(napi_env env, napi_value v, int32_t* out) {
+  uint32_t u;
+  if (!get_u32(env, v, &u) || u > 0x7fffffff) return 0;
+  *out = (int32_t)u;
+  return 1;
 }
 
 static srtp_ctx* get_ctx(napi_env env, napi_value v) {
@@ -203,9 +225,7 @@ static napi_value send_au(napi_env env, napi_callback_info info) {
   srtp_ctx* c = get_ctx(env, argv[0]);
   if (!c) return throw_code(env, "NATIVE_ARG", "not an SRTP context");
   int32_t fd;
-  napi_valuetype t;
-  if (napi_typeof(env, argv[1], &t) != napi_ok || t != napi_number || napi_get_value_int32(env, argv[1], &fd) != napi_ok || fd < 0)
-    return throw_code(env, "NATIVE_FD", "socket fd must be a non-negative number");
+  if (!get_fd(env, argv[1], &fd)) return throw_code(env, "NATIVE_FD", "socket fd must be a non-negative integer");
   char addr[64];
   size_t addr_len = 0;
   if (napi_get_value_string_utf8(env, argv[2], addr, sizeof addr, &addr_len) != napi_ok) return throw_code(env, "NATIVE_ARG", "addr must be a string");
@@ -294,11 +314,222 @@ static napi_value send_au(napi_env env, napi_callback_info info) {
   return res;
 }
 
+/* ---- H.264 Annex-B packetizer (the same output as packetizeH264 in runtime/egress/h264-rtp.ts) ---- */
+
+/* Index of the next 00 00 01 at or after `from`, or -1 (Buffer#indexOf(START3, from)). */
+static long find_start3(const unsigned char* b, size_t len, size_t from) {
+  for (size_t i = from; i + 2 < len; i++) {
+    if (b[i + 2] > 1) {
+      i += 2; /* no start code can begin at i, i+1 or i+2 */
+      continue;
+    }
+    if (b[i] == 0 && b[i + 1] == 0 && b[i + 2] == 1) return (long)i;
+  }
+  return -1;
+}
+
+typedef struct {
+  uint32_t* plan;
+  size_t cap; /* packets the plan holds */
+  uint32_t n;
+  uint32_t bytes;
+} plan_t;
+
+/* Plans one NAL [off, off+len) of au; 0 when the plan is full. */
+static int plan_nal(plan_t* p, const unsigned char* au, size_t off, size_t len, size_t mtu) {
+  unsigned t = au[off] & 0x1f;
+  if (t == 9 || t == 12) return 1; /* AUD, filler */
+  if (len <= mtu) {
+    if (p->n >= p->cap) return 0;
+    uint32_t* e = p->plan + PLAN_HEAD + (size_t)p->n * PLAN_STRIDE;
+    e[0] = (uint32_t)off;
+    e[1] = (uint32_t)len;
+    e[2] = 0;
+    p->n++;
+    p->bytes += (uint32_t)len;
+    return 1;
+  }
+  size_t chunk = mtu - 2;
+  unsigned ind = (au[off] & 0xe0) | 28;
+  for (size_t o = 1; o < len;) {
+    size_t end = o + chunk < len ? o + chunk : len;
+    if (p->n >= p->cap) return 0;
+    uint32_t* e = p->plan + PLAN_HEAD + (size_t)p->n * PLAN_STRIDE;
+    e[0] = (uint32_t)(off + o);
+    e[1] = (uint32_t)(end - o);
+    e[2] = (ind << 8) | (o == 1 ? 0x80 : 0) | (end == len ? 0x40 : 0) | t;
+    p->n++;
+    p->bytes += (uint32_t)(end - o + 2);
+    o = end;
+  }
+  return 1;
+}
+
+/* splitAnnexB + the packetizer's loop; 0 when more packets than the plan holds. */
+static int plan_au(plan_t* p, const unsigned char* au, size_t len, size_t mtu) {
+  p->n = 0;
+  p->bytes = 0;
+  long i = find_start3(au, len, 0);
+  if (i < 0) return len == 0 ? 1 : plan_nal(p, au, 0, len, mtu); /* no start code: one raw NAL */
+  while (i >= 0) {
+    size_t start = (size_t)i + 3;
+    long next = find_start3(au, len, start);
+    size_t end = next < 0 ? len : (size_t)next;
+    while (end > start && au[end - 1] == 0) end--;
+    if (end > start && !plan_nal(p, au, start, end - start, mtu)) return 0;
+    i = next;
+  }
+  return 1;
+}
+
+/* The au Buffer, mtu and plan Uint32Array of argv[0..2]; NULL after throwing a typed error. */
+static int get_plan_args(napi_env env, napi_value* argv, size_t max_mtu, unsigned char** au, size_t* au_len, uint32_t* mtu, plan_t* p) {
+  if (!get_buffer(env, argv[0], au, au_len)) return throw_code(env, "NATIVE_ARG", "au must be a Buffer"), 0;
+  if (*au_len > 0xffffffffu) return throw_code(env, "NATIVE_OVERSIZE", "access unit over 4 GiB"), 0;
+  if (!get_u32(env, argv[1], mtu) || *mtu < 16 || *mtu > max_mtu) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "mtu must be a number 16..%u", (unsigned)max_mtu);
+    return throw_code(env, "NATIVE_ARG", msg), 0;
+  }
+  bool is = false;
+  napi_typedarray_type tt;
+  size_t n = 0;
+  void* data = NULL;
+  if (napi_is_typedarray(env, argv[2], &is) != napi_ok || !is || napi_get_typedarray_info(env, argv[2], &tt, &n, &data, NULL, NULL) != napi_ok ||
+      tt != napi_uint32_array || n < PLAN_HEAD + PLAN_STRIDE)
+    return throw_code(env, "NATIVE_ARG", "plan must be a Uint32Array of at least 5 entries"), 0;
+  p->plan = (uint32_t*)data;
+  p->cap = (n - PLAN_HEAD) / PLAN_STRIDE;
+  if (p->cap > MAX_AU_PACKETS) p->cap = MAX_AU_PACKETS;
+  if (!plan_au(p, *au, *au_len, *mtu)) return throw_code(env, "NATIVE_OVERSIZE", "access unit needs more packets than the plan holds (at most 4096)"), 0;
+  p->plan[0] = p->n;
+  p->plan[1] = p->bytes;
+  return 1;
+}
+
+/* packetize(au, mtu, plan) -> packets */
+static napi_value packetize(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) return throw_code(env, "NATIVE_ARG", "packetize(au, mtu, plan)");
+  unsigned char* au;
+  size_t au_len;
+  uint32_t mtu;
+  plan_t p;
+  if (!get_plan_args(env, argv, 65535, &au, &au_len, &mtu, &p)) return NULL;
+  napi_value res;
+  CHECK(napi_create_uint32(env, p.n, &res));
+  return res;
+}
+
+/* Fills sockaddr from an IP literal and port; 0 when addr is neither IPv4 nor IPv6. */
+static int make_addr(const char* addr, uint32_t port, struct sockaddr_storage* ss, socklen_t* sslen) {
+  memset(ss, 0, sizeof *ss);
+  struct sockaddr_in* s4 = (struct sockaddr_in*)ss;
+  struct sockaddr_in6* s6 = (struct sockaddr_in6*)ss;
+  if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)port);
+    *sslen = sizeof *s4;
+    return 1;
+  }
+  if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons((uint16_t)port);
+    *sslen = sizeof *s6;
+    return 1;
+  }
+  return 0;
+}
+
+/* sendAnnexB(ctx, fd, addr, port, pt, firstSeq, timestamp, ssrc, roc, au, mtu, plan) -> packets sent */
+static napi_value send_annexb(napi_env env, napi_callback_info info) {
+  size_t argc = 12;
+  napi_value argv[12];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 12) return throw_code(env, "NATIVE_ARG", "sendAnnexB(ctx, fd, addr, port, pt, firstSeq, timestamp, ssrc, roc, au, mtu, plan)");
+  srtp_ctx* c = get_ctx(env, argv[0]);
+  if (!c) return throw_code(env, "NATIVE_ARG", "not an SRTP context");
+  int32_t fd;
+  if (!get_fd(env, argv[1], &fd)) return throw_code(env, "NATIVE_FD", "socket fd must be a non-negative integer");
+  char addr[64];
+  size_t addr_len = 0;
+  napi_valuetype t;
+  if (napi_typeof(env, argv[2], &t) != napi_ok || t != napi_string || napi_get_value_string_utf8(env, argv[2], addr, sizeof addr, &addr_len) != napi_ok)
+    return throw_code(env, "NATIVE_ARG", "addr must be a string");
+  uint32_t port, pt, seq0, ts, ssrc, roc;
+  if (!get_u32(env, argv[3], &port) || !get_u32(env, argv[4], &pt) || !get_u32(env, argv[5], &seq0) || !get_u32(env, argv[6], &ts) ||
+      !get_u32(env, argv[7], &ssrc) || !get_u32(env, argv[8], &roc))
+    return throw_code(env, "NATIVE_ARG", "port, pt, firstSeq, timestamp, ssrc and roc must be numbers");
+  if (port == 0 || port > 0xffff || pt > 127 || seq0 > 0xffff) return throw_code(env, "NATIVE_ARG", "port 1..65535, payload type 0..127, sequence number 0..65535");
+  struct sockaddr_storage ss;
+  socklen_t sslen;
+  if (!make_addr(addr, port, &ss, &sslen)) return throw_code(env, "NATIVE_ADDR", "addr is not an IPv4 or IPv6 literal");
+  unsigned char* au;
+  size_t au_len;
+  uint32_t mtu;
+  plan_t p;
+  /* header, payload, tag and the 4 ROC bytes the SHA1 tag is computed over fit one packet buffer */
+  if (!get_plan_args(env, argv + 9, MAX_PACKET - RTP_HDR - c->tag_len - 4, &au, &au_len, &mtu, &p)) return NULL;
+  struct mmsghdr msgs[BATCH];
+  struct iovec iov[BATCH];
+  uint32_t sent = 0;
+  uint32_t seq = seq0;
+  for (uint32_t base = 0; base < p.n; base += BATCH) {
+    uint32_t n = p.n - base < BATCH ? p.n - base : BATCH;
+    for (uint32_t j = 0; j < n; j++) {
+      const uint32_t* e = p.plan + PLAN_HEAD + (size_t)(base + j) * PLAN_STRIDE;
+      const unsigned char* payload = au + e[0];
+      size_t len = e[1];
+      if (e[2] != 0) {
+        c->stage[0] = (unsigned char)(e[2] >> 8);
+        c->stage[1] = (unsigned char)e[2];
+        memcpy(c->stage + 2, payload, len);
+        payload = c->stage;
+        len += 2;
+      }
+      unsigned char* out = c->scratch + (size_t)j * MAX_PACKET;
+      size_t plen = protect_one(c, out, pt, seq, ts, ssrc, roc, base + j == p.n - 1, payload, len);
+      if (plen == 0) return throw_code(env, "NATIVE_SRTP_CIPHER", "OpenSSL encryption failed");
+      iov[j].iov_base = out;
+      iov[j].iov_len = plen;
+      memset(&msgs[j], 0, sizeof msgs[j]);
+      msgs[j].msg_hdr.msg_name = &ss;
+      msgs[j].msg_hdr.msg_namelen = sslen;
+      msgs[j].msg_hdr.msg_iov = &iov[j];
+      msgs[j].msg_hdr.msg_iovlen = 1;
+      seq = (seq + 1) & 0xffff;
+      if (seq == 0) roc++;
+    }
+    uint32_t done = 0;
+    while (done < n) {
+      int r = sendmmsg(fd, msgs + done, n - done, MSG_DONTWAIT);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) break; /* full: the rest is dropped, counted by the caller */
+        if (sent + done > 0) break;
+        char msg[96];
+        snprintf(msg, sizeof msg, "sendmmsg failed: %s (errno %d)", strerror(errno), errno);
+        return throw_code(env, errno == EBADF || errno == ENOTSOCK ? "NATIVE_FD" : "NATIVE_SEND", msg);
+      }
+      done += (uint32_t)r;
+    }
+    sent += done;
+    if (done < n) break;
+  }
+  napi_value res;
+  CHECK(napi_create_uint32(env, sent, &res));
+  return res;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"createContext", NULL, create_context, NULL, NULL, NULL, napi_default, NULL},
       {"protect", NULL, protect, NULL, NULL, NULL, napi_default, NULL},
       {"sendAu", NULL, send_au, NULL, NULL, NULL, napi_default, NULL},
+      {"sendAnnexB", NULL, send_annexb, NULL, NULL, NULL, napi_default, NULL},
+      {"packetize", NULL, packetize, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

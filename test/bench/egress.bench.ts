@@ -4,8 +4,8 @@
 //     p50/p99, against a baseline of the same access units written straight to a ws socket.
 //  2. WHIP publish CPU for one 720p30 H.264 track (werift, SRTP, pass-through) in its own process,
 //     against `ffmpeg -re -c copy` of the same stream to SRTP (the fair baseline) and to RTP, in the
-//     same run, same duration, REPS interleaved repetitions each, median reported. The publisher
-//     runs twice: with the native sender (runtime/native) and with MOTH_NATIVE=0 (the JS fallback).
+//     same run, same warm-up and window, REPS interleaved repetitions each, median reported. The
+//     publisher also runs once with MOTH_NATIVE=0 (the JS fallback) for comparison.
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -28,12 +28,15 @@ import { cpuMs, percentile, round, rssMiB, type BenchRow } from './harness.js';
 const CHAN = '0123456789abcdefghij';
 const cam = { channel: 'cam', source: 'base', track: 'video' };
 const LAT_SECONDS = 8;
-const CPU_SECONDS = Number(process.env.EGRESS_BENCH_SECONDS ?? 6);
-const REPS = Number(process.env.EGRESS_BENCH_REPS ?? 3);
-// Before each measured window (every case alike). The 2 s default still holds V8's optimizing
-// compiles of the publisher's code (perf: ~23 % of the child's samples in the first 5 s of the
-// window, ~7 % after 15 s); EGRESS_BENCH_WARMUP_MS=10000 measures the steady state.
-const WARMUP_MS = Number(process.env.EGRESS_BENCH_WARMUP_MS ?? 2000);
+// A robot runtime runs for days: the headline is the steady state. Every process (publisher child
+// and ffmpeg alike) runs WARMUP_MS before its measured window of CPU_SECONDS (15 s: /proc's 10 ms
+// ticks are 0.07 % of a core). The first EARLY_SECONDS after connect/start (V8 still compiling the
+// publisher's code: perf ~23 % of its samples there, ~7 % after 15 s) are measured in the same run
+// and reported as their own rows, so nothing is hidden. ~4 min for the whole WHIP part.
+const CPU_SECONDS = Number(process.env.EGRESS_BENCH_SECONDS ?? 15);
+const REPS = Number(process.env.EGRESS_BENCH_REPS ?? 2);
+const WARMUP_MS = Number(process.env.EGRESS_BENCH_WARMUP_MS ?? 10_000);
+const EARLY_SECONDS = Math.min(6, WARMUP_MS / 1000);
 
 async function latency(fx: H264Fixture): Promise<BenchRow[]> {
   const peer = new StrictPangPeer({ channels: { [CHAN]: undefined } });
@@ -160,7 +163,7 @@ async function whipOnce(fxFile: string, mode: 'whip' | 'whip-js' | 'engine-only'
     let out = '';
     child.stdout!.on('data', (d) => (out += d));
     await waitUntil(() => out.includes('connected'), 20_000);
-    await new Promise((r) => setTimeout(r, WARMUP_MS)); // past the connect burst and the first GOP
+    const early = await earlyThenWarm(child.pid!);
     const f0 = ingest.stats().sessions[0]?.framesIn ?? 0;
     const p0 = ingest.stats().sessions[0]?.depacketizer.packets ?? 0;
     const s0 = cpuSplitMs(child.pid!);
@@ -177,7 +180,7 @@ async function whipOnce(fxFile: string, mode: 'whip' | 'whip-js' | 'engine-only'
     const packets = (ingest.stats().sessions[0]?.depacketizer.packets ?? 0) - p0;
     child.stdin!.write('stop\n');
     await new Promise((r) => child.once('exit', r));
-    return { cpu, user: ((s1.user - s0.user) / wall) * 100, sys: ((s1.sys - s0.sys) / wall) * 100, rss, pps: (packets * 1000) / wall, fps: (frames * 1000) / wall };
+    return { cpu, early, user: ((s1.user - s0.user) / wall) * 100, sys: ((s1.sys - s0.sys) / wall) * 100, rss, pps: (packets * 1000) / wall, fps: (frames * 1000) / wall };
   } finally {
     child.kill('SIGKILL');
     ingest.close();
@@ -186,8 +189,23 @@ async function whipOnce(fxFile: string, mode: 'whip' | 'whip-js' | 'engine-only'
   }
 }
 
+/**
+ * The warm-up before a measured window: CPU % of its first EARLY_SECONDS (the "first 6 s after
+ * connect" row), then the rest of WARMUP_MS unmeasured.
+ */
+async function earlyThenWarm(pid: number): Promise<number> {
+  const c0 = cpuMs(pid);
+  const w0 = performance.now();
+  await new Promise((r) => setTimeout(r, EARLY_SECONDS * 1000));
+  const early = ((cpuMs(pid) - c0) / (performance.now() - w0)) * 100;
+  await new Promise((r) => setTimeout(r, Math.max(0, WARMUP_MS - EARLY_SECONDS * 1000)));
+  return early;
+}
+
 interface Run {
   cpu: number;
+  /** CPU % of the first EARLY_SECONDS after connect (publisher) or start (ffmpeg). */
+  early: number;
   user: number;
   sys: number;
   rss: number;
@@ -199,7 +217,7 @@ interface Run {
 
 function summary(c: string, runs: Run[]): BenchRow {
   const m = (f: (r: Run) => number | undefined) => round(median(runs.map((r) => f(r) ?? NaN)), 2);
-  const row: BenchRow = { bench: 'egress', case: c, seconds: CPU_SECONDS, reps: runs.length, cpu_pct: m((r) => r.cpu), user_pct: m((r) => r.user), sys_pct: m((r) => r.sys), cpu_pct_runs: runs.map((r) => round(r.cpu, 2)).join(' '), rss_mb: m((r) => r.rss), pps: round(m((r) => r.pps), 0) };
+  const row: BenchRow = { bench: 'egress', case: c, warmup_s: WARMUP_MS / 1000, seconds: CPU_SECONDS, reps: runs.length, cpu_pct: m((r) => r.cpu), user_pct: m((r) => r.user), sys_pct: m((r) => r.sys), cpu_pct_runs: runs.map((r) => round(r.cpu, 2)).join(' '), rss_mb: m((r) => r.rss), pps: round(m((r) => r.pps), 0) };
   if (runs[0]?.fps !== undefined) row.fps_received = m((r) => r.fps);
   if (runs[0]?.mbps !== undefined) row.mbps = m((r) => r.mbps);
   return row;
@@ -219,28 +237,37 @@ async function whipCpu(fx: H264Fixture, dir: string): Promise<BenchRow[]> {
   const engineOnly: Run[] = [];
   const srtp: Run[] = [];
   // Interleaved repetitions, so a noisy neighbour on the machine hits all sides alike.
+  // The JS-sender comparison and the unencrypted reference run once (not the target).
   for (let r = 0; r < REPS; r++) {
     whip.push(await whipOnce(fxFile));
-    whipJs.push(await whipOnce(fxFile, 'whip-js'));
     engineOnly.push(await whipOnce(fxFile, 'engine-only'));
     srtp.push(await ffmpegCopy(h264, fx.fps, true));
+    if (r === 0) whipJs.push(await whipOnce(fxFile, 'whip-js'));
   }
   const rtp = await ffmpegCopy(h264, fx.fps, false);
   const w = median(whip.map((x) => x.cpu));
   const e = median(engineOnly.map((x) => x.cpu));
   const s = median(srtp.map((x) => x.cpu));
   const j = median(whipJs.map((x) => x.cpu));
+  const w0 = median(whip.map((x) => x.early));
+  const e0 = median(engineOnly.map((x) => x.early));
+  const s0 = median(srtp.map((x) => x.early));
+  const early = `first ${EARLY_SECONDS} s after connect/start, no warm-up`;
   return [
     summary('WHIP publish 720p30 (werift, SRTP, pass-through): whole process', whip),
     summary('same, direct RTP path without the native sender (MOTH_NATIVE=0: JS SRTP, one dgram send a packet)', whipJs),
     summary('same process without WHIP (engine + 30 fps feed + node)', engineOnly),
-    { bench: 'egress', case: 'WHIP publish increment (whole − without WHIP)', cpu_pct: round(w - e, 2) },
+    { bench: 'egress', case: 'WHIP publish increment (whole − without WHIP)', warmup_s: WARMUP_MS / 1000, seconds: CPU_SECONDS, cpu_pct: round(w - e, 2) },
     summary('baseline ffmpeg -re -c copy → SRTP (fair: encrypts like WHIP)', srtp),
     summary('baseline ffmpeg -re -c copy → RTP (no encryption, reference)', [rtp]),
-    { bench: 'egress', case: 'WHIP CPU ratio vs ffmpeg -c copy → SRTP (whole process)', ratio: round(w / Math.max(0.1, s), 2), target_ratio: 1.5 },
-    { bench: 'egress', case: 'WHIP CPU ratio vs ffmpeg -c copy → SRTP (WHIP increment)', ratio: round((w - e) / Math.max(0.1, s), 2), target_ratio: 1.5 },
+    { bench: 'egress', case: 'WHIP CPU ratio vs ffmpeg -c copy → SRTP (whole process)', warmup_s: WARMUP_MS / 1000, seconds: CPU_SECONDS, ratio: round(w / Math.max(0.1, s), 2), target_ratio: 1.5 },
+    { bench: 'egress', case: 'WHIP CPU ratio vs ffmpeg -c copy → SRTP (WHIP increment)', warmup_s: WARMUP_MS / 1000, seconds: CPU_SECONDS, ratio: round((w - e) / Math.max(0.1, s), 2), target_ratio: 1.5 },
     { bench: 'egress', case: 'WHIP CPU ratio vs ffmpeg -c copy → RTP (whole process)', ratio: round(w / Math.max(0.1, rtp.cpu), 2) },
     { bench: 'egress', case: 'WHIP CPU ratio vs ffmpeg -c copy → SRTP, JS sender (MOTH_NATIVE=0, whole process)', ratio: round(j / Math.max(0.1, s), 2) },
+    { bench: 'egress', case: `WHIP publish whole process, ${early}`, warmup_s: 0, seconds: EARLY_SECONDS, reps: whip.length, cpu_pct: round(w0, 2), cpu_pct_runs: whip.map((r) => round(r.early, 2)).join(' ') },
+    { bench: 'egress', case: `baseline ffmpeg → SRTP, ${early}`, warmup_s: 0, seconds: EARLY_SECONDS, reps: srtp.length, cpu_pct: round(s0, 2), cpu_pct_runs: srtp.map((r) => round(r.early, 2)).join(' ') },
+    { bench: 'egress', case: `WHIP CPU ratio vs ffmpeg → SRTP (whole process), ${early}`, ratio: round(w0 / Math.max(0.1, s0), 2) },
+    { bench: 'egress', case: `WHIP CPU ratio vs ffmpeg → SRTP (WHIP increment), ${early}`, ratio: round((w0 - e0) / Math.max(0.1, s0), 2) },
   ];
 }
 
@@ -260,7 +287,7 @@ async function ffmpegCopy(h264: string, fps: number, srtp: boolean): Promise<Run
     : ['-f', 'rtp', `rtp://127.0.0.1:${port}`];
   const ff = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-f', 'h264', '-framerate', String(fps), '-i', h264, '-c', 'copy', ...out], { stdio: ['ignore', 'ignore', 'inherit'], detached: true });
   try {
-    await new Promise((r) => setTimeout(r, WARMUP_MS));
+    const early = await earlyThenWarm(ff.pid!);
     const c0 = cpuMs(ff.pid!);
     const s0 = cpuSplitMs(ff.pid!);
     const w0 = performance.now();
@@ -270,7 +297,7 @@ async function ffmpegCopy(h264: string, fps: number, srtp: boolean): Promise<Run
     const wall = performance.now() - w0;
     const cpu = ((cpuMs(ff.pid!) - c0) / wall) * 100;
     const s1 = cpuSplitMs(ff.pid!);
-    return { cpu, user: ((s1.user - s0.user) / wall) * 100, sys: ((s1.sys - s0.sys) / wall) * 100, rss: rssMiB(ff.pid!).rss, pps: ((sinkPackets - k0) * 1000) / wall, mbps: ((sinkBytes - b0) * 8) / (wall / 1000) / 1e6 };
+    return { cpu, early, user: ((s1.user - s0.user) / wall) * 100, sys: ((s1.sys - s0.sys) / wall) * 100, rss: rssMiB(ff.pid!).rss, pps: ((sinkPackets - k0) * 1000) / wall, mbps: ((sinkBytes - b0) * 8) / (wall / 1000) / 1e6 };
   } finally {
     sink.close();
     try {
