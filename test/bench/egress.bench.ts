@@ -204,7 +204,7 @@ async function earlyThenWarm(pid: number): Promise<number> {
 
 interface Run {
   cpu: number;
-  /** CPU % of the first EARLY_SECONDS after connect (publisher) or start (ffmpeg). */
+  /** CPU % of the first EARLY_SECONDS after connect (publisher) or its first packet (ffmpeg). */
   early: number;
   user: number;
   sys: number;
@@ -252,7 +252,7 @@ async function whipCpu(fx: H264Fixture, dir: string): Promise<BenchRow[]> {
   const w0 = median(whip.map((x) => x.early));
   const e0 = median(engineOnly.map((x) => x.early));
   const s0 = median(srtp.map((x) => x.early));
-  const early = `first ${EARLY_SECONDS} s after connect/start, no warm-up`;
+  const early = `first ${EARLY_SECONDS} s after connect (ffmpeg: its first packet), no warm-up`;
   return [
     summary('WHIP publish 720p30 (werift, SRTP, pass-through): whole process', whip),
     summary('same, direct RTP path without the native sender (MOTH_NATIVE=0: JS SRTP, one dgram send a packet)', whipJs),
@@ -287,6 +287,8 @@ async function ffmpegCopy(h264: string, fps: number, srtp: boolean): Promise<Run
     : ['-f', 'rtp', `rtp://127.0.0.1:${port}`];
   const ff = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-f', 'h264', '-framerate', String(fps), '-i', h264, '-c', 'copy', ...out], { stdio: ['ignore', 'ignore', 'inherit'], detached: true });
   try {
+    // ffmpeg's "connected": its first packet at the sink (the publisher's window starts at ICE/DTLS up).
+    await waitUntil(() => sinkPackets > 0, 10_000);
     const early = await earlyThenWarm(ff.pid!);
     const c0 = cpuMs(ff.pid!);
     const s0 = cpuSplitMs(ff.pid!);
