@@ -216,40 +216,112 @@ static napi_value protect(napi_env env, napi_callback_info info) {
   return buf;
 }
 
+/* Fills sockaddr from an IP literal and port; 0 when addr is neither IPv4 nor IPv6. */
+static int make_addr(const char* addr, uint32_t port, struct sockaddr_storage* ss, socklen_t* sslen) {
+  memset(ss, 0, sizeof *ss);
+  struct sockaddr_in* s4 = (struct sockaddr_in*)ss;
+  struct sockaddr_in6* s6 = (struct sockaddr_in6*)ss;
+  if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)port);
+    *sslen = sizeof *s4;
+    return 1;
+  }
+  if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons((uint16_t)port);
+    *sslen = sizeof *s6;
+    return 1;
+  }
+  return 0;
+}
+
+/* What sendAu and sendAnnexB share: (ctx, fd, addr, port, pt, firstSeq, timestamp, ssrc, roc). */
+typedef struct {
+  srtp_ctx* c;
+  int32_t fd;
+  struct sockaddr_storage ss;
+  socklen_t sslen;
+  uint32_t pt, seq, ts, ssrc, roc;
+  uint32_t sent;
+  struct mmsghdr msgs[BATCH];
+  struct iovec iov[BATCH];
+} send_state;
+
+/* Parses argv[0..8] into st; NULL-returning throw (and 0) on bad input, nothing sent. */
+static int get_send_head(napi_env env, napi_value* argv, send_state* st) {
+  st->c = get_ctx(env, argv[0]);
+  if (!st->c) return throw_code(env, "NATIVE_ARG", "not an SRTP context"), 0;
+  if (!get_fd(env, argv[1], &st->fd)) return throw_code(env, "NATIVE_FD", "socket fd must be a non-negative integer"), 0;
+  char addr[64];
+  size_t addr_len = 0;
+  napi_valuetype t;
+  if (napi_typeof(env, argv[2], &t) != napi_ok || t != napi_string || napi_get_value_string_utf8(env, argv[2], addr, sizeof addr, &addr_len) != napi_ok)
+    return throw_code(env, "NATIVE_ARG", "addr must be a string"), 0;
+  uint32_t port;
+  if (!get_u32(env, argv[3], &port) || !get_u32(env, argv[4], &st->pt) || !get_u32(env, argv[5], &st->seq) || !get_u32(env, argv[6], &st->ts) ||
+      !get_u32(env, argv[7], &st->ssrc) || !get_u32(env, argv[8], &st->roc))
+    return throw_code(env, "NATIVE_ARG", "port, pt, firstSeq, timestamp, ssrc and roc must be numbers"), 0;
+  if (port == 0 || port > 0xffff || st->pt > 127 || st->seq > 0xffff) return throw_code(env, "NATIVE_ARG", "port 1..65535, payload type 0..127, sequence number 0..65535"), 0;
+  if (!make_addr(addr, port, &st->ss, &st->sslen)) return throw_code(env, "NATIVE_ADDR", "addr is not an IPv4 or IPv6 literal"), 0;
+  st->sent = 0;
+  return 1;
+}
+
+/* Protect packet j of the current batch (the AU's last when `last`) into the scratch buffer and
+ * address it; steps seq and the rollover counter. 0 when OpenSSL failed (thrown). */
+static int stage_packet(napi_env env, send_state* st, uint32_t j, int last, const unsigned char* payload, size_t len) {
+  unsigned char* out = st->c->scratch + (size_t)j * MAX_PACKET;
+  size_t plen = protect_one(st->c, out, st->pt, st->seq, st->ts, st->ssrc, st->roc, last, payload, len);
+  if (plen == 0) return throw_code(env, "NATIVE_SRTP_CIPHER", "OpenSSL encryption failed"), 0;
+  st->iov[j].iov_base = out;
+  st->iov[j].iov_len = plen;
+  memset(&st->msgs[j], 0, sizeof st->msgs[j]);
+  st->msgs[j].msg_hdr.msg_name = &st->ss;
+  st->msgs[j].msg_hdr.msg_namelen = st->sslen;
+  st->msgs[j].msg_hdr.msg_iov = &st->iov[j];
+  st->msgs[j].msg_hdr.msg_iovlen = 1;
+  st->seq = (st->seq + 1) & 0xffff;
+  if (st->seq == 0) st->roc++; /* the next packet starts a new rollover period */
+  return 1;
+}
+
+/* sendmmsg the n staged packets. 1: all went, keep going; 0: stop (socket buffer full — the rest
+ * of the AU is dropped, the caller counts it — or an error after some went: the next call throws);
+ * -1: thrown (an error before anything went). st->sent counts what went. */
+static int flush_batch(napi_env env, send_state* st, uint32_t n) {
+  uint32_t done = 0;
+  while (done < n) {
+    int r = sendmmsg(st->fd, st->msgs + done, n - done, MSG_DONTWAIT);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) break;
+      if (st->sent + done > 0) break;
+      char msg[96];
+      snprintf(msg, sizeof msg, "sendmmsg failed: %s (errno %d)", strerror(errno), errno);
+      throw_code(env, errno == EBADF || errno == ENOTSOCK ? "NATIVE_FD" : "NATIVE_SEND", msg);
+      return -1;
+    }
+    done += (uint32_t)r;
+  }
+  st->sent += done;
+  return done == n;
+}
+
+static napi_value sent_count(napi_env env, const send_state* st) {
+  napi_value res;
+  CHECK(napi_create_uint32(env, st->sent, &res));
+  return res;
+}
+
 /* sendAu(ctx, fd, addr, port, pt, firstSeq, timestamp, ssrc, roc, payloads[]) -> packets sent */
 static napi_value send_au(napi_env env, napi_callback_info info) {
   size_t argc = 10;
   napi_value argv[10];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 10) return throw_code(env, "NATIVE_ARG", "sendAu(ctx, fd, addr, port, pt, firstSeq, timestamp, ssrc, roc, payloads)");
-  srtp_ctx* c = get_ctx(env, argv[0]);
-  if (!c) return throw_code(env, "NATIVE_ARG", "not an SRTP context");
-  int32_t fd;
-  if (!get_fd(env, argv[1], &fd)) return throw_code(env, "NATIVE_FD", "socket fd must be a non-negative integer");
-  char addr[64];
-  size_t addr_len = 0;
-  if (napi_get_value_string_utf8(env, argv[2], addr, sizeof addr, &addr_len) != napi_ok) return throw_code(env, "NATIVE_ARG", "addr must be a string");
-  uint32_t port, pt, seq0, ts, ssrc, roc;
-  if (!get_u32(env, argv[3], &port) || !get_u32(env, argv[4], &pt) || !get_u32(env, argv[5], &seq0) || !get_u32(env, argv[6], &ts) ||
-      !get_u32(env, argv[7], &ssrc) || !get_u32(env, argv[8], &roc))
-    return throw_code(env, "NATIVE_ARG", "port, pt, firstSeq, timestamp, ssrc and roc must be numbers");
-  if (port == 0 || port > 0xffff || pt > 127 || seq0 > 0xffff) return throw_code(env, "NATIVE_ARG", "port 1..65535, payload type 0..127, sequence number 0..65535");
-  struct sockaddr_storage ss;
-  socklen_t sslen;
-  memset(&ss, 0, sizeof ss);
-  struct sockaddr_in* s4 = (struct sockaddr_in*)&ss;
-  struct sockaddr_in6* s6 = (struct sockaddr_in6*)&ss;
-  if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons((uint16_t)port);
-    sslen = sizeof *s4;
-  } else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons((uint16_t)port);
-    sslen = sizeof *s6;
-  } else {
-    return throw_code(env, "NATIVE_ADDR", "addr is not an IPv4 or IPv6 literal");
-  }
+  send_state st;
+  if (!get_send_head(env, argv, &st)) return NULL;
   bool is_array = false;
   uint32_t count = 0;
   if (napi_is_array(env, argv[9], &is_array) != napi_ok || !is_array) return throw_code(env, "NATIVE_ARG", "payloads must be an array of Buffers");
@@ -262,12 +334,8 @@ static napi_value send_au(napi_env env, napi_callback_info info) {
     size_t len;
     CHECK(napi_get_element(env, argv[9], i, &el));
     if (!get_buffer(env, el, &p, &len)) return throw_code(env, "NATIVE_ARG", "payloads must be an array of Buffers");
-    if (len + RTP_HDR + c->tag_len + 4 > MAX_PACKET) return throw_code(env, "NATIVE_OVERSIZE", "payload does not fit one packet (1500 bytes with header and tag)");
+    if (len + RTP_HDR + st.c->tag_len + 4 > MAX_PACKET) return throw_code(env, "NATIVE_OVERSIZE", "payload does not fit one packet (1500 bytes with header and tag)");
   }
-  struct mmsghdr msgs[BATCH];
-  struct iovec iov[BATCH];
-  uint32_t sent = 0;
-  uint32_t seq = seq0;
   for (uint32_t base = 0; base < count; base += BATCH) {
     uint32_t n = count - base < BATCH ? count - base : BATCH;
     for (uint32_t j = 0; j < n; j++) {
@@ -276,42 +344,13 @@ static napi_value send_au(napi_env env, napi_callback_info info) {
       size_t len;
       CHECK(napi_get_element(env, argv[9], base + j, &el));
       CHECK(napi_get_buffer_info(env, el, (void**)&p, &len));
-      unsigned char* out = c->scratch + (size_t)j * MAX_PACKET;
-      size_t plen = protect_one(c, out, pt, seq, ts, ssrc, roc, base + j == count - 1, p, len);
-      if (plen == 0) return throw_code(env, "NATIVE_SRTP_CIPHER", "OpenSSL encryption failed");
-      iov[j].iov_base = out;
-      iov[j].iov_len = plen;
-      memset(&msgs[j], 0, sizeof msgs[j]);
-      msgs[j].msg_hdr.msg_name = &ss;
-      msgs[j].msg_hdr.msg_namelen = sslen;
-      msgs[j].msg_hdr.msg_iov = &iov[j];
-      msgs[j].msg_hdr.msg_iovlen = 1;
-      seq = (seq + 1) & 0xffff;
-      if (seq == 0) roc++; /* the next packet starts a new rollover period */
+      if (!stage_packet(env, &st, j, base + j == count - 1, p, len)) return NULL;
     }
-    uint32_t done = 0;
-    while (done < n) {
-      int r = sendmmsg(fd, msgs + done, n - done, MSG_DONTWAIT);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
-          napi_value res;
-          CHECK(napi_create_uint32(env, sent + done, &res));
-          return res; /* socket buffer full: the rest of the AU is dropped (the caller counts it) */
-        }
-        if (sent + done > 0) break; /* report what went; the next call throws */
-        char msg[96];
-        snprintf(msg, sizeof msg, "sendmmsg failed: %s (errno %d)", strerror(errno), errno);
-        return throw_code(env, errno == EBADF || errno == ENOTSOCK ? "NATIVE_FD" : "NATIVE_SEND", msg);
-      }
-      done += (uint32_t)r;
-    }
-    sent += done;
-    if (done < n) break;
+    int r = flush_batch(env, &st, n);
+    if (r < 0) return NULL;
+    if (r == 0) break;
   }
-  napi_value res;
-  CHECK(napi_create_uint32(env, sent, &res));
-  return res;
+  return sent_count(env, &st);
 }
 
 /* ---- H.264 Annex-B packetizer (the same output as packetizeH264 in runtime/egress/h264-rtp.ts) ---- */
@@ -423,59 +462,21 @@ static napi_value packetize(napi_env env, napi_callback_info info) {
   return res;
 }
 
-/* Fills sockaddr from an IP literal and port; 0 when addr is neither IPv4 nor IPv6. */
-static int make_addr(const char* addr, uint32_t port, struct sockaddr_storage* ss, socklen_t* sslen) {
-  memset(ss, 0, sizeof *ss);
-  struct sockaddr_in* s4 = (struct sockaddr_in*)ss;
-  struct sockaddr_in6* s6 = (struct sockaddr_in6*)ss;
-  if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons((uint16_t)port);
-    *sslen = sizeof *s4;
-    return 1;
-  }
-  if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons((uint16_t)port);
-    *sslen = sizeof *s6;
-    return 1;
-  }
-  return 0;
-}
-
 /* sendAnnexB(ctx, fd, addr, port, pt, firstSeq, timestamp, ssrc, roc, au, mtu, plan) -> packets sent */
 static napi_value send_annexb(napi_env env, napi_callback_info info) {
   size_t argc = 12;
   napi_value argv[12];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 12) return throw_code(env, "NATIVE_ARG", "sendAnnexB(ctx, fd, addr, port, pt, firstSeq, timestamp, ssrc, roc, au, mtu, plan)");
-  srtp_ctx* c = get_ctx(env, argv[0]);
-  if (!c) return throw_code(env, "NATIVE_ARG", "not an SRTP context");
-  int32_t fd;
-  if (!get_fd(env, argv[1], &fd)) return throw_code(env, "NATIVE_FD", "socket fd must be a non-negative integer");
-  char addr[64];
-  size_t addr_len = 0;
-  napi_valuetype t;
-  if (napi_typeof(env, argv[2], &t) != napi_ok || t != napi_string || napi_get_value_string_utf8(env, argv[2], addr, sizeof addr, &addr_len) != napi_ok)
-    return throw_code(env, "NATIVE_ARG", "addr must be a string");
-  uint32_t port, pt, seq0, ts, ssrc, roc;
-  if (!get_u32(env, argv[3], &port) || !get_u32(env, argv[4], &pt) || !get_u32(env, argv[5], &seq0) || !get_u32(env, argv[6], &ts) ||
-      !get_u32(env, argv[7], &ssrc) || !get_u32(env, argv[8], &roc))
-    return throw_code(env, "NATIVE_ARG", "port, pt, firstSeq, timestamp, ssrc and roc must be numbers");
-  if (port == 0 || port > 0xffff || pt > 127 || seq0 > 0xffff) return throw_code(env, "NATIVE_ARG", "port 1..65535, payload type 0..127, sequence number 0..65535");
-  struct sockaddr_storage ss;
-  socklen_t sslen;
-  if (!make_addr(addr, port, &ss, &sslen)) return throw_code(env, "NATIVE_ADDR", "addr is not an IPv4 or IPv6 literal");
+  send_state st;
+  if (!get_send_head(env, argv, &st)) return NULL;
+  srtp_ctx* c = st.c;
   unsigned char* au;
   size_t au_len;
   uint32_t mtu;
   plan_t p;
   /* header, payload, tag and the 4 ROC bytes the SHA1 tag is computed over fit one packet buffer */
   if (!get_plan_args(env, argv + 9, MAX_PACKET - RTP_HDR - c->tag_len - 4, &au, &au_len, &mtu, &p)) return NULL;
-  struct mmsghdr msgs[BATCH];
-  struct iovec iov[BATCH];
-  uint32_t sent = 0;
-  uint32_t seq = seq0;
   for (uint32_t base = 0; base < p.n; base += BATCH) {
     uint32_t n = p.n - base < BATCH ? p.n - base : BATCH;
     for (uint32_t j = 0; j < n; j++) {
@@ -489,38 +490,13 @@ static napi_value send_annexb(napi_env env, napi_callback_info info) {
         payload = c->stage;
         len += 2;
       }
-      unsigned char* out = c->scratch + (size_t)j * MAX_PACKET;
-      size_t plen = protect_one(c, out, pt, seq, ts, ssrc, roc, base + j == p.n - 1, payload, len);
-      if (plen == 0) return throw_code(env, "NATIVE_SRTP_CIPHER", "OpenSSL encryption failed");
-      iov[j].iov_base = out;
-      iov[j].iov_len = plen;
-      memset(&msgs[j], 0, sizeof msgs[j]);
-      msgs[j].msg_hdr.msg_name = &ss;
-      msgs[j].msg_hdr.msg_namelen = sslen;
-      msgs[j].msg_hdr.msg_iov = &iov[j];
-      msgs[j].msg_hdr.msg_iovlen = 1;
-      seq = (seq + 1) & 0xffff;
-      if (seq == 0) roc++;
+      if (!stage_packet(env, &st, j, base + j == p.n - 1, payload, len)) return NULL;
     }
-    uint32_t done = 0;
-    while (done < n) {
-      int r = sendmmsg(fd, msgs + done, n - done, MSG_DONTWAIT);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) break; /* full: the rest is dropped, counted by the caller */
-        if (sent + done > 0) break;
-        char msg[96];
-        snprintf(msg, sizeof msg, "sendmmsg failed: %s (errno %d)", strerror(errno), errno);
-        return throw_code(env, errno == EBADF || errno == ENOTSOCK ? "NATIVE_FD" : "NATIVE_SEND", msg);
-      }
-      done += (uint32_t)r;
-    }
-    sent += done;
-    if (done < n) break;
+    int r = flush_batch(env, &st, n);
+    if (r < 0) return NULL;
+    if (r == 0) break;
   }
-  napi_value res;
-  CHECK(napi_create_uint32(env, sent, &res));
-  return res;
+  return sent_count(env, &st);
 }
 
 static napi_value init(napi_env env, napi_value exports) {
