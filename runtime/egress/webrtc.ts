@@ -259,7 +259,7 @@ class HistoryEntry {
 const EMPTY = Buffer.alloc(0);
 
 /** The dgram socket's file descriptor, read without Socket#_handle (deprecated, DEP0112). */
-function socketFd(sock: object): number | null {
+export function socketFd(sock: object): number | null {
   const sym = Object.getOwnPropertySymbols(sock).find((k) => k.description === 'state symbol');
   const state = sym ? (sock as Record<symbol, { handle?: { fd?: unknown } } | undefined>)[sym] : undefined;
   const fd = state?.handle?.fd;

@@ -1,10 +1,12 @@
 // Small helpers shared by the egress tests.
 import { execFile } from 'node:child_process';
+import { createSocket, type Socket } from 'node:dgram';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { TestContext } from 'node:test';
+import { socketFd } from '../../runtime/egress/webrtc.js';
 
 export const run = promisify(execFile);
 
@@ -39,3 +41,18 @@ export async function probeH264(file: string): Promise<{ frames: number; width: 
 }
 
 export const fastBackoff = { initialMs: 50, maxMs: 400, resetAfterMs: 10_000 };
+
+/** A UDP socket bound on loopback, closed when the test ends. */
+export async function boundUdp(t: TestContext): Promise<Socket> {
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  t.after(() => s.close());
+  return s;
+}
+
+/** A bound dgram socket's fd (what the native sender writes to). */
+export function udpFd(s: Socket): number {
+  const fd = socketFd(s);
+  if (fd === null) throw new Error('dgram socket has no fd');
+  return fd;
+}

@@ -6,10 +6,10 @@
 // MTU, argument types) gives the JS result or a typed EdgeError, never a crash.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createSocket, type Socket } from 'node:dgram';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { EdgeError } from '../../runtime/engine/api.js';
+import { boundUdp, udpFd, waitFor } from './helpers.js';
 import { packetizeH264 } from '../../runtime/egress/h264-rtp.js';
 import { loadWerift } from '../../runtime/egress/webrtc.js';
 import { nativeSrtp, nativeSrtpError, newPlan, PLAN, SRTP_PROFILE, type NativeSrtp } from '../../runtime/native/index.js';
@@ -77,12 +77,8 @@ for (const [name, profile] of Object.entries(SRTP_PROFILE)) {
     const tx = new W.SrtpSession({ profile, keys: { localMasterKey: a.key, localMasterSalt: a.salt, remoteMasterKey: b.key, remoteMasterSalt: b.salt } });
     const local = (tx as unknown as { localContext: { srtpSessionKey: Buffer; srtpSessionSalt: Buffer; srtpSessionAuthTag: Buffer; getSrtpSsrcState(s: number): { rolloverCounter: number } } }).localContext;
     const ctx = n.createContext(profile, local.srtpSessionKey, local.srtpSessionSalt, profile === SRTP_PROFILE.AEAD_AES_128_GCM ? null : local.srtpSessionAuthTag);
-    const sink = await bound();
-    const src = await bound();
-    t.after(() => {
-      sink.close();
-      src.close();
-    });
+    const sink = await boundUdp(t);
+    const src = await boundUdp(t);
     const got: Buffer[] = [];
     sink.on('message', (m) => got.push(m));
     const plan = newPlan();
@@ -99,10 +95,10 @@ for (const [name, profile] of Object.entries(SRTP_PROFILE)) {
         const s = (seq + j) & 0xffff;
         want.push(tx.encrypt(p, new W.RtpHeader({ payloadType: 102, sequenceNumber: s, timestamp: ts >>> 0, ssrc, marker: j === js.length - 1 })).toString('hex'));
       });
-      const sent = n.sendAnnexB(ctx, fdOf(src), '127.0.0.1', sink.address().port, 102, seq, ts, ssrc, roc, au, 1200, plan);
+      const sent = n.sendAnnexB(ctx, udpFd(src), '127.0.0.1', sink.address().port, 102, seq, ts, ssrc, roc, au, 1200, plan);
       assert.equal(sent, js.length);
       expected += sent;
-      await waitFor(() => got.length === expected); // loopback keeps order; wait per AU to keep it simple
+      await waitFor(() => got.length === expected, 5000, 'got.length === expected'); // loopback keeps order; wait per AU to keep it simple
       for (let j = 0; j < js.length; j++) {
         seq = (seq + 1) & 0xffff;
         if (seq === 0) roc++;
@@ -141,16 +137,12 @@ test('fuzz: arbitrary access units and MTUs give packetizeH264 payloads or a typ
 test('fuzz: sendAnnexB with bad arguments throws typed errors and sends nothing; the context keeps working', { skip }, async (t) => {
   const n = addon!;
   const ctx = n.createContext(SRTP_PROFILE.AEAD_AES_128_GCM, randomBytes(16), randomBytes(14), null);
-  const sink = await bound();
-  const src = await bound();
-  t.after(() => {
-    sink.close();
-    src.close();
-  });
+  const sink = await boundUdp(t);
+  const src = await boundUdp(t);
   const got: Buffer[] = [];
   sink.on('message', (m) => got.push(m));
   const port = sink.address().port;
-  const fd = fdOf(src);
+  const fd = udpFd(src);
   const good: unknown[] = [ctx, fd, '127.0.0.1', port, 96, 1, 1, 1, 0, Buffer.concat([S4, nal(5, 3000)]), 1200, newPlan()];
   const junk = fc.oneof(fc.constant(null), fc.constant(undefined), fc.string(), fc.integer({ min: -10, max: 100_000 }), fc.double(), fc.constant({}), fc.constant([]), fc.constant(Buffer.alloc(3)), fc.constant(new Uint32Array(4)), fc.constant(new Uint8Array(64)));
   const codes = new Set<string>();
@@ -175,24 +167,5 @@ test('fuzz: sendAnnexB with bad arguments throws typed errors and sends nothing;
   assert.throws(() => n.sendAnnexB(ctx, fd, '127.0.0.1', port, 96, 1, 1, 1, 0, good[9] as Buffer, 1200, new Uint32Array(PLAN.HEAD + PLAN.STRIDE)), (e) => e instanceof EdgeError && e.code === 'NATIVE_OVERSIZE');
   assert.ok(codes.has('NATIVE_ARG') && codes.has('NATIVE_FD'), [...codes].join(' '));
   assert.equal(send(good), 3); // 3000-byte IDR slice at MTU 1200: three FU-A fragments
-  await waitFor(() => got.length >= before + 3);
+  await waitFor(() => got.length >= before + 3, 5000, 'got.length >= before + 3');
 });
-
-async function bound(): Promise<Socket> {
-  const s = createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-  return s;
-}
-
-function fdOf(s: Socket): number {
-  const sym = Object.getOwnPropertySymbols(s).find((k) => k.description === 'state symbol')!;
-  return (s as unknown as Record<symbol, { handle: { fd: number } }>)[sym].handle.fd;
-}
-
-async function waitFor(pred: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}

@@ -5,10 +5,10 @@
 // is a typed EdgeError with the process still running.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createSocket, type Socket } from 'node:dgram';
 import { openSync, closeSync } from 'node:fs';
 import { test } from 'node:test';
 import { EdgeError } from '../../runtime/engine/api.js';
+import { boundUdp, udpFd, waitFor } from './helpers.js';
 import { nativeSrtp, nativeSrtpError, SRTP_PROFILE, type NativeSrtp } from '../../runtime/native/index.js';
 import { loadWerift } from '../../runtime/egress/webrtc.js';
 
@@ -67,20 +67,16 @@ for (const [name, profile] of Object.entries(SRTP_PROFILE)) {
     const n = addon!;
     const { rx, local } = sessions(profile);
     const ctx = nativeCtx(n, local);
-    const sink = await bound();
-    const src = await bound();
-    t.after(() => {
-      sink.close();
-      src.close();
-    });
+    const sink = await boundUdp(t);
+    const src = await boundUdp(t);
     const got: Buffer[] = [];
     sink.on('message', (m) => got.push(m));
     // 70 packets: more than one sendmmsg batch (64); sequence numbers wrap inside the AU (the
     // receiver's rollover counter follows, which it can only do when the sender's stepped too).
     const payloads = Array.from({ length: 70 }, (_, i) => randomBytes(200 + i));
-    const sent = n.sendAu(ctx, fdOf(src), '127.0.0.1', sink.address().port, 96, 65500, 12345, 42, 0, payloads);
+    const sent = n.sendAu(ctx, udpFd(src), '127.0.0.1', sink.address().port, 96, 65500, 12345, 42, 0, payloads);
     assert.equal(sent, 70);
-    await waitFor(() => got.length === 70);
+    await waitFor(() => got.length === 70, 5000, 'got.length === 70');
     const pkts = got.map((g) => W.RtpPacket.deSerialize(rx.decrypt(g))).sort((a, b) => a.payload.length - b.payload.length);
     pkts.forEach((p, i) => {
       assert.deepEqual(p.payload, payloads[i]);
@@ -110,8 +106,7 @@ test('bad input to the addon is a typed error and the process keeps running', { 
   assert.equal(code(() => n.createContext(1, Buffer.alloc(16), Buffer.alloc(14), null)), 'NATIVE_SRTP_KEY', 'AES_CM needs its auth key');
   assert.equal(code(() => n.createContext(2, Buffer.alloc(16), Buffer.alloc(14), null)), 'NATIVE_SRTP_PROFILE');
   const ctx = nativeCtx(n, local);
-  const sink = await bound();
-  t.after(() => sink.close());
+  const sink = await boundUdp(t);
   const port = sink.address().port;
   const ok = [Buffer.alloc(100)];
   assert.equal(code(() => n.sendAu(ctx, 0x7ffffff0, '127.0.0.1', port, 96, 1, 1, 1, 0, ok)), 'NATIVE_FD', 'a closed fd');
@@ -121,9 +116,8 @@ test('bad input to the addon is a typed error and the process keeps running', { 
   } finally {
     closeSync(devNull);
   }
-  const src = await bound();
-  t.after(() => src.close());
-  const fd = fdOf(src);
+  const src = await boundUdp(t);
+  const fd = udpFd(src);
   assert.equal(code(() => n.sendAu(ctx, fd, '127.0.0.1', port, 96, 1, 1, 1, 0, [Buffer.alloc(10), Buffer.alloc(1500)])), 'NATIVE_OVERSIZE');
   assert.equal(code(() => n.protect(ctx, { payloadType: 96, sequenceNumber: 1, timestamp: 1, ssrc: 1, marker: false }, 0, Buffer.alloc(2000))), 'NATIVE_OVERSIZE');
   assert.equal(code(() => n.sendAu(ctx, fd, 'not-an-ip', port, 96, 1, 1, 1, 0, ok)), 'NATIVE_ADDR');
@@ -135,25 +129,6 @@ test('bad input to the addon is a typed error and the process keeps running', { 
   const got: Buffer[] = [];
   sink.on('message', (m) => got.push(m));
   assert.equal(n.sendAu(ctx, fd, '127.0.0.1', port, 96, 1, 1, 1, 0, ok), 1);
-  await waitFor(() => got.length === 1);
+  await waitFor(() => got.length === 1, 5000, 'got.length === 1');
   assert.equal(got.length, 1);
 });
-
-async function bound(): Promise<Socket> {
-  const s = createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-  return s;
-}
-
-function fdOf(s: Socket): number {
-  const sym = Object.getOwnPropertySymbols(s).find((k) => k.description === 'state symbol')!;
-  return (s as unknown as Record<symbol, { handle: { fd: number } }>)[sym].handle.fd;
-}
-
-async function waitFor(pred: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
