@@ -73,14 +73,19 @@ export class Coverage {
  * (live or backfill). Keeps file order (capture order). `limit` bounds one batch.
  */
 export function undelivered<T extends { wallclock: number }>(records: Iterable<T>, delivered: Coverage, from: number, to: number, limit = Infinity): T[] {
+  const isOwed = owedIn(delivered, from, to);
   const out: T[] = [];
   for (const r of records) {
-    if (!(r.wallclock >= from && r.wallclock <= to)) continue;
-    if (delivered.covers(r.wallclock)) continue;
+    if (!isOwed(r)) continue;
     out.push(r);
     if (out.length >= limit) break;
   }
   return out;
+}
+
+/** The test `undelivered` applies to each record: inside [from, to] and in no delivered span. */
+export function owedIn(delivered: Coverage, from: number, to: number): (r: { wallclock: number }) => boolean {
+  return (r) => r.wallclock >= from && r.wallclock <= to && !delivered.covers(r.wallclock);
 }
 
 export interface RangeRequest {

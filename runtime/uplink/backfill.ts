@@ -18,7 +18,7 @@ import { openPangOrFail } from '../egress/pang-socket.js';
 import { classifyClose, connectErrorCode, pangSessionUrl, redactPangUrl, type EgressLog, type PangEndpoint } from '../egress/pang-link.js';
 import { wsClientFrameBytes } from './estimator.js';
 import { sanitize } from '../egress/pang-publisher.js';
-import { Coverage, parseRangeRequest, parseXcmd, tsMime, tsPrefixed, xack, xerr, type RangeRequest } from './backfill-plan.js';
+import { Coverage, owedIn, parseRangeRequest, parseXcmd, tsMime, tsPrefixed, xack, xerr, type RangeRequest } from './backfill-plan.js';
 import { rekey, SpanLog, teeSinks, type DeliverySink, type Span } from './spans.js';
 import { scanSegmentRecords, type RecordScan } from '../../recordings/record-reader.js';
 import { readVideoUnits } from '../../recordings/video-reader.js';
@@ -371,6 +371,9 @@ export interface BackfillServiceOptions {
   now?: () => number;
 }
 
+/** Default read budget of one scan round in a record file (BackfillServiceOptions.maxReadBytesPerScan). */
+const READ_BYTES_PER_SCAN = 4 * 1024 * 1024;
+
 interface TrackState {
   cfg: BackfillTrack;
   key: string;
@@ -629,9 +632,9 @@ export class BackfillService {
       try {
         scan = scanSegmentRecords(rec.root, seg.path, {
           offset: st.resume?.path === seg.path ? st.resume.offset : 0,
-          accept: (r) => r.wallclock >= lo && r.wallclock <= hi && !cov.covers(r.wallclock),
+          accept: owedIn(cov, lo, hi),
           maxRecords: this.o.batchRecords ?? 2000,
-          maxReadBytes: this.o.maxReadBytesPerScan ?? 4 * 1024 * 1024,
+          maxReadBytes: this.o.maxReadBytesPerScan ?? READ_BYTES_PER_SCAN,
           stopAfterWall: hi,
           wholeMillis: true,
         });
@@ -699,7 +702,7 @@ export class BackfillService {
           offset: job.pos?.path === seg.path ? job.pos.offset : 0,
           accept: (r) => r.wallclock >= req.fromMs && r.wallclock <= req.toMs,
           maxRecords: limit,
-          maxReadBytes: this.o.maxReadBytesPerScan ?? 4 * 1024 * 1024,
+          maxReadBytes: this.o.maxReadBytesPerScan ?? READ_BYTES_PER_SCAN,
           stopAfterWall: req.toMs,
           wholeMillis: true,
         });

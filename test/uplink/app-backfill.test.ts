@@ -19,7 +19,7 @@ import { parseTsPrefixed, tsMime } from '../../runtime/uplink/backfill-plan.js';
 import type { GapReport, Span } from '../../runtime/uplink/spans.js';
 import { IndexDb } from '../../recordings/index-db.js';
 import { readDeliverySpans } from '../../recordings/delivery-spans.js';
-import { readSegmentRecords } from '../../recordings/record-reader.js';
+import { scanSegmentRecords } from '../../recordings/record-reader.js';
 import { startApp } from '../support/app.js';
 import { fastBackoff, waitFor } from '../egress/helpers.js';
 import { inDoubtOf, sleep } from './scenario.js';
@@ -186,7 +186,7 @@ test('App wiring: cut link → IMU backfilled with capture timestamps, /api/gaps
     // Ground truth: every IMU record the recorder wrote.
     const recorded = new Map<number, number>();
     for (const seg of idx.list({ ...IMU, limit: 1000 })) {
-      for (const r of readSegmentRecords(root, seg.path).records) recorded.set(seqOf(r.payload), r.wallclock);
+      for (const r of scanSegmentRecords(root, seg.path, { maxReadBytes: Infinity }).records) recorded.set(seqOf(r.payload), r.wallclock);
     }
     assert.ok(recorded.size > 200, `records recorded (${recorded.size})`);
 
