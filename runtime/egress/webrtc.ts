@@ -369,22 +369,13 @@ export class DirectRtpPath {
     const count = plan[0]!;
     const local = t.local;
     const state = local.getSrtpSsrcState(this.s.ssrc);
-    const pt = this.s.codec!.payloadType!;
-    const ssrc = this.s.ssrc;
     let seq = firstSeq;
     for (let i = 0, k = PLAN.HEAD; i < count; i++, k += PLAN.STRIDE) {
       local.updateRolloverCount(seq, state);
-      const len = plan[k + 1]!;
-      const fu = plan[k + 2]!;
-      this.history[seq % RTP_HISTORY_SIZE]!.set(pt, seq, timestamp, i === count - 1, ssrc, au, plan[k]!, len, fu);
-      this.s.rtpCache![seq % RTP_HISTORY_SIZE] = this.history[seq % RTP_HISTORY_SIZE];
+      this.keep(seq, timestamp, i === count - 1, au, plan[k]!, plan[k + 1]!, plan[k + 2]!);
       seq = (seq + 1) & 0xffff;
     }
-    const s = this.s;
     const bytes = plan[1]!;
-    s.octetCount = (s.octetCount ?? 0) + bytes;
-    s.headerBytesSent = (s.headerBytesSent ?? 0) + 12 * count;
-    s.packetCount = ((s.packetCount ?? 0) + count) >>> 0;
     this.lastPayloadBytes = bytes;
     this.sent(out, count, bytes + (12 + t.tagLen) * count, firstSeq, timestamp);
     return count;
@@ -405,13 +396,16 @@ export class DirectRtpPath {
     if (!s.rtcpRunning) void s.runRtcp?.().catch(() => undefined); // starts werift's SR loop once
   }
 
-  /** What werift's SR and NACK read, per packet: the history entry and the payload/header counts. */
-  private keep(seq: number, timestamp: number, marker: boolean, payload: Buffer): void {
+  /**
+   * What werift's SR and NACK read, per packet: the history entry and the payload/header counts.
+   * The payload is buf[off, off + len), behind the FU indicator and header `fu` when not 0.
+   */
+  private keep(seq: number, timestamp: number, marker: boolean, buf: Buffer, off: number, len: number, fu: number): void {
     const s = this.s;
     const e = this.history[seq % RTP_HISTORY_SIZE]!;
-    e.set(s.codec!.payloadType!, seq, timestamp, marker, s.ssrc, payload, 0, payload.length, 0);
+    e.set(s.codec!.payloadType!, seq, timestamp, marker, s.ssrc, buf, off, len, fu);
     s.rtpCache![seq % RTP_HISTORY_SIZE] = e;
-    s.octetCount = (s.octetCount ?? 0) + payload.length;
+    s.octetCount = (s.octetCount ?? 0) + len + (fu === 0 ? 0 : 2);
     s.headerBytesSent = (s.headerBytesSent ?? 0) + 12;
     s.packetCount = ((s.packetCount ?? 0) + 1) >>> 0;
   }
@@ -431,7 +425,7 @@ export class DirectRtpPath {
       } catch {
         // a closing socket: teardown follows from the connection state
       }
-      this.keep(seq, timestamp, marker, payload);
+      this.keep(seq, timestamp, marker, payload, 0, payload.length, 0);
       wire += enc.length;
       seq = (seq + 1) & 0xffff;
     }
@@ -504,7 +498,7 @@ export class DirectRtpPath {
     for (let i = 0; i < payloads.length; i++) {
       const payload = payloads[i]!;
       local.updateRolloverCount(seq, state);
-      this.keep(seq, timestamp, i === payloads.length - 1, payload);
+      this.keep(seq, timestamp, i === payloads.length - 1, payload, 0, payload.length, 0);
       wire += 12 + payload.length + tagLen;
       seq = (seq + 1) & 0xffff;
     }
