@@ -1,7 +1,17 @@
 // The engine's small public surface. drivers/ and recordings/ import only this module
 // (architecture.md: "may import the engine's small public types only").
 
-export { Backoff, type BackoffOptions } from './backoff.js';
+export {
+  Backoff,
+  RetryPolicy,
+  DEFAULT_NETWORK_BACKOFF,
+  DEFAULT_REFUSED_BACKOFF,
+  httpFailureClass,
+  isNetworkErrno,
+  type BackoffOptions,
+  type FailureClass,
+  type RetryPolicyOptions,
+} from './backoff.js';
 export { ThrottledLog, redactUrl, type LevelLog } from './throttled-log.js';
 
 /** One encoded unit: a whole H.264 access unit, one JPEG image, or one data record. */
