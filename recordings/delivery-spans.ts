@@ -193,7 +193,7 @@ export class DeliverySpanWriter {
 
   private persist(idx: IndexDb, s: OpenSpan, now: number): void {
     s.queued = false;
-    const row = { channel: s.channel, source: s.source, track: s.track, upstream: s.upstream, kind: s.kind, from_ms: Math.floor(s.from), to_ms: Math.ceil(s.to), frames: s.frames, bytes: s.bytes, updated_ms: now };
+    const row = { channel: s.channel, source: s.source, track: s.track, upstream: s.upstream, kind: s.kind, from_ms: s.from, to_ms: s.to, frames: s.frames, bytes: s.bytes, updated_ms: now };
     if (s.rowId !== null) {
       const r = idx.db.prepare('UPDATE delivery_spans SET from_ms=@from_ms, to_ms=@to_ms, frames=@frames, bytes=@bytes, updated_ms=@updated_ms WHERE id=@id').run({ ...row, id: s.rowId });
       if (r.changes > 0) {

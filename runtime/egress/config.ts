@@ -138,20 +138,68 @@ export const egressConfigSchema = z.object({
       settleMs: z.number().int().min(500).max(600_000).default(3000),
       /** Ceiling of the backfill rate per track (it also yields to live and to the leftover budget). */
       maxBytesPerSec: z.number().int().min(1024).max(100 * 1024 * 1024).default(1024 * 1024),
-      /** A sent record counts delivered after it left the socket and the session stayed up this long. */
-      confirmMs: z.number().int().min(0).max(60_000).default(1000),
+      /**
+       * At most one backfilled message per this many ms on each backfill track (issue 14): a Moth
+       * relay's reader that falls a couple of ring slots behind skips to the newest message, so a
+       * back-to-back burst reaches its subscribers as a handful of records. 20 ms delivered 600 of
+       * 600 there; 0 = unpaced.
+       */
+      minIntervalMs: z.number().int().min(0).max(10_000).default(20),
+      /** A backfill session with nothing to carry is closed after this (reopened when something is owed). */
+      idleCloseMs: z.number().int().min(500).max(600_000).default(5000),
+      /**
+       * Extra hold after the upstream acknowledged a record before it counts delivered (ms). The
+       * acknowledgement is the delivery (issue 14); keep 0 unless the upstream acks before storing.
+       */
+      confirmMs: z.number().int().min(0).max(60_000).default(0),
     })
     .strict()
     .prefault({}),
-  /** Backoff of every reconnecting link (pang, WHIP): 1 s → 60 s, reset after 10 s healthy. */
+  /**
+   * Retries of every reconnecting link (pang, WHIP), two ladders (issue 14). After a refusal by the
+   * peer (a close right after the upgrade, 44xx, HTTP 4xx): initialMs → maxMs, reset after
+   * resetAfterMs healthy. While the network is down (refused/reset/unreachable/timeout, a dead
+   * path): network.initialMs → network.maxMs, from the first step again after any healthy run.
+   */
   backoff: z
     .object({
       initialMs: z.number().int().min(10).max(60_000).default(1000),
       maxMs: z.number().int().min(100).max(600_000).default(60_000),
       resetAfterMs: z.number().int().min(100).max(600_000).default(10_000),
+      network: z
+        .object({
+          initialMs: z.number().int().min(10).max(60_000).default(250),
+          maxMs: z.number().int().min(100).max(600_000).default(2000),
+        })
+        .strict()
+        .prefault({}),
+    })
+    .strict()
+    .refine((b) => b.maxMs >= b.initialMs && b.network.maxMs >= b.network.initialMs, 'maxMs must not be below initialMs')
+    .prefault({}),
+  /** The TCP side of every pang link to an upstream (issue 14). */
+  link: z
+    .object({
+      /** Bytes outstanding and nothing acknowledged for this long: the path is dead, reconnect. */
+      deadAfterMs: z.number().int().min(1000).max(120_000).default(5000),
+      /** TCP connect phase of an attempt (SYN → established); 3× the last connect time when longer. */
+      connectTimeoutMs: z.number().int().min(500).max(60_000).default(2000),
+      /** TCP_NOTSENT_LOWAT: unsent bytes the kernel may hold (the rest waits where the sender sees it). */
+      notsentLowatBytes: z.number().int().min(4096).max(4 * 1024 * 1024).default(16 * 1024),
+      /** SO_SNDBUF = measured rate × this (what may be in flight unacknowledged), 32 KiB..4 MiB. */
+      sndbufTargetMs: z.number().int().min(50).max(10_000).default(500),
+      /** A new session's replay of the cached GOP: at most one message per this many ms (Moth's ring). */
+      replayIntervalMs: z.number().int().min(0).max(1000).default(20),
+      /** Ask upstreams for delivery acks (`ack=1`; moth-edge relays answer XACK, Moth ignores it). */
+      upstreamAcks: z.boolean().default(true),
     })
     .strict()
     .prefault({}),
+  /**
+   * The uplink scheduler (issue 8): on when any pang upstream exists (auto), stepping video down
+   * when the measured link is below demand; data is never reduced. off: never.
+   */
+  scheduler: z.enum(['auto', 'off']).default('auto'),
 }).strict();
 
 export type EgressConfig = z.infer<typeof egressConfigSchema>;

@@ -77,6 +77,8 @@ export function connectErrorCode(err: unknown): string {
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'UPSTREAM_DNS';
   if (code === 'ECONNREFUSED') return 'UPSTREAM_CONN_REFUSED';
   if (code === 'ETIMEDOUT' || /timed? ?out/i.test(msg)) return 'UPSTREAM_TIMEOUT';
+  // A 5xx (a proxy in front of a restarting server) is the service being down, not a no.
+  if (/Unexpected server response: 5\d\d/i.test(msg)) return 'UPSTREAM_HTTP_UNAVAILABLE';
   if (/Unexpected server response/i.test(msg)) return 'UPSTREAM_HTTP_REFUSED';
   return 'UPSTREAM_CONNECT_FAILED';
 }

@@ -2,33 +2,26 @@
 // server. MIME text first and about once a second, one access unit per binary message with
 // SPS/PPS in front of every IDR, keepalive by an empty binary message, never waits for a pong,
 // treats an immediate close as a refusal and backs off, and drops GOP tails under backpressure.
-import { openPangOrFail } from './pang-socket.js';
-import WebSocket from 'ws';
+// A record counts as delivered only once the upstream acknowledged it (issue 14): by the relay's
+// XACK where it sends one (a moth-edge relay asked with `ack=1`), else by the peer's TCP stack.
+import type WebSocket from 'ws';
 import {
   mimeBase,
   mimeKind,
   trackPath,
-  type BackoffOptions,
   type ConsumerHandle,
   type ConsumerStats,
   type TrackRef,
   type TrackSource,
 } from '../engine/api.js';
 import { ParamSetCache } from './h264-rtp.js';
-import { ReconnectingLink, type LinkStats } from './link.js';
-import { DrainMeter, UplinkEstimator, wsClientFrameBytes, type UplinkEstimate } from '../uplink/estimator.js';
+import type { LinkBackoff, LinkStats } from './link.js';
+import { AckMeter, UplinkEstimator, type UplinkEstimate } from '../uplink/estimator.js';
 import { DEFAULT_PRIORITY, DemandMeter, type TrackDemand, type TrackMode } from '../uplink/scheduler.js';
 import type { DeliverySink } from '../uplink/spans.js';
 import { UplinkEncoderCap } from '../uplink/encoder-cap.js';
-import {
-  classifyClose,
-  connectErrorCode,
-  GopGate,
-  pangSessionUrl,
-  redactPangUrl,
-  type EgressLog,
-  type PangEndpoint,
-} from './pang-link.js';
+import { GopGate, pangSessionUrl, redactPangUrl, type EgressLog, type PangEndpoint } from './pang-link.js';
+import { PangLink, sanitizeSecret, type PangSessionStats, type PangTcpOptions } from './pang-session.js';
 
 export interface PangPublisherOptions {
   name: string;
@@ -39,7 +32,7 @@ export interface PangPublisherOptions {
   maxBufferedBytes: number;
   source: TrackSource;
   log: EgressLog;
-  backoff: BackoffOptions;
+  backoff: LinkBackoff;
   /** Moth closes a publisher after `timeout` s of silence; 20 s keeps well inside the 30 s default. */
   keepaliveMs?: number;
   /** New subscribers ignore data until they have a MIME: re-send it about once a second. */
@@ -49,14 +42,11 @@ export interface PangPublisherOptions {
   handshakeTimeoutMs?: number;
   /** Byte ceiling of this link's engine consumer queue (the socket ceiling comes first). */
   consumerCeilingBytes?: number;
-  /**
-   * A socket whose backlog has not shrunk for this long is stalled (the server stopped reading):
-   * reconnect instead of sitting on a dead session. 30 s matches Moth's default idle timeout.
-   */
-  stallTimeoutMs?: number;
+  /** TCP settings of the link (dead-path detection, send buffer sizing): DEFAULT_PANG_TCP. */
+  tcp?: Partial<PangTcpOptions> | undefined;
   /**
    * Uplink priority (issue 8; higher wins). Only read by an uplink scheduler; when none drives
-   * this link (no priorities configured) the mode stays full and nothing changes.
+   * this link the mode stays full and nothing changes.
    */
   priority?: number | undefined;
   /**
@@ -65,10 +55,8 @@ export interface PangPublisherOptions {
    */
   spans?: DeliverySink | undefined;
   /**
-   * A frame counts as delivered once its last byte left the socket buffer (bufferedAmount drained
-   * past it) AND the session then stayed up this long. A session that dies sooner takes the
-   * frames of this window with it as not delivered (they are backfilled): bytes that left the
-   * socket may still sit in kernel or network buffers when a link is cut. 1 s; 0 = drain only.
+   * Extra hold after the acknowledgement before a record counts as delivered (ms). 0: the ack is
+   * the delivery (issue 14). Kept for links whose upstream acknowledges before it stores.
    */
   confirmMs?: number;
   /**
@@ -78,8 +66,16 @@ export interface PangPublisherOptions {
    * would deliver a record of the outage twice.
    */
   backfilled?: boolean;
+  /**
+   * A new session replays the engine's cached GOP so video is live at once. Moth's relay keeps a
+   * small ring per track and a reader more than a couple of slots behind skips to the newest, so a
+   * back-to-back replay loses its first keyframe there: the replay goes out at most one message per
+   * this many ms until the session has caught up with live (issue 14). 0 = unpaced.
+   */
+  replayIntervalMs?: number;
+  /** Ask the upstream for delivery acks (`ack=1`; a Moth ignores it, a moth-edge relay answers XACK). */
+  requestAcks?: boolean;
 }
-
 export interface PangPublisherStats extends LinkStats {
   track: string;
   framesOut: number;
@@ -95,10 +91,12 @@ export interface PangPublisherStats extends LinkStats {
   waitingForKeyframe: boolean;
   dropped: { gopTail: number; bufferFull: number; noMime: number };
   droppedBytes: number;
+  /** Messages of a new session's cache replay sent paced (issue 14: Moth's relay ring). */
+  replayPaced: number;
   consumer: ConsumerStats | null;
   /** Drops inside the engine queue, summed over past sessions. */
   consumerDroppedTotal: number;
-  /** Usable upstream rate measured from this socket's bufferedAmount drain (issue 8). */
+  /** Usable upstream rate measured from what this socket got acknowledged (issues 8, 14). */
   uplink: UplinkEstimate;
   /** Uplink priority mode set by the scheduler and what it cost (video only; data is never gated). */
   priority: {
@@ -111,26 +109,28 @@ export interface PangPublisherStats extends LinkStats {
     keyframeBytesPerSec: number;
     encodingCap: { bytesPerSec: number | null; uncappedBytesPerSec: number | null; unsupported: boolean; requests: number; refused: number; lifts: number };
   };
-  /** Frames reported to the span log (delivered), and those lost with a session's socket buffer. */
-  spans: { delivered: number; lostInSocket: number; lostUnconfirmed: number; untracked: number; inSocket: number; breaks: number };
+  /**
+   * Records reported delivered (acknowledged), and those a session took with it: `inDoubt` had
+   * reached the kernel unacknowledged (the peer may have them: a backfilled copy may duplicate
+   * them, and this count bounds those duplicates), `unsent` never left ws's buffer. `unacked`: in
+   * flight now.
+   */
+  spans: { delivered: number; inDoubt: number; unsent: number; untracked: number; unacked: number; breaks: number };
+  /** The TCP truth of the session (issue 14). */
+  link: PangSessionStats;
 }
 
-export class PangPublisher extends ReconnectingLink {
-  private ws: WebSocket | null = null;
+export class PangPublisher extends PangLink {
   private consumer: ConsumerHandle | null = null;
   private timer: NodeJS.Timeout | null = null;
-  private openedAt = 0;
+  private paceTimer: NodeJS.Timeout | null = null;
   private lastSendAt = 0;
   private lastMimeAt = 0;
-  private lastBuffered = 0;
-  private lastProgressAt = 0;
   private sentMime: string | undefined;
   private gate: GopGate;
   private params = new ParamSetCache();
   private pumping = false;
-  private connectError: string | null = null;
-  private readonly url: string;
-  private readonly o: Required<Omit<PangPublisherOptions, 'caFile' | 'insecure' | 'priority' | 'spans'>> & Pick<PangPublisherOptions, 'caFile' | 'insecure' | 'priority' | 'spans'>;
+  private readonly o: Required<Omit<PangPublisherOptions, 'caFile' | 'insecure' | 'priority' | 'spans' | 'tcp'>> & Pick<PangPublisherOptions, 'caFile' | 'insecure' | 'priority' | 'spans'>;
   private readonly trackName: string;
   private c = {
     framesOut: 0,
@@ -142,11 +142,10 @@ export class PangPublisher extends ReconnectingLink {
     noMime: 0,
     peakBufferedBytes: 0,
     consumerDroppedTotal: 0,
+    replayPaced: 0,
   };
-  /** Bytes handed to the socket incl. WebSocket framing (what bufferedAmount counts). */
-  private wireOut = 0;
-  private readonly drain = new DrainMeter('pang');
-  /** Upstream budget estimate from the socket's drain; read by the uplink scheduler. */
+  private readonly meter = new AckMeter('pang');
+  /** Upstream budget estimate from what this socket got acknowledged; read by the uplink scheduler. */
   readonly uplink = new UplinkEstimator();
   private mode: TrackMode = 'full';
   private sessionCount = 0;
@@ -156,22 +155,38 @@ export class PangPublisher extends ReconnectingLink {
   private readonly pc = { keyframesOnly: 0, paused: 0, droppedBytes: 0 };
   /** Encoder cap asked of the source by the uplink scheduler (issue 8 step 5). */
   private readonly cap: UplinkEncoderCap;
-  /** Frames not yet confirmed: wire offset of their last byte, and when it left the socket buffer. */
-  private inFlight: Array<{ end: number; wall: number; bytes: number; drainedAt: number }> = [];
+  /**
+   * Records sent and not yet acknowledged: wire offset of their last byte, message number, capture
+   * wallclock, and when the acknowledgement was first seen (-1: not yet).
+   */
+  private inFlight: Array<{ end: number; msg: number; wall: number; bytes: number; ackedAt: number }> = [];
   private inFlightHead = 0;
-  /** First in-flight frame not yet drained from the socket buffer (index into inFlight). */
-  private drainIdx = 0;
-  private readonly sc = { delivered: 0, lostInSocket: 0, lostUnconfirmed: 0, untracked: 0, breaks: 0 };
+  private readonly sc = { delivered: 0, inDoubt: 0, unsent: 0, untracked: 0, breaks: 0 };
   /** Engine queue drops seen so far this session (a new drop breaks the delivered span). */
   private consumerDrops = 0;
+  /** The session replays the engine's cache until its queue first runs dry: paced (Moth's ring). */
+  private replaying = false;
   /** Called with every binary payload right after ws.send (tests, latency bench). */
   onSent: ((data: Buffer, key: boolean, ts: number) => void) | null = null;
 
   constructor(opts: PangPublisherOptions) {
-    const url = pangSessionUrl(opts.endpoint, 'pub');
-    super(opts.name, 'pang-pub', redactPangUrl(url), opts.log, opts.backoff);
-    this.url = url;
+    const url = pangSessionUrl(opts.endpoint, 'pub', opts.requestAcks === false ? {} : { ack: '1' });
+    super({
+      name: opts.name,
+      kind: 'pang-pub',
+      url,
+      target: redactPangUrl(url),
+      secret: opts.endpoint.key,
+      caFile: opts.caFile,
+      insecure: opts.insecure,
+      log: opts.log,
+      backoff: opts.backoff,
+      handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 10_000,
+      refusalWindowMs: opts.refusalWindowMs ?? 3000,
+      tcp: opts.tcp,
+    });
     this.cap = new UplinkEncoderCap(opts.source);
+    const { tcp: _tcp, ...rest } = opts;
     this.o = {
       keepaliveMs: 20_000,
       mimeResendMs: 1000,
@@ -179,36 +194,20 @@ export class PangPublisher extends ReconnectingLink {
       handshakeTimeoutMs: 10_000,
       // 4 MB: room for about two 720p GOPs; the socket ceiling decides drops long before this.
       consumerCeilingBytes: 4 * 1024 * 1024,
-      stallTimeoutMs: 30_000,
-      confirmMs: 1000,
+      confirmMs: 0,
       backfilled: false,
-      ...opts,
+      replayIntervalMs: 20,
+      requestAcks: true,
+      ...rest,
     };
     this.trackName = trackPath(opts.from);
     this.gate = new GopGate(opts.maxBufferedBytes);
   }
 
-  protected attempt(): void {
-    this.connectError = null;
-    const ws = openPangOrFail(this.url, { handshakeTimeoutMs: this.o.handshakeTimeoutMs, insecure: this.o.insecure, caFile: this.o.caFile }, (code, msg) => this.failed(code, msg));
-    if (!ws) return;
-    this.ws = ws;
-    ws.on('open', () => this.onOpen(ws));
-    ws.on('error', (err) => {
-      // ws follows every error with 'close'; remember why, without the URL (it holds the key).
-      this.connectError = `${connectErrorCode(err)}|${sanitize(err.message, this.o.endpoint.key)}`;
-    });
-    ws.on('close', (code) => this.onClose(ws, code));
-    // Inbound messages (bundle mode echoes) are ignored; a Moth never sends pongs, we never ping.
-  }
-
-  private onOpen(ws: WebSocket): void {
-    if (ws !== this.ws) return;
-    this.openedAt = Date.now();
-    this.lastSendAt = this.openedAt;
-    this.lastProgressAt = this.openedAt;
-    this.lastBuffered = 0;
-    this.drain.reset();
+  protected onOpen(ws: WebSocket): void {
+    const now = Date.now();
+    this.lastSendAt = now;
+    this.meter.reset();
     if (this.sessionCount++ > 0) {
       // A new session after a drop: the old estimate described the dead path, and a reduced mode
       // would hold video back until a probe. Start full; the scheduler steps down again within a
@@ -219,29 +218,29 @@ export class PangPublisher extends ReconnectingLink {
     }
     this.sentMime = undefined;
     this.gate.reset(); // the parameter-set cache stays: a camera may send SPS/PPS only once
+    const fromCache = !(this.o.backfilled === true && this.sessionCount > 1 && this.localKind() === 'data');
     let consumer: ConsumerHandle;
     try {
-      consumer = this.o.source.subscribe(this.o.from, {
-        label: `pang-up ${this.name}`,
-        ceilingBytes: this.o.consumerCeilingBytes,
-        fromCache: !(this.o.backfilled === true && this.sessionCount > 1 && this.localKind() === 'data'),
-      });
+      consumer = this.o.source.subscribe(this.o.from, { label: `pang-up ${this.name}`, ceilingBytes: this.o.consumerCeilingBytes, fromCache });
     } catch (err) {
       // e.g. UNKNOWN_CHANNEL: a config naming a channel the engine does not have. Back off, never throw from a socket event.
       const e = err as { code?: unknown; message?: unknown };
-      this.failed(typeof e.code === 'string' ? e.code : 'LOCAL_TRACK_UNAVAILABLE', String(e.message ?? err));
+      this.failed(typeof e.code === 'string' ? e.code : 'LOCAL_TRACK_UNAVAILABLE', String(e.message ?? err), 'refused');
       return;
     }
     this.consumer = consumer;
     this.consumerDrops = 0;
+    this.replaying = fromCache && this.o.replayIntervalMs > 0;
     consumer.onReadable(() => this.pump());
     consumer.onClose((reason) => {
       if (consumer === this.consumer) this.failed('SOURCE_CLOSED', `local track closed: ${reason}`);
     });
     this.sendMime(consumer.mime());
-    const tick = Math.max(10, Math.min(this.o.mimeResendMs, this.o.keepaliveMs, this.o.refusalWindowMs) / 2);
+    // 250 ms: acknowledgements settle and a dead path is judged at this cadence (issue 14).
+    const tick = Math.max(10, Math.min(250, this.o.mimeResendMs / 2, this.o.keepaliveMs / 2, this.o.refusalWindowMs / 2));
     this.timer = setInterval(() => this.onTick(), tick);
     this.timer.unref?.();
+    void ws;
     this.pump();
   }
 
@@ -253,38 +252,30 @@ export class PangPublisher extends ReconnectingLink {
   }
 
   private onTick(): void {
-    const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    if (!this.ws) return;
     const now = Date.now();
+    if (!this.checkLink(now)) return; // dead path: the session ended, its unacknowledged records are owed
     const mime = this.consumer?.mime() ?? this.sentMime;
     if (mime && now - this.lastMimeAt >= this.o.mimeResendMs) this.sendMime(mime);
     // Still open after the refusal window: the server accepted us even if the track is idle.
     if (now - this.openedAt >= this.o.refusalWindowMs) this.up();
     if (now - this.lastSendAt >= this.o.keepaliveMs) {
       // Moth never answers pings: keep alive with an empty binary message.
-      ws.send(Buffer.alloc(0), { binary: true });
-      this.wireOut += wsClientFrameBytes(0);
+      this.sendBinary(Buffer.alloc(0));
       this.lastSendAt = now;
       this.c.keepalives++;
     }
-    this.trackBuffered(ws);
-    const buffered = ws.bufferedAmount;
-    this.settleInFlight(buffered, now);
-    const sample = this.drain.observe(now, this.wireOut, buffered);
+    const buffered = this.bufferedBytes;
+    if (buffered > this.c.peakBufferedBytes) this.c.peakBufferedBytes = buffered;
+    const sample = this.meter.observe(now, this.ackedWire, buffered > 0);
     if (sample) this.uplink.add(sample);
+    this.sizeSendBuffer(this.uplink.estimate(now).bytesPerSec);
     this.demand.tick(now);
-    if (buffered === 0 || buffered < this.lastBuffered) this.lastProgressAt = now;
-    this.lastBuffered = buffered;
-    if (buffered > 0 && now - this.lastProgressAt > this.o.stallTimeoutMs) {
-      this.failed('UPSTREAM_STALLED', `no bytes accepted by the server for ${Math.round((now - this.lastProgressAt) / 1000)} s (${buffered} B waiting)`);
-    }
   }
 
   private sendMime(mime: string | undefined): void {
-    const ws = this.ws;
-    if (!mime || !ws || ws.readyState !== WebSocket.OPEN) return;
-    ws.send(mime, { binary: false });
-    this.wireOut += wsClientFrameBytes(Buffer.byteLength(mime));
+    if (!mime || !this.ws) return;
+    this.sendText(mime);
     this.sentMime = mime;
     this.c.mimeSends++;
     this.lastSendAt = this.lastMimeAt = Date.now();
@@ -297,13 +288,22 @@ export class PangPublisher extends ReconnectingLink {
       for (;;) {
         const ws = this.ws;
         const consumer = this.consumer;
-        if (!ws || !consumer || ws.readyState !== WebSocket.OPEN) return;
+        if (!ws || !consumer || this.openedAt === 0) return;
+        if (this.replaying) {
+          const wait = this.lastSendAt + this.o.replayIntervalMs - Date.now();
+          if (this.c.framesOut > 0 && wait > 0) {
+            this.schedulePace(wait);
+            return;
+          }
+        }
         const item = consumer.next();
-        if (!item) return;
+        if (!item) {
+          this.replaying = false; // caught up with live: natural pace from here
+          return;
+        }
         if (item.type === 'text') {
           // REXT/XCMD texts are forwarded as sent; a MIME change comes through item.mime.
-          ws.send(item.text, { binary: false });
-          this.wireOut += wsClientFrameBytes(Buffer.byteLength(item.text));
+          this.sendText(item.text);
           this.c.textsOut++;
           continue;
         }
@@ -326,18 +326,19 @@ export class PangPublisher extends ReconnectingLink {
             this.breakSpan();
           }
         }
-        const decision = this.gate.decide(kind, item.frame.key, data.length, ws.bufferedAmount);
+        const decision = this.gate.decide(kind, item.frame.key, data.length, this.bufferedBytes);
         if (decision !== 'send') {
           if (kind !== 'video') this.breakSpan();
           continue;
         }
-        ws.send(data, { binary: true });
-        this.wireOut += wsClientFrameBytes(data.length);
-        if (this.o.spans) this.trackInFlight(ws, item.frame.wallclock, data.length);
+        this.sendBinary(data);
+        if (this.replaying) this.c.replayPaced++;
+        if (this.o.spans) this.trackInFlight(item.frame.wallclock, data.length);
         this.lastSendAt = Date.now();
         this.c.framesOut++;
         this.c.bytesOut += data.length;
-        this.trackBuffered(ws);
+        const buffered = this.bufferedBytes;
+        if (buffered > this.c.peakBufferedBytes) this.c.peakBufferedBytes = buffered;
         this.onSent?.(data, item.frame.key, item.frame.ts);
         this.up();
       }
@@ -346,39 +347,50 @@ export class PangPublisher extends ReconnectingLink {
     }
   }
 
+  private schedulePace(ms: number): void {
+    if (this.paceTimer) return;
+    this.paceTimer = setTimeout(() => {
+      this.paceTimer = null;
+      this.pump();
+    }, Math.max(1, Math.ceil(ms)));
+    this.paceTimer.unref?.();
+  }
+
   // Bounded by the socket ceiling in practice; 65 536 entries is ~2 min of a 500 Hz data track.
   private static readonly MAX_IN_FLIGHT = 65_536;
 
-  private trackInFlight(ws: WebSocket, wall: number, bytes: number): void {
+  private trackInFlight(wall: number, bytes: number): void {
     if (this.inFlight.length - this.inFlightHead >= PangPublisher.MAX_IN_FLIGHT) {
       this.inFlightHead++;
       this.sc.untracked++;
       this.breakSpan();
     }
-    this.inFlight.push({ end: this.wireOut, wall, bytes, drainedAt: -1 });
-    this.settleInFlight(ws.bufferedAmount, Date.now());
+    this.inFlight.push({ end: this.wireOut, msg: this.msgsOut, wall, bytes, ackedAt: -1 });
   }
 
   /**
-   * Frames whose last byte left the socket buffer, and stayed gone for confirmMs with the session
-   * up, count as delivered live.
+   * Records the upstream acknowledged (its XACK count, or the peer's TCP stack) count as delivered
+   * live once confirmMs has passed since (0 by default: the ack is the delivery).
    */
-  private settleInFlight(buffered: number, now: number): void {
+  protected override onAcked(): void {
     const spans = this.o.spans;
     if (!spans) return;
-    const drained = this.wireOut - buffered;
-    if (this.drainIdx < this.inFlightHead) this.drainIdx = this.inFlightHead;
-    while (this.drainIdx < this.inFlight.length && this.inFlight[this.drainIdx]!.end <= drained) this.inFlight[this.drainIdx++]!.drainedAt = now;
+    const now = Date.now();
+    const byMsg = this.upstreamAcks;
+    const upTo = byMsg ? (this.upstreamReceived ?? 0) : this.ackedWire;
     while (this.inFlightHead < this.inFlight.length) {
       const f = this.inFlight[this.inFlightHead]!;
-      if (f.drainedAt < 0 || now - f.drainedAt < this.o.confirmMs) break;
+      if (f.ackedAt < 0) {
+        if ((byMsg ? f.msg : f.end) > upTo) break;
+        f.ackedAt = now;
+      }
+      if (now - f.ackedAt < this.o.confirmMs) break;
       this.inFlightHead++;
       spans.add(this.trackName, f.wall, f.bytes);
       this.sc.delivered++;
     }
     if (this.inFlightHead > 1024 && this.inFlightHead * 2 > this.inFlight.length) {
       this.inFlight = this.inFlight.slice(this.inFlightHead);
-      this.drainIdx = Math.max(0, this.drainIdx - this.inFlightHead);
       this.inFlightHead = 0;
     }
   }
@@ -390,8 +402,9 @@ export class PangPublisher extends ReconnectingLink {
   }
 
   /**
-   * Capture wallclock of the oldest frame this link still has in flight (sent, not yet confirmed),
-   * or null when none: backfill must not touch anything from there on, it may still arrive live.
+   * Capture wallclock of the oldest frame this link still has in flight (sent, not yet
+   * acknowledged), or null when none: backfill must not touch anything from there on, it may
+   * still arrive live.
    */
   pendingSinceWall(): number | null {
     return this.inFlightHead < this.inFlight.length ? this.inFlight[this.inFlightHead]!.wall : null;
@@ -405,11 +418,6 @@ export class PangPublisher extends ReconnectingLink {
   /** The local track this link publishes. */
   get from(): TrackRef {
     return this.o.from;
-  }
-
-  /** bytes waiting in the socket now (the backfill yields while a live link holds a backlog). */
-  get bufferedBytes(): number {
-    return this.ws?.bufferedAmount ?? 0;
   }
 
   /** The uplink scheduler's gate in front of the send (video only). */
@@ -471,46 +479,29 @@ export class PangPublisher extends ReconnectingLink {
     };
   }
 
-  private trackBuffered(ws: WebSocket): void {
-    if (ws.bufferedAmount > this.c.peakBufferedBytes) this.c.peakBufferedBytes = ws.bufferedAmount;
+  protected override failed(code: string, message: string, cls?: 'refused' | 'network'): void {
+    if (code === 'UPSTREAM_REFUSED') this.c.refusals++;
+    super.failed(code, message, cls);
   }
 
-  private onClose(ws: WebSocket, code: number): void {
-    if (ws !== this.ws) return;
-    const opened = this.openedAt > 0;
-    const since = opened ? Date.now() - this.openedAt : 0;
-    if (!opened) {
-      const [errCode, msg] = (this.connectError ?? 'UPSTREAM_CONNECT_FAILED|connection failed').split('|', 2);
-      this.failed(errCode!, msg ?? 'connection failed');
-      return;
-    }
-    const kind = classifyClose(code, since, this.o.refusalWindowMs);
-    if (kind === 'refused') {
-      this.c.refusals++;
-      this.failed('UPSTREAM_REFUSED', `server closed the session ${since} ms after the upgrade (code ${code}): wrong key, unknown channel or track busy`);
-    } else if (kind === 'dropped') {
-      this.failed('UPSTREAM_DROPPED', `session lost after ${Math.round(since / 1000)} s (code ${code})`);
-    } else {
-      this.failed('UPSTREAM_CLOSED', `server closed the session (code ${code})`);
-    }
-  }
-
-  protected teardown(): void {
+  protected endSession(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    const now = Date.now();
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.settleInFlight(this.ws.bufferedAmount, now);
-    // Still in the socket, or left it less than confirmMs ago, when the session ended: not counted
-    // live (a cut link loses what sat in kernel and network buffers): backfill sends it again.
+    if (this.paceTimer) clearTimeout(this.paceTimer);
+    this.paceTimer = null;
+    // Not acknowledged when the session ended: not delivered (the backfill sends them again).
+    // Still in ws's buffer: never reached the kernel, certainly lost. In the kernel: in doubt —
+    // the peer may have got them, so a backfilled copy may be a duplicate (bounded by this count).
+    const reachedKernel = this.wireOut - this.bufferedBytes;
     for (let i = this.inFlightHead; i < this.inFlight.length; i++) {
-      if (this.inFlight[i]!.drainedAt < 0) this.sc.lostInSocket++;
-      else this.sc.lostUnconfirmed++;
+      if (this.inFlight[i]!.end > reachedKernel) this.sc.unsent++;
+      else this.sc.inDoubt++;
     }
     // Frames captured while no session runs are not delivered: the next span starts fresh.
     this.breakSpan();
     this.inFlight = [];
     this.inFlightHead = 0;
-    this.drainIdx = 0;
+    this.replaying = false;
     const consumer = this.consumer;
     this.consumer = null;
     if (consumer) {
@@ -522,22 +513,9 @@ export class PangPublisher extends ReconnectingLink {
         // engine consumers close idempotently; nothing to recover here
       }
     }
-    const ws = this.ws;
-    this.ws = null;
-    this.openedAt = 0;
-    if (ws) {
-      ws.removeAllListeners('open');
-      ws.on('error', () => {}); // late errors of a socket we are abandoning
-      try {
-        ws.terminate();
-      } catch {
-        // terminate on a never-connected socket can throw in old ws versions
-      }
-    }
   }
 
   stats(): PangPublisherStats {
-    const ws = this.ws;
     return {
       ...this.baseStats(),
       track: trackPath(this.o.from),
@@ -548,12 +526,13 @@ export class PangPublisher extends ReconnectingLink {
       keepalives: this.c.keepalives,
       refusals: this.c.refusals,
       paramSetsPrepended: this.params.prepended,
-      bufferedBytes: ws ? ws.bufferedAmount : 0,
+      bufferedBytes: this.bufferedBytes,
       maxBufferedBytes: this.o.maxBufferedBytes,
       peakBufferedBytes: this.c.peakBufferedBytes,
       waitingForKeyframe: this.gate.waitingForKeyframe,
       dropped: { gopTail: this.gate.dropped.gopTail, bufferFull: this.gate.dropped.bufferFull, noMime: this.c.noMime },
       droppedBytes: this.gate.droppedBytes,
+      replayPaced: this.c.replayPaced,
       consumer: this.consumer ? this.consumer.stats() : null,
       consumerDroppedTotal: this.c.consumerDroppedTotal,
       uplink: this.uplink.estimate(Date.now()),
@@ -567,7 +546,8 @@ export class PangPublisher extends ReconnectingLink {
         keyframeBytesPerSec: this.demand.keyframeBytesPerSec,
         encodingCap: this.cap.stats(),
       },
-      spans: { ...this.sc, inSocket: this.inFlight.length - this.inFlightHead },
+      spans: { ...this.sc, unacked: this.inFlight.length - this.inFlightHead },
+      link: this.sessionStats(),
     };
   }
 }
@@ -580,9 +560,4 @@ function consumerDropCount(c: ConsumerHandle): number {
 }
 
 /** Error messages from ws/TLS may quote the URL: strip the key if it shows up. */
-export function sanitize(message: string, secret: string | undefined): string {
-  let m = message;
-  if (secret) m = m.split(secret).join('***');
-  m = m.replace(/([?&](?:key|token)=)[^&\s]+/gi, '$1***');
-  return m.slice(0, 300);
-}
+export const sanitize = sanitizeSecret;

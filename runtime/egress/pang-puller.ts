@@ -1,21 +1,17 @@
 // pang pull-down: one upstream track (/pang/ws/sub) → one local engine track, e.g. an operator's
 // audio or data track coming down to the robot. MIME from the first text (or REXTMIME), one
 // binary message = one frame; the empty keepalive binaries are not frames.
-import { openPangOrFail } from './pang-socket.js';
-import WebSocket, { type RawData } from 'ws';
-import {
-  captureClockUs,
-  mimeBase,
-  mimeKind,
-  trackPath,
-  type BackoffOptions,
-  type Frame,
-  type TrackRef,
-} from '../engine/api.js';
+// A link that mostly receives must still notice a dead path (issue 14): TCP keepalive probes, and
+// after readIdleMs with nothing received a binary "ping" (what Moth viewers send) whose missing
+// acknowledgement ends the session within deadAfterMs — instead of sitting "connected" through a
+// silent drop while the operator's commands are lost.
+import type WebSocket from 'ws';
+import type { RawData } from 'ws';
+import { captureClockUs, mimeBase, mimeKind, trackPath, type Frame, type TrackRef } from '../engine/api.js';
 import { isIdr } from './h264-rtp.js';
-import { ReconnectingLink, type LinkStats } from './link.js';
-import { classifyClose, connectErrorCode, pangSessionUrl, redactPangUrl, type EgressLog, type PangEndpoint } from './pang-link.js';
-import { sanitize } from './pang-publisher.js';
+import type { LinkBackoff, LinkStats } from './link.js';
+import { pangSessionUrl, redactPangUrl, type EgressLog, type PangEndpoint } from './pang-link.js';
+import { PangLink, type PangSessionStats, type PangTcpOptions } from './pang-session.js';
 
 /** Where a pulled-down or ingested track is written (the engine's publisher satisfies it). */
 export interface TrackWriter {
@@ -44,9 +40,12 @@ export interface PangPullerOptions {
   to: TrackRef;
   engine: TrackPublishing;
   log: EgressLog;
-  backoff: BackoffOptions;
+  backoff: LinkBackoff;
   /** Moth viewers keep a sub session alive with a binary "ping" message. */
   keepaliveMs?: number;
+  /** Nothing received for this long: send a "ping" so a dead path shows as unacknowledged bytes (3 s). */
+  readIdleMs?: number;
+  tcp?: Partial<PangTcpOptions> | undefined;
   refusalWindowMs?: number;
   handshakeTimeoutMs?: number;
   /** Largest accepted message: a hostile upstream cannot make us hold more (8 MB ≈ a 4K IDR). */
@@ -68,73 +67,74 @@ export interface PangPullerStats extends LinkStats {
   keepalivesIn: number;
   /** XCMD texts handed to the command handler (control track, issue 8). */
   commands: number;
+  /** "ping"s sent because nothing arrived for readIdleMs (liveness probes). */
+  idleProbes: number;
   dropped: { noMime: number; waitKeyframe: number };
+  link: PangSessionStats;
 }
 
-export class PangPuller extends ReconnectingLink {
-  private ws: WebSocket | null = null;
+export class PangPuller extends PangLink {
   private writer: TrackWriter | null = null;
   private timer: NodeJS.Timeout | null = null;
-  private acceptTimer: NodeJS.Timeout | null = null;
-  private openedAt = 0;
+  private lastInAt = 0;
+  private lastPingAt = 0;
   private mime: string | undefined;
   private needKey = true;
-  private connectError: string | null = null;
-  private readonly url: string;
-  private readonly o: PangPullerOptions & Required<Pick<PangPullerOptions, 'keepaliveMs' | 'refusalWindowMs' | 'handshakeTimeoutMs' | 'maxMessageBytes'>>;
-  private c = { framesIn: 0, bytesIn: 0, textsIn: 0, keepalivesIn: 0, noMime: 0, waitKeyframe: 0, commands: 0 };
+  private readonly o: PangPullerOptions & Required<Pick<PangPullerOptions, 'keepaliveMs' | 'readIdleMs' | 'refusalWindowMs' | 'handshakeTimeoutMs' | 'maxMessageBytes'>>;
+  private c = { framesIn: 0, bytesIn: 0, textsIn: 0, keepalivesIn: 0, noMime: 0, waitKeyframe: 0, commands: 0, idleProbes: 0 };
 
   constructor(opts: PangPullerOptions) {
     const url = pangSessionUrl(opts.endpoint, 'sub');
-    super(opts.name, 'pang-pull', redactPangUrl(url), opts.log, opts.backoff);
-    this.url = url;
-    this.o = { keepaliveMs: 20_000, refusalWindowMs: 3000, handshakeTimeoutMs: 10_000, maxMessageBytes: 8 * 1024 * 1024, ...opts };
+    const o = { keepaliveMs: 20_000, readIdleMs: 3000, refusalWindowMs: 3000, handshakeTimeoutMs: 10_000, maxMessageBytes: 8 * 1024 * 1024, ...opts };
+    super({
+      name: opts.name,
+      kind: 'pang-pull',
+      url,
+      target: redactPangUrl(url),
+      secret: opts.endpoint.key,
+      caFile: opts.caFile,
+      insecure: opts.insecure,
+      log: opts.log,
+      backoff: opts.backoff,
+      handshakeTimeoutMs: o.handshakeTimeoutMs,
+      refusalWindowMs: o.refusalWindowMs,
+      maxPayload: o.maxMessageBytes,
+      tcp: opts.tcp,
+    });
+    this.o = o;
   }
 
-  protected attempt(): void {
-    this.connectError = null;
-    const ws = openPangOrFail(this.url, { handshakeTimeoutMs: this.o.handshakeTimeoutMs, insecure: this.o.insecure, caFile: this.o.caFile, maxPayload: this.o.maxMessageBytes }, (code, msg) => this.failed(code, msg));
-    if (!ws) return;
-    this.ws = ws;
-    ws.on('open', () => {
-      if (ws !== this.ws) return;
-      this.openedAt = Date.now();
-      this.needKey = true;
-      // Still open after the refusal window: accepted, even before the upstream track has data.
-      this.acceptTimer = setTimeout(() => {
-        if (ws === this.ws && ws.readyState === WebSocket.OPEN) this.up();
-      }, this.o.refusalWindowMs);
-      this.acceptTimer.unref?.();
-      this.timer = setInterval(() => {
-        if (ws.readyState === WebSocket.OPEN) ws.send(Buffer.from('ping'), { binary: true });
-      }, this.o.keepaliveMs);
-      this.timer.unref?.();
-    });
-    ws.on('message', (raw, isBinary) => {
-      try {
-        this.onMessage(raw, isBinary);
-      } catch (err) {
-        const e = err as { code?: unknown; message?: unknown };
-        this.failed(typeof e.code === 'string' ? e.code : 'LOCAL_WRITE_FAILED', String(e.message ?? err));
-      }
-    });
-    ws.on('error', (err) => {
-      this.connectError = `${connectErrorCode(err)}|${sanitize(err.message, this.o.endpoint.key)}`;
-    });
-    ws.on('close', (code) => {
-      if (ws !== this.ws) return;
-      if (!this.openedAt) {
-        const [c, m] = (this.connectError ?? 'UPSTREAM_CONNECT_FAILED|connection failed').split('|', 2);
-        this.failed(c!, m ?? 'connection failed');
-        return;
-      }
-      const since = Date.now() - this.openedAt;
-      const kind = classifyClose(code, since, this.o.refusalWindowMs);
-      if (code === 1009) this.failed('UPSTREAM_MESSAGE_TOO_BIG', `a message exceeded ${this.o.maxMessageBytes} bytes`);
-      else if (kind === 'refused') this.failed('UPSTREAM_REFUSED', `server closed the session ${since} ms after the upgrade (code ${code})`);
-      else if (kind === 'dropped') this.failed('UPSTREAM_DROPPED', `session lost (code ${code})`);
-      else this.failed('UPSTREAM_CLOSED', `server closed the session (code ${code})`);
-    });
+  protected onOpen(_ws: WebSocket): void {
+    const now = Date.now();
+    this.needKey = true;
+    this.lastInAt = this.lastPingAt = now;
+    // 250 ms: the refusal window, the read-idle probe and a dead path are judged at this cadence.
+    this.timer = setInterval(() => this.onTick(), 250);
+    this.timer.unref?.();
+  }
+
+  private onTick(): void {
+    if (!this.ws) return;
+    const now = Date.now();
+    if (!this.checkLink(now)) return;
+    // Still open after the refusal window: accepted, even before the upstream track has data.
+    if (this.state !== 'connected' && now - this.openedAt >= this.o.refusalWindowMs) this.up();
+    const idle = now - this.lastInAt >= this.o.readIdleMs && now - this.lastPingAt >= this.o.readIdleMs;
+    if (idle || now - this.lastPingAt >= this.o.keepaliveMs) {
+      if (idle) this.c.idleProbes++;
+      this.sendBinary(Buffer.from('ping'));
+      this.lastPingAt = now;
+    }
+  }
+
+  protected override onMessage(raw: RawData, isBinary: boolean): void {
+    this.lastInAt = Date.now();
+    try {
+      this.handle(raw, isBinary);
+    } catch (err) {
+      const e = err as { code?: unknown; message?: unknown };
+      this.failed(typeof e.code === 'string' ? e.code : 'LOCAL_WRITE_FAILED', String(e.message ?? err));
+    }
   }
 
   private ensureWriter(): TrackWriter {
@@ -143,7 +143,7 @@ export class PangPuller extends ReconnectingLink {
     return this.writer;
   }
 
-  private onMessage(raw: RawData, isBinary: boolean): void {
+  private handle(raw: RawData, isBinary: boolean): void {
     const data = Array.isArray(raw) ? Buffer.concat(raw) : Buffer.isBuffer(raw) ? raw : Buffer.from(raw as ArrayBuffer);
     if (!isBinary) {
       this.c.textsIn++;
@@ -161,7 +161,7 @@ export class PangPuller extends ReconnectingLink {
           this.c.commands++;
           const reply = this.o.onCommand(text);
           if (reply !== null) {
-            if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(reply, { binary: false });
+            this.sendText(reply);
             return;
           }
         }
@@ -193,24 +193,9 @@ export class PangPuller extends ReconnectingLink {
     this.up();
   }
 
-  protected teardown(): void {
+  protected endSession(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    if (this.acceptTimer) clearTimeout(this.acceptTimer);
-    this.acceptTimer = null;
-    const ws = this.ws;
-    this.ws = null;
-    this.openedAt = 0;
-    if (ws) {
-      ws.removeAllListeners('open');
-      ws.removeAllListeners('message');
-      ws.on('error', () => {});
-      try {
-        ws.terminate();
-      } catch {
-        // a never-connected socket; nothing to release
-      }
-    }
   }
 
   override close(): void {
@@ -234,7 +219,9 @@ export class PangPuller extends ReconnectingLink {
       textsIn: this.c.textsIn,
       keepalivesIn: this.c.keepalivesIn,
       commands: this.c.commands,
+      idleProbes: this.c.idleProbes,
       dropped: { noMime: this.c.noMime, waitKeyframe: this.c.waitKeyframe },
+      link: this.sessionStats(),
     };
   }
 }

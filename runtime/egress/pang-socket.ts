@@ -2,6 +2,8 @@
 // or the insecure flag, no compression (media does not compress), a handshake deadline.
 
 import { readFileSync } from 'node:fs';
+import net, { type Socket } from 'node:net';
+import tls from 'node:tls';
 import { WebSocket } from 'ws';
 
 export interface PangSocketOptions {
@@ -10,6 +12,29 @@ export interface PangSocketOptions {
   caFile?: string;
   /** Largest inbound message (pull-down); ws's default otherwise. */
   maxPayload?: number;
+  /** Told about the raw TCP (or TLS) socket as soon as it exists, before it connects. */
+  onSocket?: (socket: Socket) => void;
+}
+
+/**
+ * ws's own socket factory, plus a hook: the link sees the socket before it connects (connect
+ * timeout of the TCP phase, socket options before any data, the fd for TCP_INFO).
+ */
+function socketFactory(secure: boolean, onSocket: (s: Socket) => void) {
+  return (options: tls.ConnectionOptions & net.NetConnectOpts & { socketPath?: string; servername?: string }): Socket => {
+    let s: Socket;
+    if (secure) {
+      // ws's tlsConnect: SNI with the host name, none for an IP literal.
+      (options as { path?: string }).path = undefined;
+      if (!options.servername && options.servername !== '') options.servername = net.isIP(options.host ?? '') ? '' : options.host;
+      s = tls.connect(options);
+    } else {
+      (options as { path?: string }).path = options.socketPath;
+      s = net.connect(options);
+    }
+    onSocket(s);
+    return s;
+  };
 }
 
 /** Opens the socket, or says why it cannot (an unreadable CA file) without throwing. */
@@ -23,6 +48,7 @@ export function openPangSocket(url: string, o: PangSocketOptions): { ws: WebSock
     }
   }
   const ws = new WebSocket(url, {
+    ...(o.onSocket ? { createConnection: socketFactory(/^wss:/i.test(url), o.onSocket) as never } : {}),
     handshakeTimeout: o.handshakeTimeoutMs,
     perMessageDeflate: false,
     rejectUnauthorized: !o.insecure,

@@ -84,6 +84,8 @@ function egressStats(s: Omit<EgressService, 'stats' | 'close'>) {
 
 export function createEgressService({ config, engine, log, ffmpegPath, peer, syncUploadedBytes, recordings, deliveryIndex }: EgressServiceDeps): EgressService {
   const backoff = config.backoff;
+  const lk = config.link;
+  const tcp = { deadAfterMs: lk.deadAfterMs, connectTimeoutMs: lk.connectTimeoutMs, notsentLowatBytes: lk.notsentLowatBytes, sndbufTargetMs: lk.sndbufTargetMs };
   const spans = new SpanLog();
   const backfilled = new SpanLog();
   // What each upstream got, keyed by upstream name: the backfill owes each upstream its own gaps.
@@ -108,6 +110,9 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
         }),
         confirmMs: config.backfill.confirmMs,
         backfilled: u.backfill !== false && recordings !== undefined,
+        tcp,
+        replayIntervalMs: lk.replayIntervalMs,
+        requestAcks: lk.upstreamAcks,
       }),
   );
   const bf = config.backfill;
@@ -139,8 +144,10 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
           liveLinks: () => upstream,
           lookbackMs: bf.lookbackMinutes * 60_000,
           settleMs: bf.settleMs,
-          confirmMs: bf.confirmMs,
           maxRateBytesPerSec: bf.maxBytesPerSec,
+          minIntervalMs: bf.minIntervalMs,
+          idleCloseMs: bf.idleCloseMs,
+          tcp,
         })
       : null;
   const pull = config.pull.map(
@@ -154,6 +161,7 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
         engine,
         log,
         backoff,
+        tcp,
         onCommand: p.commands ? (text: string) => backfill?.handleXcmd(text) ?? `REXTXERR${JSON.stringify({ error: 'backfill needs recordings and a backfill upstream' })}` : undefined,
       }),
   );
@@ -176,8 +184,10 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
   // Default behaviour is unchanged unless a priority is configured somewhere. WHIP targets with a
   // priority join the pang links under one scheduler (their estimate comes from RTCP reports).
   const prioritizedWhip = whip.filter((_, k) => config.whip[k]!.priority !== undefined);
+  // On by default with any pang upstream (issue 14: the scheduler acts within seconds of a link
+  // thinning; data is never reduced), or any WHIP target with a priority.
   const uplinkController =
-    config.upstream.some((u) => u.priority !== undefined) || prioritizedWhip.length > 0
+    config.scheduler !== 'off' && (upstream.length > 0 || prioritizedWhip.length > 0)
       ? new UplinkController({ links: [...upstream, ...prioritizedWhip], log, backfill: backfill ?? undefined })
       : null;
   const whep = config.whep.enabled ? new WhepServer({ source: engine, log, maxSessions: config.whep.maxSessions, ...(peer ? { peer } : {}) }) : null;

@@ -100,6 +100,10 @@ export class Track {
   lastFrameTs: number | null = null;
   lastFrameWallclock: number | null = null;
   framesBeforeMime = 0;
+  /** Frames moved 1 µs past their predecessor to keep (track, wallclock) unique and ordered. */
+  identityAdjusted = 0;
+  /** Wallclock steps back of more than a second (the clock was set) taken as they are. */
+  clockSteps = 0;
   keyframeRequests = 0;
   keyframeRequestsUnserved = 0;
   encodingCapRequests = 0;
@@ -184,7 +188,8 @@ export class Track {
     }
   }
 
-  publish(frame: Frame, origin: number): void {
+  publish(input: Frame, origin: number): void {
+    const frame = this.identify(input);
     if (this.mime === undefined) this.framesBeforeMime++;
     const size = frame.data.length + ITEM_OVERHEAD;
     if (this.budget.wouldExceed(size)) this.shed(size);
@@ -201,6 +206,29 @@ export class Track {
     this.cache(held);
     for (const c of this.consumers) c.push(held);
     held.release();
+  }
+
+  /**
+   * A frame's identity on its track is its capture wallclock (issue 14): the delivery spans, the
+   * backfill and the gap report all key records by it. Records read in one serial chunk share a
+   * Date.now() and a capture µs, so a frame that does not come after the previous one is moved
+   * 1 µs past it (wallclock and ts alike; record files keep the f64 value exactly). A wallclock
+   * step back of more than a second is the clock being set (NTP at boot), not a burst: it is taken
+   * as it is, and counted.
+   */
+  private identify(frame: Frame): Frame {
+    const lastWall = this.lastFrameWallclock;
+    const lastTs = this.lastFrameTs;
+    let wall = frame.wallclock;
+    let ts = frame.ts;
+    if (lastWall !== null && wall <= lastWall) {
+      if (lastWall - wall <= 1000) wall = lastWall + 0.001;
+      else this.clockSteps++;
+    }
+    if (lastTs !== null && ts <= lastTs) ts = lastTs + 1;
+    if (wall === frame.wallclock && ts === frame.ts) return frame;
+    this.identityAdjusted++;
+    return { ts, wallclock: wall, key: frame.key, data: frame.data };
   }
 
   publishText(text: string, origin: number): void {
@@ -299,6 +327,8 @@ export class Track {
       keyframesIn: this.keyframesIn,
       textsIn: this.textsIn,
       framesBeforeMime: this.framesBeforeMime,
+      identityAdjusted: this.identityAdjusted,
+      clockSteps: this.clockSteps,
       mimeChanges: this.mimeChanges,
       fps: round2(this.rate.fps),
       bitrateBps: Math.round(this.rate.bitrate),

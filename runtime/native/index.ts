@@ -1,5 +1,6 @@
-// Loader for moth-native (runtime/native/srtp_send.c, binding.gyp at the package root): SRTP
-// protect + one sendmmsg() per RTP access unit for the WHIP/WHEP direct RTP path (issue 4).
+// Loader for moth-native (runtime/native/*.c, binding.gyp at the package root): SRTP protect +
+// one sendmmsg() per RTP access unit for the WHIP/WHEP direct RTP path (issue 4), and the TCP
+// send-side truth of an upstream link — TCP_INFO, SIOCOUTQ, socket options (issue 14).
 // node-gyp-build finds build/Release when built on this machine, else
 // prebuilds/<platform>-<arch>/ — the layout the arm64 bundle ships (board/bundle/build.ts).
 // The addon is optional at run time: when it is missing or fails to load, nativeSrtp() returns
@@ -25,6 +26,8 @@ interface Binding {
   sendAu(ctx: NativeSrtpContext, fd: number, addr: string, port: number, pt: number, firstSeq: number, timestamp: number, ssrc: number, roc: number, payloads: readonly Buffer[]): number;
   sendAnnexB(ctx: NativeSrtpContext, fd: number, addr: string, port: number, pt: number, firstSeq: number, timestamp: number, ssrc: number, roc: number, au: Buffer, mtu: number, plan: Uint32Array): number;
   packetize(au: Buffer, mtu: number, plan: Uint32Array): number;
+  tcpInfo(fd: number, out: Float64Array): boolean;
+  setTcpOption(fd: number, opt: number, value: number): number;
 }
 
 /**
@@ -73,16 +76,11 @@ export class NativeSrtp {
   }
 
   private call<T>(f: () => T): T {
-    try {
-      return f();
-    } catch (e) {
-      const code = (e as { code?: unknown }).code;
-      if (typeof code === 'string' && code.startsWith('NATIVE_')) throw new EdgeError(code, (e as Error).message, {}, { cause: e });
-      throw e;
-    }
+    return callNative(f);
   }
 }
 
+let binding: Partial<Binding> | null | undefined;
 let loaded: NativeSrtp | null | undefined;
 let loadError: string | null = null;
 
@@ -104,10 +102,10 @@ function packageRoot(): string | null {
   }
 }
 
-/** The addon, or null when it is not built for this platform or fails to load (see nativeSrtpError). */
-export function nativeSrtp(): NativeSrtp | null {
-  if (loaded !== undefined) return loaded;
-  loaded = null;
+/** The addon's raw exports once (null when disabled, not built or failing to load). */
+function loadBinding(): Partial<Binding> | null {
+  if (binding !== undefined) return binding;
+  binding = null;
   if (process.env.MOTH_NATIVE === '0') {
     loadError = 'disabled by MOTH_NATIVE=0';
     return null;
@@ -117,17 +115,89 @@ export function nativeSrtp(): NativeSrtp | null {
     if (!root) throw new Error('moth-edge package root not found');
     const require = createRequire(import.meta.url);
     const gypBuild = require('node-gyp-build') as (dir: string) => unknown;
-    const b = gypBuild(root) as Partial<Binding>;
-    if (typeof b.createContext !== 'function' || typeof b.protect !== 'function' || typeof b.sendAu !== 'function' || typeof b.sendAnnexB !== 'function' || typeof b.packetize !== 'function')
-      throw new Error('addon lacks createContext/protect/sendAu/sendAnnexB/packetize (rebuild it: npx node-gyp rebuild)');
-    loaded = new NativeSrtp(b as Binding);
+    binding = gypBuild(root) as Partial<Binding>;
   } catch (e) {
     loadError = (e as Error).message.split('\n')[0] ?? 'load failed';
   }
+  return binding;
+}
+
+/** The addon, or null when it is not built for this platform or fails to load (see nativeSrtpError). */
+export function nativeSrtp(): NativeSrtp | null {
+  if (loaded !== undefined) return loaded;
+  loaded = null;
+  const b = loadBinding();
+  if (!b) return null;
+  if (typeof b.createContext !== 'function' || typeof b.protect !== 'function' || typeof b.sendAu !== 'function' || typeof b.sendAnnexB !== 'function' || typeof b.packetize !== 'function') {
+    loadError = 'addon lacks createContext/protect/sendAu/sendAnnexB/packetize (rebuild it: npm rebuild moth-edge, or node-gyp rebuild)';
+    return null;
+  }
+  loaded = new NativeSrtp(b as Binding);
   return loaded;
 }
 
-/** Why nativeSrtp() returned null (null when it loaded or was not tried yet). */
+/** Fields of tcpInfo()'s output (runtime/native/tcp_link.c). */
+export const TCP_INFO = {
+  STATE: 0,
+  RTT_US: 1,
+  RTTVAR_US: 2,
+  UNACKED_SEGS: 3,
+  BYTES_ACKED: 4,
+  NOTSENT_BYTES: 5,
+  OUTQ_BYTES: 6,
+  LAST_ACK_RECV_MS: 7,
+  RETRANSMITS: 8,
+  SND_CWND: 9,
+  TOTAL_RETRANS: 10,
+  PROBES: 11,
+  BACKOFF: 12,
+  BYTES_SENT: 13,
+  DELIVERY_RATE: 14,
+  SND_MSS: 15,
+  FIELDS: 16,
+} as const;
+
+/** setTcpOption()'s option ids. */
+export const TCP_OPT = { NOTSENT_LOWAT: 1, SNDBUF: 2, USER_TIMEOUT: 3, KEEPALIVE: 4, KEEPIDLE: 5, KEEPINTVL: 6, KEEPCNT: 7, RCVBUF: 8 } as const;
+export type TcpOptId = (typeof TCP_OPT)[keyof typeof TCP_OPT];
+
+/** TCP send-side truth of one socket (typed errors, like NativeSrtp). */
+export class NativeTcp {
+  constructor(private readonly b: Pick<Binding, 'tcpInfo' | 'setTcpOption'>) {}
+
+  /** Fills `out` (TCP_INFO.FIELDS entries); false when fd is not a TCP socket. */
+  tcpInfo(fd: number, out: Float64Array): boolean {
+    return callNative(() => this.b.tcpInfo(fd, out));
+  }
+
+  /** Sets a socket option and returns what the kernel reports back (SO_SNDBUF comes back doubled). */
+  setTcpOption(fd: number, opt: TcpOptId, value: number): number {
+    return callNative(() => this.b.setTcpOption(fd, opt, value));
+  }
+}
+
+let tcp: NativeTcp | null | undefined;
+
+/** The TCP half of the addon, or null (missing, disabled, or an addon built before issue 14). */
+export function nativeTcp(): NativeTcp | null {
+  if (tcp !== undefined) return tcp;
+  const b = loadBinding();
+  tcp = b && typeof b.tcpInfo === 'function' && typeof b.setTcpOption === 'function' ? new NativeTcp(b as Binding) : null;
+  if (b && !tcp) loadError ??= 'addon lacks tcpInfo/setTcpOption (rebuild it)';
+  return tcp;
+}
+
+function callNative<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('NATIVE_')) throw new EdgeError(code, (e as Error).message, {}, { cause: e });
+    throw e;
+  }
+}
+
+/** Why nativeSrtp()/nativeTcp() returned null (null when it loaded or was not tried yet). */
 export function nativeSrtpError(): string | null {
   return loadError;
 }

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include "napi_args.h"
 
 #define PROFILE_CM_SHA1_80 1
 #define PROFILE_GCM_128 7
@@ -50,11 +51,6 @@ typedef struct {
   unsigned char* scratch; /* BATCH * MAX_PACKET */
   unsigned char stage[MAX_PACKET]; /* one FU-A payload (2 header bytes + slice) before protect */
 } srtp_ctx;
-
-static napi_value throw_code(napi_env env, const char* code, const char* msg) {
-  napi_throw_error(env, code, msg);
-  return NULL;
-}
 
 #define CHECK(call)                                                            \
   do {                                                                         \
@@ -77,24 +73,6 @@ static int get_buffer(napi_env env, napi_value v, unsigned char** data, size_t* 
   bool is = false;
   if (napi_is_buffer(env, v, &is) != napi_ok || !is) return 0;
   return napi_get_buffer_info(env, v, (void**)data, len) == napi_ok;
-}
-
-/* An integer 0..2^32-1 (NaN, fractions and negatives are refused, not truncated). */
-static int get_u32(napi_env env, napi_value v, uint32_t* out) {
-  napi_valuetype t;
-  double d;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number || napi_get_value_double(env, v, &d) != napi_ok) return 0;
-  if (!(d >= 0 && d <= 4294967295.0) || d != (double)(uint32_t)d) return 0;
-  *out = (uint32_t)d;
-  return 1;
-}
-
-/* A file descriptor: an integer 0..INT32_MAX. */
-static int get_fd(napi_env env, napi_value v, int32_t* out) {
-  uint32_t u;
-  if (!get_u32(env, v, &u) || u > 0x7fffffff) return 0;
-  *out = (int32_t)u;
-  return 1;
 }
 
 static srtp_ctx* get_ctx(napi_env env, napi_value v) {
@@ -508,6 +486,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"packetize", NULL, packetize, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  if (moth_tcp_register(env, exports) != napi_ok) return NULL;
   return exports;
 }
 

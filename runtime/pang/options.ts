@@ -23,6 +23,11 @@ export interface PangOptions {
   order: number | undefined;
   wait: 'force' | undefined;
   codec: PangCodec | undefined;
+  /**
+   * moth-edge extension (issue 14): a publisher asking `ack=1` gets `REXTXACK{"id":"rx","received":N}`
+   * texts back, N = binary messages this server took from the session. A Moth ignores the option.
+   */
+  ack: boolean;
 }
 
 export type ParseResult =
@@ -126,6 +131,13 @@ export function parsePangOptions(path: string, query: URLSearchParams): ParseRes
     codec = lc;
   }
 
+  const a = query.get('ack');
+  let ack = false;
+  if (a !== null && a !== '') {
+    if (a === '1' || a === 'true') ack = true;
+    else if (a !== '0' && a !== 'false') warnings.push(`ack=${a.slice(0, 32)} is not 1 or 0; ignored`);
+  }
+
   const key = query.get('key') ?? undefined;
   if (key !== undefined && key.length > MAX_KEY) return fail(`key longer than ${MAX_KEY} characters`);
   const mime = query.get('mime') ?? undefined;
@@ -135,7 +147,7 @@ export function parsePangOptions(path: string, query: URLSearchParams): ParseRes
 
   return {
     ok: true,
-    options: { role, channel, source, track, mode, style, timeout, key: key || undefined, mime: mime || undefined, len, total, order, wait, codec },
+    options: { role, channel, source, track, mode, style, timeout, key: key || undefined, mime: mime || undefined, len, total, order, wait, codec, ack },
     warnings,
   };
 }

@@ -22,7 +22,7 @@ import { ThrottledLog } from '../log.js';
 import { ctlError, ctlReply, parseCtl, type CtlRequest } from './ctl.js';
 import { parsePangOptions, type PangCodec, type PangOptions } from './options.js';
 import { secretEquals } from '../http/auth.js';
-import { CLOSE, detectKey, mimeFromText } from './wire.js';
+import { CLOSE, deliveryAckText, detectKey, mimeFromText } from './wire.js';
 
 /** The control side's hook (issue: control): commands over ctl and meb. */
 export interface PangCommandHandler {
@@ -79,6 +79,8 @@ export class PangServer {
   private ctlRequests = 0;
   private ctlErrors = 0;
   private keepalives = 0;
+  /** XACK delivery acks sent to publishers that asked with ack=1 (issue 14). */
+  private acksSent = 0;
   private optionWarnings = 0;
 
   constructor(
@@ -222,6 +224,18 @@ export class PangServer {
       // Bundle mode: what subscribers send back reaches the publisher, bounded by its socket buffer.
       pub.onBack((item) => this.sendItem(s, item, true));
     }
+    // ack=1 (issue 14): tell the publisher how many binary messages this relay has taken, so it can
+    // call a record delivered when we hold it, not when a TCP stack acknowledged it. One text per
+    // 50 ms at most, only when the count moved.
+    let received = 0;
+    let ackTimer: NodeJS.Timeout | null = null;
+    const ackNow = (): void => {
+      ackTimer = null;
+      if (s.ws.readyState !== s.ws.OPEN) return;
+      this.sendRaw(s, deliveryAckText(received), false);
+      this.acksSent++;
+    };
+    if (o.ack) s.ws.once('close', () => ackTimer && clearTimeout(ackTimer));
     s.ws.on('message', (data: RawData, isBinary: boolean) => {
       lastIn = Date.now();
       const buf = toBuffer(data);
@@ -247,6 +261,11 @@ export class PangServer {
         this.opts.log.warn({ remote: s.remote, track: pub.ref.track }, 'pang publisher sent binary before any MIME; relaying it (viewers may ignore it until a MIME arrives)');
       }
       pub.write({ ts: captureClockUs(), wallclock: Date.now(), key: detectKey(mime, buf), data: buf });
+      received++;
+      if (o.ack && !ackTimer) {
+        ackTimer = setTimeout(ackNow, 50);
+        ackTimer.unref?.();
+      }
     });
     this.idleTimer(s, () => lastIn);
   }
@@ -525,6 +544,7 @@ export class PangServer {
       refused: { ...this.refused },
       idleClosed: this.idleClosed,
       keepalives: this.keepalives,
+      acksSent: this.acksSent,
       ctlRequests: this.ctlRequests,
       ctlErrors: this.ctlErrors,
       optionWarnings: this.optionWarnings,

@@ -43,3 +43,18 @@ export function detectKey(mime: string | undefined, data: Buffer): boolean {
   if (base === 'video/vp8') return data.length > 0 && (data[0]! & 1) === 0;
   return true;
 }
+
+/** `REXTXACK{"id":"rx","received":N}`: the relay got N binary messages of this session. */
+export function parseDeliveryAck(text: string): number | null {
+  if (!text.startsWith('REXTXACK{') || text.length > 256) return null;
+  try {
+    const j = JSON.parse(text.slice(8)) as { id?: unknown; received?: unknown };
+    return j.id === 'rx' && typeof j.received === 'number' && Number.isSafeInteger(j.received) && j.received >= 0 ? j.received : null;
+  } catch {
+    return null;
+  }
+}
+
+export function deliveryAckText(received: number): string {
+  return `REXTXACK${JSON.stringify({ id: 'rx', received })}`;
+}

@@ -2,22 +2,20 @@
 // recordings and sent upstream on a parallel track (`<track><suffix>`, MIME `ts+<mime>`, each
 // message = 8-byte capture wallclock µs + the original record), paced so live always goes first.
 //
-// Delivery guarantee (the same rule as the live publisher): a record counts delivered once its
-// last byte left the socket buffer and the session then stayed up `confirmMs`. Everything else —
-// queued, in the socket, or drained less than confirmMs before the session died — is not counted
-// and is offered again at the next scan. So every recorded record reaches the upstream AT LEAST
-// once; a duplicate is possible only for records the peer received during the last confirmMs
-// before a session died (live or backfill), and it carries the same timestamp. A record counted
-// delivered but lost is possible only when a link dies more than confirmMs after the bytes left
-// the socket without the socket noticing (a black hole longer than confirmMs before the stall
-// detector fires) — the price of a protocol without acknowledgements.
-import WebSocket from 'ws';
-import { mimeKind, trackPath, type BackoffOptions, type TrackRef } from '../engine/api.js';
-import { ReconnectingLink, type LinkStats } from '../egress/link.js';
-import { openPangOrFail } from '../egress/pang-socket.js';
-import { classifyClose, connectErrorCode, pangSessionUrl, redactPangUrl, type EgressLog, type PangEndpoint } from '../egress/pang-link.js';
-import { wsClientFrameBytes } from './estimator.js';
-import { sanitize } from '../egress/pang-publisher.js';
+// Delivery guarantee (the same rule as the live publisher, issue 14): a record counts delivered
+// once the upstream acknowledged it — a moth-edge relay's XACK count, else the peer's TCP stack
+// (TCP_INFO/SIOCOUTQ through moth-native, /proc/net/tcp without it). Everything else — queued,
+// in flight, unacknowledged when a session died — is not counted and is offered again at the next
+// scan. So every recorded record reaches the upstream AT LEAST once; a duplicate is possible only
+// for records in flight when a session died (counted `inDoubt`), and it carries the same
+// timestamp. Nothing is ever called delivered that the upstream's TCP stack did not acknowledge.
+// Messages are paced (minIntervalMs) for Moth's relay ring, and the session is open only while it
+// has work (idleCloseMs).
+import type WebSocket from 'ws';
+import { mimeKind, trackPath, type TrackRef } from '../engine/api.js';
+import type { LinkBackoff, LinkStats } from '../egress/link.js';
+import { pangSessionUrl, redactPangUrl, type EgressLog, type PangEndpoint } from '../egress/pang-link.js';
+import { PangLink, type PangSessionStats, type PangTcpOptions } from '../egress/pang-session.js';
 import { Coverage, owedIn, parseRangeRequest, parseXcmd, tsMime, tsPrefixed, xack, xerr, type RangeRequest } from './backfill-plan.js';
 import { rekey, SpanLog, teeSinks, type DeliverySink, type Span } from './spans.js';
 import { scanSegmentRecords, type RecordScan } from '../../recordings/record-reader.js';
@@ -55,11 +53,10 @@ export interface BackfillLinkOptions {
   /** The local track whose records this link carries (span rows are keyed by it). */
   from: TrackRef;
   log: EgressLog;
-  backoff: BackoffOptions;
+  backoff: LinkBackoff;
   sink: DeliverySink;
   /** True while a live link of the same uplink holds a backlog: backfill waits (live first). */
   liveBusy: () => boolean;
-  confirmMs?: number;
   /** Most bytes waiting in this socket: 32 KB keeps the backfill's share of a router queue small. */
   windowBytes?: number;
   minRateBytesPerSec?: number;
@@ -67,6 +64,13 @@ export interface BackfillLinkOptions {
   keepaliveMs?: number;
   mimeResendMs?: number;
   handshakeTimeoutMs?: number;
+  refusalWindowMs?: number;
+  /** At most one message per this many ms (Moth's relay ring, issue 14): 20 ms. 0 = unpaced. */
+  minIntervalMs?: number;
+  /** Leave the session after this long with nothing to carry: 5 s. */
+  idleCloseMs?: number;
+  requestAcks?: boolean;
+  tcp?: Partial<PangTcpOptions> | undefined;
   /** Called when the link becomes ready for a batch (opened, or its last batch confirmed). */
   onIdle?: () => void;
 }
@@ -79,57 +83,73 @@ export interface BackfillLinkStats extends LinkStats {
   sent: number;
   sentBytes: number;
   confirmed: number;
-  /** Sent, then the session died before they were confirmed: offered again later. */
-  unconfirmedLost: number;
+  /** Sent, then the session died before they were acknowledged: offered again later (possible duplicates). */
+  inDoubt: number;
+  /** Messages held back by the pacing (minIntervalMs). */
+  paced: number;
   /** Queued items thrown away at a session end (they are re-read from the recordings). */
   requeued: number;
   rateBytesPerSec: number;
   /** Ticks the backfill held back because a live link had a backlog. */
   yieldedToLive: number;
   mime: string | null;
+  link: PangSessionStats;
 }
 
-/** One upstream session carrying the backfill of one track. */
-export class BackfillLink extends ReconnectingLink {
-  private ws: WebSocket | null = null;
+/** One upstream session carrying the backfill of one track, open only while it has work. */
+export class BackfillLink extends PangLink {
   private timer: NodeJS.Timeout | null = null;
-  private openedAt = 0;
+  private paceTimer: NodeJS.Timeout | null = null;
   private lastSendAt = 0;
   private lastMimeAt = 0;
-  private connectError: string | null = null;
+  private lastActiveAt = 0;
   private mime: string | null = null;
   private queue: Item[] = [];
   private queueHead = 0;
   private queueBytes = 0;
-  private inFlight: Array<Item & { end: number; drainedAt: number }> = [];
+  private inFlight: Array<Item & { end: number; msg: number }> = [];
   private inFlightHead = 0;
-  private wireOut = 0;
   private tokens = 0;
   private lastRefill = 0;
   private rate: number;
   private limitedThisTick = false;
   private lastBatch = -1;
-  private readonly url: string;
   private readonly track: string;
-  private readonly o: Required<Omit<BackfillLinkOptions, 'caFile' | 'insecure' | 'onIdle'>> & Pick<BackfillLinkOptions, 'caFile' | 'insecure' | 'onIdle'>;
-  private readonly c = { sent: 0, sentBytes: 0, confirmed: 0, unconfirmedLost: 0, requeued: 0, yieldedToLive: 0 };
+  private readonly o: Required<Omit<BackfillLinkOptions, 'caFile' | 'insecure' | 'onIdle' | 'tcp'>> & Pick<BackfillLinkOptions, 'caFile' | 'insecure' | 'onIdle'>;
+  private readonly c = { sent: 0, sentBytes: 0, confirmed: 0, inDoubt: 0, requeued: 0, yieldedToLive: 0, paced: 0 };
   /** Cap from the uplink scheduler: what is left of the budget after every live track (null: none known). */
   private leftover: number | null = null;
 
   constructor(opts: BackfillLinkOptions) {
-    const url = pangSessionUrl(opts.endpoint, 'pub');
-    super(opts.name, 'pang-backfill', redactPangUrl(url), opts.log, opts.backoff);
-    this.url = url;
+    const url = pangSessionUrl(opts.endpoint, 'pub', opts.requestAcks === false ? {} : { ack: '1' });
+    super({
+      name: opts.name,
+      kind: 'pang-backfill',
+      url,
+      target: redactPangUrl(url),
+      secret: opts.endpoint.key,
+      caFile: opts.caFile,
+      insecure: opts.insecure,
+      log: opts.log,
+      backoff: opts.backoff,
+      handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 10_000,
+      refusalWindowMs: opts.refusalWindowMs ?? 3000,
+      tcp: opts.tcp,
+    });
     this.track = trackPath(opts.from);
+    const { tcp: _tcp, ...rest } = opts;
     this.o = {
-      confirmMs: 1000,
       windowBytes: 32 * 1024,
       minRateBytesPerSec: 4 * 1024,
       maxRateBytesPerSec: 1024 * 1024,
       keepaliveMs: 20_000,
       mimeResendMs: 1000,
       handshakeTimeoutMs: 10_000,
-      ...opts,
+      refusalWindowMs: 3000,
+      minIntervalMs: 20,
+      idleCloseMs: 5000,
+      requestAcks: true,
+      ...rest,
     };
     this.rate = Math.min(this.o.maxRateBytesPerSec, Math.max(this.o.minRateBytesPerSec, 32 * 1024));
   }
@@ -139,8 +159,23 @@ export class BackfillLink extends ReconnectingLink {
     return this.state === 'connected' && this.ws !== null && this.queueHead >= this.queue.length && this.inFlightHead >= this.inFlight.length;
   }
 
+  /** No session (never opened, or left for lack of work): open one with want(). */
+  get parked(): boolean {
+    return this.state === 'idle';
+  }
+
   get connected(): boolean {
-    return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+    return this.ws !== null && this.openedAt > 0;
+  }
+
+  /** Something is owed: open the session (idempotent). */
+  want(): void {
+    if (this.state === 'idle') this.start();
+  }
+
+  /** The first start is on demand; start() is kept for callers that want the session at once. */
+  override start(): void {
+    super.start();
   }
 
   setLeftover(bytesPerSec: number | null): void {
@@ -159,81 +194,68 @@ export class BackfillLink extends ReconnectingLink {
       this.queue.push({ wall: r.wallclock, data, bytes: r.payload.length, batch });
       this.queueBytes += data.length;
     }
+    this.lastActiveAt = Date.now();
     this.pump();
   }
 
-  protected attempt(): void {
-    this.connectError = null;
-    const ws = openPangOrFail(this.url, { handshakeTimeoutMs: this.o.handshakeTimeoutMs, insecure: this.o.insecure, caFile: this.o.caFile }, (code, msg) => this.failed(code, msg));
-    if (!ws) return;
-    this.ws = ws;
-    ws.on('open', () => {
-      if (ws !== this.ws) return;
-      this.openedAt = this.lastSendAt = Date.now();
-      this.lastRefill = Date.now();
-      this.tokens = 0;
-      this.up();
-      this.sendMime();
-      this.timer = setInterval(() => this.onTick(), 250);
-      this.timer.unref?.();
-      if (this.idle) this.o.onIdle?.();
-    });
-    ws.on('error', (err) => {
-      // ws/TLS messages may quote the URL: never let the stream key into stats or logs.
-      this.connectError = `${connectErrorCode(err)}|${sanitize(err.message, this.o.endpoint.key)}`;
-    });
-    ws.on('close', (code) => {
-      if (ws !== this.ws) return;
-      if (this.openedAt === 0) {
-        const [c, m] = (this.connectError ?? 'UPSTREAM_CONNECT_FAILED|connection failed').split('|', 2);
-        this.failed(c!, m ?? 'connection failed');
-        return;
-      }
-      const kind = classifyClose(code, Date.now() - this.openedAt);
-      this.failed(kind === 'refused' ? 'UPSTREAM_REFUSED' : kind === 'dropped' ? 'UPSTREAM_DROPPED' : 'UPSTREAM_CLOSED', `backfill session ended (code ${code})`);
-    });
+  protected onOpen(_ws: WebSocket): void {
+    const now = Date.now();
+    this.lastSendAt = this.lastActiveAt = now;
+    this.lastRefill = now;
+    this.tokens = 0;
+    this.up();
+    this.sendMime();
+    this.timer = setInterval(() => this.onTick(), 250);
+    this.timer.unref?.();
+    if (this.idle) this.o.onIdle?.();
   }
 
   private sendMime(): void {
-    const ws = this.ws;
-    if (!this.mime || !ws || ws.readyState !== WebSocket.OPEN) return;
-    ws.send(this.mime, { binary: false });
-    this.wireOut += wsClientFrameBytes(Buffer.byteLength(this.mime));
+    if (!this.mime || !this.connected) return;
+    this.sendText(this.mime);
     this.lastSendAt = this.lastMimeAt = Date.now();
   }
 
   private onTick(): void {
-    const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    if (!this.connected) return;
     const now = Date.now();
+    if (!this.checkLink(now)) return;
     if (this.mime && now - this.lastMimeAt >= this.o.mimeResendMs) this.sendMime();
     if (now - this.lastSendAt >= this.o.keepaliveMs) {
-      ws.send(Buffer.alloc(0), { binary: true });
-      this.wireOut += wsClientFrameBytes(0);
+      this.sendBinary(Buffer.alloc(0));
       this.lastSendAt = now;
     }
-    this.settle(now);
     // AIMD on the leftover: back off hard when live needs the link or our own bytes queue up,
     // grow gently while the rate (not the link) was what held us back.
     const busy = this.o.liveBusy();
     if (busy) this.c.yieldedToLive++;
-    if (busy || ws.bufferedAmount > this.o.windowBytes) this.rate = Math.max(this.o.minRateBytesPerSec, this.rate / 2);
+    if (busy || this.bufferedBytes > this.o.windowBytes) this.rate = Math.max(this.o.minRateBytesPerSec, this.rate / 2);
     else if (this.limitedThisTick) this.rate = Math.min(this.o.maxRateBytesPerSec, this.rate * 1.25 + 1024);
     if (this.leftover !== null) this.rate = Math.max(this.o.minRateBytesPerSec, Math.min(this.rate, this.leftover));
     this.limitedThisTick = false;
     this.pump();
+    // Nothing to carry for a while: leave the session (no idle `<track>.backfill` at the server).
+    if (this.idle && now - this.lastActiveAt >= this.o.idleCloseMs) this.park();
   }
 
   private pump(): void {
-    const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    if (!this.connected) return;
     const now = Date.now();
     // Token bucket: at most half a second of burst.
     this.tokens = Math.min(this.rate / 2, this.tokens + ((now - this.lastRefill) / 1000) * this.rate);
     this.lastRefill = now;
     if (this.o.liveBusy()) return;
     while (this.queueHead < this.queue.length) {
-      if (ws.bufferedAmount > this.o.windowBytes) return;
+      if (this.bufferedBytes > this.o.windowBytes) return;
+      // One message per minIntervalMs: a Moth relay's reader more than a couple of ring slots
+      // behind skips to the newest message, so a back-to-back burst reaches its subscribers as a
+      // handful of records (issue 14; the README's "Delivery to a Moth relay").
+      const wait = this.lastSendAt + this.o.minIntervalMs - now;
+      if (this.o.minIntervalMs > 0 && this.c.sent > 0 && wait > 0) {
+        this.c.paced++;
+        this.schedulePace(wait);
+        return;
+      }
       const it = this.queue[this.queueHead]!;
       if (this.tokens <= 0) {
         this.limitedThisTick = true;
@@ -242,31 +264,37 @@ export class BackfillLink extends ReconnectingLink {
       this.queueHead++;
       this.queueBytes -= it.data.length;
       this.tokens -= it.data.length;
-      ws.send(it.data, { binary: true });
-      this.wireOut += wsClientFrameBytes(it.data.length);
-      this.lastSendAt = now;
+      this.sendBinary(it.data);
+      this.lastSendAt = this.lastActiveAt = now;
       this.c.sent++;
       this.c.sentBytes += it.data.length;
-      this.inFlight.push({ ...it, end: this.wireOut, drainedAt: -1 });
+      this.inFlight.push({ ...it, end: this.wireOut, msg: this.msgsOut });
+      if (this.o.minIntervalMs > 0) break;
     }
     if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.queueHead);
       this.queueHead = 0;
     }
+    if (this.queueHead < this.queue.length && this.o.minIntervalMs > 0) this.schedulePace(this.o.minIntervalMs);
   }
 
-  private settle(now: number): void {
-    const ws = this.ws;
-    if (!ws) return;
-    const drained = this.wireOut - ws.bufferedAmount;
-    for (let i = this.inFlightHead; i < this.inFlight.length; i++) {
-      const f = this.inFlight[i]!;
-      if (f.end > drained) break;
-      if (f.drainedAt < 0) f.drainedAt = now;
-    }
+  private schedulePace(ms: number): void {
+    if (this.paceTimer) return;
+    this.paceTimer = setTimeout(() => {
+      this.paceTimer = null;
+      this.pump();
+    }, Math.max(1, Math.ceil(ms)));
+    this.paceTimer.unref?.();
+  }
+
+  /** Records the upstream acknowledged (XACK count, or TCP) are delivered: confirm them in order. */
+  protected override onAcked(): void {
+    const byMsg = this.upstreamAcks;
+    const upTo = byMsg ? (this.upstreamReceived ?? 0) : this.ackedWire;
+    let confirmed = false;
     while (this.inFlightHead < this.inFlight.length) {
       const f = this.inFlight[this.inFlightHead]!;
-      if (f.drainedAt < 0 || now - f.drainedAt < this.o.confirmMs) break;
+      if ((byMsg ? f.msg : f.end) > upTo) break;
       this.inFlightHead++;
       if (f.batch !== this.lastBatch) {
         this.o.sink.break?.(this.track);
@@ -274,20 +302,26 @@ export class BackfillLink extends ReconnectingLink {
       }
       this.o.sink.add(this.track, f.wall, f.bytes);
       this.c.confirmed++;
-      if (this.idle) this.o.onIdle?.(); // the last of the batch: the next one need not wait for a scan tick
+      confirmed = true;
     }
     if (this.inFlightHead > 1024 && this.inFlightHead * 2 > this.inFlight.length) {
       this.inFlight = this.inFlight.slice(this.inFlightHead);
       this.inFlightHead = 0;
     }
+    if (confirmed) {
+      this.lastActiveAt = Date.now();
+      if (this.idle) this.o.onIdle?.(); // the last of the batch: the next one need not wait for a scan tick
+    }
   }
 
-  protected teardown(): void {
+  protected endSession(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.settle(Date.now());
-    // Not confirmed: not delivered. The recordings still hold them; the next scan offers them again.
-    this.c.unconfirmedLost += this.inFlight.length - this.inFlightHead;
+    if (this.paceTimer) clearTimeout(this.paceTimer);
+    this.paceTimer = null;
+    // Not acknowledged: not delivered. The recordings still hold them; the next scan offers them
+    // again (a copy may reach the upstream twice: counted in doubt).
+    this.c.inDoubt += this.inFlight.length - this.inFlightHead;
     this.c.requeued += this.queue.length - this.queueHead;
     this.inFlight = [];
     this.inFlightHead = 0;
@@ -296,18 +330,6 @@ export class BackfillLink extends ReconnectingLink {
     this.queueBytes = 0;
     this.o.sink.break?.(this.track);
     this.lastBatch = -1;
-    const ws = this.ws;
-    this.ws = null;
-    this.openedAt = 0;
-    if (ws) {
-      ws.removeAllListeners('open');
-      ws.on('error', () => {});
-      try {
-        ws.terminate();
-      } catch {
-        // a never-connected socket
-      }
-    }
   }
 
   stats(): BackfillLinkStats {
@@ -320,6 +342,7 @@ export class BackfillLink extends ReconnectingLink {
       ...this.c,
       rateBytesPerSec: Math.round(this.rate),
       mime: this.mime,
+      link: this.sessionStats(),
     };
   }
 }
@@ -350,7 +373,7 @@ export interface BackfillServiceOptions {
   backfilled: SpanLog;
   persist?: DeliverySpanWriter | null | undefined;
   log: EgressLog;
-  backoff: BackoffOptions;
+  backoff: LinkBackoff;
   /** Every live link of the uplink, for the live-first rule. */
   liveLinks: () => LiveLinkView[];
   /** A live socket holding more than this is "busy": 16 KB. */
@@ -366,8 +389,12 @@ export interface BackfillServiceOptions {
   maxReadBytesPerScan?: number;
   /** Range requests waiting: 16; more are refused (counted). */
   maxRangeRequests?: number;
-  confirmMs?: number;
   maxRateBytesPerSec?: number;
+  /** Pacing of each backfill session (BackfillLinkOptions.minIntervalMs): 20 ms. */
+  minIntervalMs?: number;
+  /** A backfill session with nothing to carry closes after this: 5 s. */
+  idleCloseMs?: number;
+  tcp?: Partial<PangTcpOptions> | undefined;
   now?: () => number;
 }
 
@@ -453,8 +480,10 @@ export class BackfillService {
         sink,
         liveBusy,
         onIdle: () => this.kick(),
-        ...(o.confirmMs !== undefined ? { confirmMs: o.confirmMs } : {}),
         ...(o.maxRateBytesPerSec !== undefined ? { maxRateBytesPerSec: o.maxRateBytesPerSec } : {}),
+        ...(o.minIntervalMs !== undefined ? { minIntervalMs: o.minIntervalMs } : {}),
+        ...(o.idleCloseMs !== undefined ? { idleCloseMs: o.idleCloseMs } : {}),
+        tcp: o.tcp,
       });
       const st: TrackState = { cfg, key, link, doneBefore: -Infinity, batches: 0, recordsQueued: 0, readErrors: 0, lastError: null, videoSkipped: 0, resume: null, lastEnd: null };
       this.tracks.push(st);
@@ -474,7 +503,7 @@ export class BackfillService {
 
   start(): void {
     if (this.timer || this.closed) return;
-    for (const t of this.tracks) t.link.start();
+    // Links open on demand: a session exists at the upstream only while something is owed.
     this.timer = setInterval(() => this.scan(), this.o.scanMs ?? 1000);
     this.timer.unref?.();
   }
@@ -561,15 +590,24 @@ export class BackfillService {
     if (!rec) return;
     // Range requests first, in arrival order, each on its own track's link.
     for (const job of this.ranges) {
-      if (job.busy || !job.st.link.idle) continue;
+      if (job.busy) continue;
+      if (job.st.link.parked) {
+        job.st.link.want();
+        continue;
+      }
+      if (!job.st.link.idle) continue;
       this.runRange(rec, job);
       return;
     }
     const n = this.tracks.length;
     for (let i = 0; i < n; i++) {
       const st = this.tracks[(this.rr + i) % n]!;
-      if (!st.cfg.auto || !st.link.idle) continue;
-      if (this.runAuto(rec, st)) {
+      if (!st.cfg.auto) continue;
+      const parked = st.link.parked;
+      if (!parked && !st.link.idle) continue;
+      // A parked link is opened only when the scan finds something owed (nothing is queued then).
+      if (this.runAuto(rec, st, parked)) {
+        if (parked) st.link.want();
         this.rr = (this.rr + i + 1) % n;
         return;
       }
@@ -601,7 +639,8 @@ export class BackfillService {
     return new Coverage(spans);
   }
 
-  private runAuto(rec: { root: string; index: Pick<IndexDb, 'list' | 'db'> }, st: TrackState): boolean {
+  /** One auto-backfill round of a track: true when something was owed (queued, or with `probe` only found). */
+  private runAuto(rec: { root: string; index: Pick<IndexDb, 'list' | 'db'> }, st: TrackState, probe = false): boolean {
     const now = this.now();
     const lo = Math.max(st.doneBefore, now - (this.o.lookbackMs ?? 6 * 3600_000));
     let hi = now - (this.o.settleMs ?? 3000);
@@ -649,6 +688,7 @@ export class BackfillService {
         // if the batch is lost with its session, skipped once its delivery is confirmed).
         st.resume = { path: seg.path, offset: scan.firstOffset };
         st.doneBefore = Math.max(st.doneBefore, owed[0]!.wallclock - 1);
+        if (probe) return true; // the session opens; the next round reads this batch again and sends it
         st.link.enqueue(seg.mime, owed, this.batchId(st, seg.path, scan));
         st.recordsQueued += owed.length;
         return true;

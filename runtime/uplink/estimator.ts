@@ -1,6 +1,6 @@
 // Uplink budget estimation (pure, no I/O): how many bytes/s the upstream link really carries.
-// Inputs are drain samples — bytes the socket handed to the network per interval — from pang
-// publishers (derived from ws.bufferedAmount) and from the recordings sync uploader.
+// Inputs are drain samples — bytes the link carried per interval — from pang publishers (what the
+// peer acknowledged, issue 14), WHIP receiver reports and the recordings sync uploader.
 // A sample taken while the socket held a backlog the whole interval measures capacity; a sample
 // without backlog only proves a lower bound (the link carried what we offered, maybe more).
 // State is O(1): an EWMA, never a list of samples.
@@ -89,9 +89,13 @@ export class UplinkEstimator {
     if (s.backlogged) {
       this.nSat++;
       this.est = this.est === null ? rate : this.est + alpha * (rate - this.est);
-    } else if (this.est === null || rate > this.est) {
-      // Not backlogged: the link carried all we offered, so capacity is at least this much.
-      this.est = rate;
+    } else {
+      // Not backlogged: the link carried all we offered, so capacity is at least that much. A
+      // second or more of it is evidence; a shorter interval only through the smoothed rate:
+      // acknowledgements arrive in bursts (a receive window opening at once), and one 250 ms burst
+      // is not a capacity.
+      const bound = s.intervalMs >= 1000 ? rate : this.carried;
+      if (this.est === null || bound > this.est) this.est = bound;
     }
   }
 
@@ -123,43 +127,36 @@ export class UplinkEstimator {
 }
 
 /**
- * Turns a socket's cumulative sent-byte counter and its current backlog into drain samples:
- * drained = sent since last + backlog before − backlog now. Pure: the caller passes the clock.
+ * A socket's acknowledged bytes as drain samples (issue 14): what the peer's TCP stack (or the
+ * upstream) acknowledged per interval. Backlogged when bytes were waiting to be sent at both ends
+ * of the interval (with TCP_NOTSENT_LOWAT the waiting happens in ws's buffer): then the link, not
+ * the demand, set the rate. Pure: the caller passes the clock.
  */
-export class DrainMeter {
+export class AckMeter {
   private prevAt: number | null = null;
-  private prevSent = 0;
-  private prevBuffered = 0;
+  private prevAcked = 0;
+  private prevWaiting = false;
 
   constructor(private readonly source: DrainSource = 'pang') {}
 
-  /** A new connection: the next observation starts a fresh interval. */
   reset(): void {
     this.prevAt = null;
   }
 
-  observe(nowMs: number, sentTotal: number, buffered: number): DrainSample | null {
-    if (this.prevAt === null) {
+  observe(nowMs: number, ackedTotal: number, waiting: boolean): DrainSample | null {
+    if (this.prevAt === null || ackedTotal < this.prevAcked) {
       this.prevAt = nowMs;
-      this.prevSent = sentTotal;
-      this.prevBuffered = buffered;
+      this.prevAcked = ackedTotal;
+      this.prevWaiting = waiting;
       return null;
     }
     const intervalMs = nowMs - this.prevAt;
     if (intervalMs <= 0) return null;
-    const drained = sentTotal - this.prevSent + this.prevBuffered - buffered;
-    const sample: DrainSample = {
-      // Frame-header rounding in bufferedAmount can make this a few bytes negative.
-      bytes: Math.max(0, drained),
-      intervalMs,
-      backlogged: this.prevBuffered > 0 && buffered > 0,
-      source: this.source,
-      atMs: nowMs,
-    };
+    const s: DrainSample = { bytes: ackedTotal - this.prevAcked, intervalMs, backlogged: this.prevWaiting && waiting, source: this.source, atMs: nowMs };
     this.prevAt = nowMs;
-    this.prevSent = sentTotal;
-    this.prevBuffered = buffered;
-    return sample;
+    this.prevAcked = ackedTotal;
+    this.prevWaiting = waiting;
+    return s;
   }
 }
 

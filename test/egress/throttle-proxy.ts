@@ -2,6 +2,20 @@
 // uplink) and lift it again. Reading pauses while over budget, so TCP backpressure reaches the
 // sender like on a real slow link.
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { nativeTcp, TCP_OPT } from '../../runtime/native/index.js';
+
+/**
+ * A userspace shaper terminates TCP: its kernel acknowledges whatever fits its receive buffer at
+ * loopback speed, however slowly the proxy reads. Loopback autotuning grows that buffer to MBs —
+ * a bloat no real bottleneck has in front of the acknowledgements. Bound it (accepted sockets
+ * inherit the listener's SO_RCVBUF) so acknowledgements follow the shaped rate, as they do when a
+ * router queue sits between the sender and the receiving host.
+ */
+export function boundReceiveWindow(server: Server, bytes = 64 * 1024): void {
+  const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  const tcp = nativeTcp();
+  if (tcp && typeof fd === 'number' && fd >= 0) tcp.setTcpOption(fd, TCP_OPT.RCVBUF, bytes);
+}
 
 export class ThrottleProxy {
   private server: Server | null = null;
@@ -53,6 +67,7 @@ export class ThrottleProxy {
       });
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    boundReceiveWindow(server);
     this.server = server;
     this.port = (server.address() as AddressInfo).port;
     return this.port;

@@ -12,7 +12,7 @@ test('defaults: source base, track video, single, mono, timeout 30, len 5', () =
   assert.deepEqual(
     { ...r.options },
     { role: 'sub', channel: { kind: 'id', id: 'btlb3pjpc98lsdbc0lj0' }, source: 'base', track: 'video', mode: 'single', style: 'mono', timeout: 30,
-      key: undefined, mime: undefined, len: 5, total: undefined, order: undefined, wait: undefined, codec: undefined },
+      key: undefined, mime: undefined, len: 5, total: undefined, order: undefined, wait: undefined, codec: undefined, ack: false },
   );
   assert.deepEqual(r.warnings, []);
 });

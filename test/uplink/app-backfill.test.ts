@@ -71,7 +71,7 @@ test('App wiring: cut link → IMU backfilled with capture timestamps, /api/gaps
       upstream: [up('imu', IMU_PATH, true), up('video', `${CH}/base/video`, false)],
       whep: { enabled: false },
       backoff: fastBackoff,
-      backfill: { settleMs: 1000, confirmMs: 1000 },
+      backfill: { settleMs: 1000 },
     },
   });
   const a = app;

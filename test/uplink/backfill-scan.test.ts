@@ -54,7 +54,9 @@ async function service(t: TestContext, root: string, rows: SegmentRow[], auto: b
     liveLinks: () => [],
     settleMs: 0,
     scanMs: 20,
-    confirmMs: 50,
+    // The read budget is under test here, not the Moth-relay pacing (20 ms/message would make 3000
+    // records a minute): the pacing has its own scenario against a strict ring relay.
+    minIntervalMs: 2,
     ...opts,
   });
   bf.start();

@@ -66,7 +66,7 @@ test('cut for 5 s, restored: every outage record arrives via backfill with its c
     upstream: [{ url: link.url, channel: CHAN, source: 'base', track: 'imu', from: 'cam/base/imu' }],
     whep: { enabled: false },
     backoff: fastBackoff,
-    backfill: { settleMs: 1000, confirmMs: 500 },
+    backfill: { settleMs: 1000 },
   });
   const eg = createEgressService({ config, engine: src, log: silentLog, recordings: () => rec, deliveryIndex: () => rec.index });
   t.after(() => eg.close());
@@ -106,7 +106,7 @@ test('cut for 5 s, restored: every outage record arrives via backfill with its c
       const all = new Set([...got.live, ...got.backfill.map((b) => b.seq)]);
       const miss: number[] = [];
       for (let i = 0; i <= lastSeq; i++) if (!all.has(i)) miss.push(i);
-      return `every record 0..${lastSeq} upstream; missing ${miss.length} (first ${miss.slice(0, 5).join(',')}); stats ${JSON.stringify(eg.stats().uplink.backfill?.tracks[0])}`;
+      return `every record 0..${lastSeq} upstream; missing ${miss.length} (first ${miss.slice(0, 5).join(",")}); stats ${JSON.stringify(eg.stats().uplink.backfill?.tracks[0])} LIVE ${JSON.stringify(eg.stats().upstream[0])}`;
     },
   );
   const got = seqsOf();
@@ -167,7 +167,7 @@ test('range request over a pulled control track: XCMD queues it, XACK with the i
     pull: [{ url: link.url, channel: CHAN, source: 'base', track: 'ctl', to: 'cam/base/ctl', commands: true }],
     whep: { enabled: false },
     backoff: fastBackoff,
-    backfill: { settleMs: 1000, confirmMs: 200 },
+    backfill: { settleMs: 1000 },
   });
   const eg = createEgressService({ config, engine: src, log: silentLog, recordings: () => rec, deliveryIndex: () => rec.index });
   t.after(() => eg.close());

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { CounterMeter, DrainMeter, UplinkEstimator, wsClientFrameBytes, type DrainSample } from '../../runtime/uplink/estimator.js';
+import { AckMeter, CounterMeter, UplinkEstimator, wsClientFrameBytes, type DrainSample } from '../../runtime/uplink/estimator.js';
 
 const sampleArb: fc.Arbitrary<DrainSample> = fc.record({
   bytes: fc.oneof(fc.double({ noNaN: false }), fc.integer({ min: -1e9, max: 1e9 })),
@@ -90,20 +90,24 @@ test('unbacklogged samples are a lower bound: raise the estimate, never confiden
   for (let i = 0; i < 20; i++) e.add({ bytes: 40_000, intervalMs: 500, backlogged: true, source: 'pang', atMs: (t += 500) });
   r = e.estimate(t);
   assert.ok(r.bytesPerSec! < 100_000 && r.confident);
-  e.add({ bytes: 60_000, intervalMs: 500, backlogged: false, source: 'sync', atMs: (t += 500) });
+  // A short unbacklogged burst is no proof (acks arrive in bursts); a whole second of it is.
+  e.add({ bytes: 60_000, intervalMs: 250, backlogged: false, source: 'pang', atMs: (t += 250) });
+  assert.ok(e.estimate(t).bytesPerSec! < 100_000, 'one 250 ms burst of 240 kB/s does not raise the estimate');
+  e.add({ bytes: 120_000, intervalMs: 1000, backlogged: false, source: 'sync', atMs: (t += 1000) });
   assert.equal(e.estimate(t).bytesPerSec, 120_000);
   assert.equal(e.estimate(t).bySource.sync, 1);
   assert.equal(e.estimate(t + 60_000).confident, false, 'stale after silence');
 });
 
-test('drain meter: drained = sent + backlog before − backlog now; backlogged only when queued both ends', () => {
-  const m = new DrainMeter();
-  assert.equal(m.observe(0, 0, 0), null);
-  assert.deepEqual(m.observe(500, 10_000, 4_000), { bytes: 6_000, intervalMs: 500, backlogged: false, source: 'pang', atMs: 500 });
-  assert.deepEqual(m.observe(1000, 15_000, 3_000), { bytes: 6_000, intervalMs: 500, backlogged: true, source: 'pang', atMs: 1000 });
-  assert.equal(m.observe(1000, 15_000, 3_000), null, 'zero interval');
+test('ack meter: acknowledged bytes per interval; backlogged only when bytes waited at both ends', () => {
+  const m = new AckMeter();
+  assert.equal(m.observe(0, 0, false), null);
+  assert.deepEqual(m.observe(500, 6_000, true), { bytes: 6_000, intervalMs: 500, backlogged: false, source: 'pang', atMs: 500 });
+  assert.deepEqual(m.observe(1000, 12_000, true), { bytes: 6_000, intervalMs: 500, backlogged: true, source: 'pang', atMs: 1000 });
+  assert.equal(m.observe(1000, 15_000, true), null, 'zero interval');
+  assert.equal(m.observe(1500, 10, true), null, 'a counter going back (new session) restarts');
   m.reset();
-  assert.equal(m.observe(2000, 0, 0), null, 'fresh after reset');
+  assert.equal(m.observe(2000, 0, false), null, 'fresh after reset');
   const c = new CounterMeter();
   assert.equal(c.observe(0, 100), null);
   assert.equal(c.observe(1000, 600)!.bytes, 500);
@@ -113,20 +117,21 @@ test('drain meter: drained = sent + backlog before − backlog now; backlogged o
   assert.equal(wsClientFrameBytes(70_000), 70_000 + 14);
 });
 
-test('drain meter + estimator against a simulated socket with a fixed-rate drain', () => {
+test('ack meter + estimator against a simulated link acknowledging at a fixed rate', () => {
   fc.assert(
     fc.property(fc.integer({ min: 10_000, max: 5_000_000 }), fc.integer({ min: 2, max: 5 }), (linkRate, overload) => {
-      // Offer `overload`× the link rate; the socket drains at linkRate and holds the rest.
-      const m = new DrainMeter();
+      // Offer `overload`× the link rate; the link acknowledges linkRate and the rest waits.
+      const m = new AckMeter();
       const e = new UplinkEstimator();
-      let sent = 0;
+      let acked = 0;
       let buffered = 0;
       for (let t = 0; t <= 30_000; t += 100) {
         const offer = (linkRate * overload) / 10;
-        sent += offer;
         buffered += offer;
-        buffered = Math.max(0, buffered - linkRate / 10);
-        const s = m.observe(t, sent, buffered);
+        const carried = Math.min(buffered, linkRate / 10);
+        buffered -= carried;
+        acked += carried;
+        const s = m.observe(t, acked, buffered > 0);
         if (s) e.add(s);
       }
       const r = e.estimate(30_000);

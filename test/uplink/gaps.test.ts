@@ -61,7 +61,7 @@ test('GET /api/gaps matches what a throttled strict pang peer received', async (
   await waitFor(() => received().some((s) => s >= liftSeq + 30), 20_000, 'live again after the lift');
   player.stop();
   // Everything the publisher sent has reached the peer and left the socket (nothing in flight).
-  await waitFor(() => received().length === pub.stats().framesOut && pub.stats().spans.inSocket === 0, 20_000, () => `peer has all sent frames (${received().length}/${pub.stats().framesOut}, in socket ${pub.stats().spans.inSocket})`);
+  await waitFor(() => received().length === pub.stats().framesOut && pub.stats().spans.unacked === 0, 20_000, () => `peer has all sent frames (${received().length}/${pub.stats().framesOut}, unacked ${pub.stats().spans.unacked})`);
   await waitFor(() => pub.stats().spans.delivered === pub.stats().framesOut, 5000, 'every sent frame settled into the span log');
 
   const recordedRange = { from: wallBySeq[0]!, to: wallBySeq[wallBySeq.length - 1]! };

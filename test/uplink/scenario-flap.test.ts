@@ -38,7 +38,7 @@ test('flapping every 5 s: sensors complete, gaps match the peer, memory bounded'
     for (const q of [...got.live, ...got.backfill.map((b) => b.seq)]) counts.set(q, (counts.get(q) ?? 0) + 1);
     const inOutage = [...s.walls].filter(([, w]) => outages.some(([a, b]) => w > a && w < b));
     const dup = inOutage.filter(([q]) => (counts.get(q) ?? 0) > 1).length;
-    const bfLost = r.eg.stats().uplink.backfill?.tracks.find((x) => x.track.endsWith(`/${s.ref.track}`))?.link.unconfirmedLost ?? 0;
+    const bfLost = r.eg.stats().uplink.backfill?.tracks.find((x) => x.track.endsWith(`/${s.ref.track}`))?.link.inDoubt ?? 0;
     assert.ok(inOutage.every(([q]) => (counts.get(q) ?? 0) >= 1), `${s.ref.track}: every outage record arrived`);
     assert.ok(dup <= bfLost, `${s.ref.track}: ${dup} outage records twice, only from backfill sessions a cut killed (${bfLost} in doubt)`);
     t.diagnostic(`${s.ref.track}: ${inOutage.length} outage records, ${dup} twice (backfill in doubt ${bfLost})`);

@@ -86,7 +86,7 @@ function sensor(engine: Engine, ref: TrackRef, hz: number, pad: number): Sensor 
   };
 }
 
-export async function rig(t: TestContext, opts: { priority: boolean; confirmMs?: number }): Promise<Rig> {
+export async function rig(t: TestContext, opts: { priority: boolean }): Promise<Rig> {
   const dir = await tempDir(t, 'uplink-scn-');
   const fx = await h264Fixture(dir, { seconds: 2, size: '1280x720', gop: 30, bitrate: '2M' });
   const videoRate = fx.aus.reduce((a, b) => a + b.data.length, 0) / (fx.aus.length / fx.fps);
@@ -121,7 +121,7 @@ export async function rig(t: TestContext, opts: { priority: boolean; confirmMs?:
     upstream: [up('video', 'cam/base/video', 50, false), up('imu', 'cam/base/imu', 100), up('gps', 'cam/base/gps', 90)],
     whep: { enabled: false },
     backoff: fastBackoff,
-    backfill: { settleMs: 1000, confirmMs: opts.confirmMs ?? 1000 },
+    backfill: { settleMs: 1000 },
   });
   const eg = createEgressService({ config, engine, log: silentLog, recordings: () => rec, deliveryIndex: () => rec.index });
   t.after(() => eg.close());
@@ -270,7 +270,7 @@ export function inDoubtOf(eg: Pick<EgressService, 'stats' | 'upstream'>, ref: Tr
   // Sessions that opened and then ended (a connect that never opened subscribed to nothing).
   const f = pub.failures;
   const sessionsEnded = (f.UPSTREAM_DROPPED ?? 0) + (f.UPSTREAM_REFUSED ?? 0) + (f.UPSTREAM_CLOSED ?? 0) + (f.UPSTREAM_STALLED ?? 0);
-  return pub.spans.lostUnconfirmed + pub.spans.lostInSocket + sessionsEnded + (bf ? bf.link.unconfirmedLost : 0);
+  return pub.spans.inDoubt + sessionsEnded + (bf ? bf.link.inDoubt : 0);
 }
 
 export function checkMemory(r: Rig): void {

@@ -12,7 +12,7 @@ import { waitFor } from '../egress/helpers.js';
 
 const CHAN = '0123456789abcdefghij';
 
-test('uplink scheduler only with a configured priority; stats carry uplink', async (t) => {
+test('uplink scheduler on with any upstream unless scheduler: off; stats carry uplink', async (t) => {
   let synced = 0;
   const peer = new StrictPangPeer({ channels: { [CHAN]: undefined } });
   await peer.listen();
@@ -24,14 +24,22 @@ test('uplink scheduler only with a configured priority; stats carry uplink', asy
   t.after(() => imu.close());
   const base = { url: peer.url };
   const plain = createEgressService({
-    config: egressConfigSchema.parse({ upstream: [{ url: base.url, channel: CHAN, track: 'imu', from: 'cam/base/imu' }], whep: { enabled: false } }),
+    config: egressConfigSchema.parse({ upstream: [{ url: base.url, channel: CHAN, track: 'imu', from: 'cam/base/imu' }], whep: { enabled: false }, scheduler: 'off' }),
     engine,
     log: silentLog,
   });
   t.after(() => plain.close());
-  assert.equal(plain.uplinkController, null, 'no priority configured: no scheduler');
+  assert.equal(plain.uplinkController, null, 'scheduler: off: no scheduler');
   assert.equal(plain.stats().uplink.scheduler, null);
   plain.close();
+  const byDefault = createEgressService({
+    config: egressConfigSchema.parse({ upstream: [{ url: base.url, channel: CHAN, track: 'imu', from: 'cam/base/imu' }], whep: { enabled: false } }),
+    engine,
+    log: silentLog,
+  });
+  t.after(() => byDefault.close());
+  assert.ok(byDefault.uplinkController, 'an upstream without priorities still gets the scheduler (default priorities by kind)');
+  byDefault.close();
 
   assert.throws(() => egressConfigSchema.parse({ upstream: [{ url: base.url, channel: CHAN, from: 'cam/base/imu', priority: -1 }] }));
   const svc = createEgressService({

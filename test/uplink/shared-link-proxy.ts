@@ -7,6 +7,7 @@
 // reader whenever the shared queue is full would hand out one read chunk per flow per round,
 // which starves a flow of small messages — an artifact of Node streams, not of a real link.
 // Server → client is not shaped.
+import { boundReceiveWindow } from '../egress/throttle-proxy.js';
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 
 interface Pending {
@@ -75,6 +76,7 @@ export class SharedLinkProxy {
       });
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    boundReceiveWindow(server);
     this.server = server;
     this.port = (server.address() as AddressInfo).port;
     this.timer = setInterval(() => this.tick(), 10);
