@@ -247,9 +247,10 @@ export class App {
   close(): Promise<void> {
     if (this.closing) return this.closing;
     this.closing = (async () => {
-      await Promise.allSettled(this.supervisors.map((s) => s.close()));
-      // Egress first: its last delivery spans must reach the recordings index before that closes.
-      await Promise.allSettled([(async () => this.egress.close())()]);
+      // Drivers and egress together: WHIP servers hear their DELETE (bounded ~1 s) while ffmpeg
+      // children stop. Egress before the components: its last delivery spans must reach the
+      // recordings index before that closes.
+      await Promise.allSettled([...this.supervisors.map((s) => s.close()), (async () => this.egress.close())()]);
       await Promise.allSettled([...this.components.values()].reverse().map(async (c) => c.close()));
       await this.pang.close();
       await this.http.close();

@@ -1,16 +1,23 @@
-// Keeps one capture driver running: restarts it with jittered exponential backoff, resets the
-// backoff after a stretch of healthy running, marks it ready on its first frame (MediaMTX:
-// "ready means a frame arrived"). The driver's tracks stay attached across restarts, so
-// subscribers stay connected while a camera comes back.
+// Keeps one capture driver running: restarts it on one of two jittered ladders (issue 14) — a
+// device or camera that said no (bad credentials, unknown path, a config it refuses, a missing
+// binary) is retried slowly; one that went away (a reboot, a cable, a stream that stalled) is
+// retried every 250 ms → 1 s for as long as it stays away, so frames flow again within about a
+// second of its return — and marks it ready on its first frame (MediaMTX: "ready means a frame
+// arrived"). The driver's tracks stay attached across restarts, so subscribers stay connected
+// while a camera comes back.
 
-import { Backoff, type DriverOutput, type Frame, type SourceDriver } from './engine/api.js';
+import { isNetworkErrno, RetryPolicy, type DriverOutput, type FailureClass, type Frame, type SourceDriver } from './engine/api.js';
 import type { Engine, TrackPublisher } from './engine/engine.js';
 import { ThrottledLog, type Logger } from './log.js';
 
 export interface SupervisorOptions {
+  /** Ladder after a refusal (auth, not found, bad config, missing binary). */
   restartInitialMs: number;
   restartMaxMs: number;
   healthyAfterMs: number;
+  /** Ladder while the device is away (refused connects, resets, stalls): 250 ms → 1 s. */
+  awayInitialMs?: number;
+  awayMaxMs?: number;
   log: Logger;
   random?: () => number;
 }
@@ -19,7 +26,7 @@ type State = 'starting' | 'running' | 'backoff' | 'stopped';
 
 export class DriverSupervisor {
   private readonly ac = new AbortController();
-  private readonly backoff: Backoff;
+  private readonly retry: RetryPolicy;
   private readonly publishers = new Map<string, TrackPublisher>();
   private readonly throttled: ThrottledLog;
   private loop: Promise<void> | undefined;
@@ -42,11 +49,10 @@ export class DriverSupervisor {
     private readonly source: string,
     private readonly opts: SupervisorOptions,
   ) {
-    this.backoff = new Backoff({
-      initialMs: opts.restartInitialMs,
-      maxMs: opts.restartMaxMs,
-      resetAfterMs: opts.healthyAfterMs,
-      random: opts.random,
+    this.retry = new RetryPolicy({
+      refused: { initialMs: opts.restartInitialMs, maxMs: Math.max(opts.restartInitialMs, opts.restartMaxMs), resetAfterMs: opts.healthyAfterMs },
+      network: { initialMs: opts.awayInitialMs ?? 250, maxMs: Math.max(opts.awayInitialMs ?? 250, opts.awayMaxMs ?? 1000) },
+      ...(opts.random ? { random: opts.random } : {}),
     });
     this.throttled = new ThrottledLog(opts.log);
     for (const spec of driver.describe()) {
@@ -90,7 +96,7 @@ export class DriverSupervisor {
               this.firstFrameMs = this.readyAt - startedAt;
               this.opts.log.info({ firstFrameMs: this.firstFrameMs }, 'driver ready (first frame)');
             }
-            this.backoff.healthy(Date.now());
+            this.retry.healthy(Date.now());
           }
           pub.write(frame);
         },
@@ -107,11 +113,13 @@ export class DriverSupervisor {
       const e = err as { code?: string; message?: string };
       this.lastError = e?.message ?? String(err);
       this.lastErrorCode = typeof e?.code === 'string' ? e.code : null;
-      const delay = this.backoff.next(Date.now());
+      const cls = driverFailureClass(this.lastErrorCode, this.lastError);
+      const delay = this.retry.next(Date.now(), cls);
       this.state = 'backoff';
       this.nextRetryAt = Date.now() + delay;
-      this.throttled.error(`driver:${this.name}`, `driver ${this.name} failed, restart in ${delay} ms: ${this.lastError}`, {
+      this.throttled.error(`driver:${this.name}:${cls}`, `driver ${this.name} ${cls === 'refused' ? 'refused' : 'failed'}, restart in ${delay} ms: ${this.lastError}`, {
         code: this.lastErrorCode,
+        class: cls,
       });
       await sleep(delay, signal);
       this.nextRetryAt = null;
@@ -132,8 +140,9 @@ export class DriverSupervisor {
       firstFrameMs: this.firstFrameMs,
       runs: this.runs,
       restarts: Math.max(0, this.runs - 1),
-      failures: this.backoff.failures,
-      lastDelayMs: this.backoff.lastDelayMs,
+      failures: this.retry.failures,
+      retries: this.retry.stats(),
+      lastDelayMs: this.retry.lastDelayMs,
       nextRetryAt: this.nextRetryAt,
       lastError: this.lastError,
       lastErrorCode: this.lastErrorCode,
@@ -150,6 +159,20 @@ export class DriverSupervisor {
     for (const p of this.publishers.values()) p.close();
     this.state = 'stopped';
   }
+}
+
+/**
+ * Codes that mean the device or its config said no: retrying fast cannot help. Anything else — a
+ * refused or reset connection, a stall, a start timeout, a stream that ended, a vanished device —
+ * is the device being away, retried fast.
+ */
+const REFUSAL = /(_AUTH_FAILED|_AUTH_LOCKED|_NOT_FOUND|_NO_H264|_NO_PROFILE|_TRANSPORT_UNSUPPORTED|_BAD_PATH|_BAD_BAUD|_BAD_CONFIG|_PATH_INVALID|^CONFIG_INVALID|^FFMPEG_NOT_FOUND|^EACCES|^EPERM|^ENOENT|_LISTEN_FAILED)$/;
+
+export function driverFailureClass(code: string | null, message: string | null): FailureClass {
+  if (code && isNetworkErrno(code)) return 'network';
+  if (code && REFUSAL.test(code)) return 'refused';
+  if (!code && message && /\b(401|403|404)\b/.test(message)) return 'refused';
+  return 'network';
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

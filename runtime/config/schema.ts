@@ -94,12 +94,17 @@ const ffmpegSchema = z
 
 const supervisorSchema = z
   .object({
+    /** After the device said no (auth, not found, bad config, missing binary): initial → max. */
     restartInitialMs: z.number().int().min(10).max(60_000).default(500),
     restartMaxMs: z.number().int().min(100).max(600_000).default(30_000),
-    /** A driver that ran this long is healthy: its next failure restarts from the initial delay. */
+    /** A driver that ran this long is healthy: its next refusal restarts from the initial delay. */
     healthyAfterMs: z.number().int().min(100).max(3_600_000).default(10_000),
+    /** While the device is away (refused connects, resets, stalls, reboots): awayInitialMs → awayMaxMs. */
+    awayInitialMs: z.number().int().min(10).max(60_000).default(250),
+    awayMaxMs: z.number().int().min(100).max(600_000).default(1000),
   })
-  .strict();
+  .strict()
+  .refine((s) => s.restartMaxMs >= s.restartInitialMs && s.awayMaxMs >= s.awayInitialMs, 'a max delay must not be below its initial delay');
 
 export const configSchema = z
   .object({

@@ -169,7 +169,7 @@ export const egressConfigSchema = z.object({
       network: z
         .object({
           initialMs: z.number().int().min(10).max(60_000).default(250),
-          maxMs: z.number().int().min(100).max(600_000).default(2000),
+          maxMs: z.number().int().min(100).max(600_000).default(1000),
         })
         .strict()
         .prefault({}),

@@ -58,7 +58,8 @@ export interface EgressService {
   readonly backfill: BackfillService | null;
   readonly delivery: DeliverySpanWriter;
   stats(): ReturnType<typeof egressStats>;
-  close(): void;
+  /** Closes every link; resolves once WHIP servers heard their DELETE (bounded, ~1 s). */
+  close(): Promise<void>;
 }
 
 function egressStats(s: Omit<EgressService, 'stats' | 'close'>) {
@@ -224,7 +225,7 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
   return {
     ...parts,
     stats: () => egressStats(parts),
-    close: () => {
+    close: async () => {
       if (closed) return;
       closed = true;
       uplinkController?.close();
@@ -232,11 +233,13 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
       clearInterval(deliveryTimer);
       clearInterval(pruneTimer);
       if (syncTimer) clearInterval(syncTimer);
-      for (const l of [...upstream, ...pull, ...whip]) l.close();
+      for (const l of [...upstream, ...pull]) l.close();
+      const leaving = whip.map((w) => w.leave(1000));
       whep?.close();
       ingest?.close();
       transcode.close();
       delivery.close();
+      await Promise.allSettled(leaving);
     },
   };
 }

@@ -88,6 +88,7 @@ export class WhipPublisher extends ReconnectingLink {
   private offersSent = { trickle: 0, complete: 0 };
   private patches = { sent: 0, ok: 0, failed: 0 };
   private deletes = { ok: 0, failed: 0 };
+  private readonly pendingDeletes = new Set<Promise<void>>();
   private gen = 0;
   private watchdog: NodeJS.Timeout | null = null;
 
@@ -112,7 +113,7 @@ export class WhipPublisher extends ReconnectingLink {
         code = 'WHIP_TIMEOUT';
         msg = 'the endpoint did not answer in time';
       }
-      this.failed(code, msg);
+      this.failed(code, msg, whipFailureClass(code));
     });
   }
 
@@ -302,15 +303,36 @@ export class WhipPublisher extends ReconnectingLink {
     this.resource = null;
     this.etag = null;
     if (resource) {
-      // RFC 9725: DELETE ends the session on the server; bounded, never awaited by close().
-      fetch(resource, { method: 'DELETE', headers: this.headers({}), signal: AbortSignal.timeout(5000) })
+      // RFC 9725: DELETE ends the session on the server (bounded: 5 s). leave() awaits it at shutdown.
+      const ac = new AbortController();
+      const timer = setTimeout(() => ac.abort(), 5000);
+      const done: Promise<void> = fetch(resource, { method: 'DELETE', headers: this.headers({}), signal: ac.signal })
         .then(async (r) => {
           await r.arrayBuffer().catch(() => undefined);
           if (r.ok) this.deletes.ok++;
           else this.deletes.failed++;
         })
-        .catch(() => this.deletes.failed++);
+        .catch(() => {
+          this.deletes.failed++;
+        })
+        .finally(() => {
+          clearTimeout(timer);
+          this.pendingDeletes.delete(done);
+        });
+      this.pendingDeletes.add(done);
     }
+  }
+
+  /**
+   * Close, and wait (at most `timeoutMs`) for the server to hear the session's DELETE: at SIGTERM
+   * a session the server never hears about lingers there until its own timeout (issue 14).
+   */
+  async leave(timeoutMs = 1000): Promise<void> {
+    this.close();
+    if (this.pendingDeletes.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.pendingDeletes]), new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
   }
 
   /** Sessions opened so far (the uplink controller resets a link's mode when this changes). */
@@ -399,4 +421,11 @@ async function readLimited(res: Response, limit: number): Promise<string> {
     }
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** WHIP failures the endpoint meant (4xx, a broken answer, our own config) back off long; the rest retry fast. */
+export function whipFailureClass(code: string): 'refused' | 'network' {
+  if (/^WHIP_HTTP_4\d\d$/.test(code)) return code === 'WHIP_HTTP_408' ? 'network' : 'refused';
+  if (code === 'WHIP_CONFIG' || code === 'WHIP_NO_LOCATION' || code === 'WHIP_BAD_ANSWER' || code === 'WHIP_NO_TRACKS') return 'refused';
+  return 'network';
 }

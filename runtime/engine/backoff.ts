@@ -88,15 +88,16 @@ export type FailureClass =
 export interface RetryPolicyOptions {
   /** Ladder after a refusal. Default 1 s → 60 s, ×2, half jitter, reset after 10 s healthy. */
   refused?: Partial<BackoffOptions>;
-  /** Ladder while the network is down. Default 250 ms → 2 s, ×2, half jitter; any healthy run resets it. */
+  /** Ladder while the network is down. Default 250 ms → 1 s, ×2, half jitter; any healthy run resets it. */
   network?: Partial<BackoffOptions>;
   random?: () => number;
 }
 
 export const DEFAULT_REFUSED_BACKOFF: BackoffOptions = { initialMs: 1000, maxMs: 60_000, factor: 2, jitter: 0.5, resetAfterMs: 10_000 };
-// 250 ms first: a restarted server is back within a second; 2 s cap: at most a few attempts per
-// second at the start, one every 1–2 s for as long as the path stays down (no tight loop).
-export const DEFAULT_NETWORK_BACKOFF: BackoffOptions = { initialMs: 250, maxMs: 2000, factor: 2, jitter: 0.5, resetAfterMs: 0 };
+// 250 ms first: a restarted server is back within a second; 1 s cap: at most a few attempts per
+// second at the start, then one every 0.5–1 s for as long as the path stays down (no tight loop),
+// so a returning link or camera is found within a second (issue 14: live again ≤ 2 s).
+export const DEFAULT_NETWORK_BACKOFF: BackoffOptions = { initialMs: 250, maxMs: 1000, factor: 2, jitter: 0.5, resetAfterMs: 0 };
 
 export class RetryPolicy {
   private readonly refusedLadder: Backoff;

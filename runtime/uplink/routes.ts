@@ -57,15 +57,16 @@ export function registerUplinkRoutes(router: Router, deps: UplinkRouteDeps): voi
     }
     const live = deps.spans.live(track, from, to);
     let liveSpans: LiveSpan[] = live.spans;
-    let backfilled: Span[] = deps.backfilled ? deps.backfilled.live(track, from, to).spans : [];
+    let backfilled: LiveSpan[] = deps.backfilled ? deps.backfilled.live(track, from, to).spans : [];
     let persisted = false;
     if (index?.db) {
       // The hot in-memory log and what the index holds (earlier runs, evicted ring entries).
       const rows = readDeliverySpans({ db: index.db }, { channel, source, track: name, fromMs: from, toMs: to });
       persisted = true;
-      const clip = (r: { from_ms: number; to_ms: number; frames: number; bytes: number }): LiveSpan => ({ from: Math.max(r.from_ms, from), to: Math.min(r.to_ms, to), frames: r.frames, bytes: r.bytes });
-      liveSpans = [...liveSpans, ...rows.filter((r) => r.kind === 'live').map(clip)].sort((a, b) => a.from - b.from);
-      backfilled = [...backfilled, ...rows.filter((r) => r.kind === 'backfill').map(clip)];
+      // Both hold this run's spans (the index a flushed copy): gapReport lists each once.
+      const span = (r: { from_ms: number; to_ms: number; frames: number; bytes: number }): LiveSpan => ({ from: r.from_ms, to: r.to_ms, frames: r.frames, bytes: r.bytes });
+      liveSpans = [...liveSpans, ...rows.filter((r) => r.kind === 'live').map(span)];
+      backfilled = [...backfilled, ...rows.filter((r) => r.kind === 'backfill').map(span)];
     }
     const report = gapReport(track, from, to, { spans: liveSpans, horizon: persisted ? null : live.horizon }, recorded, backfilled);
     ctx.json(200, { ...report, known: live.known || persisted });

@@ -148,7 +148,7 @@ export class SpanLog implements DeliverySink {
     }
   }
 
-  /** Live spans of `track` overlapping [from, to], oldest first, clipped to the range. */
+  /** Live spans of `track` overlapping [from, to], oldest first, clipped to the range (counts scaled). */
   live(track: string, from: number, to: number): { spans: LiveSpan[]; horizon: number | null; known: boolean } {
     const t = this.tracks.get(track);
     if (!t) return { spans: [], horizon: null, known: false };
@@ -157,7 +157,7 @@ export class SpanLog implements DeliverySink {
     for (let i = 0; i < n; i++) {
       const s = t.ring[(t.head + i) % n]!;
       if (s.to < from || s.from > to) continue;
-      spans.push({ from: Math.max(s.from, from), to: Math.min(s.to, to), frames: s.frames, bytes: s.bytes });
+      spans.push(clipLive(s, from, to));
     }
     return { spans, horizon: t.horizon, known: true };
   }
@@ -173,16 +173,68 @@ export class SpanLog implements DeliverySink {
   }
 }
 
-/** Sorted, merged union of spans (touching or overlapping spans join). */
-export function mergeSpans(spans: Span[]): Span[] {
+/**
+ * Sorted, merged union of spans (touching or overlapping spans join; with `joinMs`, spans at most
+ * that far apart join too: one record interval between two spans holds no record).
+ */
+export function mergeSpans(spans: Span[], joinMs = 0): Span[] {
   const s = spans.filter((x) => Number.isFinite(x.from) && Number.isFinite(x.to) && x.to >= x.from).sort((a, b) => a.from - b.from);
   const out: Span[] = [];
   for (const x of s) {
     const last = out[out.length - 1];
-    if (last && x.from <= last.to) last.to = Math.max(last.to, x.to);
+    if (last && x.from <= last.to + joinMs) last.to = Math.max(last.to, x.to);
     else out.push({ from: x.from, to: x.to });
   }
   return out;
+}
+
+/**
+ * Live spans listed once: the in-memory log and the index hold copies of the same spans (and two
+ * upstreams of one track overlap), so overlapping spans merge, keeping the larger count — the
+ * records delivered to at least one upstream — and spans `joinMs` apart join. Counts of a span
+ * clipped to [from, to] are scaled to the part kept.
+ */
+export function mergeLiveSpans(spans: LiveSpan[], from: number, to: number, joinMs = 0): LiveSpan[] {
+  const s = spans.filter((x) => Number.isFinite(x.from) && Number.isFinite(x.to) && x.to >= x.from && x.to >= from && x.from <= to).sort((a, b) => a.from - b.from);
+  const out: LiveSpan[] = [];
+  for (const x of s) {
+    const c = clipLive(x, from, to);
+    const last = out[out.length - 1];
+    if (last && c.from <= last.to) {
+      // Copies of one span (memory and index) or two upstreams: the same records at least once.
+      const grows = c.to > last.to;
+      if (grows) {
+        // The part beyond the last span's end adds its share of the records.
+        const extra = x.to > x.from ? Math.round((x.frames * (c.to - Math.max(last.to, c.from))) / (x.to - x.from)) : 0;
+        last.frames = Math.max(last.frames, c.frames, last.frames + extra);
+        last.to = c.to;
+      } else last.frames = Math.max(last.frames, c.frames);
+      last.bytes = Math.max(last.bytes, c.bytes);
+    } else if (last && c.from <= last.to + joinMs) {
+      last.to = c.to;
+      last.frames += c.frames;
+      last.bytes += c.bytes;
+    } else out.push(c);
+  }
+  return out;
+}
+
+function clipLive(x: LiveSpan, from: number, to: number): LiveSpan {
+  const a = Math.max(x.from, from);
+  const b = Math.min(x.to, to);
+  if (a === x.from && b === x.to) return { ...x };
+  const share = x.to > x.from ? (b - a) / (x.to - x.from) : 1;
+  return { from: a, to: b, frames: Math.max(1, Math.round(x.frames * share)), bytes: Math.round(x.bytes * share) };
+}
+
+/**
+ * The record interval of a track from its delivered spans: the median of (duration / gaps) over
+ * spans of at least two records, or null when none tells.
+ */
+export function recordIntervalMs(spans: LiveSpan[]): number | null {
+  const v = spans.filter((x) => x.frames >= 2 && x.to > x.from).map((x) => (x.to - x.from) / (x.frames - 1)).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  return v[Math.floor(v.length / 2)]!;
 }
 
 /** `a` minus `b` (both any spans), sorted and merged. */
@@ -218,26 +270,37 @@ export interface GapReport {
   backfilled: Span[];
   /** Live history before this time was evicted from the bounded log (unknown, not missing). */
   horizon: number | null;
+  /** The track's median interval between records (spans join across 1.5× of it), or null. */
+  recordIntervalMs: number | null;
   liveMs: number;
   notLiveMs: number;
   missingMs: number | null;
   backfilledMs: number;
 }
 
-/** Join the live log with the recorded spans of a track into the report. Pure. */
+/**
+ * Join the live log with the recorded spans of a track into the report. Pure. Spans (live,
+ * backfilled, and their union against the recordings) join across one record interval — 1.5× the
+ * track's median interval between records: two delivered spans that far apart have no record
+ * between them, so the seam between a live span and the backfill that took over is not "missing".
+ * Live spans are listed once (memory and index copies merge), with counts clipped to the range.
+ */
 export function gapReport(
   track: string,
   from: number,
   to: number,
   live: { spans: LiveSpan[]; horizon: number | null },
   recorded: Span[] | null,
-  backfilledIn: Span[] = [],
+  backfilledIn: Array<Span | LiveSpan> = [],
 ): GapReport {
-  const liveSpans = live.spans;
+  const interval = recordIntervalMs([...live.spans, ...backfilledIn.filter((x): x is LiveSpan => 'frames' in x)]);
+  const joinMs = interval === null ? 0 : interval * 1.5;
+  const liveSpans = mergeLiveSpans(live.spans, from, to, joinMs);
   const clip = (s: Span[]): Span[] => s.map((x) => ({ from: Math.max(x.from, from), to: Math.min(x.to, to) })).filter((x) => x.to >= x.from);
   const notLive = subtractSpans([{ from, to }], liveSpans);
-  const backfilled = mergeSpans(clip(backfilledIn));
-  const missing = recorded ? subtractSpans(clip(recorded), [...liveSpans, ...backfilled]) : null;
+  const backfilled = mergeSpans(clip(backfilledIn), joinMs);
+  const delivered = mergeSpans([...liveSpans, ...backfilled], joinMs);
+  const missing = recorded ? subtractSpans(clip(recorded), delivered) : null;
   const len = (s: Span[]): number => s.reduce((a, x) => a + (x.to - x.from), 0);
   return {
     track,
@@ -248,7 +311,8 @@ export function gapReport(
     notLive,
     backfilled,
     horizon: live.horizon,
-    liveMs: len(mergeSpans(liveSpans)),
+    recordIntervalMs: interval,
+    liveMs: len(liveSpans),
     notLiveMs: len(notLive),
     missingMs: missing ? len(missing) : null,
     backfilledMs: len(backfilled),

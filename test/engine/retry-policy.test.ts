@@ -5,21 +5,21 @@ import { RetryPolicy, httpFailureClass, isNetworkErrno } from '../../runtime/eng
 
 const noJitter = { random: () => 0 };
 
-test('a refusal climbs the long ladder (1 s → 60 s); a network failure the short one (250 ms → 2 s)', () => {
+test('a refusal climbs the long ladder (1 s → 60 s); a network failure the short one (250 ms → 1 s)', () => {
   const p = new RetryPolicy(noJitter);
   const refused = [0, 1, 2, 3, 4, 5, 6, 7].map(() => p.next(0, 'refused'));
   assert.deepEqual(refused, [1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000]);
   const q = new RetryPolicy(noJitter);
   const network = [0, 1, 2, 3, 4, 5].map(() => q.next(0, 'network'));
-  assert.deepEqual(network, [250, 500, 1000, 2000, 2000, 2000]);
-  assert.deepEqual(q.stats(), { refused: 0, network: 6, lastClass: 'network', lastDelayMs: 2000 });
+  assert.deepEqual(network, [250, 500, 1000, 1000, 1000, 1000]);
+  assert.deepEqual(q.stats(), { refused: 0, network: 6, lastClass: 'network', lastDelayMs: 1000 });
 });
 
 test('network failures never climb the refusal ladder, and a refusal does not slow the network ladder', () => {
   const p = new RetryPolicy(noJitter);
   for (let i = 0; i < 10; i++) p.next(i, 'network');
   assert.equal(p.next(10, 'refused'), 1000);
-  assert.equal(p.next(11, 'network'), 2000);
+  assert.equal(p.next(11, 'network'), 1000);
 });
 
 test('a link that was healthy before it failed starts again from the fast step', () => {
@@ -46,7 +46,7 @@ test('property: every delay is within its ladder, at most 4 attempts per second 
         r = s.r;
         if (s.healthy) p.healthy(now);
         const d = p.next(now, s.cls);
-        if (s.cls === 'network') assert.ok(d >= 125 && d <= 2000, `network delay ${d}`);
+        if (s.cls === 'network') assert.ok(d >= 125 && d <= 1000, `network delay ${d}`);
         else assert.ok(d >= 500 && d <= 60_000, `refused delay ${d}`);
         now += d;
       }

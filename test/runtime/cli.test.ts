@@ -73,7 +73,12 @@ test('SIGTERM: drivers stopped, exit 0 within 5 s, no orphan ffmpeg', async (t) 
     '    sources:',
     '      - driver: { kind: testpattern, width: 322, height: 242, fps: 15 }',
   ].join('\n'));
-  const child = spawn(cli.cmd, [...cli.args, '--config', f], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The ffmpeg of this run only: other runs on the machine start the same command line.
+  const mark = `sigterm-${process.pid}-${Date.now()}`;
+  const child = spawn(cli.cmd, [...cli.args, '--config', f], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MOTH_TEST_MARK: mark } });
+  t.after(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
@@ -83,12 +88,12 @@ test('SIGTERM: drivers stopped, exit 0 within 5 s, no orphan ffmpeg', async (t) 
     const h = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.json() as Promise<{ drivers: Array<{ ready: boolean }> }>, () => null);
     return !!h?.drivers.every((d) => d.ready);
   }, 15_000, 'driver ready');
-  assert.equal((await pidsMatching('size=322x242')).length, 1, 'one ffmpeg running');
+  assert.equal((await pidsMatching('size=322x242', mark)).length, 1, 'one ffmpeg running');
   const t0 = Date.now();
   child.kill('SIGTERM');
   const code = await exited;
   const ms = Date.now() - t0;
   assert.equal(code, 0);
   assert.ok(ms < 5000, `stopped in ${ms} ms`);
-  await waitFor(async () => (await pidsMatching('size=322x242')).length === 0, 3000, 'ffmpeg gone');
+  await waitFor(async () => (await pidsMatching('size=322x242', mark)).length === 0, 3000, 'ffmpeg gone');
 });

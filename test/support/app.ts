@@ -135,8 +135,26 @@ export function cliCommand(): { cmd: string; args: string[] } {
   return { cmd: process.execPath, args: ts ? ['--import', 'tsx', entry] : [entry] };
 }
 
-/** PIDs of processes whose command line contains `needle` (orphan checks). */
-export async function pidsMatching(needle: string): Promise<number[]> {
+/**
+ * PIDs of processes whose command line contains `needle` and, when `mark` is given, whose
+ * environment holds MOTH_TEST_MARK=<mark>: children inherit it, so only this test's process tree
+ * matches even after an orphan is reparented — other test runs on the machine use the same
+ * command lines.
+ */
+export async function pidsMatching(needle: string, mark?: string): Promise<number[]> {
+  const pids = await pidsByArgs(needle);
+  if (mark === undefined) return pids;
+  const { readFile } = await import('node:fs/promises');
+  const out: number[] = [];
+  for (const pid of pids) {
+    const env = await readFile(`/proc/${pid}/environ`, 'latin1').catch(() => '');
+    if (env.split('\0').includes(`MOTH_TEST_MARK=${mark}`)) out.push(pid);
+  }
+  return out;
+}
+
+/** PIDs of processes whose command line contains `needle`. */
+async function pidsByArgs(needle: string): Promise<number[]> {
   const { stdout } = await run('ps', ['-eo', 'pid=,args=']);
   return stdout
     .split('\n')
