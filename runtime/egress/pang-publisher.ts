@@ -289,7 +289,8 @@ export class PangPublisher extends PangLink {
         const ws = this.ws;
         const consumer = this.consumer;
         if (!ws || !consumer || this.openedAt === 0) return;
-        if (this.replaying) {
+        // A moth-edge relay (it acknowledges by XACK) queues per subscriber: no pacing needed.
+        if (this.replaying && !this.upstreamAcks) {
           const wait = this.lastSendAt + this.o.replayIntervalMs - Date.now();
           if (this.c.framesOut > 0 && wait > 0) {
             this.schedulePace(wait);

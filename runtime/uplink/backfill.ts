@@ -249,9 +249,11 @@ export class BackfillLink extends PangLink {
       if (this.bufferedBytes > this.o.windowBytes) return;
       // One message per minIntervalMs: a Moth relay's reader more than a couple of ring slots
       // behind skips to the newest message, so a back-to-back burst reaches its subscribers as a
-      // handful of records (issue 14; the README's "Delivery to a Moth relay").
-      const wait = this.lastSendAt + this.o.minIntervalMs - now;
-      if (this.o.minIntervalMs > 0 && this.c.sent > 0 && wait > 0) {
+      // handful of records (issue 14; the README's "Delivery to a Moth relay"). A moth-edge relay
+      // (it acknowledges by XACK) queues per subscriber instead: no pacing needed there.
+      const interval = this.upstreamAcks ? 0 : this.o.minIntervalMs;
+      const wait = this.lastSendAt + interval - now;
+      if (interval > 0 && this.c.sent > 0 && wait > 0) {
         this.c.paced++;
         this.schedulePace(wait);
         return;
@@ -269,13 +271,13 @@ export class BackfillLink extends PangLink {
       this.c.sent++;
       this.c.sentBytes += it.data.length;
       this.inFlight.push({ ...it, end: this.wireOut, msg: this.msgsOut });
-      if (this.o.minIntervalMs > 0) break;
+      if (interval > 0) break;
     }
     if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.queueHead);
       this.queueHead = 0;
     }
-    if (this.queueHead < this.queue.length && this.o.minIntervalMs > 0) this.schedulePace(this.o.minIntervalMs);
+    if (this.queueHead < this.queue.length && !this.upstreamAcks && this.o.minIntervalMs > 0) this.schedulePace(this.o.minIntervalMs);
   }
 
   private schedulePace(ms: number): void {

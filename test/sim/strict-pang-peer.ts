@@ -6,7 +6,12 @@
 //  - closes a session after `timeout` s (default 30) without an inbound message (publisher) or
 //    without new data (subscriber), again without a close frame;
 //  - keeps no keyframe cache: a subscriber gets the current MIME, then only what is written after
-//    it joined; when the publisher leaves the MIME is cleared.
+//    it joined; when the publisher leaves the MIME is cleared;
+//  - with `ring`, relays like Moth's engine (field notes, issue 14): each track keeps a small ring
+//    of recent messages, each subscriber a cursor; a reader takes about `serviceMs` per message and
+//    one that is more than `behind` slots behind jumps to the newest message (the skipped ones are
+//    lost for that subscriber and counted). Moth: 600 back-to-back → ~10 delivered, 1 ms apart →
+//    ~570, 20 ms apart → 600.
 // It records every publisher message with its arrival time, for tests and the latency bench.
 import { EventEmitter } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
@@ -24,6 +29,20 @@ export interface StrictPeerOptions {
   defaultTimeoutSec?: number;
   /** Refuse every session (a server at its licence limit). */
   refuseAll?: boolean;
+  /** Moth's relay ring (see the header); unset: every message to every subscriber at once. */
+  ring?: { slots: number; behind: number; serviceMs: number };
+  /** Address to listen on (default 127.0.0.1). */
+  host?: string;
+}
+
+/** One subscriber's reader over a track's ring. */
+interface RingReader {
+  ws: WebSocket;
+  /** Absolute index of the next message this reader sends. */
+  cursor: number;
+  busy: boolean;
+  skipped: number;
+  sent: number;
 }
 
 export interface PeerMessage {
@@ -38,6 +57,10 @@ interface TrackState {
   publisher: WebSocket | null;
   subscribers: Set<WebSocket>;
   messages: PeerMessage[];
+  /** Ring mode: the last `slots` relayed messages; `head` is the absolute index of the next one. */
+  ring: Array<{ data: Buffer; binary: boolean }>;
+  head: number;
+  readers: Map<WebSocket, RingReader>;
 }
 
 export interface StrictPeerEvents {
@@ -64,7 +87,12 @@ export class StrictPangPeer extends EventEmitter<StrictPeerEvents> {
   }
 
   get url(): string {
-    return `${this.opts.tls ? 'wss' : 'ws'}://127.0.0.1:${this.port}`;
+    return `${this.opts.tls ? 'wss' : 'ws'}://${this.opts.host ?? '127.0.0.1'}:${this.port}`;
+  }
+
+  /** Ring mode: messages each subscriber of `path` skipped (fell behind) and got. */
+  readerStats(path: string): Array<{ skipped: number; sent: number }> {
+    return [...(this.tracks.get(path)?.readers.values() ?? [])].map((r) => ({ skipped: r.skipped, sent: r.sent }));
   }
 
   async listen(port = 0): Promise<number> {
@@ -85,7 +113,7 @@ export class StrictPangPeer extends EventEmitter<StrictPeerEvents> {
     server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => resolve());
+      server.listen(port, this.opts.host ?? '127.0.0.1', () => resolve());
     });
     this.server = server;
     this.port = (server.address() as AddressInfo).port;
@@ -94,7 +122,7 @@ export class StrictPangPeer extends EventEmitter<StrictPeerEvents> {
 
   track(path: string): TrackState {
     let t = this.tracks.get(path);
-    if (!t) this.tracks.set(path, (t = { mime: undefined, publisher: null, subscribers: new Set(), messages: [] }));
+    if (!t) this.tracks.set(path, (t = { mime: undefined, publisher: null, subscribers: new Set(), messages: [], ring: [], head: 0, readers: new Map() }));
     return t;
   }
 
@@ -158,12 +186,14 @@ export class StrictPangPeer extends EventEmitter<StrictPeerEvents> {
         t.mime = undefined;
       }
       t.subscribers.delete(ws);
+      t.readers.delete(ws);
     });
     ws.on('error', () => {});
     this.emit('session', role, path);
     if (role === 'sub') {
       t.subscribers.add(ws);
       if (t.mime) ws.send(t.mime, { binary: false });
+      if (this.opts.ring) t.readers.set(ws, { ws, cursor: t.head, busy: false, skipped: 0, sent: 0 });
       (ws as WebSocket & { __arm?: () => void }).__arm = arm;
       return; // subscriber's inbound "ping" binaries are ignored; idle counts new data only
     }
@@ -179,12 +209,42 @@ export class StrictPangPeer extends EventEmitter<StrictPeerEvents> {
       }
       if (t.messages.length < this.recordLimit) t.messages.push(msg);
       this.emit('message', path, msg);
+      if (this.opts.ring) {
+        if (isBinary && data.length === 0) return; // keepalives are not data
+        t.ring.push({ data, binary: isBinary });
+        if (t.ring.length > this.opts.ring.slots) t.ring.shift();
+        t.head++;
+        for (const r of t.readers.values()) this.readRing(t, r);
+        return;
+      }
       for (const s of t.subscribers) {
         if (isBinary && data.length === 0) continue; // keepalives are not data
         s.send(data, { binary: isBinary });
         (s as WebSocket & { __arm?: () => void }).__arm?.();
       }
     });
+  }
+
+  /** One reader step: behind more than `behind` slots → jump to the newest; one message per serviceMs. */
+  private readRing(t: TrackState, r: RingReader): void {
+    const ring = this.opts.ring!;
+    if (r.busy || r.cursor >= t.head || !t.readers.has(r.ws)) return;
+    if (t.head - r.cursor > ring.behind) {
+      r.skipped += t.head - 1 - r.cursor;
+      r.cursor = t.head - 1;
+    }
+    const first = t.head - t.ring.length;
+    const m = t.ring[r.cursor - first];
+    r.cursor++;
+    if (!m) return;
+    r.busy = true;
+    r.sent++;
+    r.ws.send(m.data, { binary: m.binary });
+    (r.ws as WebSocket & { __arm?: () => void }).__arm?.();
+    setTimeout(() => {
+      r.busy = false;
+      this.readRing(t, r);
+    }, ring.serviceMs);
   }
 
   /** Stop accepting and cut every session without close frames (a crash / restart). */
