@@ -12,6 +12,9 @@ import { withBackfillCtl } from './uplink/ctl-commands.js';
 import { createEgressService, type EgressService } from './egress/service.js';
 import { createShotWs, registerEgressRoutes } from './egress/http.js';
 import { registerRecordingRoutes } from './recordings/http.js';
+import { HlsService } from './hls/service.js';
+import { registerHlsRoutes } from './hls/http.js';
+import { registerRecordedHlsRoutes } from './hls/recorded.js';
 import { createRtmpIngest } from '../drivers/ingest/rtmp/ingest.js';
 import { createSourceDriver, type DriverContext } from './drivers.js';
 import { EdgeError } from './engine/api.js';
@@ -171,6 +174,15 @@ export class App {
       overview: () => this.stats(),
       source: this.engine,
     });
+    if (config.hls.enabled) {
+      // LL-HLS of live tracks (muxed on demand) and VOD playlists over the recordings.
+      const hls = new HlsService({ config: config.hls, source: this.engine, memory: this.engine.budget, log: log.child({ c: 'hls' }) });
+      this.components.set('hls', hls);
+      const resolveChannel = (idOrName: string) => this.engine.findChannel(idOrName)?.id ?? null;
+      registerHlsRoutes(r, { service: hls, resolveChannel });
+      const rec = this.recordings;
+      if (rec) registerRecordedHlsRoutes(r, { recordings: rec, config: config.hls.recorded, resolveChannel });
+    }
     // What reached the upstream live vs what the recorder holds (GET /api/gaps).
     registerUplinkRoutes(r, { spans: this.egress.spans, backfilled: this.egress.backfilled, recorded: () => this.recordings?.reader() ?? null });
     const shot = createShotWs({ transcode: this.egress.transcode, log: log.child({ c: 'shot' }) });
