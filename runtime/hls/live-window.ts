@@ -5,7 +5,9 @@
 // Timing rules it keeps (RFC 8216bis §4.4.3.1, §4.4.4.9):
 // - every part ≤ PART-TARGET; parts other than a segment's last and INDEPENDENT ones ≥ 85 % of it.
 //   PART-TARGET is fixed once from the measured frame interval: n = round(configured / interval)
-//   frames per part, PART-TARGET = n × interval × 1.08 (room for capture jitter either way).
+//   frames per part, PART-TARGET = n × interval × 1.08 (room for capture jitter either way). Only a
+//   frame ~50 % late can still leave a part under the floor (counted: partsUnderFloor); the
+//   ≤ PART-TARGET rule, the one players rely on, always holds.
 // - every segment rounds to ≤ TARGETDURATION, fixed from the first segment (the camera's GOP);
 //   a later GOP that runs longer is cut at a non-keyframe (counted: forcedCuts).
 // - a sample longer than PART-TARGET (a stalled source) is shortened to it; the media timeline then
@@ -19,7 +21,7 @@ export interface LiveWindowOptions {
   partTargetMs: number;
   /** A segment is cut at the first keyframe once it is at least this long (ms). */
   segmentTargetMs: number;
-  /** Complete segments kept (the playlist lists them all). */
+  /** Complete segments kept (more when they cover less than 3 target durations). */
   windowSegments: number;
   /** Bytes of parts kept; the oldest segments go first beyond it (counted). */
   maxBytes: number;
@@ -198,9 +200,15 @@ export class LiveWindow {
 
   private choosePartTarget(frames: LiveFrame[]): number {
     const gaps = frames.slice(1).map((f, i) => f.ts - frames[i]!.ts).sort((a, b) => a - b);
-    const interval = gaps.length ? gaps[Math.floor(gaps.length / 2)]! : 33_333;
+    // the mean of the intervals within 2× the lower median: jitter averages out, a stall while probing is left out
+    const median = gaps.length ? gaps[Math.floor((gaps.length - 1) / 2)]! : 33_333;
+    const usual = gaps.filter((g) => g <= 2 * median);
+    const interval = usual.length ? usual.reduce((a, g) => a + g, 0) / usual.length : median;
     const n = Math.max(1, Math.round((this.o.partTargetMs * 1000) / interval));
-    return Math.max(1, this.ticks(n * interval * JITTER_ROOM));
+    // never below the longest usual interval (+15 %): a single late frame must not count as a stall
+    // (that would shorten the timeline); single-frame parts of a slow camera may then miss the floor
+    const longest = usual.length ? Math.max(...usual) : interval;
+    return Math.max(1, this.ticks(Math.max(n * interval * JITTER_ROOM, longest * 1.15)));
   }
 
   private accept(f: LiveFrame, out: WindowEvent[]): void {
@@ -212,8 +220,11 @@ export class LiveWindow {
   private place(f: LiveFrame, durTicks: number, out: WindowEvent[]): void {
     let dur = Math.max(1, durTicks);
     if (dur > this.partTargetTicks) {
+      // A stalled source: the gap is compressed anyway, so compress it to what fills the open part
+      // up to the target (a short part before a stall would miss the 85 % floor).
       this.st.stalls++;
-      dur = this.partTargetTicks;
+      const fill = this.partTargetTicks - this.openPartTicks;
+      dur = this.openSamples.length > 0 && this.openPartTicks < 0.85 * this.partTargetTicks && fill > 0 && !f.key ? fill : this.partTargetTicks;
     }
     this.lastDur = dur;
     const cfg = f.key ? avcConfigOf(f.data) : null;
@@ -292,9 +303,15 @@ export class LiveWindow {
     if (this.targetDurationS === null) {
       this.targetDurationS = Math.max(1, Math.ceil(this.o.segmentTargetMs / 1000 - 1e-9), Math.ceil(seg.duration / this.timescale - 0.02));
     }
-    while (this.segments.length > this.o.windowSegments) this.evictOldest('window');
+    // RFC 8216bis §6.2.2: never remove a segment if what stays would cover < 3 target durations
+    const keep = 3 * (this.targetDurationS ?? 1) * this.timescale;
+    while (this.segments.length > this.o.windowSegments && this.listedTicks() - this.segments[0]!.duration >= keep) this.evictOldest('window');
     while (this.held > this.o.maxBytes && this.segments.length > 1) this.evictOldest('bytes');
     out.push({ type: 'segment', segment: seg });
+  }
+
+  private listedTicks(): number {
+    return this.segments.reduce((a, s) => a + s.duration, 0);
   }
 
   private evictOldest(why: 'window' | 'bytes' | 'memory'): number {
