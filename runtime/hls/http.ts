@@ -59,7 +59,8 @@ function clientGone(ctx: RouteContext): AbortSignal {
 
 export function sendMedia(ctx: RouteContext, type: string, chunks: Buffer[], cache: string): void {
   const len = chunks.reduce((a, c) => a + c.length, 0);
-  ctx.res.writeHead(200, { 'content-type': type, 'content-length': len, 'cache-control': cache, 'access-control-allow-origin': '*' });
+  // No CORS header: a page on another origin in an operator's browser must not read the robot's video.
+  ctx.res.writeHead(200, { 'content-type': type, 'content-length': len, 'cache-control': cache });
   if (ctx.req.method === 'HEAD') {
     ctx.res.end();
     return;
@@ -68,8 +69,8 @@ export function sendMedia(ctx: RouteContext, type: string, chunks: Buffer[], cac
   ctx.res.end();
 }
 
-function sendPlaylist(res: ServerResponse, text: string, head: boolean): void {
-  res.writeHead(200, { 'content-type': PLAYLIST_TYPE, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-cache', 'access-control-allow-origin': '*' });
+export function sendPlaylist(res: ServerResponse, text: string, head: boolean): void {
+  res.writeHead(200, { 'content-type': PLAYLIST_TYPE, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-cache' });
   res.end(head ? undefined : text);
 }
 

@@ -72,8 +72,18 @@ export interface InitRequest {
 export type WindowEvent = { type: 'init'; init: InitRequest } | { type: 'part'; part: LivePart } | { type: 'segment'; segment: LiveSegment };
 
 export interface LiveWindowStats {
+  /** framesIn = samples + framesBeforeKeyframe + outOfOrder + discarded + buffered. */
   framesIn: number;
+  /** Frames muxed into parts. */
+  samples: number;
+  /** Frames before the first keyframe with SPS/PPS (at start and after a discontinuity). */
   framesBeforeKeyframe: number;
+  /** Frames not after the previous one on the capture clock. */
+  outOfOrder: number;
+  /** Frames still measuring the frame rate when the source went away. */
+  discarded: number;
+  /** Frames held: the last one (its duration comes with the next) and any still measuring the rate. */
+  buffered: number;
   parts: number;
   segments: number;
   heldBytes: number;
@@ -119,7 +129,7 @@ export class LiveWindow {
   private pendingDiscontinuity = false;
   /** Duration of the last placed sample (ticks): the guess for a frame whose successor never came. */
   private lastDur = 1920;
-  private readonly st = { framesIn: 0, framesBeforeKeyframe: 0, parts: 0, segments: 0, forcedCuts: 0, stalls: 0, partsUnderFloor: 0, discontinuities: 0, evicted: 0, dropped: { bytes: 0, memory: 0 } };
+  private readonly st = { framesIn: 0, samples: 0, framesBeforeKeyframe: 0, outOfOrder: 0, discarded: 0, parts: 0, segments: 0, forcedCuts: 0, stalls: 0, partsUnderFloor: 0, discontinuities: 0, evicted: 0, dropped: { bytes: 0, memory: 0 } };
 
   constructor(private readonly o: LiveWindowOptions) {
     this.timescale = o.timescale ?? MEDIA_TIMESCALE;
@@ -168,7 +178,10 @@ export class LiveWindow {
         this.st.framesBeforeKeyframe++;
         return out;
       }
-      if (this.probe.length > 0 && f.ts <= this.probe[this.probe.length - 1]!.ts) return out; // out of order: ignore
+      if (this.probe.length > 0 && f.ts <= this.probe[this.probe.length - 1]!.ts) {
+        this.st.outOfOrder++;
+        return out;
+      }
       this.probe.push(f);
       if (this.probe.length < PROBE_FRAMES && f.ts - this.probe[0]!.ts < PROBE_US) return out;
       this.partTargetTicks = this.choosePartTarget(this.probe);
@@ -187,6 +200,7 @@ export class LiveWindow {
    */
   discontinue(): WindowEvent[] {
     const out: WindowEvent[] = [];
+    this.st.discarded += this.probe.length;
     this.probe = [];
     if (this.pending) {
       this.place(this.pending, this.lastDur, out);
@@ -212,7 +226,10 @@ export class LiveWindow {
   }
 
   private accept(f: LiveFrame, out: WindowEvent[]): void {
-    if (this.pending && f.ts <= this.pending.ts) return; // not after the previous frame: not placeable
+    if (this.pending && f.ts <= this.pending.ts) {
+      this.st.outOfOrder++; // not after the previous frame: not placeable
+      return;
+    }
     if (this.pending) this.place(this.pending, this.ticks(f.ts - this.pending.ts), out);
     this.pending = f;
   }
@@ -229,7 +246,10 @@ export class LiveWindow {
     this.lastDur = dur;
     const cfg = f.key ? avcConfigOf(f.data) : null;
     const changed = cfg !== null && this.config !== null && cfg.key !== this.config.key;
-    if (this.config === null && cfg === null) return; // after a discontinuity: wait for a keyframe with SPS/PPS
+    if (this.config === null && cfg === null) {
+      this.st.framesBeforeKeyframe++; // after a discontinuity: wait for a keyframe with SPS/PPS
+      return;
+    }
     const segTicks = (this.open?.duration ?? 0) + this.openPartTicks;
     const limitTicks = this.targetDurationS === null ? this.ticks(MAX_SEGMENT_US) : this.targetDurationS * this.timescale + Math.floor(this.timescale * 0.45);
     // "at least the segment target" with 10 % room: a GOP equal to the target must not make 2-GOP segments on jitter
@@ -266,6 +286,7 @@ export class LiveWindow {
     if (this.openSamples.length === 0) this.openPartIndependent = f.key;
     const data = annexBToAvcc(f.data);
     this.openSamples.push({ data, duration: dur, key: f.key });
+    this.st.samples++;
     this.openPartTicks += dur;
     this.openBytes += data.length;
   }
@@ -397,6 +418,7 @@ export class LiveWindow {
     return {
       ...this.st,
       dropped: { ...this.st.dropped },
+      buffered: (this.pending ? 1 : 0) + this.probe.length,
       heldBytes: this.heldBytes,
       heldSegments: this.segments.length,
       targetDurationS: this.targetDurationS,

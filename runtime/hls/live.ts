@@ -107,8 +107,8 @@ export class LiveTrack {
   private sourceGone(c: ConsumerHandle): void {
     if (this.closed || this.consumer !== c) return;
     this.consumer = null;
+    this.apply(this.window.discontinue()); // what was pending closes its segment
     this.state = 'source-gone';
-    this.apply(this.window.discontinue());
     this.resubscribeTimer = setInterval(() => {
       if (this.closed) return;
       if (this.source.listTracks().some((t) => trackPath(t) === trackPath(this.ref)) && this.subscribe()) {
@@ -140,7 +140,7 @@ export class LiveTrack {
         for (const id of this.inits.keys()) if (this.inits.size > MAX_INITS && id < ev.init.id) this.inits.delete(id);
       } else {
         published = true;
-        if (this.state !== 'live' && this.window.ready) this.state = 'live';
+        if (this.consumer && this.window.ready) this.state = 'live';
       }
     }
     this.account();

@@ -15,9 +15,10 @@ import type { SegmentRow } from '../../recordings/index-db.js';
 import type { RecordingService } from '../../recordings/service.js';
 import { checkViewerAccess } from '../http/auth.js';
 import { HttpError, type RouteContext, type Router } from '../http/router.js';
+import { parseTime } from '../uplink/routes.js';
 import type { HlsConfig } from './config.js';
 import { childBoxes, findBox, shiftFragmentTimes } from './fmp4.js';
-import { PLAYLIST_TYPE, sendMedia, trackRefFrom } from './http.js';
+import { sendMedia, sendPlaylist, trackRefFrom } from './http.js';
 import { buildVodPlaylist, type PlaylistSegment } from './playlist.js';
 
 /** What a recorded file offers HLS: its init range, timescale and fragments. */
@@ -195,13 +196,7 @@ export interface RecordedHlsDeps {
   resolveChannel: (idOrName: string) => string | null;
 }
 
-function timeParam(u: URL, name: string): number | null {
-  const v = u.searchParams.get(name);
-  if (v === null || v === '') return null;
-  const n = /^\d{1,16}$/.test(v) ? Number(v) : Date.parse(v);
-  if (!Number.isFinite(n)) throw new HttpError(400, 'BAD_TIME', `${name} must be epoch milliseconds or an ISO 8601 time`);
-  return n;
-}
+const timeParam = (u: URL, k: string): number | null => parseTime(u.searchParams.get(k), k);
 
 /** Fragments one request may read: a segment is a few GOPs; 64 MiB bounds a hostile count. */
 const MAX_FRAGMENTS = 64;
@@ -250,9 +245,7 @@ export function registerRecordedHlsRoutes(router: Router, deps: RecordedHlsDeps)
       }
       const plan = planVod(indexed, { fromMs, toMs, segmentTargetUs: deps.config.segmentTargetSeconds * 1e6, gapFillMaxUs: deps.config.gapFillMaxSeconds * 1e6 });
       if (plan.segments.length === 0) throw new HttpError(404, 'NO_RECORDING', 'no video recorded in that range');
-      const text = vodPlaylistText(plan);
-      ctx.res.writeHead(200, { 'content-type': PLAYLIST_TYPE, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-cache', 'access-control-allow-origin': '*' });
-      ctx.res.end(ctx.req.method === 'HEAD' ? undefined : text);
+      sendPlaylist(ctx.res, vodPlaylistText(plan), ctx.req.method === 'HEAD');
       return;
     }
     if (name === 'gap.m4s') throw new HttpError(404, 'HLS_GAP', 'nothing was recorded here (EXT-X-GAP)');

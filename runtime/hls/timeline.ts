@@ -14,6 +14,7 @@ import { scanSegmentRecords } from '../../recordings/record-reader.js';
 import type { RecordingService } from '../../recordings/service.js';
 import { checkViewerAccess } from '../http/auth.js';
 import { HttpError, type RouteContext, type Router } from '../http/router.js';
+import { parseTime } from '../uplink/routes.js';
 
 export interface TimelineDeps {
   recordings: Pick<RecordingService, 'reader' | 'root'>;
@@ -25,13 +26,7 @@ const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 const MAX_EXPORT_MS = 3_600_000;
 const MAX_VALUE_BYTES = 4096;
 
-function time(u: URL, k: string): number | null {
-  const v = u.searchParams.get(k);
-  if (v === null || v === '') return null;
-  const n = /^\d{1,16}$/.test(v) ? Number(v) : Date.parse(v);
-  if (!Number.isFinite(n)) throw new HttpError(400, 'BAD_TIME', `${k} must be epoch milliseconds or an ISO 8601 time`);
-  return n;
-}
+const time = (u: URL, k: string): number | null => parseTime(u.searchParams.get(k), k);
 
 function name(u: URL, k: string): string | undefined {
   const v = u.searchParams.get(k);

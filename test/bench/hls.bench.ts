@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
+import { latencies, playLiveHls } from '../hls/hls-page.js';
 import { cpuMs, percentile, round, rssMiB, type BenchRow } from './harness.js';
 
 const WINDOW_S = Number(process.env.HLS_BENCH_SECONDS ?? 20);
@@ -86,27 +87,9 @@ export async function bench(): Promise<BenchRow[]> {
 
     // 1 HLS viewer in Chromium: latency and CPU
     const page = await browser.newPage();
-    await page.goto(`${base}/healthz`);
-    await page.addScriptTag({ url: '/dashboard/vendor/hls.min.js' });
-    await page.evaluate((src) => {
-      const w = window as unknown as { Hls: any; lat: number[] };
-      const v = document.createElement('video');
-      v.muted = true;
-      document.body.appendChild(v);
-      const hls = new w.Hls({ lowLatencyMode: true });
-      w.lat = [];
-      hls.loadSource(src);
-      hls.attachMedia(v);
-      v.play().catch(() => {});
-      const tick = () => {
-        const d = hls.playingDate as Date | null;
-        if (d && !v.paused && v.readyState >= 2 && w.lat.length < 100_000) w.lat.push(Date.now() - d.getTime());
-        (v as any).requestVideoFrameCallback(tick);
-      };
-      (v as any).requestVideoFrameCallback(tick);
-    }, url);
+    await playLiveHls(page, base, url);
     const one = await cpuWindow(pid);
-    const lat = (await page.evaluate(() => (window as unknown as { lat: number[] }).lat)).slice(-WINDOW_S * 30).sort((a, b) => a - b);
+    const lat = await latencies(page, WINDOW_S * 30);
     rows.push({ bench: 'hls', case: 'LL-HLS glass-to-glass (capture → hls.js frame)', frames: lat.length, p50_ms: round(percentile(lat, 50), 0), p99_ms: round(percentile(lat, 99), 0), target_ms: 1500 });
     rows.push({ bench: 'hls', case: '1 HLS viewer (Chromium hls.js)', cpu_pct: one.cpuPct, rss_mib: one.rss, over_floor_pct: round(one.cpuPct - idle.cpuPct, 1) });
     await page.close();

@@ -11,6 +11,7 @@ import { EMBEDDED_CHANNEL_ID } from '../../runtime/config/schema.js';
 import { chromiumMissing, launchChromium } from '../egress/chromium.js';
 import { skipUnlessCi } from '../support/peer.js';
 import { startApp, tempDir, waitFor } from '../support/app.js';
+import { latencies, playLiveHls } from './hls-page.js';
 
 const ARTIFACTS = join(process.cwd(), 'test-artifacts');
 
@@ -42,30 +43,9 @@ test('Chromium + hls.js: live LL-HLS plays (latency from capture time); dashboar
   const live = await browser.newPage();
   const errors: string[] = [];
   live.on('pageerror', (e) => errors.push(String(e)));
-  await live.goto(`${base}/healthz`);
-  await live.addScriptTag({ url: '/dashboard/vendor/hls.min.js' });
-  await live.evaluate((src) => {
-    const w = window as unknown as { Hls: any; hls: any; lat: number[] };
-    const v = document.createElement('video');
-    v.muted = true;
-    v.autoplay = true;
-    document.body.appendChild(v);
-    const hls = new w.Hls({ lowLatencyMode: true });
-    w.hls = hls;
-    w.lat = [];
-    hls.loadSource(src);
-    hls.attachMedia(v);
-    v.play().catch(() => {});
-    // latency of each shown frame: now − its capture time (PROGRAM-DATE-TIME mapping)
-    const tick = () => {
-      const d = hls.playingDate as Date | null;
-      if (d && !v.paused && v.readyState >= 2) w.lat.push(Date.now() - d.getTime());
-      (v as any).requestVideoFrameCallback(tick);
-    };
-    (v as any).requestVideoFrameCallback(tick);
-  }, `${base}/hls/robot/base/video/index.m3u8`);
+  await playLiveHls(live, base, `${base}/hls/robot/base/video/index.m3u8`);
   await live.waitForFunction(() => (document.querySelector('video') as HTMLVideoElement).getVideoPlaybackQuality().totalVideoFrames > 120, undefined, { timeout: 45_000 });
-  const lat = (await live.evaluate(() => (window as unknown as { lat: number[] }).lat.slice(-90))).sort((a, b) => a - b);
+  const lat = await latencies(live, 90);
   const p50 = lat[Math.floor(lat.length / 2)]!;
   assert.ok(lat.length > 30, 'latency samples');
   // A timed test asserts no speed (the bench measures it): only that this is live, not a replay.

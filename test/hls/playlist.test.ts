@@ -59,6 +59,7 @@ test('live window: every playlist it builds passes the RFC validator, across rel
         assert.deepEqual(hist.errors, [], JSON.stringify(c));
         const s = w.stats();
         assert.equal(s.parts, parts);
+        assert.equal(s.framesIn, s.samples + s.framesBeforeKeyframe + s.outOfOrder + s.discarded + s.buffered, 'every frame muxed or counted');
         assert.ok(s.heldBytes === w.heldBytes && s.dropped.bytes === 0 && s.dropped.memory === 0);
         // a stall is cut to the part target; the count says so
         if (c.stallAt !== undefined && c.stallAt < c.frames && w.ready) assert.ok(s.stalls >= 1);
