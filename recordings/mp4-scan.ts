@@ -103,6 +103,12 @@ interface FragInfo {
   duration: number;
 }
 
+/** One complete moof+mdat of a scan: where it lies in the file and its media time (ticks). */
+export interface ScannedFragment extends FragInfo {
+  start: number;
+  end: number;
+}
+
 function parseMoof(b: Buffer, moof: Box): FragInfo | null {
   const traf = find(b, moof, 'traf');
   if (!traf) return null;
@@ -180,8 +186,11 @@ function parseMoof(b: Buffer, moof: Box): FragInfo | null {
 /** Boxes we parse in memory (moov, moof) are small; bigger ones are hostile or not ours. */
 const MAX_META_BOX = 32 * 1024 * 1024;
 
-/** Scan through a random-access reader (a file): only box headers, moov and moof are read. */
-export function scanMp4Reader(size: number, read: (off: number, len: number) => Buffer): Mp4Scan {
+/**
+ * Scan through a random-access reader (a file): only box headers, moov and moof are read.
+ * `onFragment` sees each complete fragment (recorded HLS lists them as segments).
+ */
+export function scanMp4Reader(size: number, read: (off: number, len: number) => Buffer, onFragment?: (f: ScannedFragment) => void): Mp4Scan {
   const out: Mp4Scan = {
     hasInit: false,
     validEnd: 0,
@@ -196,6 +205,7 @@ export function scanMp4Reader(size: number, read: (off: number, len: number) => 
   let off = 0;
   let sawFtyp = false;
   let pendingMoof: FragInfo | null = null;
+  let moofStart = 0;
   let firstTime = -1;
   let endTime = 0;
   let boxes = 0;
@@ -233,6 +243,7 @@ export function scanMp4Reader(size: number, read: (off: number, len: number) => 
       const w = out.hasInit ? whole() : null;
       pendingMoof = w ? parseMoof(w.b, w.box) : null;
       if (!pendingMoof) break;
+      moofStart = box.start;
     } else if (box.type === 'mdat') {
       if (!pendingMoof) break;
       out.fragments++;
@@ -240,6 +251,7 @@ export function scanMp4Reader(size: number, read: (off: number, len: number) => 
       out.keyframes += pendingMoof.keyframes;
       if (firstTime < 0) firstTime = pendingMoof.baseTime;
       endTime = Math.max(endTime, pendingMoof.baseTime + pendingMoof.duration);
+      onFragment?.({ ...pendingMoof, start: moofStart, end: box.end });
       pendingMoof = null;
       out.validEnd = box.end;
     } else if (box.type === 'mfra' || box.type === 'free' || box.type === 'styp' || box.type === 'sidx') {
@@ -261,7 +273,7 @@ export function scanMp4(bytes: Uint8Array): Mp4Scan {
   return scanMp4Reader(b.length, (off, len) => b.subarray(off, off + len));
 }
 
-export function scanMp4File(fd: number, size: number): Mp4Scan {
+export function scanMp4File(fd: number, size: number, onFragment?: (f: ScannedFragment) => void): Mp4Scan {
   return scanMp4Reader(size, (off, len) => {
     const buf = Buffer.alloc(len);
     let got = 0;
@@ -271,5 +283,5 @@ export function scanMp4File(fd: number, size: number): Mp4Scan {
       got += n;
     }
     return buf.subarray(0, got);
-  });
+  }, onFragment);
 }

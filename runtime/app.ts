@@ -12,6 +12,10 @@ import { withBackfillCtl } from './uplink/ctl-commands.js';
 import { createEgressService, type EgressService } from './egress/service.js';
 import { createShotWs, registerEgressRoutes } from './egress/http.js';
 import { registerRecordingRoutes } from './recordings/http.js';
+import { HlsService } from './hls/service.js';
+import { registerHlsRoutes } from './hls/http.js';
+import { registerRecordedHlsRoutes } from './hls/recorded.js';
+import { registerHlsJsRoute, registerTimelineRoutes } from './hls/timeline.js';
 import { createRtmpIngest } from '../drivers/ingest/rtmp/ingest.js';
 import { createSourceDriver, type DriverContext } from './drivers.js';
 import { EdgeError } from './engine/api.js';
@@ -156,9 +160,22 @@ export class App {
       this.recordings = rec;
       this.components.set('recordings', rec);
       await rec.start(); // start-up recovery runs before the first segment is written
+      // The dashboard timeline's sensor values at a moment and exports (before /api/recordings/:id).
+      registerTimelineRoutes(r, { recordings: rec, resolveChannel: (x) => this.engine.findChannel(x)?.id ?? null });
       registerRecordingRoutes(r, rec);
     }
 
+    if (config.hls.enabled) {
+      // LL-HLS of live tracks (muxed on demand) and VOD playlists over the recordings.
+      const hls = new HlsService({ config: config.hls, source: this.engine, memory: this.engine.budget, log: log.child({ c: 'hls' }) });
+      this.components.set('hls', hls);
+      const resolveChannel = (idOrName: string) => this.engine.findChannel(idOrName)?.id ?? null;
+      registerHlsRoutes(r, { service: hls, resolveChannel });
+      const rec = this.recordings;
+      if (rec) registerRecordedHlsRoutes(r, { recordings: rec, config: config.hls.recorded, resolveChannel });
+    }
+    // hls.js for the dashboard's timeline player (before /dashboard/*).
+    registerHlsJsRoute(r);
     // WHIP ingest lands tracks in a channel: the configured one by name, else one made for it.
     const ingestName = config.egress.whipIngest.channel;
     const ingestChannel = this.egress.ingest

@@ -14,6 +14,7 @@ import { simulatedSensorSchema } from '../../drivers/sensor/simulated.js';
 import { recordingsConfigSchema } from '../../recordings/config.js';
 import { controlConfigSchema } from '../control/config.js';
 import { egressConfigSchema } from '../egress/config.js';
+import { hlsConfigSchema } from '../hls/config.js';
 import { byteSize } from './bytes.js';
 
 const MiB = 1024 * 1024;
@@ -120,6 +121,8 @@ export const configSchema = z
     recordings: recordingsConfigSchema.default(recordingsConfigSchema.parse({})),
     /** Upstream pang/WHIP links, WHEP, WHIP ingest, transcoding (runtime/egress/config.ts). */
     egress: egressConfigSchema.default(egressConfigSchema.parse({})),
+    /** LL-HLS of live H.264 tracks and VOD playlists over the recordings (runtime/hls/config.ts). */
+    hls: hlsConfigSchema,
     /** RTMP ingest: onboard encoders publish rtmp://host:1935/<app>/<key> into a track. */
     rtmp: rtmpIngestSchema.optional(),
   })

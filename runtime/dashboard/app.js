@@ -373,3 +373,209 @@ setInterval(viewerStats, 1000);
 setInterval(refreshRecordings, 15000);
 setTimeout(refreshGaps, 1500);
 setInterval(refreshGaps, 5000);
+
+// ---------------------------------------------------------------------------------------------
+// Timeline of recordings (issue 21): per track, recorded / synced / missing / delivered-upstream
+// spans over a zoomable window; click plays the recording from that moment over HLS (hls.js from
+// /dashboard/vendor), the sensor values of the playing moment show beside the video (one clock:
+// PROGRAM-DATE-TIME is capture time + the run's offset, as the sensor records); a dragged range
+// exports as MP4 (that track) or MCAP (every track).
+const tl = { to: Date.now(), span: 86_400_000, tracks: [], hls: null, playing: null, sel: null, lastValuesAt: 0, follow: true };
+window.mothEdgeTimeline = tl;
+
+const tlPath = (t) => `${t.channel}/${t.source}/${t.track}`;
+const tlSeg = (t) => [t.channel, t.source, t.track].map(encodeURIComponent).join('/');
+
+async function tlLoad() {
+  const box = $('timeline');
+  if (tl.follow) tl.to = Date.now();
+  const from = tl.to - tl.span;
+  let tracks;
+  try {
+    tracks = (await getJson('/api/recordings/tracks?maxSpans=2000')).tracks ?? [];
+  } catch (e) {
+    box.innerHTML = `<p class="empty">${e.status === 404 ? 'Recording API not enabled' : 'Recordings unavailable'}</p>`;
+    return;
+  }
+  tl.tracks = await Promise.all(
+    tracks.map(async (t) => {
+      const q = new URLSearchParams({ channel: t.channel, source: t.source, track: t.track, from: String(from), to: String(tl.to), limit: '1000' });
+      const rows = await getJson(`/api/recordings?${q}`).then((r) => r.segments ?? [], () => []);
+      const up = await getJson(`/api/gaps?track=${encodeURIComponent(tlPath(t))}&from=${from}&to=${tl.to}`).then((r) => [...(r.live ?? []), ...(r.backfilled ?? [])], () => []);
+      return {
+        ...t,
+        rec: (t.spans ?? []).map((s) => ({ from: s.fromMs, to: s.toMs })),
+        sync: rows.filter((r) => r.state === 'synced').map((r) => ({ from: r.startMs, to: r.endMs })),
+        miss: rows.filter((r) => r.state === 'missing' || r.state === 'quarantined').map((r) => ({ from: r.startMs, to: r.endMs })),
+        up,
+      };
+    }),
+  );
+  tlRender();
+}
+
+function tlRender() {
+  const box = $('timeline');
+  if (tl.tracks.length === 0) {
+    box.innerHTML = '<p class="empty">No recordings yet</p>';
+    return;
+  }
+  const from = tl.to - tl.span;
+  const pos = (x) => {
+    const a = Math.max(x.from, from);
+    const b = Math.min(x.to, tl.to);
+    return b < a ? null : `left:${(((a - from) / tl.span) * 100).toFixed(3)}%;width:${Math.max(0.15, ((b - a) / tl.span) * 100).toFixed(3)}%`;
+  };
+  const spans = (list, cls) => list.map((x) => pos(x)).filter(Boolean).map((p) => `<span class="${cls}" style="${p}"></span>`).join('');
+  const fmt = (ms) => new Date(ms).toLocaleString([], tl.span > 86_400_000 ? { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' } : { hour: '2-digit', minute: '2-digit', second: tl.span < 600_000 ? '2-digit' : undefined });
+  const rows = tl.tracks
+    .map((t, i) => {
+      const sel = tl.sel ? `<span class="tl-selbox" style="${pos(tl.sel)}"></span>` : '';
+      const cur = tl.playing && tl.playing.path === tlPath(t) && tl.playing.atMs ? `<span class="tl-cursor" style="${pos({ from: tl.playing.atMs, to: tl.playing.atMs })}"></span>` : '';
+      return `<div class="tl-row"><span class="mono link-name" title="${esc(t.mime)}">${esc(tlPath(t))}</span><div class="tl-bar" data-i="${i}" data-kind="${esc(t.kind)}">${spans(t.rec, 'tl-rec')}${spans(t.sync, 'tl-sync')}${spans(t.miss, 'tl-miss')}${spans(t.up, 'tl-up')}${sel}${cur}</div></div>`;
+    })
+    .join('');
+  box.innerHTML = `${rows}<div class="tl-axis"><span>${esc(fmt(from))}</span><span>${esc(fmt(from + tl.span / 2))}</span><span>${esc(fmt(tl.to))}</span></div>`;
+}
+
+function tlTimeAt(bar, clientX) {
+  const r = bar.getBoundingClientRect();
+  return tl.to - tl.span + ((clientX - r.left) / r.width) * tl.span;
+}
+
+/** Zoom around a moment (the wheel's), or keep the right edge (buttons; "now" while following). */
+function tlZoom(factor, centerMs) {
+  const span = Math.min(7 * 86_400_000, Math.max(60_000, tl.span * factor));
+  if (centerMs !== undefined) {
+    const f = (centerMs - (tl.to - tl.span)) / tl.span;
+    tl.to = Math.min(Date.now(), centerMs + (1 - f) * span);
+  }
+  tl.span = span;
+  tl.follow = tl.to >= Date.now() - 1000;
+  tlLoad();
+}
+
+async function tlHlsJs() {
+  if (window.Hls) return window.Hls;
+  await new Promise((resolve, reject) => {
+    const s = document.createElement('script');
+    s.src = '/dashboard/vendor/hls.min.js';
+    s.onload = resolve;
+    s.onerror = () => reject(new Error('hls.js not served'));
+    document.head.appendChild(s);
+  });
+  return window.Hls;
+}
+
+/** Play a recorded track from `atMs` (an hour of it; the video's own controls scrub within). */
+async function tlPlay(t, atMs) {
+  const video = $('tl-video');
+  const toMs = Math.min(atMs + 3_600_000, t.lastMs ?? Date.now());
+  const url = `/hls/recordings/${tlSeg(t)}/index.m3u8?from=${Math.floor(atMs)}&to=${Math.ceil(Math.max(toMs, atMs + 1000))}`;
+  tl.playing = { path: tlPath(t), atMs, url, startMs: atMs };
+  $('tl-overlay').textContent = 'Loading…';
+  $('tl-overlay').classList.remove('hidden');
+  if (tl.hls) tl.hls.destroy();
+  tl.hls = null;
+  try {
+    const Hls = await tlHlsJs();
+    if (Hls && Hls.isSupported()) {
+      const hls = new Hls({ enableWorker: true, lowLatencyMode: false, backBufferLength: 30 });
+      tl.hls = hls;
+      hls.on(Hls.Events.ERROR, (_e, d) => {
+        if (d.fatal) $('tl-overlay').textContent = `Cannot play: ${d.details}`;
+      });
+      hls.loadSource(url);
+      hls.attachMedia(video);
+    } else if (video.canPlayType('application/vnd.apple.mpegurl')) {
+      video.src = url; // Safari plays HLS itself
+    } else throw new Error('this browser has no Media Source Extensions');
+    await video.play().catch(() => {});
+    $('tl-overlay').classList.add('hidden');
+  } catch (e) {
+    $('tl-overlay').textContent = `Cannot play: ${e.message}`;
+  }
+  tlRender();
+}
+
+/** The capture-clock time of what the video shows: PROGRAM-DATE-TIME of the fragment + offset into it. */
+function tlPlayingMs() {
+  const v = $('tl-video');
+  const d = tl.hls?.playingDate;
+  if (d instanceof Date && !Number.isNaN(d.getTime())) return d.getTime();
+  return tl.playing ? tl.playing.startMs + v.currentTime * 1000 : null;
+}
+
+async function tlValues() {
+  const at = tlPlayingMs();
+  if (at === null || !tl.playing) return;
+  tl.playing.atMs = at;
+  $('tl-at').textContent = `${new Date(at).toLocaleString()}.${String(Math.floor(at % 1000)).padStart(3, '0')}`;
+  if (Math.abs(at - tl.lastValuesAt) < 200) return;
+  tl.lastValuesAt = at;
+  try {
+    const { tracks } = await getJson(`/api/recordings/values?at=${Math.round(at)}`);
+    $('tl-values').innerHTML = tracks.length
+      ? tracks
+          .map((s) => {
+            const v = s.value;
+            const rows = v && typeof v === 'object' && !Array.isArray(v) ? flatten(v).slice(0, 12).map(([k, x]) => `<dt>${esc(k)}</dt><dd>${esc(typeof x === 'number' ? +x.toFixed(6) : typeof x === 'object' ? JSON.stringify(x) : x)}</dd>`).join('') : `<dt>value</dt><dd>${esc(typeof v === 'string' ? v : JSON.stringify(v))}</dd>`;
+            return `<div class="sensor" data-path="${esc(s.path)}" data-at="${s.atMs}"><h3 class="mono">${esc(s.path)} · ${(s.ageMs / 1000).toFixed(2)} s before</h3><dl>${rows}</dl></div>`;
+          })
+          .join('')
+      : '<p class="empty">No sensor values recorded at this moment</p>';
+  } catch {
+    $('tl-values').innerHTML = '<p class="empty">Sensor values unavailable</p>';
+  }
+}
+
+function tlSelect(a, b, t) {
+  const from = Math.floor(Math.min(a, b));
+  const to = Math.ceil(Math.max(a, b));
+  tl.sel = { from, to, path: tlPath(t) };
+  const q = (extra) => new URLSearchParams({ from: String(from), to: String(to), ...extra }).toString();
+  $('tl-sel').textContent = `${new Date(from).toLocaleString()} → ${new Date(to).toLocaleTimeString()} (${Math.round((to - from) / 1000)} s)`;
+  $('tl-mp4').href = `/api/recordings/export?${q({ format: 'mp4', channel: t.channel, source: t.source, track: t.track })}`;
+  $('tl-mp4').hidden = t.kind !== 'video';
+  $('tl-mcap').href = `/api/recordings/export?${q({ format: 'mcap' })}`;
+  $('tl-export').hidden = false;
+  tlRender();
+}
+
+(() => {
+  const box = $('timeline');
+  let down = null;
+  box.addEventListener('pointerdown', (e) => {
+    const bar = e.target.closest?.('.tl-bar');
+    if (!bar) return;
+    down = { bar, x: e.clientX, t: tlTimeAt(bar, e.clientX) };
+  });
+  window.addEventListener('pointerup', (e) => {
+    if (!down) return;
+    const { bar, x, t } = down;
+    down = null;
+    const track = tl.tracks[Number(bar.dataset.i)];
+    if (!track) return;
+    if (Math.abs(e.clientX - x) > 5) return tlSelect(t, tlTimeAt(bar, e.clientX), track);
+    if (track.kind === 'video') tlPlay(track, t);
+  });
+  box.addEventListener('wheel', (e) => {
+    const bar = e.target.closest?.('.tl-bar');
+    if (!bar) return;
+    e.preventDefault();
+    tlZoom(e.deltaY > 0 ? 1.5 : 1 / 1.5, tlTimeAt(bar, e.clientX));
+  }, { passive: false });
+  $('tl-in').addEventListener('click', () => tlZoom(1 / 2));
+  $('tl-out').addEventListener('click', () => tlZoom(2));
+  $('tl-range').addEventListener('change', (e) => {
+    tl.span = Number(e.target.value);
+    tl.follow = true;
+    tlLoad();
+  });
+  $('tl-video').addEventListener('timeupdate', () => {
+    tlValues();
+  });
+  tlLoad();
+  setInterval(() => tl.follow && tlLoad(), 30_000);
+  setInterval(() => tl.playing && tlRender(), 1000);
+})();

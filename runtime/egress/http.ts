@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { EdgeError, trackPath, type ConsumerHandle, type Frame, type TrackRef, type TrackSource } from '../engine/api.js';
+import { checkViewerAccess } from '../http/auth.js';
 import { HttpError, type RouteContext, type Router } from '../http/router.js';
 import type { TranscodeService } from '../transcode/service.js';
 import type { WhepServer } from '../whep/server.js';
@@ -127,6 +128,7 @@ export function registerEgressRoutes(router: Router, deps: EgressRouteDeps): voi
 
   router.route('POST', '/whep/:channel/:source/:track', async (ctx) => {
     if (!whep) throw new HttpError(404, 'WHEP_DISABLED', 'WHEP is disabled in the config');
+    checkViewerAccess(ctx.req);
     const ref = refFrom(ctx.params);
     const sdp = await readSdp(ctx);
     try {

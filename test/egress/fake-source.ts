@@ -224,11 +224,12 @@ export interface H264Fixture {
  * Encode a test pattern with the real ffmpeg (the brief's command line, AUDs inserted so the
  * fixture splits exactly into access units) and return its access units.
  */
-export async function h264Fixture(dir: string, opts: { seconds?: number; size?: string; fps?: number; gop?: number; bitrate?: string } = {}): Promise<H264Fixture> {
+export async function h264Fixture(dir: string, opts: { seconds?: number; size?: string; fps?: number; gop?: number; bitrate?: string; vf?: string } = {}): Promise<H264Fixture> {
   const fps = opts.fps ?? 30;
   const size = opts.size ?? '1280x720';
-  const file = join(dir, `fixture-${size}-${fps}.h264`);
+  const file = join(dir, `fixture-${size}-${fps}${opts.vf ? '-vf' : ''}.h264`);
   const args = ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', `testsrc2=size=${size}:rate=${fps}`, '-t', String(opts.seconds ?? 3)];
+  if (opts.vf) args.push('-vf', opts.vf); // e.g. a frame-number barcode (test/hls/chromium.test.ts)
   args.push('-c:v', 'libx264', '-preset', 'ultrafast', '-profile:v', 'baseline', '-g', String(opts.gop ?? 30), '-x264-params', 'repeat-headers=1');
   if (opts.bitrate) args.push('-b:v', opts.bitrate);
   args.push('-bsf:v', 'h264_metadata=aud=insert', '-f', 'h264', '-y', file);
