@@ -92,3 +92,44 @@ test('SIGTERM: drivers stopped, exit 0 within 5 s, no orphan ffmpeg', async (t) 
   assert.ok(ms < 5000, `stopped in ${ms} ms`);
   await waitFor(async () => (await pidsMatching('size=322x242')).length === 0, 3000, 'ffmpeg gone');
 });
+
+test('every command and recordings subcommand has its own --help with examples; the top help says what is required', async () => {
+  const top = await runCli(['--help']);
+  assert.match(top.stdout, /recordings .*\(--config FILE \| --root DIR\)[\s\S]*REQUIRED/);
+  assert.match(top.stdout, /doctor/);
+  const cases: Array<[string[], RegExp]> = [
+    [['run', '--help'], /^usage: moth-edge \[run\]/],
+    [['--check-config', '--help'], /^usage: moth-edge --check-config/],
+    [['--print-config', '--help'], /^usage: moth-edge --print-config/],
+    [['config', '--help'], /^usage: moth-edge config schema/],
+    [['doctor', '--help'], /^usage: moth-edge doctor/],
+    [['recordings', '--help'], /^usage: moth-edge recordings <list\|verify\|sync\|export> \(--config FILE \| --root DIR\)[\s\S]*REQUIRED/],
+    [['recordings', 'list', '--help'], /^usage: moth-edge recordings list/],
+    [['recordings', 'verify', '--help'], /^usage: moth-edge recordings verify/],
+    [['recordings', 'sync', '--help'], /^usage: moth-edge recordings sync --config FILE/],
+    [['recordings', 'export', '--help'], /^usage: moth-edge recordings export[\s\S]*--from, --to and --out are required/],
+    [['board', '--help'], /^usage: moth-edge board/],
+    [['devices', '--help'], /^usage: moth-edge devices/],
+    [['discover', '--help'], /^usage: moth-edge discover/],
+    [['help', 'recordings', 'export'], /^usage: moth-edge recordings export/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await runCli(args);
+    assert.equal(r.code, 0, args.join(' '));
+    assert.match(r.stdout, re, args.join(' '));
+    assert.match(r.stdout, /Examples:\n {2}(moth-edge|MOTH_EDGE_CONFIG)/, `${args.join(' ')} shows examples`);
+  }
+  const bad = await runCli(['frobnicate', '--help']);
+  assert.equal(bad.code, 2);
+});
+
+test('config schema prints the whole JSON Schema (not cut at the pipe buffer)', async () => {
+  const r = await runCli(['config', 'schema']);
+  assert.equal(r.code, 0);
+  const s = JSON.parse(r.stdout) as { $schema: string; properties: Record<string, { properties?: Record<string, { default?: unknown }> }>; additionalProperties: boolean };
+  assert.match(s.$schema, /json-schema\.org\/draft\/2020-12/);
+  for (const k of ['server', 'engine', 'channels', 'egress', 'recordings', 'control', 'rtmp']) assert.ok(s.properties[k], `schema has ${k}`);
+  assert.equal(s.properties.server!.properties!.port!.default, 8276);
+  assert.equal(s.additionalProperties, false, 'unknown keys are errors in the editor too');
+  assert.ok(r.stdout.length > 65536, `${r.stdout.length} bytes`);
+});
