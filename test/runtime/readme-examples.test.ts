@@ -40,6 +40,7 @@ async function checkBlock(b: YamlBlock, dir: string, name: string): Promise<stri
   if (r.code !== 0) return [`${at} refused by moth-edge --check-config (exit ${r.code}):\n${r.out}`];
   const failures: string[] = [];
   for (const c of defaultClaims(b)) {
+    claimsChecked++;
     const key = c.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('').slice(1);
     const filled = valueAt(parseConfig(withKey(data, c.path), 'without the key'), c.path);
     let claimed: unknown;
@@ -59,6 +60,8 @@ async function checkBlock(b: YamlBlock, dir: string, name: string): Promise<stri
   return failures;
 }
 
+let claimsChecked = 0;
+
 async function checkMarkdown(markdown: string, name: string): Promise<{ blocks: YamlBlock[]; failures: string[] }> {
   const blocks = yamlBlocks(markdown);
   const { dir, cleanup } = tempDir('moth-edge-readme-');
@@ -75,9 +78,11 @@ async function checkMarkdown(markdown: string, name: string): Promise<{ blocks: 
   }
 }
 
-test('every yaml example in README.md passes moth-edge --check-config and its stated defaults hold', async () => {
+test('every yaml example in README.md passes moth-edge --check-config and its stated defaults hold', async (t) => {
+  claimsChecked = 0;
   const { blocks, failures } = await checkMarkdown(readFileSync(README, 'utf8'), 'README.md');
-  assert.ok(blocks.length >= 1, `README.md has ${blocks.length} yaml blocks`);
+  t.diagnostic(`${blocks.length} yaml blocks, ${claimsChecked} "default:" claims checked`);
+  assert.ok(blocks.length >= 10, `README.md has ${blocks.length} yaml blocks`);
   assert.ok(blocks.some((b) => b.marker.kind === 'whole'), 'at least one whole config');
   assert.deepEqual(failures, [], failures.join('\n\n'));
 });
@@ -112,4 +117,57 @@ test('a refused example fails with its line; a wrong default claim and a trap wi
   assert.match(failures[0]!, /^T\.md:7: refused by moth-edge --check-config \(exit 2\):[\s\S]*server\.port: got 99999/);
   assert.match(failures[1]!, /^T\.md:16: server\.maxConnections claims "default: 10" but left out it becomes 256/);
   assert.match(failures[2]!, /^T\.md:20: shown as refused, but --check-config exited 0/);
+});
+
+/** Rows of the README's counters table: the stats paths it names (`a.b[].c`). */
+function counterPaths(markdown: string): string[] {
+  const at = markdown.indexOf('### Counters the README names');
+  assert.ok(at >= 0, 'the README has its counters table');
+  const lines = markdown.slice(at).split('\n');
+  const start = lines.findIndex((l) => l.startsWith('|'));
+  const end = lines.findIndex((l, i) => i > start && !l.startsWith('|'));
+  const table = lines.slice(start, end).slice(2);
+  return table.flatMap((row) => [...(row.split('|')[2] ?? '').matchAll(/`([A-Za-z0-9_.[\]-]+)`/g)].map((m) => m[1]!));
+}
+
+function hasPath(stats: unknown, path: string): boolean {
+  const walk = (v: unknown, parts: string[]): boolean => {
+    if (parts.length === 0) return v !== undefined;
+    const [head, ...rest] = parts as [string, ...string[]];
+    const m = /^(.+?)(\[\])?$/.exec(head)!;
+    const next = v && typeof v === 'object' ? (v as Record<string, unknown>)[m[1]!] : undefined;
+    if (!m[2]) return walk(next, rest);
+    return Array.isArray(next) && next.some((x) => walk(x, rest));
+  };
+  return walk(stats, path.split('.'));
+}
+
+test('every counter the README names exists in a running runtime\'s /api/stats', { timeout: 60_000 }, async (t) => {
+  const paths = counterPaths(readFileSync(README, 'utf8'));
+  assert.ok(paths.length >= 8, `${paths.length} counters named`);
+  const { dir, cleanup } = tempDir('moth-edge-counters-');
+  t.after(cleanup);
+  const { startApp, waitFor } = await import('../support/app.js');
+  // Every component the table speaks of: a camera, a sensor, an RTSP camera over UDP (down: its
+  // stats still have their shape), an upstream with backfill, recordings with a sync target.
+  const app = await startApp({
+    channels: [
+      {
+        name: 'robot',
+        sources: [
+          { driver: { kind: 'testpattern', width: 160, height: 120, fps: 5, bitrateKbps: 100 } },
+          { driver: { kind: 'simulated', track: 'imu' } },
+          { name: 'ipcam', driver: { kind: 'rtsp', url: 'rtsp://127.0.0.1:9/none', transport: 'udp' } },
+        ],
+      },
+    ],
+    recordings: { enabled: true, root: `${dir}/rec`, sync: { url: 'http://127.0.0.1:9/dav/' } },
+    egress: { upstream: [{ url: 'ws://127.0.0.1:9', instant: 'r1', from: 'robot/base/imu' }] },
+  });
+  t.after(() => app.close());
+  const base = `http://127.0.0.1:${app.port}`;
+  await waitFor(async () => ((await (await fetch(`${base}/api/stats`)).json()) as { engine: { totals: { framesIn: number } } }).engine.totals.framesIn > 0, 20_000, 'frames in');
+  const stats = await (await fetch(`${base}/api/stats`)).json();
+  const missing = paths.filter((p) => !hasPath(stats, p));
+  assert.deepEqual(missing, [], `README names counters /api/stats does not have: ${missing.join(', ')}`);
 });

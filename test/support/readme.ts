@@ -43,11 +43,12 @@ export interface DefaultClaim {
   /** Line in the README. */
   line: number;
   path: Array<string | number>;
-  /** The text after `default:`, up to `;`, `)` or the end of the comment. */
+  /** The text after `default:`, up to `;`, `)`, ` (` or the end of the comment. */
   claimed: string;
 }
 
-const CLAIM = /\bdefault:\s*([^;)]+?)\s*(?:[;)]|$)/;
+/** `default: X` where X ends at `;`, `)`, a parenthetical ` (` or the end of the comment. */
+const CLAIM = /\bdefault:\s*(.+?)\s*(?:[;)]|\s\(|$)/;
 
 /**
  * Claims of a block: only the explicit `default:` form is read (prose such as "defaults to" is not),
