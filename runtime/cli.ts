@@ -11,6 +11,7 @@ import { runDiscoverCli } from '../drivers/discovery/probe.js';
 import { createLogger, redactUrl } from './log.js';
 import { runRecordingsCli } from './recordings/cli.js';
 import { commandHelp, TOP_HELP } from './cli-help.js';
+import { runDoctorCli } from './doctor/cli.js';
 import { configJsonSchema } from './config/json-schema.js';
 
 
@@ -161,6 +162,8 @@ export async function main(argv: string[]): Promise<number> {
         return await run(args);
       case 'config':
         return configCli(args);
+      case 'doctor':
+        return await runDoctorCli(args.rest, args.config, { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) });
       case 'recordings':
         return await runRecordingsCli(args.config ? ['--config', args.config, ...args.rest] : args.rest);
       case 'board':
