@@ -62,6 +62,13 @@ export async function checkNode(): Promise<Finding[]> {
   return out;
 }
 
+/** pm2 keeps the runtime up and starts it at boot; it is not a runtime dependency (README, board/README.md). */
+export async function checkPm2(): Promise<Finding[]> {
+  const w = await run('which', ['pm2'], 3000);
+  if (w.ok) return [pass('pm2', `${w.out.trim()} (pm2 start ecosystem.config.js; pm2 save; pm2 startup)`)];
+  return [warn('pm2', 'pm2 not on PATH: nothing restarts moth-edge after a crash or a reboot', 'sudo npm install -g pm2, then pm2 start ecosystem.config.js && pm2 save && pm2 startup')];
+}
+
 export async function checkFfmpeg(o: DoctorOptions): Promise<Finding[]> {
   const t = o.timeoutMs ?? 5000;
   const needs = drivers(o.config).some(({ d }) => d.kind === 'testpattern' || d.kind === 'v4l2' || ((d.kind === 'rtsp' || d.kind === 'onvif') && d.client === 'ffmpeg'));
@@ -293,6 +300,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Finding[]> {
   const up = await checkUpstreams(o);
   return [
     ...(await checkNode()),
+    ...(await checkPm2()),
     ...(await checkFfmpeg(o)),
     ...(await checkDevices(o)),
     ...(await checkDisk(o)),
