@@ -3,23 +3,12 @@
 // "live" never exceeds the uptime, tracks show channel names, a link that is connected again shows no
 // old error, and every card links to the API it reads.
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { App } from '../../runtime/app.js';
 import { chromiumMissing, launchChromium } from '../egress/chromium.js';
 import { skipUnlessCi } from '../support/peer.js';
-import { startApp, tempDir, waitFor } from '../support/app.js';
-
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as AddressInfo).port;
-  s.close();
-  await once(s, 'close');
-  return port;
-}
+import { closedPort, startApp, tempDir, waitFor } from '../support/app.js';
 
 type Seg = { id: number; startMs: number };
 const segments = async (base: string, q: string): Promise<Seg[]> => ((await (await fetch(`${base}/api/recordings?${q}`)).json()) as { segments: Seg[] }).segments;
@@ -29,7 +18,7 @@ test('dashboard in Chromium: newest recordings listed, live ≤ uptime, names, n
   if (missing) return skipUnlessCi(t, missing);
   const { dir, cleanup } = tempDir('moth-edge-dash-');
   t.after(cleanup);
-  const mothPort = await freePort();
+  const mothPort = await closedPort();
   // The robot starts while its upstream is down: the link fails first (a lastError), then connects.
   const robot = await startApp({
     channels: [

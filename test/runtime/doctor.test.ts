@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { selfSignedCert } from '../egress/helpers.js';
 import { startPtyPair } from '../sensor/socat-pty.js';
-import { cliCommand, run, startApp, tempDir, writeFile } from '../support/app.js';
+import { cliCommand, closedPort, run, startApp, tempDir, writeFile } from '../support/app.js';
 
 const cli = cliCommand();
 
@@ -33,16 +33,6 @@ async function doctor(configFile: string): Promise<{ code: number; findings: Fin
   const [j, h] = await Promise.all([go(['--json', '--timeout', '3000']), go(['--timeout', '3000'])]);
   assert.equal(j.code, h.code);
   return { code: j.code, findings: (JSON.parse(j.out) as { findings: Finding[] }).findings, text: h.out };
-}
-
-/** A port nobody listens on: bound, then closed. */
-async function closedPort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as AddressInfo).port;
-  s.close();
-  await once(s, 'close');
-  return port;
 }
 
 test('doctor: a pass for every present peer, with the config that names them', { timeout: 90_000 }, async (t) => {
