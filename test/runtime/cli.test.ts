@@ -64,33 +64,37 @@ test('--print-config fills defaults and hides secrets', async (t) => {
 test('SIGTERM: drivers stopped, exit 0 within 5 s, no orphan ffmpeg', async (t) => {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
-  // A size nobody else uses, so the orphan check finds only our ffmpeg.
+  // A size nobody else uses — per process: other checkouts on a shared machine run this same test —
+  // so the orphan check finds only our ffmpeg.
+  const size = `${322 + 2 * (process.pid % 500)}x242`;
   const f = writeFile(dir, 'c.yaml', [
     'server: { port: 0 }',
     'log: { level: warn }',
     'channels:',
     '  - id: c0ffee00000000000000',
     '    sources:',
-    '      - driver: { kind: testpattern, width: 322, height: 242, fps: 15 }',
+    `      - driver: { kind: testpattern, width: ${size.split('x')[0]}, height: 242, fps: 15 }`,
   ].join('\n'));
   const child = spawn(cli.cmd, [...cli.args, '--config', f], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  // A failed assertion must not leave the runtime (and the test file) running.
+  t.after(() => void (child.exitCode === null && child.signalCode === null && child.kill('SIGTERM')));
   await waitFor(() => /stats:\s+http:\/\/127\.0\.0\.1:(\d+)/.test(out), 15_000, 'startup banner');
   const port = Number(/stats:\s+http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
   await waitFor(async () => {
     const h = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.json() as Promise<{ drivers: Array<{ ready: boolean }> }>, () => null);
     return !!h?.drivers.every((d) => d.ready);
   }, 15_000, 'driver ready');
-  assert.equal((await pidsMatching('size=322x242')).length, 1, 'one ffmpeg running');
+  assert.equal((await pidsMatching(`size=${size}`)).length, 1, 'one ffmpeg running');
   const t0 = Date.now();
   child.kill('SIGTERM');
   const code = await exited;
   const ms = Date.now() - t0;
   assert.equal(code, 0);
   assert.ok(ms < 5000, `stopped in ${ms} ms`);
-  await waitFor(async () => (await pidsMatching('size=322x242')).length === 0, 3000, 'ffmpeg gone');
+  await waitFor(async () => (await pidsMatching(`size=${size}`)).length === 0, 3000, 'ffmpeg gone');
 });
 
 test('every command and recordings subcommand has its own --help with examples; the top help says what is required', async () => {

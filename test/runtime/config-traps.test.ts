@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { ConfigError, parseConfig } from '../../runtime/config/load.js';
 import { channelIdFor } from '../../runtime/engine/xid.js';
+import { keepaliveMsFor } from '../../runtime/egress/config.js';
 
 const MOTH = 'wss://moth.example:8277';
 const robot = {
@@ -94,6 +95,8 @@ test('keepalives longer than the timeout they keep alive are refused, with a val
   );
   refused({ control: { upstream: { url: MOTH, instant: 'r1', keepaliveMs: 45_000 } } }, 'control.upstream.keepaliveMs', /idle timeout \(30000 ms\)/);
   assert.deepEqual(problems({ control: { motors: [{ kind: 'sabertooth', name: 'base', path: '/dev/ttyUSB0' }] } }), [], 'the shipped defaults pass');
+  // pang links have no keepalive key: it follows the timeout they ask the server for
+  assert.deepEqual([keepaliveMsFor(undefined), keepaliveMsFor(3600), keepaliveMsFor(10), keepaliveMsFor(1)], [20_000, 20_000, 5000, 500]);
 });
 
 test('keys shorter than their minimum: the path, the minimum and how to make one', () => {
