@@ -19,7 +19,8 @@ import { registerHlsJsRoute, registerTimelineRoutes } from './hls/timeline.js';
 import { createRtmpIngest } from '../drivers/ingest/rtmp/ingest.js';
 import { createSourceDriver, type DriverContext } from './drivers.js';
 import { EdgeError } from './engine/api.js';
-import { Engine, newChannelId } from './engine/engine.js';
+import { Engine } from './engine/engine.js';
+import { ingestChannelId } from './config/references.js';
 import { createMetrics } from './http/metrics.js';
 import { HttpServer } from './http/server.js';
 import type { Logger } from './log.js';
@@ -162,7 +163,7 @@ export class App {
       await rec.start(); // start-up recovery runs before the first segment is written
       // The dashboard timeline's sensor values at a moment and exports (before /api/recordings/:id).
       registerTimelineRoutes(r, { recordings: rec, resolveChannel: (x) => this.engine.findChannel(x)?.id ?? null });
-      registerRecordingRoutes(r, rec);
+      registerRecordingRoutes(r, rec, (c) => this.engine.resolveChannelId(c));
     }
 
     if (config.hls.enabled) {
@@ -176,10 +177,11 @@ export class App {
     }
     // hls.js for the dashboard's timeline player (before /dashboard/*).
     registerHlsJsRoute(r);
-    // WHIP ingest lands tracks in a channel: the configured one by name, else one made for it.
+    // WHIP ingest lands tracks in a channel: the configured one by name or id, else one made for it
+    // with an id derived from its name (the same after a restart: its recordings stay in one folder).
     const ingestName = config.egress.whipIngest.channel;
     const ingestChannel = this.egress.ingest
-      ? (this.engine.findChannel(ingestName) ?? this.engine.addStaticChannel({ id: newChannelId(), name: ingestName })).id
+      ? (this.engine.findChannel(ingestName) ?? this.engine.addStaticChannel({ id: ingestChannelId(config), name: ingestName })).id
       : '';
     registerEgressRoutes(r, {
       whep: this.egress.whep,
@@ -187,10 +189,16 @@ export class App {
       transcode: this.egress.transcode,
       overview: () => this.stats(),
       source: this.engine,
+      resolve: (ref) => this.engine.resolveRef(ref),
     });
     // What reached the upstream live vs what the recorder holds (GET /api/gaps).
-    registerUplinkRoutes(r, { spans: this.egress.spans, backfilled: this.egress.backfilled, recorded: () => this.recordings?.reader() ?? null });
-    const shot = createShotWs({ transcode: this.egress.transcode, log: log.child({ c: 'shot' }) });
+    registerUplinkRoutes(r, {
+      spans: this.egress.spans,
+      backfilled: this.egress.backfilled,
+      recorded: () => this.recordings?.reader() ?? null,
+      resolveChannel: (c) => this.engine.resolveChannelId(c),
+    });
+    const shot = createShotWs({ transcode: this.egress.transcode, log: log.child({ c: 'shot' }), resolve: (ref) => this.engine.resolveRef(ref) });
     this.components.set('shot', shot);
     this.http.onUpgrade('/shot/ws', shot.upgrade);
 

@@ -10,25 +10,10 @@ import { runDevicesCli } from '../drivers/camera/devices.js';
 import { runDiscoverCli } from '../drivers/discovery/probe.js';
 import { createLogger, redactUrl } from './log.js';
 import { runRecordingsCli } from './recordings/cli.js';
+import { commandHelp, TOP_HELP } from './cli-help.js';
+import { runDoctorCli } from './doctor/cli.js';
+import { configJsonSchema } from './config/json-schema.js';
 
-const HELP = `moth-edge — on-robot media and control runtime
-
-Usage:
-  moth-edge [run] [--config FILE]     run the runtime (no file: the embedded demo)
-  moth-edge --check-config [--config FILE]
-                                      validate the config and exit (0 ok, 2 invalid)
-  moth-edge --print-config [--config FILE]
-                                      print the effective config (defaults filled, secrets hidden)
-  moth-edge recordings list|verify|sync|export [--config FILE | --root DIR] [--from T --to T --out F.mcap]
-                                      the recordings index: list, verify files, sync now, export MCAP
-  moth-edge board [--json]            the detected board, its profile and thermal state
-  moth-edge devices [--json]          list V4L2 cameras, their formats and a suggested driver config
-  moth-edge discover [--timeout MS]   WS-Discovery probe for ONVIF cameras on the LAN
-  moth-edge --help | --version
-
-The config file may also be given by the MOTH_EDGE_CONFIG environment variable.
-Stops gracefully on SIGINT/SIGTERM (drivers stopped, files flushed) within 5 s.
-`;
 
 function version(): string {
   try {
@@ -41,6 +26,8 @@ function version(): string {
 
 interface Args {
   command: string;
+  /** The command was named (`moth-edge run --help` is run's help; `moth-edge --help` the top one). */
+  named: boolean;
   config?: string;
   check: boolean;
   print: boolean;
@@ -50,7 +37,7 @@ interface Args {
 }
 
 export function parseArgs(argv: string[]): Args {
-  const a: Args = { command: 'run', check: false, print: false, help: false, version: false, rest: [] };
+  const a: Args = { command: 'run', named: false, check: false, print: false, help: false, version: false, rest: [] };
   for (let i = 0; i < argv.length; i++) {
     const x = argv[i]!;
     if (x === '--config' || x === '-c') {
@@ -62,7 +49,10 @@ export function parseArgs(argv: string[]): Args {
     else if (x === '--print-config') a.print = true;
     else if (x === '--help' || x === '-h') a.help = true;
     else if (x === '--version' || x === '-v') a.version = true;
-    else if (i === 0 && !x.startsWith('-')) a.command = x;
+    else if (i === 0 && !x.startsWith('-')) {
+      a.command = x;
+      a.named = true;
+    }
     else a.rest.push(x);
   }
   a.config ??= process.env.MOTH_EDGE_CONFIG || undefined;
@@ -78,6 +68,25 @@ function hideSecrets(v: unknown): unknown {
     return o;
   }
   return typeof v === 'string' ? redactUrl(v) : v;
+}
+
+/** --check-config / --print-config: a ConfigError thrown here exits 2 with every problem. */
+function checkOrPrint(file: string | undefined, print: boolean): number {
+  const config = loadConfig(file);
+  process.stdout.write(print ? `${JSON.stringify(hideSecrets(config), null, 2)}\n` : `config ok: ${file ?? 'embedded default'}\n`);
+  return 0;
+}
+
+/** `moth-edge config schema|check|print`. */
+function configCli(args: Args): number {
+  const sub = args.rest[0];
+  if (sub === 'schema') {
+    process.stdout.write(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
+    return 0;
+  }
+  if (sub === 'check' || sub === 'print') return checkOrPrint(args.config, sub === 'print');
+  process.stderr.write(`moth-edge config: ${sub ? `unknown subcommand "${sub}"` : 'which one?'}\n\n${commandHelp('config')}`);
+  return 2;
 }
 
 async function run(args: Args): Promise<number> {
@@ -131,24 +140,30 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`${(err as Error).message}\n`);
     return 2;
   }
+  if (args.command === 'help') {
+    const h = args.rest[0] ? commandHelp(args.rest[0], args.rest[1]) : TOP_HELP;
+    process.stdout.write(h ?? `unknown command "${args.rest[0]}"\n\n${TOP_HELP}`);
+    return h ? 0 : 2;
+  }
   if (args.help) {
-    process.stdout.write(HELP);
-    return 0;
+    // `moth-edge recordings export --help`: the subcommand's own help, examples included
+    const h = args.check ? commandHelp('check') : args.print ? commandHelp('print') : !args.named ? TOP_HELP : commandHelp(args.command, args.rest[0]);
+    process.stdout.write(h ?? `unknown command "${args.command}"\n\n${TOP_HELP}`);
+    return h ? 0 : 2;
   }
   if (args.version) {
     process.stdout.write(`${version()}\n`);
     return 0;
   }
   try {
-    if (args.check || args.print) {
-      const config = loadConfig(args.config);
-      if (args.print) process.stdout.write(`${JSON.stringify(hideSecrets(config), null, 2)}\n`);
-      else process.stdout.write(`config ok: ${args.config ?? 'embedded default'}\n`);
-      return 0;
-    }
+    if (args.check || args.print) return checkOrPrint(args.config, args.print);
     switch (args.command) {
       case 'run':
         return await run(args);
+      case 'config':
+        return configCli(args);
+      case 'doctor':
+        return await runDoctorCli(args.rest, args.config, { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) });
       case 'recordings':
         return await runRecordingsCli(args.config ? ['--config', args.config, ...args.rest] : args.rest);
       case 'board':
@@ -158,7 +173,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'discover':
         return await runDiscoverCli(args.rest);
       default:
-        process.stderr.write(`unknown command "${args.command}"\n\n${HELP}`);
+        process.stderr.write(`unknown command "${args.command}"\n\n${TOP_HELP}`);
         return 2;
     }
   } catch (err) {
@@ -189,4 +204,5 @@ function isEntry(): boolean {
   }
 }
 
-if (isEntry()) main(process.argv.slice(2)).then((code) => process.exit(code));
+// Exit once stdout is flushed: a piped `config schema` (> 64 KiB) was cut at the pipe's buffer.
+if (isEntry()) main(process.argv.slice(2)).then((code) => process.stdout.write('', () => process.exit(code)));

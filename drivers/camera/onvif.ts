@@ -7,7 +7,8 @@ import { z } from 'zod';
 import { EdgeError, type DriverOutput, type DriverStats, type SourceDriver, type TrackSpec } from '../../runtime/engine/api.js';
 import type { OnvifOptions as PtzOnvifOptions } from '../ptz/onvif.js';
 import { h264Mime } from '../../runtime/engine/h264.js';
-import { createRtspDriver, type CameraDeps, type RtspDriver } from './rtsp.js';
+import { createRtspDriver, rtpPortRangeSchema, type CameraDeps, type RtspDriver } from './rtsp.js';
+import { DEFAULT_RTP_PORT_RANGE } from './rtsp-client/session.js';
 
 const trackLabel = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/);
 
@@ -28,6 +29,8 @@ export const onvifDriverSchema = z
     /** Use the configured host/port in service addresses (a camera behind NAT reports its own LAN IP). */
     preserveAddress: z.boolean().default(false),
     transport: z.enum(['tcp', 'udp']).default('tcp'),
+    /** UDP transport: local RTP/RTCP ports, as the rtsp driver's rtpPortRange. */
+    rtpPortRange: rtpPortRangeSchema.default([...DEFAULT_RTP_PORT_RANGE] as [number, number]),
     /** The RTSP client for the stream (see the rtsp driver): native, or ffmpeg as the fallback. */
     client: z.enum(['native', 'ffmpeg']).default('native'),
     /** SOAP call timeout. */
@@ -207,6 +210,7 @@ export class OnvifCameraDriver implements SourceDriver {
           username: this.cfg.username,
           password: this.cfg.password,
           transport: this.cfg.transport,
+          rtpPortRange: this.cfg.rtpPortRange,
           client: this.cfg.client,
           fps: this.info.fps ?? undefined,
           startTimeoutMs: this.cfg.startTimeoutMs,

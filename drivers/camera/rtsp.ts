@@ -11,7 +11,7 @@ import { captureClockUs, EdgeError, type DriverOutput, type DriverStats, type So
 import { resolveFfmpeg } from '../exec/ffmpeg.js';
 import { h264Mime, parseSps, type SpsInfo } from '../../runtime/engine/h264.js';
 import { classifyCommon, PipeSource, redactUserinfo } from './pipe-source.js';
-import { MAX_READ_COALESCE_MS, RtspClientCounters, RtspSession } from './rtsp-client/session.js';
+import { DEFAULT_RTP_PORT_RANGE, MAX_READ_COALESCE_MS, RtspClientCounters, RtspSession, rtpPortPairs } from './rtsp-client/session.js';
 
 export interface CameraDeps {
   ffmpegPath?: string;
@@ -29,6 +29,11 @@ export function validRtspUrl(s: string): boolean {
     return false;
   }
 }
+
+/** [first, last] local UDP ports for RTP/RTCP, holding at least one even/odd pair. */
+export const rtpPortRangeSchema = z
+  .tuple([z.number().int().min(1024).max(65535), z.number().int().min(1024).max(65535)])
+  .refine(([a, b]) => a <= b && rtpPortPairs([a, b]).count >= 1, 'rtpPortRange: [first, last] with first <= last holding at least one even RTP port and the odd port after it, e.g. [50000, 50019]');
 
 export const rtspDriverSchema = z
   .object({
@@ -58,6 +63,12 @@ export const rtspDriverSchema = z
      * when it does not batch).
      */
     readCoalesceMs: z.number().int().min(0).max(MAX_READ_COALESCE_MS).default(0),
+    /**
+     * UDP transport (native client): the local RTP/RTCP ports, inclusive, for a firewall that opens
+     * a fixed range. Each camera needs one even/odd pair; leave room for a reconnect. ffmpeg client:
+     * not used (ffmpeg picks its own).
+     */
+    rtpPortRange: rtpPortRangeSchema.default([...DEFAULT_RTP_PORT_RANGE] as [number, number]),
   })
   .strict();
 export type RtspConfig = z.infer<typeof rtspDriverSchema>;
@@ -159,6 +170,7 @@ export class RtspDriver implements SourceDriver {
         startTimeoutMs: this.cfg.startTimeoutMs,
         stallTimeoutMs: this.cfg.stallTimeoutMs,
         readCoalesceMs: this.cfg.readCoalesceMs,
+        rtpPortRange: this.cfg.rtpPortRange,
       },
       this.counters,
     );
@@ -229,6 +241,7 @@ export class RtspDriver implements SourceDriver {
       lastError: n.lastError,
       lastErrorCode: n.lastErrorCode,
       rtpTransport: c.lastTransport,
+      udpPorts: c.udpPorts ? `${c.udpPorts[0]}-${c.udpPorts[1]}` : null,
       rtspRequests: c.requests,
       authMethod: c.lastAuthMethod,
       authChallenges: c.authChallenges,

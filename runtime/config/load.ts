@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import type { z } from 'zod';
 import { EdgeError } from '../engine/api.js';
+import { crossCheck, pathText, resolveReferences } from './references.js';
 import { configSchema, embeddedChannels, type Config } from './schema.js';
 
 export class ConfigError extends EdgeError {
@@ -14,11 +15,6 @@ export class ConfigError extends EdgeError {
   }
 }
 
-function pathText(path: ReadonlyArray<PropertyKey>): string {
-  let s = '';
-  for (const p of path) s += typeof p === 'number' ? `[${p}]` : s ? `.${String(p)}` : String(p);
-  return s || '(root)';
-}
 
 function valueAt(data: unknown, path: ReadonlyArray<PropertyKey>): unknown {
   let v: unknown = data;
@@ -44,8 +40,16 @@ export function describeIssues(issues: z.core.$ZodIssue[], data: unknown): strin
       const keys = (i as unknown as { keys: string[] }).keys;
       return `${p}: unknown key(s) ${keys.map((k) => `"${k}"`).join(', ')}`;
     }
-    return `${p}: got ${show(valueAt(data, i.path))}; ${i.message}`;
+    return `${p}: got ${show(valueAt(data, i.path))}; ${i.message}${suggestion(i)}`;
   });
+}
+
+/** What to do about a secret that is too short: the key path alone does not say how to make one. */
+function suggestion(i: z.core.$ZodIssue): string {
+  const last = String(i.path[i.path.length - 1] ?? '');
+  if (i.code !== 'too_small' || !/^(key|token|password|secret)$/i.test(last)) return '';
+  const min = Number((i as unknown as { minimum: number | bigint }).minimum);
+  return ` — a ${last} needs at least ${min} characters; make one with \`openssl rand -hex ${Math.max(8, Math.ceil(min / 2))}\``;
 }
 
 export function parseConfig(data: unknown, origin = 'config'): Config {
@@ -56,7 +60,12 @@ export function parseConfig(data: unknown, origin = 'config'): Config {
   }
   const cfg = r.data;
   if (cfg.channels === undefined) cfg.channels = embeddedChannels();
-  return cfg;
+  const traps = crossCheck(cfg);
+  if (traps.length) {
+    const problems = traps.map((t) => `${pathText(t.path)}: ${t.message}`);
+    throw new ConfigError(`${origin} is invalid:\n  ${problems.join('\n  ')}`, problems);
+  }
+  return resolveReferences(cfg);
 }
 
 /** Read a YAML or JSON file. No file → the embedded default. */

@@ -15,6 +15,7 @@ import { recordingsConfigSchema } from '../../recordings/config.js';
 import { controlConfigSchema } from '../control/config.js';
 import { egressConfigSchema } from '../egress/config.js';
 import { hlsConfigSchema } from '../hls/config.js';
+import { channelIdFor } from '../engine/xid.js';
 import { byteSize } from './bytes.js';
 
 const MiB = 1024 * 1024;
@@ -42,13 +43,18 @@ const sourceSchema = z
 
 const channelSchema = z
   .object({
-    /** rs/xid form, 20 chars of base32hex, as Moth channel ids. */
-    id: z.string().regex(/^[0-9a-v]{20}$/, 'a 20-char xid (0-9, a-v)'),
+    /**
+     * rs/xid form, 20 chars of base32hex, as Moth channel ids. Optional when the channel has a name:
+     * then derived from the name (the same name gives the same id after every restart).
+     */
+    id: z.string().regex(/^[0-9a-v]{20}$/, 'a 20-char xid (0-9, a-v)').optional(),
     name: label.optional(),
     key: z.string().min(1).max(256).optional(),
     sources: z.array(sourceSchema).max(64).default([]),
   })
-  .strict();
+  .strict()
+  .refine((ch) => ch.id !== undefined || ch.name !== undefined, { message: 'give the channel a name (its id is then derived from it) or an id', path: ['name'] })
+  .transform((ch) => ({ ...ch, id: ch.id ?? channelIdFor(ch.name!) }));
 
 const serverSchema = z
   .object({

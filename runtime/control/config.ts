@@ -16,7 +16,8 @@
 //     joysticks:
 //       - { path: /dev/input/js0, ptz: front, motor: base, drive: { mode: arcade, throttle: { axis: 1, invert: true }, steer: { axis: 0 } },
 //           buttons: { stop: 0, presets: { "1": 3 } } }
-//     upstream: { url: "wss://moth.example.org:8277", channel: robot1, key: "…" }
+//     upstream: { url: "wss://moth.example.org:8277", channel: instant, name: robot1, key: "…" }
+//     # or a static channel by its id: { url: …, channel: c0ffee00000000000000, key: "…" }
 
 import { z } from 'zod';
 
@@ -137,13 +138,19 @@ const joystickSchema = z
   })
   .strict();
 
+/** Moth closes a session that sent nothing for its idle timeout (30 s unless the URL asks otherwise). */
+export const MOTH_IDLE_TIMEOUT_MS = 30_000;
+
 const upstreamSchema = z
   .object({
     /** ws(s)://host[:port] of the Moth server (no path, no credentials). */
     url: z.string().regex(/^wss?:\/\/[A-Za-z0-9.:[\]-]+\/?$/, 'ws(s)://host[:port]'),
-    channel: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/),
+    /** A static channel id on the server (rs/xid), or `instant` with `name` (a real Moth refuses anything else). */
+    channel: z.string().regex(/^(?:[0-9a-v]{20}|instant)$/, 'a static channel id (rs/xid: 20 chars of 0-9a-v), or "instant" with name:').optional(),
     /** For channel=instant. */
     name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).optional(),
+    /** egress.upstream's spelling of an instant channel: `instant: X` is `channel: instant, name: X`. */
+    instant: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).optional(),
     source: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).default('base'),
     track: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).default('control'),
     key: secret.optional(),
@@ -153,7 +160,28 @@ const upstreamSchema = z
     /** Moth never answers pings: keep the session alive with an empty binary message this often. */
     keepaliveMs: z.number().int().min(1000).max(60_000).default(20_000),
   })
-  .strict();
+  .strict()
+  .superRefine((u, ctx) => {
+    const name = u.channel === 'instant' ? u.name : u.instant;
+    if (u.instant !== undefined && (u.channel !== undefined || u.name !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['instant'], message: 'give the channel once: instant: <name>, or channel: instant + name: <name>, or channel: <static id>' });
+    } else if (u.channel === undefined && u.instant === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['channel'], message: 'set channel: <static channel id>, or channel: instant with name: <name> (or instant: <name>)' });
+    } else if (u.channel === 'instant' && !name) {
+      ctx.addIssue({ code: 'custom', path: ['name'], message: 'channel: instant needs name: <instant channel name>' });
+    } else if (u.name !== undefined && u.channel !== 'instant') {
+      ctx.addIssue({ code: 'custom', path: ['name'], message: 'name: belongs to channel: instant; a static channel is given by its id alone' });
+    }
+    if (u.keepaliveMs >= MOTH_IDLE_TIMEOUT_MS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['keepaliveMs'],
+        message: `keepalive ${u.keepaliveMs} ms is not shorter than Moth's idle timeout (${MOTH_IDLE_TIMEOUT_MS} ms): the server closes the session between keepalives; use ${MOTH_IDLE_TIMEOUT_MS / 2} or less (default 20000)`,
+      });
+    }
+  })
+  // One spelling inside the runtime: channel + name.
+  .transform(({ instant, ...u }) => (instant !== undefined ? { ...u, channel: 'instant', name: instant } : { ...u, channel: u.channel! }));
 
 export const controlConfigSchema = z
   .object({
@@ -183,6 +211,14 @@ export const controlConfigSchema = z
     });
     c.motors.forEach((m, i) => {
       if (seen.has(`motor/${m.name}`)) ctx.addIssue({ code: 'custom', path: ['motors', i, 'name'], message: `duplicate motor ${m.name}` });
+      if (m.kind === 'sabertooth' && m.keepaliveMs * 2 > m.deviceTimeoutMs) {
+        // one lost or late packet must not let the controller's own serial timeout stop the robot
+        ctx.addIssue({
+          code: 'custom',
+          path: ['motors', i, 'keepaliveMs'],
+          message: `keepalive ${m.keepaliveMs} ms is longer than half the controller's serial timeout (deviceTimeoutMs ${m.deviceTimeoutMs}): it stops between keepalives; use ${Math.floor(m.deviceTimeoutMs / 3)} or raise deviceTimeoutMs`,
+        });
+      }
       seen.add(`motor/${m.name}`);
       if (m.kind === 'line' && !/^[A-Za-z0-9 ,;:_#$!=+*-]*\{left\}[A-Za-z0-9 ,;:_#$!=+*-]*\{right\}[A-Za-z0-9 ,;:_#$!=+*-]*$/.test(m.template)) {
         ctx.addIssue({ code: 'custom', path: ['motors', i, 'template'], message: 'must contain {left} then {right}, printable' });
@@ -192,6 +228,13 @@ export const controlConfigSchema = z
       if (j.ptz && !seen.has(`ptz/${j.ptz}`)) ctx.addIssue({ code: 'custom', path: ['joysticks', i, 'ptz'], message: `no camera ${j.ptz}` });
       if (j.motor && !seen.has(`motor/${j.motor}`)) ctx.addIssue({ code: 'custom', path: ['joysticks', i, 'motor'], message: `no motor ${j.motor}` });
       if (j.motor && !j.drive) ctx.addIssue({ code: 'custom', path: ['joysticks', i, 'drive'], message: 'a joystick driving a motor needs a drive mapping' });
+      if (j.refreshMs >= c.leaseMs) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['joysticks', i, 'refreshMs'],
+          message: `refresh ${j.refreshMs} ms is not shorter than the dead-man lease (control.leaseMs ${c.leaseMs}): a held stick stops between refreshes; use ${Math.floor(c.leaseMs / 3)} or less`,
+        });
+      }
     });
     if (c.leaseMs > c.maxLeaseMs) ctx.addIssue({ code: 'custom', path: ['leaseMs'], message: 'leaseMs must be <= maxLeaseMs' });
   });

@@ -1,7 +1,7 @@
 // moth-edge dashboard: plain ES module, no build step. Polls /api/stats once a second, plays a
 // video track over WHEP, shows upstream link state, sensor values, PTZ and recordings.
 const $ = (id) => document.getElementById(id);
-const state = { pc: null, session: null, playing: null, lastBytes: 0, lastAt: 0, tracks: [] };
+const state = { pc: null, session: null, playing: null, lastBytes: 0, lastAt: 0, tracks: [], names: new Map(), uptimeS: null };
 window.mothEdge = { get pc() { return state.pc; }, state };
 
 const fmtRate = (bps) => (bps >= 1e6 ? `${(bps / 1e6).toFixed(2)} Mbit/s` : bps >= 1e3 ? `${(bps / 1e3).toFixed(0)} kbit/s` : `${Math.round(bps || 0)} bit/s`);
@@ -21,10 +21,18 @@ async function getJson(url) {
 
 function collectTracks(stats) {
   const out = [];
+  state.names = new Map((stats?.engine?.channels ?? []).map((ch) => [ch.id, ch.name]));
   for (const ch of stats?.engine?.channels ?? []) {
-    for (const t of ch.tracks ?? []) out.push({ ...t, path: `${t.channel}/${t.source}/${t.track}`, channelName: ch.name });
+    for (const t of ch.tracks ?? []) out.push({ ...t, path: `${t.channel}/${t.source}/${t.track}`, channelName: ch.name, label: named(`${t.channel}/${t.source}/${t.track}`) });
   }
   return out;
+}
+
+/** `<channel id>/source/track` → `<channel name>/source/track` for people (ids stay in URLs: both work). */
+function named(path) {
+  const [c, ...rest] = String(path ?? '').split('/');
+  const n = state.names.get(c);
+  return n ? [n, ...rest].join('/') : String(path ?? '');
 }
 
 function renderTracks(tracks) {
@@ -37,7 +45,7 @@ function renderTracks(tracks) {
     .map((t) => {
       const drops = sum(t.drops);
       const type = t.mime ? t.mime.split(';')[0] : '–';
-      return `<tr><td class="mono">${esc(t.path)}</td><td class="hide-phone">${esc(type)}</td><td class="num">${(t.fps ?? 0).toFixed(1)}</td><td class="num">${fmtRate(t.bitrateBps)}</td><td class="num ${drops ? 'drops-bad' : ''}">${drops}</td><td class="num">${(t.consumers ?? []).length}</td></tr>`;
+      return `<tr><td class="mono" title="${esc(t.path)}">${esc(t.label)}</td><td class="hide-phone">${esc(type)}</td><td class="num">${(t.fps ?? 0).toFixed(1)}</td><td class="num">${fmtRate(t.bitrateBps)}</td><td class="num ${drops ? 'drops-bad' : ''}">${drops}</td><td class="num">${(t.consumers ?? []).length}</td></tr>`;
     })
     .join('');
 }
@@ -49,12 +57,12 @@ function renderSelect(tracks) {
   if (sel.dataset.paths === want) return;
   const cur = sel.value;
   sel.dataset.paths = want;
-  sel.innerHTML = videos.length ? videos.map((t) => `<option value="${esc(t.path)}">${esc(t.path)}</option>`).join('') : '<option value="">No H.264 track</option>';
+  sel.innerHTML = videos.length ? videos.map((t) => `<option value="${esc(t.path)}">${esc(t.label)}</option>`).join('') : '<option value="">No H.264 track</option>';
   if (videos.some((t) => t.path === cur)) sel.value = cur;
   $('play').disabled = videos.length === 0;
   if (!state.playing && videos.length) {
     const q = new URLSearchParams(location.search).get('track');
-    const pick = videos.find((t) => t.path === q) ?? videos[0];
+    const pick = videos.find((t) => t.path === q || t.label === q) ?? videos[0];
     sel.value = pick.path;
     if (new URLSearchParams(location.search).get('autoplay') !== '0') play(pick.path);
   }
@@ -76,9 +84,10 @@ function renderLinks(egress) {
   ul.innerHTML = links
     .map((l) => {
       const drops = l.dropped ? sum(l.dropped) : 0;
-      const err = l.lastError ? `<div class="link-err">${esc(l.lastError.code)} · ${esc(l.lastError.message)}</div>` : '';
+      // a link that is up again shows no old error (it stays in /api/stats as lastError)
+      const err = l.lastError && l.state !== 'connected' ? `<div class="link-err">${esc(l.lastError.code)} · ${esc(l.lastError.message)}</div>` : '';
       const extra = l.kind === 'pang-pub' ? ` · ${l.framesOut} frames · ${drops} dropped · buffer ${fmtBytes(l.bufferedBytes)}` : l.kind === 'whip' ? ` · ${l.sessions} sessions` : l.kind === 'pang-pull' ? ` · ${l.framesIn} in` : '';
-      return `<li><div class="link-top"><span class="link-name">${esc(l.kind)} · ${esc(l.track ?? (l.tracks ?? []).join(', '))}</span>${linkBadge(l)}</div><div class="link-target">${esc(l.target)}</div><div class="meta">${l.reconnects} reconnects${extra}</div>${err}</li>`;
+      return `<li><div class="link-top"><span class="link-name">${esc(l.kind)} · ${esc(l.track ? named(l.track) : (l.tracks ?? []).map(named).join(', '))}</span>${linkBadge(l)}</div><div class="link-target">${esc(l.target)}</div><div class="meta">${l.reconnects} reconnects${extra}</div>${err}</li>`;
     })
     .join('');
 }
@@ -108,7 +117,7 @@ function renderUplink(egress) {
       const cap = pr.encodingCap?.bytesPerSec;
       const b = bf.get(p.track);
       const bfText = b ? `${b.link.confirmed} sent${b.link.queued ? ` · ${b.link.queued} queued` : ''}` : '–';
-      return `<tr><td class="mono">${esc(p.track)}</td><td class="num">${pr.priority ?? '–'}</td><td class="mode-${esc(pr.mode)}">${esc(pr.mode ?? '–')}${pr.waitingForKeyframe ? ' ⏳' : ''}</td><td class="num hide-phone">${fmtRate((pr.demandBytesPerSec ?? 0) * 8)}</td><td class="num hide-phone">${cap != null ? fmtRate(cap * 8) : pr.encodingCap?.unsupported ? 'n/a' : '–'}</td><td class="num">${esc(bfText)}</td></tr>`;
+      return `<tr><td class="mono" title="${esc(p.track)}">${esc(named(p.track))}</td><td class="num">${pr.priority ?? '–'}</td><td class="mode-${esc(pr.mode)}">${esc(pr.mode ?? '–')}${pr.waitingForKeyframe ? ' ⏳' : ''}</td><td class="num hide-phone">${fmtRate((pr.demandBytesPerSec ?? 0) * 8)}</td><td class="num hide-phone">${cap != null ? fmtRate(cap * 8) : pr.encodingCap?.unsupported ? 'n/a' : '–'}</td><td class="num">${esc(bfText)}</td></tr>`;
     })
     .join('');
 }
@@ -129,11 +138,13 @@ async function refreshGaps() {
         const pos = (x) => `left:${(((Math.max(x.from, from) - from) / (to - from)) * 100).toFixed(2)}%;width:${(((Math.min(x.to, to) - Math.max(x.from, from)) / (to - from)) * 100).toFixed(2)}%`;
         const seg = (list, cls) => (list ?? []).map((x) => `<span class="${cls}" style="${pos(x)}"></span>`).join('');
         const missing = r.missing ?? [];
-        const sum = (l) => (l ?? []).reduce((a, x) => a + (x.to - x.from), 0) / 1000;
-        const note = `${sum(r.live).toFixed(0)} s live · ${sum(r.backfilled).toFixed(0)} s backfilled · ${r.missing ? `${sum(missing).toFixed(0)} s missing` : 'no recordings'}`;
-        return `<div class="gap-row"><span class="mono link-name">${esc(t)}</span><div class="gap-bar" role="img" aria-label="${esc(note)}">${seg(missing, 'g-miss')}${seg(r.backfilled, 'g-back')}${seg(r.live, 'g-live')}</div><span class="meta">${esc(note)}</span></div>`;
+        // The report's own totals (merged spans), never a sum of the drawn spans (they overlap when
+        // the in-memory log and the index both hold a stretch), and never more than the window.
+        const secs = (ms) => Math.round(Math.min(ms ?? 0, to - from) / 1000);
+        const note = `${secs(r.liveMs)} s live · ${secs(r.backfilledMs)} s backfilled · ${r.missingMs != null ? `${secs(r.missingMs)} s missing` : 'no recordings'}`;
+        return `<div class="gap-row" data-track="${esc(t)}" data-live-s="${secs(r.liveMs)}"><span class="mono link-name" title="${esc(t)}">${esc(named(t))}</span><div class="gap-bar" role="img" aria-label="${esc(note)}">${seg(missing, 'g-miss')}${seg(r.backfilled, 'g-back')}${seg(r.live, 'g-live')}</div><span class="meta">${esc(note)}</span></div>`;
       } catch {
-        return `<div class="gap-row"><span class="mono link-name">${esc(t)}</span><div class="gap-bar"></div><span class="meta">gap report unavailable</span></div>`;
+        return `<div class="gap-row"><span class="mono link-name">${esc(named(t))}</span><div class="gap-bar"></div><span class="meta">gap report unavailable</span></div>`;
       }
     }),
   );
@@ -163,7 +174,11 @@ async function refresh() {
   const bad = drivers.filter((d) => d.state !== 'running' && d.state !== 'starting').length;
   $('health').textContent = bad ? `${bad} driver${bad > 1 ? 's' : ''} down` : 'healthy';
   $('health').dataset.state = bad ? 'degraded' : 'ok';
-  if (stats.uptimeS != null) $('uptime').textContent = `up ${fmtAge(stats.uptimeS)}`;
+  if (stats.uptimeS != null) {
+    state.uptimeS = stats.uptimeS;
+    $('uptime').textContent = `up ${fmtAge(stats.uptimeS)}`;
+    $('uptime').dataset.s = stats.uptimeS;
+  }
   const mem = stats.engine?.memory;
   if (mem) $('mem').textContent = `buffers ${fmtBytes(mem.used ?? mem.usedBytes ?? 0)} / ${fmtBytes(mem.ceiling ?? mem.ceilingBytes ?? 0)}`;
   $('updated').textContent = `updated ${new Date().toLocaleTimeString()}`;
@@ -197,7 +212,7 @@ async function refreshSensors() {
           ? flatten(v).slice(0, 16).map(([k, x]) => `<dt>${esc(k)}</dt><dd>${esc(typeof x === 'number' ? +x.toFixed(6) : typeof x === 'object' ? JSON.stringify(x) : x)}</dd>`).join('')
           : `<dt>value</dt><dd>${esc(typeof v === 'string' ? v : JSON.stringify(v))}</dd>`;
         const age = s.ageMs != null ? ` · ${(s.ageMs / 1000).toFixed(1)} s ago` : '';
-        return `<div class="sensor"><h3 class="mono">${esc(s.path)}${age}</h3><dl>${rows}</dl></div>`;
+        return `<div class="sensor"><h3 class="mono" title="${esc(s.path)}">${esc(named(s.path))}${age}</h3><dl>${rows}</dl></div>`;
       })
       .join('');
   } catch {
@@ -269,10 +284,11 @@ function wirePad(el) {
 async function refreshRecordings() {
   const box = $('recordings');
   try {
-    const r = await getJson('/api/recordings?limit=6');
-    const list = (r.segments ?? []).slice(-6).reverse();
+    // newest first: the index lists oldest first unless asked (limit=6 alone showed the oldest six forever)
+    const r = await getJson('/api/recordings?limit=6&order=desc');
+    const list = r.segments ?? [];
     const rows = list
-      .map((s) => `<li><div class="link-top"><span class="link-name mono">${esc(`${s.channel}/${s.source}/${s.track}`)}</span><span class="badge ${s.state === 'uploaded' || s.state === 'verified' ? 'ok' : 'warn'}">${esc(s.state)}</span></div><div class="meta">${esc(new Date(s.startMs).toLocaleString())} · ${Math.round((s.durationMs ?? 0) / 1000)} s · ${fmtBytes(s.bytes ?? 0)}</div></li>`)
+      .map((s) => `<li data-id="${esc(s.id)}" data-start-ms="${esc(s.startMs)}"><div class="link-top"><span class="link-name mono" title="${esc(`${s.channel}/${s.source}/${s.track}`)}">${esc(named(`${s.channel}/${s.source}/${s.track}`))}</span><span class="badge ${s.state === 'synced' ? 'ok' : s.state === 'quarantined' || s.state === 'missing' ? 'bad' : 'warn'}">${esc(s.state)}</span></div><div class="meta">${esc(new Date(s.startMs).toLocaleString())} · ${Math.round((s.durationMs ?? 0) / 1000)} s · ${fmtBytes(s.bytes ?? 0)}</div></li>`)
       .join('');
     box.innerHTML = `${rows ? `<ul class="links">${rows}</ul>` : '<p class="empty">No recordings yet</p>'}<p><a class="btn" href="/recordings">Open recordings →</a></p>`;
   } catch (e) {

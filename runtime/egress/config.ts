@@ -28,29 +28,60 @@ const httpUrl = z
 /** Where on a Moth(-compatible) server: a static channel id or an instant channel by name. */
 const upstreamEndpoint = {
   url: wsUrl.describe('server base, e.g. wss://moth.example:8277 (the /pang/ws/... path is added)'),
-  caFile: z.string().min(1).optional().describe('PEM CA bundle for a self-signed server'),
+  caFile: z.string().min(1).optional().describe('PEM file of the CA that issued the server certificate (not the leaf)'),
   insecure: z.boolean().default(false).describe('skip TLS verification (test benches only)'),
+  /** A static channel's id on the server, or `instant` together with `name` (control.upstream's spelling). */
   channel: z
     .string()
-    .regex(/^[0-9a-v]{20}$/, 'rs/xid form: 20 chars of 0-9a-v')
+    .regex(/^(?:[0-9a-v]{20}|instant)$/, 'a static channel id (rs/xid: 20 chars of 0-9a-v), or "instant" with name:')
     .optional()
     .describe('static channel id'),
   instant: label.optional().describe('instant channel name (used when channel is not set)'),
+  /** With `channel: instant`: the instant channel's name (the same as `instant: <name>`). */
+  name: label.optional(),
   key: z.string().min(1).max(256).optional().describe('stream key (never logged)'),
-  source: label.default('base'),
-  track: label.default('video'),
-  /** Moth closes idle sessions after `timeout` s (1..3600); we keep alive every ~20 s anyway. */
+  /** The remote source and track; default: the local track's (from / to) source and track name. */
+  source: label.optional(),
+  track: label.optional(),
+  /** Moth closes idle sessions after `timeout` s (1..3600); the keepalive runs at half of it (20 s at most). */
   timeoutSec: z.number().int().min(1).max(3600).optional(),
 };
 
-function channelRequired<T extends { channel?: string; instant?: string }>(v: T): boolean {
-  return Boolean(v.channel) !== Boolean(v.instant);
+/**
+ * Keepalive of a pang link: 20 s (Moth's idle timeout is 30 s), and at most half of a shorter
+ * `timeoutSec`, so a quiet track is never closed as idle by the server it asked for that timeout.
+ */
+export function keepaliveMsFor(timeoutSec: number | undefined): number {
+  return timeoutSec === undefined ? 20_000 : Math.max(500, Math.min(20_000, timeoutSec * 500));
+}
+
+type EndpointIn = { channel?: string; instant?: string; name?: string; source?: string; track?: string };
+
+/** Both spellings of an instant channel are accepted: `instant: X` and `channel: instant, name: X`. */
+function checkEndpoint(v: EndpointIn, ctx: z.RefinementCtx): void {
+  const instant = v.channel === 'instant' ? v.name : v.instant;
+  if (v.channel === 'instant' && !v.name) {
+    ctx.addIssue({ code: 'custom', path: ['name'], message: 'channel: instant needs name: <instant channel name> (or write instant: <name>)' });
+  } else if (v.name !== undefined && v.channel !== 'instant') {
+    ctx.addIssue({ code: 'custom', path: ['name'], message: 'name: belongs to channel: instant; for a static channel give only channel: <id>' });
+  } else if (v.channel === 'instant' && v.instant !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['instant'], message: 'give the instant channel once: instant: <name> or channel: instant + name: <name>' });
+  } else if ((v.channel !== undefined && v.channel !== 'instant') === (instant !== undefined)) {
+    ctx.addIssue({ code: 'custom', path: ['channel'], message: 'set exactly one of channel: <static channel id> or instant: <name>' });
+  }
+}
+
+/** One spelling inside the runtime: a static id in `channel`, an instant name in `instant`. */
+function normalizeEndpoint<T extends EndpointIn>(v: T, local: TrackRef): Omit<T, 'name' | 'source' | 'track'> & { source: string; track: string } {
+  const { name, ...rest } = v;
+  const out = { ...rest, source: v.source ?? local.source, track: v.track ?? local.track };
+  return (v.channel === 'instant' ? { ...out, channel: undefined, instant: name } : out) as Omit<T, 'name' | 'source' | 'track'> & { source: string; track: string };
 }
 
 export const pangUpstreamSchema = z
   .object({
     ...upstreamEndpoint,
-    /** The local track to publish. */
+    /** The local track to publish (channel by id or configured name). */
     from: trackRefSchema,
     /**
      * Byte ceiling of what may wait in the socket (ws.bufferedAmount). 512 KB ≈ 2 s of a
@@ -73,12 +104,15 @@ export const pangUpstreamSchema = z
     backfill: z.boolean().optional(),
   })
   .strict()
-  .refine(channelRequired, 'set exactly one of channel or instant');
+  .superRefine(checkEndpoint)
+  // The remote track defaults to the local one's name: two upstreams (video, imu) without track:
+  // must not both land on Moth's "video" (the second is refused as busy forever).
+  .transform((u) => normalizeEndpoint(u, u.from));
 
 export const pangPullSchema = z
   .object({
     ...upstreamEndpoint,
-    /** The local track the pulled messages are written to. */
+    /** The local track the pulled messages are written to (channel by id or configured name). */
     to: trackRefSchema,
     /**
      * A control track: `REXTXCMD{"op":"range","id","track","from","to"}` texts from upstream queue
@@ -87,7 +121,8 @@ export const pangPullSchema = z
     commands: z.boolean().default(false),
   })
   .strict()
-  .refine(channelRequired, 'set exactly one of channel or instant');
+  .superRefine(checkEndpoint)
+  .transform((p) => normalizeEndpoint(p, p.to));
 
 export const whipTargetSchema = z.object({
   url: httpUrl.describe('WHIP endpoint URL'),
@@ -112,8 +147,12 @@ export const egressConfigSchema = z.object({
   whipIngest: z
     .object({
       enabled: z.boolean().default(false),
-      token: z.string().min(1).max(4096).optional().describe('bearer token required from publishers'),
-      /** Local channel ingested tracks land in: POST /whip/<source> → <channel>/<source>/video. */
+      /** Bearer token required from publishers; without it server.token is asked for. */
+      token: z.string().min(16, 'at least 16 characters').max(4096).optional().describe('bearer token required from publishers'),
+      /**
+       * Local channel ingested tracks land in (a configured channel's name or id, else a channel of
+       * this name is made, its id derived from the name): POST /whip/<channel>/<source>/<track>.
+       */
       channel: label.default('ingest'),
       maxSessions: z.number().int().min(1).max(64).default(4),
     })

@@ -29,6 +29,8 @@ export interface EgressRouteDeps {
   dashboard?: boolean;
   /** Engine, for GET /api/sensors/latest (the last record of each data track). */
   source?: TrackSource | null;
+  /** A channel named by id or by name in a URL → the ref by id (names and ids are interchangeable). */
+  resolve?: (ref: TrackRef) => TrackRef;
 }
 
 /** The last record of every data track (JSON parsed when the MIME says so), for the dashboard. */
@@ -125,11 +127,12 @@ export function dashboardDir(): string {
 
 export function registerEgressRoutes(router: Router, deps: EgressRouteDeps): void {
   const { whep, ingest, transcode } = deps;
+  const resolve = deps.resolve ?? ((r: TrackRef) => r);
 
   router.route('POST', '/whep/:channel/:source/:track', async (ctx) => {
     if (!whep) throw new HttpError(404, 'WHEP_DISABLED', 'WHEP is disabled in the config');
     checkViewerAccess(ctx.req);
-    const ref = refFrom(ctx.params);
+    const ref = resolve(refFrom(ctx.params));
     const sdp = await readSdp(ctx);
     try {
       const { id, answer } = await whep.offer(ref, sdp);
@@ -197,7 +200,7 @@ export function registerEgressRoutes(router: Router, deps: EgressRouteDeps): voi
     if (!transcode) throw new HttpError(404, 'SHOT_DISABLED', 'stills are not available');
     const m = /^(.+)\.jpe?g$/i.exec(ctx.params.file ?? '');
     if (!m) throw new HttpError(404, 'SHOT_NOT_FOUND', 'use /api/shot/<channel>/<source>/<track>.jpg');
-    const ref = refFrom({ channel: ctx.params.channel!, source: ctx.params.source!, track: m[1]! });
+    const ref = resolve(refFrom({ channel: ctx.params.channel!, source: ctx.params.source!, track: m[1]! }));
     let jpeg: Buffer;
     try {
       jpeg = await transcode.still(ref);
@@ -242,6 +245,8 @@ export interface ShotWsOptions {
   log: EgressLog;
   /** Concurrent /shot/ws clients: each may hold a decode; a Pi has two cores. */
   maxClients?: number;
+  /** A channel named by id or by name → the ref by id. */
+  resolve?: (ref: TrackRef) => TrackRef;
 }
 
 /**
@@ -277,7 +282,7 @@ export function createShotWs(o: ShotWsOptions): { upgrade: (req: IncomingMessage
       }
       let ref: TrackRef;
       try {
-        ref = refFrom(p);
+        ref = (o.resolve ?? ((r: TrackRef) => r))(refFrom(p));
       } catch (e) {
         return reply(ws, (e as HttpError).code, (e as Error).message);
       }

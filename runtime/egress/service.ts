@@ -4,7 +4,7 @@
 import { trackPath, type TrackSource } from '../engine/api.js';
 import { TranscodeService } from '../transcode/service.js';
 import { WhepServer } from '../whep/server.js';
-import type { EgressConfig } from './config.js';
+import { keepaliveMsFor, type EgressConfig } from './config.js';
 import { PangPublisher } from './pang-publisher.js';
 import { combineEstimates, CounterMeter, UplinkEstimator } from '../uplink/estimator.js';
 import { UplinkController } from '../uplink/controller.js';
@@ -101,6 +101,7 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
         insecure: u.insecure,
         from: u.from,
         maxBufferedBytes: u.maxBufferedBytes,
+        keepaliveMs: keepaliveMsFor(u.timeoutSec),
         source: engine,
         log,
         backoff,
@@ -159,6 +160,7 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
         caFile: p.caFile,
         insecure: p.insecure,
         to: p.to,
+        keepaliveMs: keepaliveMsFor(p.timeoutSec),
         engine,
         log,
         backoff,

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import {
   EdgeError,
   type ConsumerHandle,
@@ -9,6 +8,7 @@ import {
   type TrackSource,
 } from './api.js';
 import { MemoryBudget } from './budget.js';
+import { channelIdFor, randomChannelId, XID_RE } from './xid.js';
 import type { Consumer } from './consumer.js';
 import { Track, type PublishStyle, type PublisherOwner, type TrackLimits, type TrackPublisher } from './track.js';
 
@@ -56,17 +56,12 @@ export class Channel {
   }
 }
 
-const XID_ALPHABET = '0123456789abcdefghijklmnopqrstuv';
-
-/** A 20-char base32hex id, the rs/xid shape Moth uses for channel ids. */
+/** A random channel id in Moth's rs/xid form (valid for xid parsers, last char included). */
 export function newChannelId(): string {
-  const b = randomBytes(20);
-  let s = '';
-  for (let i = 0; i < 20; i++) s += XID_ALPHABET[b[i]! & 31];
-  return s;
+  return randomChannelId();
 }
 
-export const XID_RE = /^[0-9a-v]{20}$/;
+export { XID_RE };
 
 /** channel → source → track, with bounded queues and one memory ceiling. */
 export class Engine implements TrackSource {
@@ -106,7 +101,9 @@ export class Engine implements TrackSource {
       this.instantChannelsRefused++;
       throw new EdgeError('TOO_MANY_CHANNELS', `instant channel limit ${this.opts.maxInstantChannels} reached`);
     }
-    let id = newChannelId();
+    // Derived from the name: an instant channel that expires and comes back keeps its id, so its
+    // recordings stay in one folder and its WHEP/API URLs keep working.
+    let id = channelIdFor(name, 'instant');
     while (this.channels.has(id)) id = newChannelId();
     const ch = new Channel(id, name, key || undefined, true);
     this.channels.set(id, ch);
@@ -121,6 +118,26 @@ export class Engine implements TrackSource {
     if (byId) return byId;
     for (const ch of this.channels.values()) if (!ch.instant && ch.name === idOrName) return ch;
     return undefined;
+  }
+
+  /**
+   * Names and ids are interchangeable wherever a channel is addressed (HTTP paths, query parameters):
+   * an id, a static channel's name, else an instant channel's name. Unknown → the text unchanged, so
+   * the caller's own "unknown channel" error names what was asked for.
+   */
+  resolveChannelId(idOrName: string): string {
+    return this.findChannel(idOrName)?.id ?? this.instantByName.get(idOrName)?.id ?? idOrName;
+  }
+
+  /** The ref with its channel given by id (see resolveChannelId). */
+  resolveRef<T extends TrackRef>(ref: T): T {
+    const id = this.resolveChannelId(ref.channel);
+    return id === ref.channel ? ref : { ...ref, channel: id };
+  }
+
+  /** The channel's configured or instant name, else its id (for people: dashboard, logs). */
+  channelLabel(id: string): string {
+    return this.channels.get(id)?.name ?? id;
   }
 
   listChannels(): Channel[] {

@@ -14,6 +14,9 @@ import { exportMcap } from '../../recordings/mcap-export.js';
 import { listSegmentFiles, sha256File } from '../../recordings/recovery.js';
 import { Uploader } from '../../recordings/sync.js';
 import { parseTime } from './http.js';
+import { loadConfig } from '../config/load.js';
+import { channelIdOf } from '../config/references.js';
+import type { Config } from '../config/schema.js';
 
 export interface CliIo {
   out(s: string): void;
@@ -76,6 +79,22 @@ function loadRecordingsConfig(opts: Map<string, string>): RecordingsConfig {
   return recordingsConfigSchema.parse({ root, indexPath: opts.get('index') });
 }
 
+/** --channel takes an id or a name: the whole config (when given) maps names, else the derived id. */
+function channelFilter(opts: Map<string, string>): string | undefined {
+  const c = opts.get('channel');
+  if (c === undefined) return undefined;
+  let config: Config | undefined;
+  const file = opts.get('config');
+  if (file) {
+    try {
+      config = loadConfig(file);
+    } catch {
+      config = undefined; // its recordings: section was read already; names fall back to derived ids
+    }
+  }
+  return channelIdOf(c, config);
+}
+
 function filters(opts: Map<string, string>) {
   const state = opts.get('state');
   if (state && !['recording', 'closed', 'uploading', 'synced', 'quarantined', 'missing'].includes(state)) throw new UsageError(`bad --state ${state}`);
@@ -88,7 +107,7 @@ function filters(opts: Map<string, string>) {
     throw new UsageError((err as Error).message);
   }
   return {
-    channel: opts.get('channel'),
+    channel: channelFilter(opts),
     source: opts.get('source'),
     track: opts.get('track'),
     fromMs,

@@ -99,7 +99,12 @@ function writeChunk(res: ServerResponse, chunk: Uint8Array): Promise<void> {
   });
 }
 
-export function registerRecordingRoutes(router: Router, service: RecordingService): void {
+/** `resolveChannel`: ?channel= may be a channel's name: → its id (names and ids are interchangeable). */
+export function registerRecordingRoutes(router: Router, service: RecordingService, resolveChannel: (idOrName: string) => string = (c) => c): void {
+  const channelOf = (u: URL): string | undefined => {
+    const c = name(u, 'channel');
+    return c === undefined ? undefined : resolveChannel(c);
+  };
   const rows = (ctx: RouteContext) => {
     const u = ctx.url;
     const state = u.searchParams.get('state');
@@ -115,7 +120,7 @@ export function registerRecordingRoutes(router: Router, service: RecordingServic
       order: order ?? undefined,
       kind: kind ?? undefined,
       present: present === null ? undefined : present === 'true',
-      channel: name(u, 'channel'),
+      channel: channelOf(u),
       source: name(u, 'source'),
       track: name(u, 'track'),
       fromMs: parseTime(u.searchParams.get('from'), 'from'),
@@ -169,7 +174,7 @@ export function registerRecordingRoutes(router: Router, service: RecordingServic
 
   router.route('GET', '/api/recordings/playback', async (ctx) => {
     const u = ctx.url;
-    const channel = name(u, 'channel');
+    const channel = channelOf(u);
     const source = name(u, 'source');
     const track = name(u, 'track');
     if (!channel || !source || !track) throw new HttpError(400, 'BAD_TRACK', 'channel, source and track are required');

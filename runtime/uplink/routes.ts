@@ -20,6 +20,8 @@ export interface UplinkRouteDeps {
   /** Recordings index, when recordings are enabled (a getter: the index may be reopened). */
   recorded?: (() => RecordedIndex | null) | undefined;
   now?: () => number;
+  /** The channel part of ?track= may be a name: → its id (names and ids are interchangeable). */
+  resolveChannel?: (idOrName: string) => string;
 }
 
 const TRACK_RE = /^[A-Za-z0-9_.-]{1,64}\/[A-Za-z0-9_.-]{1,64}\/[A-Za-z0-9_.-]{1,64}$/;
@@ -39,17 +41,19 @@ export function registerUplinkRoutes(router: Router, deps: UplinkRouteDeps): voi
   router.route('GET', '/api/gaps', (ctx) => {
     const q = ctx.url.searchParams;
     const now = (deps.now ?? Date.now)();
-    const track = q.get('track');
-    if (!track) {
+    const asked = q.get('track');
+    if (!asked) {
       ctx.json(200, { tracks: deps.spans.trackNames(), stats: deps.spans.stats() });
       return;
     }
-    if (!TRACK_RE.test(track)) throw new HttpError(400, 'BAD_TRACK', 'track must be channel/source/track');
+    if (!TRACK_RE.test(asked)) throw new HttpError(400, 'BAD_TRACK', 'track must be channel/source/track');
+    const [askedChannel, source, name] = asked.split('/') as [string, string, string];
+    const channel = deps.resolveChannel?.(askedChannel) ?? askedChannel;
+    const track = `${channel}/${source}/${name}`;
     const to = parseTime(q.get('to'), 'to') ?? now;
     const from = parseTime(q.get('from'), 'from') ?? to - 3600_000;
     if (from > to) throw new HttpError(400, 'BAD_RANGE', 'from must not be after to');
     if (to - from > MAX_RANGE_MS) throw new HttpError(400, 'BAD_RANGE', 'range longer than 7 days');
-    const [channel, source, name] = track.split('/') as [string, string, string];
     let recorded: Span[] | null = null;
     const index = deps.recorded?.() ?? null;
     if (index) {

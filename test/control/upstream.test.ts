@@ -32,7 +32,7 @@ class MebServer {
     } });
     this.wss.on('connection', (ws, req) => {
       const u = new URL(req.url ?? '/', 'http://x');
-      if (this.refuse || u.pathname !== '/pang/ws/meb' || u.searchParams.get('channel') !== 'robot1' || u.searchParams.get('key') !== 'k3y-secret') {
+      if (this.refuse || u.pathname !== '/pang/ws/meb' || u.searchParams.get('channel') !== 'instant' || u.searchParams.get('name') !== 'robot1' || u.searchParams.get('key') !== 'k3y-secret') {
         // Moth refuses by dropping TCP without a close frame.
         ws.terminate();
         return;
@@ -72,7 +72,7 @@ async function setup(t: TestContext, opts: { refuse?: boolean; keepaliveMs?: num
   await dome.start();
   const svc = new ControlService({ ptz: [new IsapiDriver({ name: 'dome', url: dome.url, username: 'admin', password: 'pw-dome' })], log: silentLogger(), config: { leaseMs: 400 } });
   const cfg = controlConfigSchema.parse({
-    upstream: { url: `ws://127.0.0.1:${meb.port}`, channel: 'robot1', key: 'k3y-secret', reconnectInitialMs: 100, reconnectMaxMs: 800, keepaliveMs: opts.keepaliveMs ?? 20_000 },
+    upstream: { url: `ws://127.0.0.1:${meb.port}`, channel: 'instant', name: 'robot1', key: 'k3y-secret', reconnectInitialMs: 100, reconnectMaxMs: 800, keepaliveMs: opts.keepaliveMs ?? 20_000 },
   }).upstream!;
   svc.attachUpstream(cfg);
   t.after(async () => {

@@ -24,7 +24,7 @@ test('egress service: config → running links, secret-free stats, idempotent cl
     upstream: [{ url: peer.url, channel: CHAN, key: 'pub-key-77', from: 'cam/base/video' }],
     pull: [{ url: peer.url, channel: CHAN, key: 'pub-key-77', source: 'op', track: 'cmd', to: 'op/base/cmd' }],
     whip: [{ url: 'http://127.0.0.1:9/whip', token: 'whip-token-88', tracks: ['cam/base/video'], timeoutSec: 1 }],
-    whipIngest: { enabled: true, token: 'ingest-token-99' },
+    whipIngest: { enabled: true, token: 'ingest-token-9999' },
     backoff: { initialMs: 50, maxMs: 400 },
   });
   const svc = createEgressService({ config, engine, log: silentLog });
@@ -34,7 +34,7 @@ test('egress service: config → running links, secret-free stats, idempotent cl
   const s = svc.stats();
   assert.ok(s.whep && s.whipIngest, 'WHEP and ingest enabled');
   const text = JSON.stringify(s);
-  for (const secret of ['pub-key-77', 'whip-token-88', 'ingest-token-99']) assert.ok(!text.includes(secret), `${secret} not in stats`);
+  for (const secret of ['pub-key-77', 'whip-token-88', 'ingest-token-9999']) assert.ok(!text.includes(secret), `${secret} not in stats`);
   svc.close();
   svc.close();
   assert.equal(svc.stats().upstream[0]!.state, 'closed');

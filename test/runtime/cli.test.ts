@@ -64,20 +64,23 @@ test('--print-config fills defaults and hides secrets', async (t) => {
 test('SIGTERM: drivers stopped, exit 0 within 5 s, no orphan ffmpeg', async (t) => {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
-  // A size nobody else uses, so the orphan check finds only our ffmpeg.
+  // A size nobody else uses — per process: other checkouts on a shared machine run this same test —
+  // so the orphan check finds only our ffmpeg.
+  const size = `${322 + 2 * (process.pid % 500)}x242`;
   const f = writeFile(dir, 'c.yaml', [
     'server: { port: 0 }',
     'log: { level: warn }',
     'channels:',
     '  - id: c0ffee00000000000000',
     '    sources:',
-    '      - driver: { kind: testpattern, width: 322, height: 242, fps: 15 }',
+    `      - driver: { kind: testpattern, width: ${size.split('x')[0]}, height: 242, fps: 15 }`,
   ].join('\n'));
   // The ffmpeg of this run only: other runs on the machine start the same command line.
   const mark = `sigterm-${process.pid}-${Date.now()}`;
   const child = spawn(cli.cmd, [...cli.args, '--config', f], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MOTH_TEST_MARK: mark } });
+  // A failed assertion must not leave the runtime (and the test file) running.
   t.after(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
@@ -88,12 +91,53 @@ test('SIGTERM: drivers stopped, exit 0 within 5 s, no orphan ffmpeg', async (t) 
     const h = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.json() as Promise<{ drivers: Array<{ ready: boolean }> }>, () => null);
     return !!h?.drivers.every((d) => d.ready);
   }, 15_000, 'driver ready');
-  assert.equal((await pidsMatching('size=322x242', mark)).length, 1, 'one ffmpeg running');
+  assert.equal((await pidsMatching(`size=${size}`, mark)).length, 1, 'one ffmpeg running');
   const t0 = Date.now();
   child.kill('SIGTERM');
   const code = await exited;
   const ms = Date.now() - t0;
   assert.equal(code, 0);
   assert.ok(ms < 5000, `stopped in ${ms} ms`);
-  await waitFor(async () => (await pidsMatching('size=322x242', mark)).length === 0, 3000, 'ffmpeg gone');
+  await waitFor(async () => (await pidsMatching(`size=${size}`, mark)).length === 0, 3000, 'ffmpeg gone');
+});
+
+test('every command and recordings subcommand has its own --help with examples; the top help says what is required', async () => {
+  const top = await runCli(['--help']);
+  assert.match(top.stdout, /recordings .*\(--config FILE \| --root DIR\)[\s\S]*REQUIRED/);
+  assert.match(top.stdout, /doctor/);
+  const cases: Array<[string[], RegExp]> = [
+    [['run', '--help'], /^usage: moth-edge \[run\]/],
+    [['--check-config', '--help'], /^usage: moth-edge --check-config/],
+    [['--print-config', '--help'], /^usage: moth-edge --print-config/],
+    [['config', '--help'], /^usage: moth-edge config schema/],
+    [['doctor', '--help'], /^usage: moth-edge doctor/],
+    [['recordings', '--help'], /^usage: moth-edge recordings <list\|verify\|sync\|export> \(--config FILE \| --root DIR\)[\s\S]*REQUIRED/],
+    [['recordings', 'list', '--help'], /^usage: moth-edge recordings list/],
+    [['recordings', 'verify', '--help'], /^usage: moth-edge recordings verify/],
+    [['recordings', 'sync', '--help'], /^usage: moth-edge recordings sync --config FILE/],
+    [['recordings', 'export', '--help'], /^usage: moth-edge recordings export[\s\S]*--from, --to and --out are required/],
+    [['board', '--help'], /^usage: moth-edge board/],
+    [['devices', '--help'], /^usage: moth-edge devices/],
+    [['discover', '--help'], /^usage: moth-edge discover/],
+    [['help', 'recordings', 'export'], /^usage: moth-edge recordings export/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await runCli(args);
+    assert.equal(r.code, 0, args.join(' '));
+    assert.match(r.stdout, re, args.join(' '));
+    assert.match(r.stdout, /Examples:\n {2}(moth-edge|MOTH_EDGE_CONFIG)/, `${args.join(' ')} shows examples`);
+  }
+  const bad = await runCli(['frobnicate', '--help']);
+  assert.equal(bad.code, 2);
+});
+
+test('config schema prints the whole JSON Schema (not cut at the pipe buffer)', async () => {
+  const r = await runCli(['config', 'schema']);
+  assert.equal(r.code, 0);
+  const s = JSON.parse(r.stdout) as { $schema: string; properties: Record<string, { properties?: Record<string, { default?: unknown }> }>; additionalProperties: boolean };
+  assert.match(s.$schema, /json-schema\.org\/draft\/2020-12/);
+  for (const k of ['server', 'engine', 'channels', 'egress', 'recordings', 'control', 'rtmp']) assert.ok(s.properties[k], `schema has ${k}`);
+  assert.equal(s.properties.server!.properties!.port!.default, 8276);
+  assert.equal(s.additionalProperties, false, 'unknown keys are errors in the editor too');
+  assert.ok(r.stdout.length > 65536, `${r.stdout.length} bytes`);
 });

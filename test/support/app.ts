@@ -1,6 +1,8 @@
 // Test support: start the real runtime in-process on an ephemeral port, talk to it with ws.
 
 import { execFile } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +21,16 @@ export async function startApp(config: Record<string, unknown>): Promise<App> {
   const recordings = config.recordings ?? { enabled: false };
   const cfg = parseConfig({ log: { level: 'silent' }, ...config, server, recordings }, 'test config');
   return App.start(cfg, silentLogger());
+}
+
+/** A TCP port nobody listens on now: bound on loopback, then closed (a peer may take it later). */
+export async function closedPort(): Promise<number> {
+  const s = createServer().listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = (s.address() as AddressInfo).port;
+  s.close();
+  await once(s, 'close');
+  return port;
 }
 
 export function tempDir(prefix = 'moth-edge-'): { dir: string; cleanup: () => void } {

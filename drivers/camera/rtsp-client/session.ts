@@ -43,7 +43,23 @@ export interface RtspSessionOptions {
    * instead of one wakeup per packet or two. Bounds the latency it adds. 0 = read as data comes.
    */
   readCoalesceMs?: number;
+  /**
+   * UDP only: the local ports RTP/RTCP pairs are bound in, inclusive (RTP even, RTCP the odd one
+   * above it), so a firewall can open exactly this range. Default 20000..63999.
+   */
+  rtpPortRange?: readonly [number, number];
   userAgent?: string;
+}
+
+export const DEFAULT_RTP_PORT_RANGE: readonly [number, number] = [20000, 63999];
+
+/**
+ * The even RTP ports of a range whose RTCP port (+1) is in it too: `count` pairs from `first`.
+ * Pure, for the config check and the binder.
+ */
+export function rtpPortPairs(range: readonly [number, number]): { first: number; count: number } {
+  const first = range[0] + (range[0] % 2);
+  return { first, count: Math.max(0, Math.floor((range[1] - first - 1) / 2) + 1) };
 }
 
 export interface RtspUnit {
@@ -59,6 +75,8 @@ export interface RtspUnit {
 /** Counters that survive across sessions (the driver keeps one and passes it to every session). */
 export class RtspClientCounters {
   sessions = 0;
+  /** The local RTP/RTCP port pair of the last UDP session (what a firewall sees). */
+  udpPorts: [number, number] | null = null;
   requests = 0;
   authChallenges = 0;
   staleNonceRetries = 0;
@@ -517,8 +535,13 @@ export class RtspSession {
   private async bindUdp(): Promise<[number, number]> {
     const addr = this.sock?.localAddress ?? '0.0.0.0';
     const family = addr.includes(':') ? 'udp6' : 'udp4';
-    for (let i = 0; i < 32; i++) {
-      const port = 2 * Math.floor(10000 + Math.random() * 22000); // 20000..63998, even
+    const { first, count } = rtpPortPairs(this.o.rtpPortRange ?? DEFAULT_RTP_PORT_RANGE);
+    // From a random pair on, in order: a narrow firewall range (a few pairs per camera) is tried
+    // whole; a wide one at most 64 times.
+    const start = Math.floor(Math.random() * count);
+    const tries = Math.min(count, 64);
+    for (let i = 0; i < tries; i++) {
+      const port = first + 2 * ((start + i) % count);
       const rtp = createSocket({ type: family });
       const rtcp = createSocket({ type: family });
       const ok = await bindBoth(rtp, rtcp, addr, port);
@@ -547,9 +570,11 @@ export class RtspSession {
       rtp.on('error', () => {});
       rtcp.on('error', () => {});
       this.udp = { rtp, rtcp };
+      this.counters.udpPorts = [port, port + 1];
       return [port, port + 1];
     }
-    throw new EdgeError('RTSP_UDP_BIND_FAILED', 'no free UDP port pair for RTP/RTCP', { host: this.target.host });
+    const [lo, hi] = this.o.rtpPortRange ?? DEFAULT_RTP_PORT_RANGE;
+    throw new EdgeError('RTSP_UDP_BIND_FAILED', `no free UDP port pair for RTP/RTCP in ${lo}-${hi} (${tries} tried): widen rtpPortRange`, { host: this.target.host });
   }
 
   /** Packets toward the camera's ports so a NAT/firewall on our side opens the return path. */
