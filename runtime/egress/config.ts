@@ -184,6 +184,12 @@ export const egressConfigSchema = z.object({
        * 600 there; 0 = unpaced.
        */
       minIntervalMs: z.number().int().min(0).max(10_000).default(20),
+      /**
+       * At most this many backfilled messages unacknowledged per track: a network releases what it
+       * held back together (a retransmission, a draining queue), and Moth's reader skips ahead when
+       * more than a couple arrive at once however the sender spaced them. 0 = no limit.
+       */
+      maxInFlight: z.number().int().min(0).max(10_000).default(2),
       /** A backfill session with nothing to carry is closed after this (reopened when something is owed). */
       idleCloseMs: z.number().int().min(500).max(600_000).default(5000),
       /**

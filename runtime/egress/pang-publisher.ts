@@ -267,7 +267,7 @@ export class PangPublisher extends PangLink {
     }
     const buffered = this.bufferedBytes;
     if (buffered > this.c.peakBufferedBytes) this.c.peakBufferedBytes = buffered;
-    const sample = this.meter.observe(now, this.ackedWire, buffered > 0);
+    const sample = this.meter.observe(now, this.ackedWire, this.waiting);
     if (sample) this.uplink.add(sample);
     this.sizeSendBuffer(this.uplink.estimate(now).bytesPerSec);
     this.demand.tick(now);

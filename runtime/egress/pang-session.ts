@@ -16,7 +16,7 @@ import type { Socket } from 'node:net';
 import WebSocket, { type RawData } from 'ws';
 import { isNetworkErrno, type FailureClass } from '../engine/api.js';
 import { AckTracker } from './ack-tracker.js';
-import { ReconnectingLink, type LinkBackoff } from './link.js';
+import { failureClassOf, ReconnectingLink, type LinkBackoff } from './link.js';
 import { classifyClose, connectErrorCode, type EgressLog } from './pang-link.js';
 import { openPangOrFail } from './pang-socket.js';
 import { parseDeliveryAck } from '../pang/wire.js';
@@ -90,6 +90,8 @@ export interface PangSessionStats {
   retransmits: number | null;
   /** XACK delivery acks received from the upstream (moth-edge relays). */
   upstreamAcks: number;
+  /** Refusals while the server still held a session of ours the path had lost (retried fast). */
+  zombieRefusals: number;
 }
 
 export abstract class PangLink extends ReconnectingLink {
@@ -115,13 +117,19 @@ export abstract class PangLink extends ReconnectingLink {
   private progressUpstream: number | null = null;
   private sndbufFor = 0;
   private readonly secure: boolean;
-  private readonly ls = { deadDetected: 0, connectTimeouts: 0, upstreamAcks: 0 };
+  private readonly ls = { deadDetected: 0, connectTimeouts: 0, upstreamAcks: 0, zombieRefusals: 0 };
+  /** When a session of ours last ended by the network: the server may still hold it (a zombie). */
+  private lastLostAt = -Infinity;
+  /** How long a server may hold a session we lost: its idle timeout (the `timeout` we asked for, else Moth's 30 s). */
+  private readonly zombieMs: number;
   private lastProbeStats: TcpProbeStats | null = null;
 
   constructor(protected readonly po: PangLinkOptions) {
     super(po.name, po.kind, po.target, po.log, po.backoff);
     this.tcp = { ...DEFAULT_PANG_TCP, ...po.tcp };
     this.secure = /^wss:/i.test(po.url);
+    const t = Number(new URL(po.url).searchParams.get('timeout') ?? '');
+    this.zombieMs = ((t >= 1 && t <= 3600 ? t : 30) + 2) * 1000;
   }
 
   /** The session is open: start the subclass's work (subscribe, send the MIME, timers). */
@@ -230,7 +238,13 @@ export abstract class PangLink extends ReconnectingLink {
       return;
     }
     const kind = classifyClose(code, since, this.po.refusalWindowMs);
-    if (kind === 'refused') this.failed('UPSTREAM_REFUSED', `server closed the session ${since} ms after the upgrade (code ${code}): wrong key, unknown channel or track busy`, 'refused');
+    const now = Date.now();
+    if (kind === 'refused' && now - this.lastLostAt < this.zombieMs && (code === 1006 || code === 4409)) {
+      // Busy, most likely with our own session the path lost: the server holds it until its idle
+      // timeout. That is the network's doing, not a no: retry on the fast ladder until it expires.
+      this.ls.zombieRefusals++;
+      this.failed('UPSTREAM_BUSY', `server refused the session ${since} ms after the upgrade (code ${code}): it still holds our previous session, lost ${Math.round((now - this.lastLostAt) / 1000)} s ago, until its idle timeout`, 'network');
+    } else if (kind === 'refused') this.failed('UPSTREAM_REFUSED', `server closed the session ${since} ms after the upgrade (code ${code}): wrong key, unknown channel or track busy`, 'refused');
     else if (kind === 'dropped') this.failed('UPSTREAM_DROPPED', `session lost after ${Math.round(since / 1000)} s (code ${code})`, 'network');
     else this.failed('UPSTREAM_CLOSED', `server closed the session (code ${code})`, code >= 4400 && code < 4500 ? 'refused' : 'network');
   }
@@ -253,6 +267,15 @@ export abstract class PangLink extends ReconnectingLink {
 
   get bufferedBytes(): number {
     return this.ws?.bufferedAmount ?? 0;
+  }
+
+  /**
+   * Bytes wait to be sent: in ws's buffer, or unsent in the kernel (congestion- or window-limited).
+   * Waiting at both ends of an interval means the link, not the demand, set the rate.
+   */
+  protected get waiting(): boolean {
+    const notsent = this.lastSample?.notsent ?? -1;
+    return this.bufferedBytes > 0 || notsent > 0;
   }
 
   /** True when the upstream acknowledges by XACK (a moth-edge relay): message counts rule. */
@@ -303,6 +326,21 @@ export abstract class PangLink extends ReconnectingLink {
       return false;
     }
     return true;
+  }
+
+  /**
+   * A quick look at what is acknowledged now (no dead-path judgement): for a sender that waits on
+   * acknowledgements between the link's ticks. Returns the smoothed RTT in ms (0 unknown).
+   */
+  protected refreshAcks(): number {
+    const ws = this.ws;
+    if (!ws || !this.probe) return 0;
+    const s = this.probe.sample();
+    if (!s) return 0;
+    this.lastSample = s;
+    this.acks.observe({ established: s.established, wireOut: this.wireOut, buffered: ws.bufferedAmount, outq: s.outq, bytesAcked: s.bytesAcked });
+    this.onAcked();
+    return s.rttUs > 0 ? s.rttUs / 1000 : 0;
   }
 
   /** Size the kernel send buffer for the measured rate (bytes/s; null: keep). */
@@ -363,7 +401,14 @@ export abstract class PangLink extends ReconnectingLink {
       rttMs: s && s.rttUs >= 0 ? Math.round(s.rttUs / 100) / 10 : null,
       retransmits: s && s.totalRetrans >= 0 ? s.totalRetrans : null,
       upstreamAcks: this.ls.upstreamAcks,
+      zombieRefusals: this.ls.zombieRefusals,
     };
+  }
+
+  protected override failed(code: string, message: string, cls?: FailureClass): void {
+    // An open session that ended by the network may live on at the server for a while (a zombie).
+    if (this.openedAt > 0 && (cls ?? failureClassOf(code)) === 'network' && code !== 'UPSTREAM_BUSY') this.lastLostAt = Date.now();
+    super.failed(code, message, cls);
   }
 
   /** For the retry shell: a connect that failed after waiting long enough need not wait again. */

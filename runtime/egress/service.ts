@@ -87,6 +87,10 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
   const backoff = config.backoff;
   const lk = config.link;
   const tcp = { deadAfterMs: lk.deadAfterMs, connectTimeoutMs: lk.connectTimeoutMs, notsentLowatBytes: lk.notsentLowatBytes, sndbufTargetMs: lk.sndbufTargetMs };
+  // A publisher the server still holds after a dead path ("track busy" to our next session) lives
+  // until the server's idle timeout: ask for one just past our own dead-path time, so the server
+  // lets go of a session we gave up on about when we reconnect (issue 14). Configured values win.
+  const pubTimeoutSec = (t: number | undefined): number => t ?? Math.ceil(lk.deadAfterMs / 1000) + 1;
   const spans = new SpanLog();
   const backfilled = new SpanLog();
   // What each upstream got, keyed by upstream name: the backfill owes each upstream its own gaps.
@@ -96,12 +100,12 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
     (u, i) =>
       new PangPublisher({
         name: `up${i}:${trackPath(u.from)}`,
-        endpoint: { url: u.url, channel: u.channel, instant: u.instant, key: u.key, source: u.source, track: u.track, timeoutSec: u.timeoutSec },
+        endpoint: { url: u.url, channel: u.channel, instant: u.instant, key: u.key, source: u.source, track: u.track, timeoutSec: pubTimeoutSec(u.timeoutSec) },
         caFile: u.caFile,
         insecure: u.insecure,
         from: u.from,
         maxBufferedBytes: u.maxBufferedBytes,
-        keepaliveMs: keepaliveMsFor(u.timeoutSec),
+        keepaliveMs: keepaliveMsFor(pubTimeoutSec(u.timeoutSec)),
         source: engine,
         log,
         backoff,
@@ -125,7 +129,7 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
           {
             upstream: `up${i}:${trackPath(u.from)}`,
             from: u.from,
-            endpoint: { url: u.url, channel: u.channel, instant: u.instant, key: u.key, source: u.source, track: `${u.track}${bf.suffix}`.slice(0, 64), timeoutSec: u.timeoutSec },
+            endpoint: { url: u.url, channel: u.channel, instant: u.instant, key: u.key, source: u.source, track: `${u.track}${bf.suffix}`.slice(0, 64), timeoutSec: pubTimeoutSec(u.timeoutSec) },
             caFile: u.caFile,
             insecure: u.insecure,
             auto: true,
@@ -148,6 +152,7 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
           settleMs: bf.settleMs,
           maxRateBytesPerSec: bf.maxBytesPerSec,
           minIntervalMs: bf.minIntervalMs,
+          maxInFlight: bf.maxInFlight,
           idleCloseMs: bf.idleCloseMs,
           tcp,
         })

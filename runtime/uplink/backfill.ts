@@ -67,6 +67,13 @@ export interface BackfillLinkOptions {
   refusalWindowMs?: number;
   /** At most one message per this many ms (Moth's relay ring, issue 14): 20 ms. 0 = unpaced. */
   minIntervalMs?: number;
+  /**
+   * At most this many messages unacknowledged (issue 14): a network releases what it held back
+   * together — a retransmission after a loss, a draining queue — and Moth's reader skips ahead
+   * when more than a couple arrive at once, however well the sender spaced them. 2 = Moth's margin;
+   * 0 = no limit. Not applied to an XACK relay (it queues per subscriber).
+   */
+  maxInFlight?: number;
   /** Leave the session after this long with nothing to carry: 5 s. */
   idleCloseMs?: number;
   requestAcks?: boolean;
@@ -87,6 +94,8 @@ export interface BackfillLinkStats extends LinkStats {
   inDoubt: number;
   /** Messages held back by the pacing (minIntervalMs). */
   paced: number;
+  /** Times the window (maxInFlight unacknowledged) held the next message back. */
+  heldForAck: number;
   /** Queued items thrown away at a session end (they are re-read from the recordings). */
   requeued: number;
   rateBytesPerSec: number;
@@ -100,6 +109,8 @@ export interface BackfillLinkStats extends LinkStats {
 export class BackfillLink extends PangLink {
   private timer: NodeJS.Timeout | null = null;
   private paceTimer: NodeJS.Timeout | null = null;
+  private ackTimer: NodeJS.Timeout | null = null;
+  private lastRttMs = 10;
   private lastSendAt = 0;
   private lastMimeAt = 0;
   private lastActiveAt = 0;
@@ -116,7 +127,7 @@ export class BackfillLink extends PangLink {
   private lastBatch = -1;
   private readonly track: string;
   private readonly o: Required<Omit<BackfillLinkOptions, 'caFile' | 'insecure' | 'onIdle' | 'tcp'>> & Pick<BackfillLinkOptions, 'caFile' | 'insecure' | 'onIdle'>;
-  private readonly c = { sent: 0, sentBytes: 0, confirmed: 0, inDoubt: 0, requeued: 0, yieldedToLive: 0, paced: 0 };
+  private readonly c = { sent: 0, sentBytes: 0, confirmed: 0, inDoubt: 0, requeued: 0, yieldedToLive: 0, paced: 0, heldForAck: 0 };
   /** Cap from the uplink scheduler: what is left of the budget after every live track (null: none known). */
   private leftover: number | null = null;
 
@@ -142,11 +153,13 @@ export class BackfillLink extends PangLink {
       windowBytes: 32 * 1024,
       minRateBytesPerSec: 4 * 1024,
       maxRateBytesPerSec: 1024 * 1024,
-      keepaliveMs: 20_000,
+      // Half the server's idle timeout (at most 20 s): a session waiting on the live link must not be dropped as idle.
+      keepaliveMs: opts.endpoint.timeoutSec !== undefined ? Math.max(500, Math.min(20_000, opts.endpoint.timeoutSec * 500)) : 20_000,
       mimeResendMs: 1000,
       handshakeTimeoutMs: 10_000,
       refusalWindowMs: 3000,
       minIntervalMs: 20,
+      maxInFlight: 2,
       idleCloseMs: 5000,
       requestAcks: true,
       ...rest,
@@ -247,6 +260,11 @@ export class BackfillLink extends PangLink {
     if (this.o.liveBusy()) return;
     while (this.queueHead < this.queue.length) {
       if (this.bufferedBytes > this.o.windowBytes) return;
+      if (!this.upstreamAcks && this.o.maxInFlight > 0 && this.inFlight.length - this.inFlightHead >= this.o.maxInFlight) {
+        this.c.heldForAck++;
+        this.awaitAck();
+        return; // the acknowledgement (onAcked) pumps again
+      }
       // One message per minIntervalMs: a Moth relay's reader more than a couple of ring slots
       // behind skips to the newest message, so a back-to-back burst reaches its subscribers as a
       // handful of records (issue 14; the README's "Delivery to a Moth relay"). A moth-edge relay
@@ -278,6 +296,18 @@ export class BackfillLink extends PangLink {
       this.queueHead = 0;
     }
     if (this.queueHead < this.queue.length && !this.upstreamAcks && this.o.minIntervalMs > 0) this.schedulePace(this.o.minIntervalMs);
+  }
+
+  /** The window is full: look at the kernel again in about a round trip (5 ms .. 250 ms). */
+  private awaitAck(): void {
+    if (this.ackTimer) return;
+    const rtt = this.lastRttMs;
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = null;
+      this.lastRttMs = this.refreshAcks() || this.lastRttMs;
+      this.pump();
+    }, Math.min(250, Math.max(5, Math.ceil(rtt / 2))));
+    this.ackTimer.unref?.();
   }
 
   private schedulePace(ms: number): void {
@@ -313,6 +343,7 @@ export class BackfillLink extends PangLink {
     if (confirmed) {
       this.lastActiveAt = Date.now();
       if (this.idle) this.o.onIdle?.(); // the last of the batch: the next one need not wait for a scan tick
+      else this.pump(); // room in the window again
     }
   }
 
@@ -321,6 +352,8 @@ export class BackfillLink extends PangLink {
     this.timer = null;
     if (this.paceTimer) clearTimeout(this.paceTimer);
     this.paceTimer = null;
+    if (this.ackTimer) clearTimeout(this.ackTimer);
+    this.ackTimer = null;
     // Not acknowledged: not delivered. The recordings still hold them; the next scan offers them
     // again (a copy may reach the upstream twice: counted in doubt).
     this.c.inDoubt += this.inFlight.length - this.inFlightHead;
@@ -394,6 +427,8 @@ export interface BackfillServiceOptions {
   maxRateBytesPerSec?: number;
   /** Pacing of each backfill session (BackfillLinkOptions.minIntervalMs): 20 ms. */
   minIntervalMs?: number;
+  /** Unacknowledged messages per backfill session (BackfillLinkOptions.maxInFlight): 2. */
+  maxInFlight?: number;
   /** A backfill session with nothing to carry closes after this: 5 s. */
   idleCloseMs?: number;
   tcp?: Partial<PangTcpOptions> | undefined;
@@ -484,6 +519,7 @@ export class BackfillService {
         onIdle: () => this.kick(),
         ...(o.maxRateBytesPerSec !== undefined ? { maxRateBytesPerSec: o.maxRateBytesPerSec } : {}),
         ...(o.minIntervalMs !== undefined ? { minIntervalMs: o.minIntervalMs } : {}),
+        ...(o.maxInFlight !== undefined ? { maxInFlight: o.maxInFlight } : {}),
         ...(o.idleCloseMs !== undefined ? { idleCloseMs: o.idleCloseMs } : {}),
         tcp: o.tcp,
       });

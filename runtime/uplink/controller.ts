@@ -26,7 +26,7 @@ export interface UplinkControllerLog {
 export interface UplinkControllerOptions {
   links: PrioritizedLink[];
   log: UplinkControllerLog;
-  /** Decision period: 1 s is two drain samples per link (the publisher ticks every 500 ms). */
+  /** Decision period: 500 ms is two acknowledgement samples per link (the publisher ticks every 250 ms). */
   intervalMs?: number;
   /** At most one probe step up per this period when the link is not saturated. */
   probeIntervalMs?: number;
@@ -79,7 +79,8 @@ export class UplinkController {
 
   start(): void {
     if (this.timer || this.closed) return;
-    this.timer = setInterval(() => this.tick(Date.now()), this.o.intervalMs ?? 1000);
+    // 500 ms: a link that thins is acted on within a few seconds (issue 14: ≤ 5 s).
+    this.timer = setInterval(() => this.tick(Date.now()), this.o.intervalMs ?? 500);
     this.timer.unref?.();
   }
 

@@ -57,6 +57,10 @@ export async function createNetnsPath(tag: string): Promise<NetnsPath> {
     await sh(['ip', '-n', ns, 'addr', 'add', `${peerAddr}/24`, 'dev', vb]);
     await sh(['ip', '-n', ns, 'link', 'set', vb, 'up']);
     await sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+    // With the link down its connected route goes; without this the host's default route would
+    // carry the packets elsewhere (here: a proxy answering HTTP 404). A robot whose only uplink is
+    // down has no route at all: connects fail at once (EHOSTUNREACH), established sessions go silent.
+    await sh(['ip', 'route', 'add', 'unreachable', `10.${id}.${sub}.0/24`, 'metric', '4000']);
   } catch (err) {
     await run('ip', ['netns', 'del', ns]).catch(() => undefined);
     await run('ip', ['link', 'del', va]).catch(() => undefined);
@@ -110,6 +114,7 @@ export async function createNetnsPath(tag: string): Promise<NetnsPath> {
       for (const c of children) c.kill('SIGKILL');
       await run('ip', ['netns', 'del', ns]).catch(() => undefined);
       await run('ip', ['link', 'del', va]).catch(() => undefined);
+      await run('ip', ['route', 'del', 'unreachable', `10.${id}.${sub}.0/24`, 'metric', '4000']).catch(() => undefined);
     },
   };
 }

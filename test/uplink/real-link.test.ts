@@ -22,7 +22,7 @@ import { tempDir, waitFor } from '../egress/helpers.js';
 import { createNetnsPath, netnsUnavailable, type NetnsPath } from './netns.js';
 
 const CH = 'r0b0t000000000000000';
-const RELAY_CH = 're1ay000000000000000';
+const RELAY_CH = 're1a0000000000000000';
 const RELAY_PORT = 8276;
 const relayMain = fileURLToPath(new URL('../sim/ring-relay-main.js', import.meta.url));
 
@@ -77,7 +77,7 @@ const seqOf = (d: string | undefined): number => (JSON.parse(d ?? '{}') as { seq
 
 interface Stats {
   egress: {
-    upstream: Array<{ track: string; state: string; spans: { inDoubt: number }; priority: { mode: string; encodingCap: { requests: number } }; failures: Record<string, number>; retries: { refused: number; network: number } }>;
+    upstream: Array<{ track: string; state: string; spans: { inDoubt: number }; priority: { mode: string; encodingCap: { requests: number; bytesPerSec: number | null } }; failures: Record<string, number>; retries: { refused: number; network: number } }>;
     uplink: { backfill: { tracks: Array<{ track: string; doneBefore: number | null; link: { inDoubt: number; queued: number; inFlight: number; state: string } }> } | null };
   };
 }
@@ -167,6 +167,19 @@ test('real uplink faults in sequence, shipped defaults: live again within 2 s, n
   assert.ok(actedAt > 0 && actedAt - thinAt <= 5000, `the scheduler acted ${report.thinActMs} ms after the link thinned (≤ 5000)`);
   back = Date.now();
   await firstAfter(relay, 'video', back, 20_000, 'video after the thin period');
+  // It recovers by itself: full video again and the encoder cap lifted (the camera's encoder
+  // restarts once for that), then a few seconds of steady video before the next fault.
+  const recovered = async (): Promise<boolean> => {
+    const v = (await stats()).egress.upstream.find((u) => u.track.endsWith('/video'))!;
+    return v.priority.mode === 'full' && v.priority.encodingCap.bytesPerSec === null;
+  };
+  const until = Date.now() + 60_000;
+  while (!(await recovered())) {
+    if (Date.now() > until) assert.fail('the scheduler never went back to full video with the cap lifted');
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  report.thinRecoverMs = Date.now() - thinEnd;
+  await new Promise((r) => setTimeout(r, 8000));
 
   // 4. Flapping: 5 s off, 5 s on, four times. Each time back, video within 2 s.
   const flaps: number[] = [];
@@ -201,9 +214,9 @@ test('real uplink faults in sequence, shipped defaults: live again within 2 s, n
     const bf = st.egress.uplink.backfill?.tracks ?? [];
     return bf.length === 2 && bf.every((x) => (x.doneBefore ?? 0) >= settledFrom - 4000 && x.link.queued === 0 && x.link.inFlight === 0);
   };
-  const until = Date.now() + 180_000;
+  const settleUntil = Date.now() + 180_000;
   while (!(await done())) {
-    if (Date.now() > until) assert.fail(`backfill never settled: ${JSON.stringify(st.egress.uplink.backfill)}`);
+    if (Date.now() > settleUntil) assert.fail(`backfill never settled: ${JSON.stringify(st.egress.uplink.backfill)}`);
     await new Promise((r) => setTimeout(r, 500));
   }
   const windowEnd = Math.min(...st.egress.uplink.backfill!.tracks.map((x) => x.doneBefore!));

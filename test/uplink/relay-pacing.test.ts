@@ -89,7 +89,7 @@ function segment(root: string, n: number): { row: SegmentRow; walls: number[] } 
   };
 }
 
-function backfill(t: TestContext, peer: StrictPangPeer, root: string, row: SegmentRow, over: { minIntervalMs?: number } = {}): BackfillService {
+function backfill(t: TestContext, peer: StrictPangPeer, root: string, row: SegmentRow, over: { minIntervalMs?: number; maxInFlight?: number } = {}): BackfillService {
   const bf = new BackfillService({
     tracks: [{ upstream: 'up0:cam/base/imu', from: { channel: 'cam', source: 'base', track: 'imu' }, endpoint: { url: peer.url, channel: CHAN, source: 'base', track: 'imu.backfill' }, auto: true, live: null }],
     recordings: () => ({ root, reader: () => ({ list: () => [row], db: null as never }) }),
@@ -121,12 +121,12 @@ test('backfill with the shipped pacing: a subscriber at a Moth-like relay gets e
   assert.ok(bf.stats().tracks[0]!.link.parked >= 1);
 });
 
-test('control: the same backfill unpaced loses most records at the subscriber though all reached the relay', { timeout: 60_000 }, async (t) => {
+test('control: the same backfill unpaced and unwindowed loses most records at the subscriber though all reached the relay', { timeout: 60_000 }, async (t) => {
   const root = await tempDir(t, 'pacing-');
   const peer = await ringPeer(t);
   const sub = await subscriber(t, peer, 'imu.backfill');
   const seg = segment(root, 300);
-  backfill(t, peer, root, seg.row, { minIntervalMs: 0 });
+  backfill(t, peer, root, seg.row, { minIntervalMs: 0, maxInFlight: 0 });
   await waitFor(() => peer.messages(`${CHAN}/base/imu.backfill`).filter((m) => m.binary).length >= 300, 30_000, 'all 300 reached the relay');
   await new Promise((r) => setTimeout(r, 300));
   assert.ok(sub.got.length < 200, `unpaced, the subscriber got ${sub.got.length} of 300 (the relay is strict)`);

@@ -90,3 +90,33 @@ test('rekey: deliveries filed under an upstream name, so two upstreams of one tr
   assert.deepEqual(byUpstream.live('up1:c/s/imu', 0, 10_000).spans.map((s) => [s.from, s.to]), [[1000, 2000]], 'up1 still owes 2000–5000');
   assert.equal(byTrack.live('c/s/imu', 0, 10_000).spans.length >= 1, true);
 });
+
+test('issue 14: a live span and the backfill that took over join across one record interval (no phantom sliver)', () => {
+  // 50 Hz: live to 2000, backfill from 2020 — the record after the live span's last one.
+  const live = [{ from: 1000, to: 2000, frames: 51, bytes: 5100 }];
+  const bf = [{ from: 2020, to: 3000, frames: 50, bytes: 5000 }];
+  const rep = gapReport('c/s/imu', 1000, 3000, { spans: live, horizon: null }, [{ from: 1000, to: 3000 }], bf);
+  assert.equal(rep.recordIntervalMs, 20);
+  assert.equal(rep.missingMs, 0, `no sliver between the spans (${JSON.stringify(rep.missing)})`);
+  // A real lost record between them (a 40 ms gap holds one record) stays missing.
+  const lost = gapReport('c/s/imu', 1000, 3000, { spans: live, horizon: null }, [{ from: 1000, to: 3000 }], [{ from: 2040, to: 3000, frames: 49, bytes: 4900 }]);
+  assert.deepEqual(lost.missing, [{ from: 2000, to: 2040 }]);
+});
+
+test('issue 14: live spans are listed once (memory and index copies), counts clipped to the range', () => {
+  const mem = { from: 1000, to: 3000, frames: 101, bytes: 10_100 };
+  const idx = { from: 1000, to: 2500, frames: 76, bytes: 7600 }; // the flushed copy, a second older
+  const rep = gapReport('c/s/imu', 2000, 4000, { spans: [mem, idx], horizon: null }, null);
+  assert.equal(rep.live.length, 1, JSON.stringify(rep.live));
+  assert.equal(rep.liveMs, 1000, 'live time counted once');
+  assert.ok(rep.live[0]!.frames >= 50 && rep.live[0]!.frames <= 52, `frames clipped to the half kept (${rep.live[0]!.frames})`);
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 10_000 }), fc.integer({ min: 0, max: 2000 }), fc.integer({ min: 1, max: 500 })), { maxLength: 20 }), fc.integer({ min: 0, max: 10_000 }), fc.integer({ min: 0, max: 5000 }), (raw, from, len) => {
+      const spans = raw.map(([a, d, n]) => ({ from: a, to: a + d, frames: n, bytes: n * 10 }));
+      const copies = [...spans, ...spans.map((s) => ({ ...s }))]; // every span twice
+      const r = gapReport('c/s/t', from, from + len, { spans: copies, horizon: null }, null);
+      assert.ok(r.liveMs <= len, `live ${r.liveMs} within the range ${len}`);
+      for (let i = 1; i < r.live.length; i++) assert.ok(r.live[i]!.from > r.live[i - 1]!.to, 'disjoint, sorted');
+    }),
+  );
+});
