@@ -1,6 +1,6 @@
 // The one visible place where config kinds become capture drivers (MediaMTX's source switch).
 
-import type { SourceDriver } from './engine/api.js';
+import type { LevelLog, SourceDriver } from './engine/api.js';
 import { createOnvifDriver } from '../drivers/camera/onvif.js';
 import { createRpicamDriver } from '../drivers/camera/rpicam.js';
 import { createRtspDriver } from '../drivers/camera/rtsp.js';
@@ -17,6 +17,8 @@ export interface DriverContext {
    * `chooseEncoder(board.profile, probeFfmpegEncoders())`; libx264 when absent.
    */
   boardEncoder?: 'h264_v4l2m2m' | 'libx264';
+  /** The driver's logger (serial sensors log port losses and returns through it). */
+  log?: LevelLog;
 }
 
 export function createSourceDriver(cfg: DriverConfig, config: Config, ctx: DriverContext = {}): SourceDriver {
@@ -35,8 +37,8 @@ export function createSourceDriver(cfg: DriverConfig, config: Config, ctx: Drive
     case 'simulated':
       return new SimulatedSensorDriver(cfg);
     case 'gps':
-      return createGpsDriver(cfg);
+      return createGpsDriver(cfg, ctx.log ? { log: ctx.log } : {});
     case 'serial-lines':
-      return createLineSensorDriver(cfg);
+      return createLineSensorDriver(cfg, ctx.log ? { log: ctx.log } : {});
   }
 }

@@ -17,6 +17,9 @@
 //       - { path: /dev/input/js0, ptz: front, motor: base, drive: { mode: arcade, throttle: { axis: 1, invert: true }, steer: { axis: 0 } },
 //           buttons: { stop: 0, presets: { "1": 3 } } }
 //     upstream: { url: "wss://moth.example.org:8277", channel: robot1, key: "…" }
+//     commandTtlMs: 1000           # a motion command older than this (per sender clock) is dropped
+//     requireCommandTime: true     # pang motion commands must carry "ts"
+//     silenceStopMs: 750           # a controlling link silent this long stops its devices
 
 import { z } from 'zod';
 
@@ -137,6 +140,16 @@ const joystickSchema = z
   })
   .strict();
 
+const ladder = (initialMs: number, maxMs: number) =>
+  z
+    .object({
+      initialMs: z.number().int().min(50).max(60_000).default(initialMs),
+      maxMs: z.number().int().min(100).max(600_000).default(maxMs),
+    })
+    .strict()
+    .refine((l) => l.maxMs >= l.initialMs, 'maxMs must be >= initialMs')
+    .prefault({});
+
 const upstreamSchema = z
   .object({
     /** ws(s)://host[:port] of the Moth server (no path, no credentials). */
@@ -147,13 +160,40 @@ const upstreamSchema = z
     source: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).default('base'),
     track: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).default('control'),
     key: secret.optional(),
-    /** Reconnect back-off. */
-    reconnectInitialMs: z.number().int().min(50).max(60_000).default(1000),
-    reconnectMaxMs: z.number().int().min(100).max(600_000).default(30_000),
+    /** PEM CA bundle for a server with its own CA (Moth's mkcert leaf); `insecure` skips checks (benches only). */
+    caFile: z.string().min(1).max(4096).optional(),
+    insecure: z.boolean().default(false),
+    /**
+     * Retry ladders (RetryPolicy): after a refusal by the server (closed right after joining, an
+     * HTTP 4xx, a 44xx close) 1 s → 60 s; while the network is down 250 ms → 1 s, so a path that
+     * comes back is rejoined within ~2 s (1 s between tries + the connect).
+     */
+    retry: z
+      .object({ refused: ladder(1000, 60_000), network: ladder(250, 1000) })
+      .strict()
+      .prefault({}),
+    /** A connect (TCP + TLS + upgrade) that takes longer is a network failure. */
+    connectTimeoutMs: z.number().int().min(500).max(60_000).default(4000),
     /** Moth never answers pings: keep the session alive with an empty binary message this often. */
     keepaliveMs: z.number().int().min(1000).max(60_000).default(20_000),
+    /**
+     * Liveness of the path. Moth sends nothing on an idle meb and never pongs, so a second session on
+     * /pang/ws/ctl sends {"type":"ping"} every probeIntervalMs (Moth answers "pong"); without any
+     * answer for deadAfterMs the path is dead: both sessions are dropped, the devices they moved stop,
+     * and the client rejoins. "off": TCP keepalive only (a silent drop is noticed much later).
+     */
+    probe: z.enum(['ctl', 'off']).default('ctl'),
+    probeIntervalMs: z.number().int().min(250).max(60_000).default(2000),
+    deadAfterMs: z.number().int().min(1000).max(120_000).default(8000),
+    /** Right after joining, a close within this long is Moth refusing the session (it drops TCP). */
+    refusalWindowMs: z.number().int().min(100).max(10_000).default(1500),
   })
-  .strict();
+  .strict()
+  .superRefine((u, ctx) => {
+    if (u.probe === 'ctl' && u.deadAfterMs < 2 * u.probeIntervalMs) {
+      ctx.addIssue({ code: 'custom', path: ['deadAfterMs'], message: `must be at least 2 × probeIntervalMs (${2 * u.probeIntervalMs}): one lost probe is not a dead path` });
+    }
+  });
 
 export const controlConfigSchema = z
   .object({
@@ -169,6 +209,16 @@ export const controlConfigSchema = z
       .default({ joystick: 30, remote: 20, api: 10 }),
     /** HTTP/pang request bodies: a command is < 1 kB. */
     maxBodyBytes: z.number().int().min(256).max(65_536).default(4096),
+    /** A motion command whose `ts` is older than this (per sender clock, see command.ts) is dropped, not run. */
+    commandTtlMs: z.number().int().min(50).max(10_000).default(1000),
+    /** pang motion commands (move, goto_preset) without `ts` are refused (CONTROL_NO_TIMESTAMP). */
+    requireCommandTime: z.boolean().default(true),
+    /**
+     * A link that controls a moving device and stays silent this long is a dropped link: its devices
+     * stop. Local ctl/meb sessions are pinged meanwhile (clients pong); the upstream Moth meb, which
+     * never pongs, counts any message from the operator.
+     */
+    silenceStopMs: z.number().int().min(200).max(10_000).default(750),
     ptz: z.array(ptzDeviceSchema).max(32).default([]),
     motors: z.array(motorDeviceSchema).max(16).default([]),
     joysticks: z.array(joystickSchema).max(8).default([]),
@@ -184,6 +234,13 @@ export const controlConfigSchema = z
     c.motors.forEach((m, i) => {
       if (seen.has(`motor/${m.name}`)) ctx.addIssue({ code: 'custom', path: ['motors', i, 'name'], message: `duplicate motor ${m.name}` });
       seen.add(`motor/${m.name}`);
+      if (m.kind === 'sabertooth' && m.keepaliveMs * 2 > m.deviceTimeoutMs) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['motors', i, 'keepaliveMs'],
+          message: `must be at most half of deviceTimeoutMs (${m.deviceTimeoutMs} ms): the controller would stop itself between keepalives`,
+        });
+      }
       if (m.kind === 'line' && !/^[A-Za-z0-9 ,;:_#$!=+*-]*\{left\}[A-Za-z0-9 ,;:_#$!=+*-]*\{right\}[A-Za-z0-9 ,;:_#$!=+*-]*$/.test(m.template)) {
         ctx.addIssue({ code: 'custom', path: ['motors', i, 'template'], message: 'must contain {left} then {right}, printable' });
       }

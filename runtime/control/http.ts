@@ -43,7 +43,7 @@ function statusOf(code: string): number {
 
 function fail(e: unknown): never {
   if (e instanceof HttpError) throw e;
-  if (e instanceof EdgeError) throw new HttpError(statusOf(e.code), e.code, e.message.replace(/^[A-Z_]+: /, ''));
+  if (e instanceof EdgeError) throw new HttpError(statusOf(e.code), e.code, e.detail);
   throw new HttpError(500, 'CONTROL_FAILED', String((e as Error)?.message ?? e).slice(0, 200));
 }
 

@@ -76,7 +76,7 @@ function httpError(err: unknown): never {
   if (err instanceof HttpError) throw err;
   if (err instanceof EdgeError) {
     const status = (err as EdgeError & { status?: number }).status ?? statusFor(err.code);
-    throw new HttpError(status, err.code, err.message.replace(/^[A-Z0-9_]+: /, ''));
+    throw new HttpError(status, err.code, err.detail);
   }
   throw err;
 }

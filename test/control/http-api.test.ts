@@ -98,7 +98,8 @@ describe('PTZ HTTP API (seed shapes)', () => {
 
   it('motor endpoints: list, drive, status, stop', async () => {
     const list = await req(h.base, 'GET', '/motors');
-    assert.deepEqual(list.json['motors'], [{ id: 'base', kind: 'line', holder: null }]);
+    const motors = list.json['motors'] as Array<Record<string, unknown>>;
+    assert.deepEqual(motors.map((m) => [m['id'], m['kind'], m['holder'], (m['link'] as Record<string, unknown>)['up']]), [['base', 'line', null, true]]);
     const d = await req(h.base, 'POST', '/motors/base/drive', { left: 0.5, right: 0.5, lease_ms: 2000 });
     assert.equal(d.status, 200);
     await waitUntil(() => h.motor.moving, 'motor driving');
