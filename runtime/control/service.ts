@@ -95,6 +95,8 @@ export class ControlService {
   private upstream: UpstreamControlClient | null = null;
   private closing: Promise<void> | null = null;
   private readonly log: Logger;
+  /** Counters of the surfaces built around the service (the HTTP routes), by name. */
+  private readonly extraStats = new Map<string, () => Record<string, unknown>>();
 
   constructor(parts: ControlServiceParts) {
     this.config = controlConfigSchema.parse({ ...parts.config, ptz: [], motors: [], joysticks: [], upstream: undefined });
@@ -121,7 +123,7 @@ export class ControlService {
       } else if (e.type === 'link-back') {
         const since = lostAt.get(e.device);
         lostAt.delete(e.device);
-        this.log.info({ device: e.device, downMs: since === undefined ? null : e.at - since }, `control: ${e.device} link back`);
+        this.log.info({ device: e.device, downMs: since === undefined ? null : e.at - since }, `control: ${e.device} link ${since === undefined ? 'up' : 'back'}`);
       }
     });
     this.pang = new PangControlAdapter(this, {
@@ -312,6 +314,11 @@ export class ControlService {
     throw new EdgeError('CONTROL_BAD_COMMAND', `${c.action} is not supported for ${c.kind}`);
   }
 
+  /** A surface's counters under stats()[name]. */
+  addStats(name: string, fn: () => Record<string, unknown>): void {
+    this.extraStats.set(name, fn);
+  }
+
   /** Safe for the dashboard and /metrics: counters only, never credentials. */
   stats(): Record<string, unknown> {
     const drivers: Record<string, unknown> = {};
@@ -323,6 +330,7 @@ export class ControlService {
       joysticks: this.joysticks.map((j) => j.stats()),
       pang: this.pang.stats(),
       upstream: this.upstream?.stats() ?? null,
+      ...Object.fromEntries([...this.extraStats].map(([k, f]) => [k, f()])),
     };
   }
 

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { EdgeError, trackPath, type ConsumerHandle, type Frame, type TrackRef, type TrackSource } from '../engine/api.js';
 import { HttpError, type RouteContext, type Router } from '../http/router.js';
+import { clientAddress } from '../http/access.js';
 import type { TranscodeService } from '../transcode/service.js';
 import type { WhepServer } from '../whep/server.js';
 import type { WhipIngest } from './whip-ingest.js';
@@ -130,7 +131,7 @@ export function registerEgressRoutes(router: Router, deps: EgressRouteDeps): voi
     const ref = refFrom(ctx.params);
     const sdp = await readSdp(ctx);
     try {
-      const { id, answer } = await whep.offer(ref, sdp);
+      const { id, answer } = await whep.offer(ref, sdp, clientAddress(ctx.req));
       sendSdp(ctx, `/whep/session/${id}`, answer);
     } catch (err) {
       httpError(err);
