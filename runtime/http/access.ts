@@ -165,7 +165,8 @@ export class AccessGate {
 
 /** Which door an HTTP path belongs to; null = open (dashboard files, /healthz) or handled elsewhere (pang). */
 export function doorOf(path: string): Door | null | 'pang' {
-  if (path === '/' || path.startsWith('/dashboard/') || path === '/healthz' || path === '/favicon.ico') return null;
+  // Pages that hold no data (their data comes from the API with the token) and the health probe.
+  if (path === '/' || path.startsWith('/dashboard/') || path === '/recordings' || path === '/healthz' || path === '/favicon.ico') return null;
   if (path.startsWith('/pang/')) return 'pang';
   if (path.startsWith('/ptz/') || path === '/ptz' || path === '/motors' || path.startsWith('/motors/')) return 'control';
   if (path.startsWith('/whep/')) return 'whep';
