@@ -36,14 +36,17 @@ async function api(url, opts = {}) {
       auth.token = '';
       localStorage.removeItem(TOKEN_KEY);
     }
-    askToken(code === 'AUTH_FAILED' ? 'That token was refused.' : r.status === 429 ? (j.error?.message ?? 'Too many failed attempts; wait a minute.') : 'This robot needs its access token.');
+    if (code === 'AUTH_FAILED') askToken('That token was refused.', true);
+    else if (r.status === 429) askToken(j.error?.message ?? 'Too many failed attempts; wait a minute.', true);
+    else askToken('This robot needs its access token.', false);
   }
   return r;
 }
 
-function askToken(why) {
+/** Show the token form; a refusal's message is not overwritten by the plain 401s racing it. */
+function askToken(why, strong) {
   const f = $('auth');
-  $('auth-msg').textContent = why;
+  if (f.hidden || strong) $('auth-msg').textContent = why;
   if (!f.hidden) return;
   f.hidden = false;
   $('auth-token').focus();
@@ -67,7 +70,7 @@ $('auth').addEventListener('submit', (e) => {
 $('auth-forget').addEventListener('click', () => {
   auth.token = '';
   localStorage.removeItem(TOKEN_KEY);
-  askToken('Token forgotten in this browser.');
+  askToken('Token forgotten in this browser.', true);
 });
 
 async function getJson(url) {
@@ -311,8 +314,13 @@ function showLink(el, link) {
   el.classList.toggle('down', !link.up || locked);
   el.querySelector('.auth-reset').hidden = !locked;
   const msg = el.querySelector('.ptz-msg');
-  if (!link.up) msg.textContent = `Link down: ${link.reason ?? 'unreachable'}`;
-  else if (msg.textContent.startsWith('Link down')) msg.textContent = '';
+  if (!link.up) {
+    msg.textContent = link.reason ?? 'unreachable';
+    msg.dataset.link = 'down';
+  } else if (msg.dataset.link === 'down') {
+    msg.textContent = '';
+    delete msg.dataset.link;
+  }
 }
 
 // Hold to move: the command is re-sent every 250 ms with a 600 ms lease, so a lost release
@@ -326,8 +334,8 @@ function wirePad(el) {
     api(`/ptz/${cam}/move`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pan: v[0] * 0.5, tilt: v[1] * 0.5, zoom: v[2] * 0.5, lease_ms: 600, ts: Date.now() }) })
       .then(async (r) => {
         const j = r.ok ? {} : await r.json().catch(() => ({}));
-        msg.textContent = r.ok ? '' : j.error?.code === 'LINK_DOWN' ? `Link down: ${j.error.message}` : (j.error?.message ?? `error ${r.status}`);
-        el.classList.toggle('down', j.error?.code === 'LINK_DOWN');
+        if (j.error?.code === 'LINK_DOWN') return showLink(el, { up: false, reason: j.error.message });
+        msg.textContent = r.ok ? '' : (j.error?.message ?? `error ${r.status}`);
       })
       .catch(() => (msg.textContent = 'offline'));
   const stop = () => {
@@ -460,5 +468,6 @@ setInterval(refresh, 1000);
 setInterval(refreshSensors, 1000);
 setInterval(viewerStats, 1000);
 setInterval(refreshRecordings, 15000);
+setInterval(refreshPtz, 2000); // each head's link state on its pad
 setTimeout(refreshGaps, 1500);
 setInterval(refreshGaps, 5000);
