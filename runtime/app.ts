@@ -149,7 +149,7 @@ export class App {
       for (const src of ch.sources) {
         const name = `${ch.name ?? ch.id}/${src.name}/${src.driver.track}`;
         const dlog = log.child({ c: 'driver', driver: name });
-        const driver = createSourceDriver(src.driver, config, { ...driverCtx, log: dlog });
+        const driver = createSourceDriver(src.driver, config, { ...driverCtx, log: dlog, accounts: this.accounts });
         this.supervisors.push(new DriverSupervisor(name, driver, this.engine, ch.id, src.name, { ...config.supervisor, log: dlog }));
       }
     }

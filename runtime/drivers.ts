@@ -10,6 +10,7 @@ import { createGpsDriver } from '../drivers/sensor/gps.js';
 import { createLineSensorDriver } from '../drivers/sensor/line.js';
 import { SimulatedSensorDriver } from '../drivers/sensor/simulated.js';
 import type { Config, DriverConfig } from './config/schema.js';
+import type { DeviceAuthRegistry } from '../drivers/auth/device-auth.js';
 
 export interface DriverContext {
   /**
@@ -19,10 +20,12 @@ export interface DriverContext {
   boardEncoder?: 'h264_v4l2m2m' | 'libx264';
   /** The driver's logger (serial sensors log port losses and returns through it). */
   log?: LevelLog;
+  /** Camera accounts shared with the PTZ drivers (one lock-out state per host+user). */
+  accounts?: DeviceAuthRegistry;
 }
 
 export function createSourceDriver(cfg: DriverConfig, config: Config, ctx: DriverContext = {}): SourceDriver {
-  const deps = { ffmpegPath: config.ffmpeg.path };
+  const deps = { ffmpegPath: config.ffmpeg.path, ...(ctx.accounts ? { accounts: ctx.accounts } : {}) };
   switch (cfg.kind) {
     case 'testpattern':
       return createTestPatternDriver(cfg, deps);

@@ -42,6 +42,16 @@ export interface AuthCodes {
 
 const DEFAULT_CODES: AuthCodes = { failed: 'AUTH_FAILED', locked: 'AUTH_LOCKED' };
 
+/** One use of the credentials, settled once with the device's verdict. */
+export interface AuthTicket {
+  /** The device accepted the credentials (a 2xx, a first frame). */
+  accepted(): void;
+  /** The device refused them: counted; returns the error to throw (failed, or locked out now). */
+  refused(): EdgeError;
+  /** No verdict (network, cancelled): nothing counted; the next one verifies. */
+  inconclusive(): void;
+}
+
 export interface DeviceAuthStats {
   state: AuthState;
   /** Credentialed exchanges started. */
@@ -67,6 +77,8 @@ export class DeviceAuth {
   private readonly c = { attempts: 0, refusals: 0, lockouts: 0, refusedLocked: 0, waitedForLogin: 0, resets: 0 };
   private readonly lockoutMs: number;
   private readonly maxLockoutMs: number;
+  /** Length of the current lock-out (for the message of the refusal that caused it). */
+  private lastLockMs = 0;
 
   constructor(private readonly o: DeviceAuthOptions) {
     this.lockoutMs = o.lockoutMs ?? 600_000;
@@ -108,9 +120,30 @@ export class DeviceAuth {
    * SOAP NotAuthorized), and rejects for anything else (network: neither counted nor verified).
    */
   async run<T>(exchange: () => Promise<AuthOutcome<T>>, codes: AuthCodes = DEFAULT_CODES): Promise<T> {
+    const ticket = await this.acquire(codes);
+    let out: AuthOutcome<T>;
+    try {
+      out = await exchange();
+    } catch (e) {
+      ticket.inconclusive();
+      throw e;
+    }
+    if (out.ok) {
+      ticket.accepted();
+      return out.value;
+    }
+    throw ticket.refused();
+  }
+
+  /**
+   * For exchanges that outlive one call (an RTSP stream): wait for the right to use the
+   * credentials (alone while they are not known good; at once when they are), then settle the
+   * ticket once with the device's verdict. Throws the locked error while locked out.
+   */
+  async acquire(codes: AuthCodes = DEFAULT_CODES): Promise<AuthTicket> {
     for (;;) {
       this.assertUnlocked(codes);
-      if (this.state === 'ok') return this.settle(exchange, codes);
+      if (this.state === 'ok') return this.ticket(codes, () => {});
       if (this.verifying) {
         // Someone is logging in: wait for the verdict, then go again (ok → concurrent; locked → fail fast).
         this.c.waitedForLogin++;
@@ -119,42 +152,68 @@ export class DeviceAuth {
       }
       let done!: () => void;
       this.verifying = new Promise<void>((r) => (done = r));
-      try {
-        return await this.settle(exchange, codes);
-      } finally {
+      return this.ticket(codes, () => {
         this.verifying = null;
         done();
-      }
+      });
     }
   }
 
-  private async settle<T>(exchange: () => Promise<AuthOutcome<T>>, codes: AuthCodes): Promise<T> {
+  private ticket(codes: AuthCodes, release: () => void): AuthTicket {
     this.c.attempts++;
-    const out = await exchange();
-    const now = Date.now();
-    if (out.ok) {
-      if (this.state !== 'locked') this.state = 'ok';
-      this.refusalsSinceOk = 0;
-      this.ladder.healthy(now);
-      return out.value;
-    }
+    let settled = false;
+    const settle = (): boolean => {
+      if (settled) return false;
+      settled = true;
+      release();
+      return true;
+    };
+    return {
+      accepted: () => {
+        if (!settle()) return;
+        if (this.state !== 'locked') this.state = 'ok';
+        this.refusalsSinceOk = 0;
+        this.ladder.healthy(Date.now());
+      },
+      refused: () => {
+        const now = Date.now();
+        const justLocked = settle() && this.refuse(now);
+        return this.refusalError(codes, now, justLocked);
+      },
+      inconclusive: () => void settle(),
+    };
+  }
+
+  /** Count a refusal; true when it started a lock-out. */
+  private refuse(now: number): boolean {
     this.c.refusals++;
     this.refusalsSinceOk++;
-    if (this.state === 'locked') throw this.lockedError(codes, now);
+    if (this.state === 'locked') return false;
     if (this.refusalsSinceOk >= this.maxTries) {
       const wait = this.ladder.next(now);
       this.lockedUntil = now + wait;
       this.state = 'locked';
       this.c.lockouts++;
-      throw new EdgeError(codes.failed, `device refused the credentials ${this.refusalsSinceOk} times; locked out for ${Math.round(wait / 1000)} s (reset: POST …/auth/reset)`, {
-        ...this.o.context,
-        device: this.o.label,
-        retryAfterS: Math.round(wait / 1000),
-      });
+      this.lastLockMs = wait;
+      return true;
     }
     // One refusal: the next exchange verifies again, alone.
     this.state = 'unverified';
-    throw new EdgeError(codes.failed, 'device refused the credentials', { ...this.o.context, device: this.o.label, triesLeft: this.maxTries - this.refusalsSinceOk });
+    return false;
+  }
+
+  private refusalError(codes: AuthCodes, now: number, justLocked: boolean): EdgeError {
+    if (this.state === 'locked') {
+      if (justLocked) {
+        return new EdgeError(codes.failed, `device refused the credentials ${this.refusalsSinceOk} times; locked out for ${Math.round(this.lastLockMs / 1000)} s (reset: POST …/auth/reset)`, {
+          ...this.o.context,
+          device: this.o.label,
+          retryAfterS: Math.round(this.lastLockMs / 1000),
+        });
+      }
+      return this.lockedError(codes, now);
+    }
+    return new EdgeError(codes.failed, 'device refused the credentials', { ...this.o.context, device: this.o.label, triesLeft: this.maxTries - this.refusalsSinceOk });
   }
 
   private lockedError(codes: AuthCodes, now: number): EdgeError {

@@ -26,7 +26,8 @@ export function createPtzDriver(c: PtzDeviceConfig, accounts = new DeviceAuthReg
   switch (c.kind) {
     case 'onvif':
       return new OnvifDriver({
-        auth: accounts.get(`${c.host}:${c.port}`.replace(/:80$/, ''), c.username, {
+        // One account per device (host + user), whatever the port: its RTSP and ISAPI use it too.
+        auth: accounts.get(c.host, c.username, {
           label: `ptz/${c.name}`,
           lockoutMs: c.authLockoutMs,
           context: { camera: c.name, host: c.host, user: c.username },
@@ -42,7 +43,7 @@ export function createPtzDriver(c: PtzDeviceConfig, accounts = new DeviceAuthReg
       });
     case 'isapi':
       return new IsapiDriver({
-        auth: accounts.get(new URL(c.url).host, c.username, {
+        auth: accounts.get(new URL(c.url).hostname, c.username, {
           label: `ptz/${c.name}`,
           lockoutMs: c.authLockoutMs,
           context: { camera: c.name, host: new URL(c.url).host, user: c.username },

@@ -32,6 +32,12 @@ import { PelcoDHeadSim } from '../sim/pelco-d-head.js';
 import { PtyCable, waitUntil } from '../sim/serial-pty.js';
 import { BlackholeProxy } from '../sim/blackhole-proxy.js';
 import { req } from './harness.js';
+import { DeviceAuthRegistry } from '../../drivers/auth/device-auth.js';
+import { IsapiDriver } from '../../drivers/ptz/isapi.js';
+import { createRtspDriver } from '../../drivers/camera/rtsp.js';
+import { EdgeError } from '../../runtime/engine/api.js';
+import { rtspServerUnavailable, startRtspCamera } from '../sim/rtsp-camera.js';
+import { skipUnlessCi } from '../support/peer.js';
 
 function capturingLogger(): { log: Logger; lines: string[] } {
   const lines: string[] = [];
@@ -246,6 +252,48 @@ describe('credentials: one auth state per device, never the reason a camera lock
     const before = cam.requests;
     assert.equal((await req(r.base, 'POST', '/ptz/cam/move', { pan: 0.5 })).status, 502);
     assert.equal(cam.requests, before, 'locked out here: nothing reached the camera');
+  });
+});
+
+describe('one account per camera: its RTSP stream and its PTZ service share the lock-out', () => {
+  it('a wrong password on the GStreamer RTSP camera: 2 refused pulls, then RTSP_AUTH_LOCKED without connecting; the ISAPI PTZ on the same host+user is locked too', async (t) => {
+    const why = rtspServerUnavailable();
+    if (why) return skipUnlessCi(t, why);
+    const cam = await startRtspCamera({ user: 'admin', password: 'right-pw' });
+    t.after(() => cam.stop());
+    const proxy = new BlackholeProxy(cam.port); // counts connections reaching the camera
+    await proxy.listen();
+    t.after(() => proxy.close());
+    const dome = new IsapiDeviceSim({ username: 'admin', password: 'right-pw' });
+    await dome.start();
+    t.after(() => dome.stop());
+    const accounts = new DeviceAuthRegistry();
+    const drv = createRtspDriver({ kind: 'rtsp', url: `rtsp://127.0.0.1:${proxy.port}/cam`, username: 'admin', password: 'wrong-pw' }, { accounts });
+    const out = { setMime: () => {}, write: () => {} };
+    const codes: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const ac = new AbortController();
+      await drv.run(out, ac.signal).then(
+        () => codes.push('ok'),
+        (e: unknown) => codes.push(e instanceof EdgeError ? e.code : String(e)),
+      );
+    }
+    assert.deepEqual(codes, ['RTSP_AUTH_FAILED', 'RTSP_AUTH_FAILED', 'RTSP_AUTH_LOCKED', 'RTSP_AUTH_LOCKED']);
+    assert.equal(proxy.accepted, 2, 'locked-out pulls never reach the camera');
+    // The camera's PTZ service logs into the same account (same host, same user): locked as well.
+    const ptz = new IsapiDriver({ name: 'dome', url: dome.url, username: 'admin', password: 'wrong-pw', auth: accounts.get('127.0.0.1', 'admin', { label: 'ptz/dome' }) });
+    t.after(() => ptz.close());
+    await assert.rejects(ptz.move({ pan: 1, tilt: 0, zoom: 0 }), (e: unknown) => e instanceof EdgeError && e.code === 'PTZ_AUTH_LOCKED');
+    assert.equal(dome.requests, 0);
+    // The operator resets the account: the right password (fixed in config → a new driver) streams.
+    accounts.get('127.0.0.1', 'admin', { label: 'x' }).reset();
+    const good = createRtspDriver({ kind: 'rtsp', url: `rtsp://127.0.0.1:${proxy.port}/cam`, username: 'admin', password: 'right-pw' }, { accounts });
+    const ac = new AbortController();
+    let frames = 0;
+    const running = good.run({ setMime: () => {}, write: () => void (++frames >= 5 && ac.abort()) }, ac.signal);
+    await running;
+    assert.ok(frames >= 5);
+    assert.equal(accounts.get('127.0.0.1', 'admin', { label: 'x' }).stats().state, 'ok');
   });
 });
 
