@@ -210,7 +210,9 @@ export class CommandClock {
       return { fresh: true, ageMs: age };
     }
     this.staleRun.push({ at: now, sample });
-    if (this.staleRun.length > (this.o.rebaseAfter ?? 8)) this.staleRun.shift();
+    // Bounded by time (a little more than the span asked for) and by count (50 Hz × 4 s fits).
+    const span = this.o.rebaseSpanMs ?? 3000;
+    while (this.staleRun.length > 512 || (this.staleRun.length > 1 && now - this.staleRun[1]!.at >= span)) this.staleRun.shift();
     const run = this.staleRun;
     if (run.length >= (this.o.rebaseAfter ?? 8) && now - run[0]!.at >= (this.o.rebaseSpanMs ?? 3000)) {
       let lo = Infinity;
