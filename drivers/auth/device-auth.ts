@@ -243,6 +243,12 @@ export class DeviceAuth {
   }
 }
 
+/** The auth counters a driver puts in its stats() (flat, no secrets). */
+export function authStats(a: DeviceAuth): Record<string, string | number | boolean> {
+  const s = a.stats();
+  return { authState: s.state, lockouts: s.lockouts, refusedLocked: s.refusedLocked, authWaits: s.waitedForLogin, locked: s.state === 'locked', lockedForMs: s.lockedForMs };
+}
+
 /**
  * Device accounts by (host, user): a camera's RTSP stream, its ISAPI PTZ and its ONVIF service log
  * into one account, so they share one DeviceAuth. Owned by the app (no module-level singleton);

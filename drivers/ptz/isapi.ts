@@ -12,7 +12,7 @@
 
 import http from 'node:http';
 import { EdgeError, type DriverStats } from '../../runtime/engine/api.js';
-import { DeviceAuth, type AuthOutcome } from '../auth/device-auth.js';
+import { DeviceAuth, authStats, type AuthOutcome } from '../auth/device-auth.js';
 import { HttpLinkProbe, LinkMonitor, type LinkEvent, type LinkSnapshot } from '../link/link-state.js';
 import { buildAuthorization, parseChallenge, type DigestChallenge } from './digest.js';
 import { buildPreset, buildPtzData, parsePresetList, parsePtzStatus, parseResponseStatus } from './isapi-xml.js';
@@ -134,19 +134,13 @@ export class IsapiDriver implements PtzDriver {
   }
 
   stats(): DriverStats {
-    const a = this.auth.stats();
     return {
       kind: this.kind,
       ...this.c,
       online: this.linkState.up,
       linkLosses: this.linkState.snapshot().losses,
       linkProbes: this.probe.probes,
-      authState: a.state,
-      lockouts: a.lockouts,
-      refusedLocked: a.refusedLocked,
-      authWaits: a.waitedForLogin,
-      locked: a.state === 'locked',
-      lockedForMs: a.lockedForMs,
+      ...authStats(this.auth),
       lastError: this.lastError,
     };
   }

@@ -10,7 +10,7 @@
 
 import type { Cam } from 'onvif';
 import { EdgeError, type DriverStats } from '../../runtime/engine/api.js';
-import { DeviceAuth, type AuthOutcome } from '../auth/device-auth.js';
+import { DeviceAuth, authStats, type AuthOutcome } from '../auth/device-auth.js';
 import { HttpLinkProbe, LinkMonitor, type LinkEvent, type LinkSnapshot } from '../link/link-state.js';
 import { PRESET_ID_RE, PRESET_NAME_RE, isZeroVelocity, type PtzCapabilities, type PtzDriver, type PtzPreset, type PtzStatus, type PtzVelocity } from './types.js';
 
@@ -232,7 +232,6 @@ export class OnvifDriver implements PtzDriver {
   }
 
   stats(): DriverStats {
-    const a = this.auth.stats();
     return {
       kind: this.kind,
       ...this.c,
@@ -240,12 +239,7 @@ export class OnvifDriver implements PtzDriver {
       linkLosses: this.linkState.snapshot().losses,
       linkProbes: this.probe.probes,
       profileToken: this.profileToken,
-      authState: a.state,
-      lockouts: a.lockouts,
-      refusedLocked: a.refusedLocked,
-      authWaits: a.waitedForLogin,
-      locked: a.state === 'locked',
-      lockedForMs: a.lockedForMs,
+      ...authStats(this.auth),
       lastError: this.lastError,
     };
   }

@@ -143,23 +143,11 @@ export class PangControlAdapter {
   }
 
   private filter(session: string): SeqFilter {
-    let f = this.seq.get(session);
-    if (!f) {
-      f = new SeqFilter();
-      this.seq.set(session, f);
-      if (this.seq.size > MAX_SESSIONS) this.seq.delete(this.seq.keys().next().value!);
-    }
-    return f;
+    return perSession(this.seq, session, () => new SeqFilter());
   }
 
   private freshness(session: string): FreshnessFilter {
-    let f = this.fresh.get(session);
-    if (!f) {
-      f = new FreshnessFilter();
-      this.fresh.set(session, f);
-      if (this.fresh.size > MAX_SESSIONS) this.fresh.delete(this.fresh.keys().next().value!);
-    }
-    return f;
+    return perSession(this.fresh, session, () => new FreshnessFilter());
   }
 
   /** True while the session moves a device (its silence must stop it: PangServer pings it). */
@@ -178,6 +166,17 @@ export class PangControlAdapter {
     this.seq.clear();
     this.fresh.clear();
   }
+}
+
+/** A session's state in a map bounded by MAX_SESSIONS (the oldest session is forgotten first). */
+function perSession<T>(m: Map<string, T>, session: string, make: () => T): T {
+  let f = m.get(session);
+  if (!f) {
+    f = make();
+    m.set(session, f);
+    if (m.size > MAX_SESSIONS) m.delete(m.keys().next().value!);
+  }
+  return f;
 }
 
 /** A ctl envelope {"type":"control","data":"<json>"} → the command JSON with req_id merged; else as is. */

@@ -12,11 +12,11 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { describe, it, type TestContext } from 'node:test';
 import fc from 'fast-check';
 import { WebSocket } from 'ws';
-import { createLogger, silentLogger, type Logger } from '../../runtime/log.js';
+import { silentLogger, type Logger } from '../../runtime/log.js';
+import { capturingLogger } from '../support/log.js';
 import { Engine } from '../../runtime/engine/engine.js';
 import { HttpServer } from '../../runtime/http/server.js';
 import { AccessGate } from '../../runtime/http/access.js';
@@ -38,17 +38,6 @@ import { createRtspDriver } from '../../drivers/camera/rtsp.js';
 import { EdgeError } from '../../runtime/engine/api.js';
 import { rtspServerUnavailable, startRtspCamera } from '../sim/rtsp-camera.js';
 import { skipUnlessCi } from '../support/peer.js';
-
-function capturingLogger(): { log: Logger; lines: string[] } {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _e, cb) {
-      for (const l of chunk.toString().split('\n')) if (l) lines.push(l);
-      cb();
-    },
-  });
-  return { log: createLogger('info', sink), lines };
-}
 
 interface Rig {
   base: string;

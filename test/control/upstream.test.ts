@@ -9,10 +9,10 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import { describe, it, type TestContext } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
-import { createLogger, silentLogger, type Logger } from '../../runtime/log.js';
+import { silentLogger, type Logger } from '../../runtime/log.js';
+import { capturingLogger } from '../support/log.js';
 import { controlConfigSchema } from '../../runtime/control/config.js';
 import { parseReply } from '../../runtime/control/command.js';
 import { ControlService } from '../../runtime/control/service.js';
@@ -87,18 +87,6 @@ class MothLike {
     for (const c of this.wss.clients) c.terminate();
     return new Promise((r) => this.wss.close(() => r()));
   }
-}
-
-/** A logger whose lines the test can read (what an operator sees in the journal). */
-function capturingLogger(): { log: Logger; lines: string[] } {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n')) if (l) lines.push(l);
-      cb();
-    },
-  });
-  return { log: createLogger('info', sink), lines };
 }
 
 function upstreamStats(svc: ControlService): Record<string, unknown> {

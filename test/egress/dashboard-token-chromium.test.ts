@@ -7,11 +7,10 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { chromium } from 'playwright-core';
 import { IsapiDeviceSim } from '../sim/isapi-device.js';
 import { startApp, tempDir, waitFor } from '../support/app.js';
 import { skipUnlessCi } from '../support/peer.js';
-import { CHROMIUM, chromiumMissing } from './chromium.js';
+import { chromiumMissing, launchChromium } from './chromium.js';
 
 const TOKEN = 'dashboard-token-0123456789';
 const CH = 'c0ffee00000000000000';
@@ -36,20 +35,7 @@ test('dashboard over https with a token: asked once, wrong one refused, video + 
   await waitFor(() => app.supervisors[0]!.stats().ready, 20_000, 'camera ready');
 
   // Trusted for this browser only: the certificate's public key (what a user does by installing ca.pem).
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-features=WebRtcHideLocalIpsWithMdns',
-      '--autoplay-policy=no-user-gesture-required',
-      `--ignore-certificate-errors-spki-list=${app.tls!.spkiSha256}`,
-    ],
-  });
+  const browser = await launchChromium([`--ignore-certificate-errors-spki-list=${app.tls!.spkiSha256}`]);
   t.after(() => browser.close());
   const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
   const page = await context.newPage();

@@ -3,15 +3,14 @@
 // motor controller whose port is gone, an upstream link (optional by default), the recordings on a
 // full disk (a tmpfs mounted by the test) — 503 while a required one is down, 200 once they are back.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { IsapiDeviceSim } from '../sim/isapi-device.js';
 import { PtyCable } from '../sim/serial-pty.js';
 import { startApp, tempDir, waitFor } from '../support/app.js';
 import { skipUnlessCi } from '../support/peer.js';
+import { smallFs } from '../support/tmpfs.js';
 
 interface Health {
   status: string;
@@ -78,26 +77,8 @@ describe('/healthz', () => {
   });
 
   it('recordings on a full disk are down (503) with the reason', async (t: TestContext) => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'health-full-'));
-    const mnt = path.join(dir, 'mnt');
-    fs.mkdirSync(mnt);
-    let mounted = false;
-    t.after(() => {
-      if (mounted) {
-        try {
-          execFileSync('umount', ['-l', mnt], { stdio: 'pipe' });
-        } catch {
-          /* already gone */
-        }
-      }
-      fs.rmSync(dir, { recursive: true, force: true });
-    });
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2048k', 'tmpfs', mnt], { stdio: 'pipe' });
-      mounted = true;
-    } catch {
-      return skipUnlessCi(t, 'cannot mount a tmpfs here (not root / no CAP_SYS_ADMIN)');
-    }
+    const mnt = await smallFs(t, 2048);
+    if (!mnt) return skipUnlessCi(t, 'cannot mount a tmpfs here (not root / no CAP_SYS_ADMIN)');
     // Fill the disk with something retention must not delete, leaving a little room.
     const filler = path.join(mnt, 'filler.bin');
     fs.writeFileSync(filler, Buffer.alloc(1900 * 1024));
