@@ -158,7 +158,7 @@ export class App {
     this.pang.registerRoutes(r);
     registerControlRoutes(r, this.control);
     this.http.onUpgrade('/pang/ws', (req, socket, head) => this.pang.handleUpgrade(req, socket, head));
-    const metrics = createMetrics({ engine: this.engine, supervisors: () => this.supervisors, pang: () => this.pang.stats() });
+    const metrics = createMetrics({ engine: this.engine, supervisors: () => this.supervisors, pang: () => this.pang.stats(), health: () => this.health(), access: () => this.access.stats() });
     r.route('GET', '/healthz', (ctx) => {
       const h = healthReport(this.health(), config.server.healthRequired);
       // Open to monitors; the reasons (paths, hosts) only for clients the api door admits.

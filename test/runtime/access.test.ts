@@ -91,6 +91,9 @@ describe('access: every door needs the token once one is set (the runtime on loo
     await waitFor(() => app.engine.listTracks().some((x) => x.source === 'cam' && (x.mime ?? '').startsWith('video/h264')), 20_000, 'ingested track');
     const s = app.stats().http.access!;
     assert.ok(s.doors.whip.wrong >= 1 && s.doors.whep.wrong >= 1 && s.doors.whep.missing >= 1);
+    const m = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+    assert.match(m, /moth_edge_auth_failures_total\{door="whep"\} [1-9]/);
+    assert.match(m, new RegExp(`moth_edge_component_up\\{component="driver:robot/base/video"\\} 1`));
   });
 
   it('API, metrics, control and pang need it; the dashboard page and /healthz stay open; healthz details only with it', async (t) => {
