@@ -162,7 +162,9 @@ export class App {
     r.route('GET', '/healthz', (ctx) => {
       const h = healthReport(this.health(), config.server.healthRequired);
       // Open to monitors; the reasons (paths, hosts) only for clients the api door admits.
-      const detailed = this.access.check('api', clientAddress(ctx.req), presentedToken(ctx.req)).ok;
+      // A presented token is judged (and a wrong one counted: no unlimited oracle); none → no details.
+      const given = presentedToken(ctx.req);
+      const detailed = this.access.isOpen('api') || (given !== undefined && this.access.check('api', clientAddress(ctx.req), given).ok);
       ctx.json(h.httpStatus, {
         status: h.status,
         uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
