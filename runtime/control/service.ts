@@ -239,8 +239,9 @@ export class ControlService {
   async ptzStatus(camera: string): Promise<Record<string, unknown>> {
     const d = this.ptzDriver(camera);
     const link = deviceLink(d);
-    // While the link is down the status says so (200), without waiting on the device.
-    const s = link.up ? await d.status() : { online: false, moving: false };
+    // While the link is down the status says so (200), without waiting on the device; "moving" is
+    // what the router last knew (a head cut off mid-move may still be moving).
+    const s = link.up ? await d.status() : { online: false, moving: this.router.stats()[`ptz/${camera}`]?.moving ?? true };
     const h = this.router.holder(`ptz/${camera}`);
     return { camera, kind: d.kind, ...s, link, holder: h ? { source: h.kind, remainingMs: h.remainingMs } : null };
   }
