@@ -119,6 +119,7 @@ describe('serial cable pulled while an operator keeps moving (socat ptys)', () =
       const firstDown = answers.find((a) => a.at > pulledAt && a.status === 503)!;
       assert.equal(firstDown.code, 'LINK_DOWN');
       assert.ok(firstDown.at - pulledAt < 2500, `503 ${firstDown.at - pulledAt} ms after the pull (presence check 1 s)`);
+      t.diagnostic(`round ${round}: first 503 LINK_DOWN ${firstDown.at - pulledAt} ms after the pull`);
       // From then on, while unplugged, no refresh is "ok": not even "unchanged".
       const n = answers.length;
       await waitUntil(() => answers.length >= n + 4, 'four more refreshes while unplugged', 5000);
@@ -377,6 +378,7 @@ describe('bad and stale commands never move anything', () => {
     await waitUntil(() => !head.moving, 'head stopped after the client went silent', 3000);
     const ms = Date.now() - holeAt;
     assert.ok(ms < 1300, `stopped ${ms} ms after the link went silent (lease was 5 s)`);
+    t.diagnostic(`black-holed pang ctl client: head stopped ${ms} ms after the link went silent`);
     assert.ok(Number((r.control.stats()['router'] as Record<string, Record<string, number>>)['ptz/front']!['linkDropStops']) >= 1);
   });
 });
