@@ -23,6 +23,10 @@ import { Engine } from './engine/engine.js';
 import { ingestChannelId } from './config/references.js';
 import { createMetrics } from './http/metrics.js';
 import { HttpServer } from './http/server.js';
+import { clientAddress, createAccessGate, presentedToken, type AccessGate } from './http/access.js';
+import { driverHealth, healthReport, type ComponentHealth } from './http/health.js';
+import { loadTls, type TlsMaterial } from './http/tls.js';
+import { DeviceAuthRegistry } from '../drivers/auth/device-auth.js';
 import type { Logger } from './log.js';
 import { PangServer } from './pang/server.js';
 import { DriverSupervisor } from './supervisor.js';
@@ -41,6 +45,11 @@ export class App {
   readonly egress: EgressService;
   private recordings: RecordingService | undefined;
   readonly supervisors: DriverSupervisor[] = [];
+  readonly access: AccessGate;
+  /** The served certificate (server.tls), null for plain http. */
+  readonly tls: TlsMaterial | null;
+  /** Device accounts shared by every driver that logs into the same camera. */
+  readonly accounts = new DeviceAuthRegistry();
   private address: AddressInfo | undefined;
   private closing: Promise<void> | undefined;
   readonly startedAt = Date.now();
@@ -61,9 +70,23 @@ export class App {
       instantChannelTtlMs: e.instantChannelTtlSeconds * 1000,
       maxInstantChannels: e.maxInstantChannels,
     });
-    this.http = new HttpServer({ host: config.server.host, port: config.server.port, maxConnections: config.server.maxConnections });
+    this.access = createAccessGate(config);
+    this.tls = config.server.tls ? loadTls(config.server.tls) : null;
+    if (this.tls?.generated) {
+      log.warn({ cert: config.server.tls!.cert, ca: this.tls.caFile }, 'TLS: made a certificate signed by the local CA; install the CA file in browsers once (README: TLS)');
+    }
+    if (!isLoopback(config.server.host) && !this.tls) {
+      log.warn({ host: config.server.host }, 'server bound beyond loopback without server.tls: tokens and video cross the network in clear');
+    }
+    this.http = new HttpServer({
+      host: config.server.host,
+      port: config.server.port,
+      maxConnections: config.server.maxConnections,
+      access: this.access,
+      ...(this.tls ? { tls: { cert: this.tls.cert, key: this.tls.key } } : {}),
+    });
     // Control first: the pang server hands it ctl/meb commands.
-    this.control = createControlService(config.control, log.child({ c: 'control' }));
+    this.control = createControlService(config.control, log.child({ c: 'control' }), this.accounts);
     this.components.set('control', this.control);
     this.egress = createEgressService({
       config: config.egress,
@@ -83,6 +106,8 @@ export class App {
       // backfill_range on /pang/ws/ctl goes to the backfill; every other command to control.
       commands: withBackfillCtl(() => this.egress.backfill, this.control.pang),
       transcoder: this.egress.transcode,
+      access: this.access,
+      silenceMs: config.control.silenceStopMs,
     });
   }
 
@@ -128,25 +153,33 @@ export class App {
       this.engine.addStaticChannel({ id: ch.id, name: ch.name, key: ch.key });
       for (const src of ch.sources) {
         const name = `${ch.name ?? ch.id}/${src.name}/${src.driver.track}`;
-        const driver = createSourceDriver(src.driver, config, driverCtx);
-        this.supervisors.push(
-          new DriverSupervisor(name, driver, this.engine, ch.id, src.name, { ...config.supervisor, log: log.child({ c: 'driver', driver: name }) }),
-        );
+        const dlog = log.child({ c: 'driver', driver: name });
+        const driver = createSourceDriver(src.driver, config, { ...driverCtx, log: dlog, accounts: this.accounts });
+        this.supervisors.push(new DriverSupervisor(name, driver, this.engine, ch.id, src.name, { ...config.supervisor, log: dlog }));
       }
     }
 
     const r = this.http.router;
     this.pang.registerRoutes(r);
-    registerControlRoutes(r, this.control, { token: config.server.token, bindIsLoopback: isLoopback(config.server.host) });
+    registerControlRoutes(r, this.control);
     this.http.onUpgrade('/pang/ws', (req, socket, head) => this.pang.handleUpgrade(req, socket, head));
-    const metrics = createMetrics({ engine: this.engine, supervisors: () => this.supervisors, pang: () => this.pang.stats() });
+    const metrics = createMetrics({ engine: this.engine, supervisors: () => this.supervisors, pang: () => this.pang.stats(), health: () => this.health(), access: () => this.access.stats() });
     r.route('GET', '/healthz', (ctx) => {
-      const drivers = this.supervisors.map((s) => s.stats());
-      const ok = drivers.every((d) => d.state === 'running' || d.state === 'starting');
-      ctx.json(ok ? 200 : 503, {
-        status: ok ? 'ok' : 'degraded',
+      const h = healthReport(this.health(), config.server.healthRequired);
+      // Open to monitors; the reasons (paths, hosts) only for clients the api door admits.
+      // A presented token is judged (and a wrong one counted: no unlimited oracle); none → no details.
+      const given = presentedToken(ctx.req);
+      const detailed = this.access.isOpen('api') || (given !== undefined && this.access.check('api', clientAddress(ctx.req), given).ok);
+      ctx.json(h.httpStatus, {
+        status: h.status,
         uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
-        drivers: drivers.map((d) => ({ name: d.name, state: d.state, ready: d.ready, lastError: d.lastError })),
+        down: h.down,
+        components: h.components.map((c) => (detailed ? c : { name: c.name, up: c.up, required: c.required })),
+        // The capture drivers as before (pm2 checks and scripts read drivers[].ready).
+        drivers: this.supervisors.map((s) => {
+          const d = s.stats();
+          return { name: d.name, state: d.state, ready: d.ready, ...(detailed ? { lastError: d.lastError } : {}) };
+        }),
       });
     });
     r.route('GET', '/api/stats', (ctx) => ctx.json(200, this.stats()));
@@ -235,6 +268,31 @@ export class App {
     );
   }
 
+  /** Every configured component, up or down (GET /healthz). */
+  health(): ComponentHealth[] {
+    const uptimeMs = Date.now() - this.startedAt;
+    const out: ComponentHealth[] = this.supervisors.map((s) => driverHealth(s.stats(), s.driver.health?.(), uptimeMs));
+    for (const d of this.control.health()) out.push({ name: d.name.replace('/', ':'), up: d.up, reason: d.reason });
+    const cu = this.control.upstreamStatus();
+    if (cu) out.push({ name: 'control-upstream', up: cu.connected, reason: cu.reason });
+    const e = this.egress.stats();
+    for (const [kind, links] of [['upstream', e.upstream], ['pull', e.pull], ['whip', e.whip]] as const) {
+      for (const l of links as Array<{ name: string; state: string; lastError: { message: string } | null }>) {
+        out.push({ name: `${kind}:${l.name}`, up: l.state === 'connected', reason: l.state === 'connected' ? null : (l.lastError?.message ?? l.state) });
+      }
+    }
+    if (this.recordings) {
+      const r = this.recordings.stats();
+      const full = r.tracks.filter((t) => t.diskFull);
+      out.push({
+        name: 'recordings',
+        up: r.running && full.length === 0,
+        reason: !r.running ? 'not running' : full.length ? `disk full: recording paused on ${full.length} track(s)` : null,
+      });
+    }
+    return out;
+  }
+
   get port(): number {
     return this.address?.port ?? 0;
   }
@@ -243,11 +301,13 @@ export class App {
   urls(): string[] {
     const host = this.config.server.host.includes(':') ? `[${this.config.server.host}]` : this.config.server.host;
     const base = `${host}:${this.port}`;
-    const out = [`dashboard: http://${base}/`, `stats:    http://${base}/api/stats`, `metrics:  http://${base}/metrics`];
-    if (this.config.recordings.enabled) out.push(`records:  http://${base}/api/recordings   (files under ${this.config.recordings.root})`);
+    const [h, w] = this.tls ? ['https', 'wss'] : ['http', 'ws'];
+    const out = [`dashboard: ${h}://${base}/`, `stats:    ${h}://${base}/api/stats`, `metrics:  ${h}://${base}/metrics`];
+    if (this.tls?.caFile) out.push(`TLS CA:   ${this.tls.caFile}   (install it in browsers once; see README "TLS")`);
+    if (this.config.recordings.enabled) out.push(`records:  ${h}://${base}/api/recordings   (files under ${this.config.recordings.root})`);
     for (const ch of this.config.channels ?? []) {
       for (const src of ch.sources) {
-        out.push(`pang sub: ws://${base}/pang/ws/sub?channel=${ch.id}&source=${src.name}&track=${src.driver.track}   (${src.driver.kind})`);
+        out.push(`pang sub: ${w}://${base}/pang/ws/sub?channel=${ch.id}&source=${src.name}&track=${src.driver.track}   (${src.driver.kind})`);
       }
     }
     return out;
@@ -264,6 +324,7 @@ export class App {
       drivers: this.supervisors.map((s) => s.stats()),
       pang: this.pang.stats(),
       http: this.http.stats(),
+      health: healthReport(this.health(), this.config.server.healthRequired).status,
       ...components,
     };
   }

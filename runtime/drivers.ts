@@ -1,6 +1,6 @@
 // The one visible place where config kinds become capture drivers (MediaMTX's source switch).
 
-import type { SourceDriver } from './engine/api.js';
+import type { LevelLog, SourceDriver } from './engine/api.js';
 import { createOnvifDriver } from '../drivers/camera/onvif.js';
 import { createRpicamDriver } from '../drivers/camera/rpicam.js';
 import { createRtspDriver } from '../drivers/camera/rtsp.js';
@@ -10,6 +10,7 @@ import { createGpsDriver } from '../drivers/sensor/gps.js';
 import { createLineSensorDriver } from '../drivers/sensor/line.js';
 import { SimulatedSensorDriver } from '../drivers/sensor/simulated.js';
 import type { Config, DriverConfig } from './config/schema.js';
+import type { DeviceAuthRegistry } from '../drivers/auth/device-auth.js';
 
 export interface DriverContext {
   /**
@@ -17,10 +18,14 @@ export interface DriverContext {
    * `chooseEncoder(board.profile, probeFfmpegEncoders())`; libx264 when absent.
    */
   boardEncoder?: 'h264_v4l2m2m' | 'libx264';
+  /** The driver's logger (serial sensors log port losses and returns through it). */
+  log?: LevelLog;
+  /** Camera accounts shared with the PTZ drivers (one lock-out state per host+user). */
+  accounts?: DeviceAuthRegistry;
 }
 
 export function createSourceDriver(cfg: DriverConfig, config: Config, ctx: DriverContext = {}): SourceDriver {
-  const deps = { ffmpegPath: config.ffmpeg.path };
+  const deps = { ffmpegPath: config.ffmpeg.path, ...(ctx.accounts ? { accounts: ctx.accounts } : {}) };
   switch (cfg.kind) {
     case 'testpattern':
       return createTestPatternDriver(cfg, deps);
@@ -35,8 +40,8 @@ export function createSourceDriver(cfg: DriverConfig, config: Config, ctx: Drive
     case 'simulated':
       return new SimulatedSensorDriver(cfg);
     case 'gps':
-      return createGpsDriver(cfg);
+      return createGpsDriver(cfg, ctx.log ? { log: ctx.log } : {});
     case 'serial-lines':
-      return createLineSensorDriver(cfg);
+      return createLineSensorDriver(cfg, ctx.log ? { log: ctx.log } : {});
   }
 }

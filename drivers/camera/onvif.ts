@@ -193,7 +193,20 @@ export class OnvifCameraDriver implements SourceDriver {
     if (!this.info || !this.rtsp) {
       this.resolves++;
       try {
-        this.info = await resolveOnvifStream(this.cfg);
+        // The SOAP login goes through the camera account's DeviceAuth (shared with its RTSP stream
+        // and PTZ service): 2 refusals, then a lock-out without touching the camera.
+        const auth = this.deps.accounts?.get(this.cfg.host, this.cfg.username, { label: `camera ${this.cfg.host}`, context: { host: this.cfg.host, user: this.cfg.username } });
+        this.info = auth
+          ? await auth.run(async () => {
+              try {
+                return { ok: true as const, value: await resolveOnvifStream(this.cfg) };
+              } catch (err) {
+                const e = err instanceof EdgeError ? err : mapOnvifError(err, this.cfg.host, 'resolve');
+                if (e.code === 'ONVIF_AUTH_FAILED') return { ok: false as const, refused: true as const };
+                throw e;
+              }
+            }, { failed: 'ONVIF_AUTH_FAILED', locked: 'ONVIF_AUTH_LOCKED' })
+          : await resolveOnvifStream(this.cfg);
       } catch (err) {
         this.resolveFailures++;
         const e = err instanceof EdgeError ? err : mapOnvifError(err, this.cfg.host, 'resolve');

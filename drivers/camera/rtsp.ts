@@ -11,11 +11,16 @@ import { captureClockUs, EdgeError, type DriverOutput, type DriverStats, type So
 import { resolveFfmpeg } from '../exec/ffmpeg.js';
 import { h264Mime, parseSps, type SpsInfo } from '../../runtime/engine/h264.js';
 import { classifyCommon, PipeSource, redactUserinfo } from './pipe-source.js';
+import type { DeviceAuth, DeviceAuthRegistry } from '../auth/device-auth.js';
 import { DEFAULT_RTP_PORT_RANGE, MAX_READ_COALESCE_MS, RtspClientCounters, RtspSession, rtpPortPairs } from './rtsp-client/session.js';
 
 export interface CameraDeps {
   ffmpegPath?: string;
+  /** Device accounts shared with the camera's ISAPI/ONVIF services (one lock-out state per host+user). */
+  accounts?: DeviceAuthRegistry;
 }
+
+const AUTH_CODES = { failed: 'RTSP_AUTH_FAILED', locked: 'RTSP_AUTH_LOCKED' };
 
 const trackLabel = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/);
 
@@ -116,11 +121,19 @@ export class RtspDriver implements SourceDriver {
   readonly client: 'native' | 'ffmpeg';
   private readonly counters = new RtspClientCounters();
   private readonly native = { frames: 0, bytes: 0, keyframes: 0, starts: 0, firstFrameMs: null as number | null, running: false, lastError: null as string | null, lastErrorCode: null as string | null };
+  /** The camera account's auth state, when the URL carries credentials. */
+  readonly auth: DeviceAuth | null;
 
   constructor(private readonly cfg: RtspConfig, deps: CameraDeps = {}) {
     this.ffmpeg = resolveFfmpeg(deps.ffmpegPath).path;
     this.target = rtspUrlWithCredentials(cfg);
     this.client = cfg.client === 'native' && /^rtsp:/i.test(cfg.url) ? 'native' : 'ffmpeg';
+    const u = new URL(cfg.url);
+    const user = cfg.username ?? (u.username ? safeDecode(u.username) : undefined);
+    this.auth =
+      user !== undefined && deps.accounts
+        ? deps.accounts.get(u.hostname, user, { label: `camera ${u.hostname}`, context: { host: u.hostname, user } })
+        : null;
   }
 
   describe(): TrackSpec[] {
@@ -132,7 +145,32 @@ export class RtspDriver implements SourceDriver {
     return this.target.safeUrl;
   }
 
+  /**
+   * One pull. With credentials it goes through the camera account's DeviceAuth: while it is locked
+   * out (2 refusals, by this stream or the camera's PTZ service) it fails at once without touching
+   * the camera; the first frame proves the credentials, RTSP_AUTH_FAILED counts as a refusal.
+   */
   async run(out: DriverOutput, signal: AbortSignal): Promise<void> {
+    if (!this.auth) return this.pull(out, signal);
+    const ticket = await this.auth.acquire(AUTH_CODES);
+    const seen: DriverOutput = {
+      setMime: (t, m) => out.setMime(t, m),
+      write: (t, f) => {
+        ticket.accepted();
+        out.write(t, f);
+      },
+    };
+    try {
+      await this.pull(seen, signal);
+    } catch (err) {
+      if (err instanceof EdgeError && err.code === AUTH_CODES.failed) throw ticket.refused();
+      throw err;
+    } finally {
+      ticket.inconclusive();
+    }
+  }
+
+  private async pull(out: DriverOutput, signal: AbortSignal): Promise<void> {
     if (this.client === 'native') return this.runNative(out, signal);
     const host = new URL(this.target.safeUrl).host;
     await this.pipe.run(

@@ -3,7 +3,8 @@
 // every keepaliveMs) and send Stop first on every (re)open of the port.
 
 import { EdgeError, type DriverStats } from '../../runtime/engine/api.js';
-import { SerialLink, type SerialLinkOptions } from '../serial/port.js';
+import { LinkMonitor, type LinkEvent, type LinkSnapshot } from '../link/link-state.js';
+import { SerialLink, linkReason, type SerialLinkOptions } from '../serial/port.js';
 import { checkTemplate, formatDrive, parseReply } from './line-protocol.js';
 import { encodeMotor, encodeSerialTimeout } from './sabertooth.js';
 import type { MotorDriver, MotorSpeeds, MotorStatus } from './types.js';
@@ -23,24 +24,27 @@ abstract class SerialMotor implements MotorDriver {
   protected readonly link: SerialLink;
   protected speeds: MotorSpeeds = { left: 0, right: 0 };
   private keepalive: NodeJS.Timeout | null = null;
-  private readonly linkUp: Array<() => void> = [];
+  private readonly linkState: LinkMonitor;
   protected readonly c = { drives: 0, stops: 0, keepalives: 0, refusedLinkDown: 0 };
   private closing = false;
 
   constructor(o: BaseOptions, lines: boolean) {
     this.name = o.name;
-    this.link = new SerialLink({ ...o.serial, path: o.path, baudRate: o.baudRate, lines });
+    this.link = new SerialLink({ presenceCheckMs: 1000, ...o.serial, path: o.path, baudRate: o.baudRate, lines });
+    this.linkState = new LinkMonitor({ up: false, reason: `serial port ${o.path} not open yet` });
     const every = Math.max(20, o.keepaliveMs ?? 150);
     this.link.onOpen(() => {
       this.speeds = { left: 0, right: 0 };
       for (const b of this.openFrames()) this.link.write(b);
       this.link.write(this.driveFrame({ left: 0, right: 0 }), { key: 'motion' });
-      for (const cb of this.linkUp) cb();
+      this.linkState.markUp(true);
     });
-    this.link.onClose(() => {
+    this.link.onClose((e) => {
       // The controller's watchdog stops it; we forget the speed so nothing is replayed after replug.
       this.speeds = { left: 0, right: 0 };
+      this.linkState.markDown(`serial port ${o.path} lost: ${linkReason(e)}`);
     });
+    this.link.onOpenFailure((e) => this.linkState.markDown(`serial port ${o.path} cannot be opened: ${linkReason(e)}`));
     this.keepalive = setInterval(() => {
       if (this.closing || !this.link.isOpen) return;
       if (this.speeds.left !== 0 || this.speeds.right !== 0) {
@@ -61,8 +65,12 @@ abstract class SerialMotor implements MotorDriver {
   }
   protected abstract driveFrame(s: MotorSpeeds): Buffer;
 
-  onLinkUp(cb: () => void): void {
-    this.linkUp.push(cb);
+  linkStatus(): LinkSnapshot {
+    return this.linkState.snapshot();
+  }
+
+  onLinkChange(cb: (e: LinkEvent) => void): void {
+    this.linkState.on(cb);
   }
 
   async drive(s: MotorSpeeds): Promise<void> {

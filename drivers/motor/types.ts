@@ -1,6 +1,7 @@
 // The one motor controller contract (Sabertooth packetized serial, line protocol firmware).
 
 import type { DriverStats } from '../../runtime/engine/api.js';
+import type { LinkEvent, LinkSnapshot } from '../link/link-state.js';
 
 export interface MotorSpeeds {
   /** -1 = full reverse, +1 = full forward (channel 1 / left side). */
@@ -29,8 +30,10 @@ export interface MotorDriver {
   drive(s: MotorSpeeds): Promise<void>;
   stop(): Promise<void>;
   status(): Promise<MotorStatus>;
-  /** Called whenever the link to the controller comes back after a loss. */
-  onLinkUp(cb: () => void): void;
+  /** The serial link now. */
+  linkStatus(): LinkSnapshot;
+  /** Every change of the link; on up the driver has already sent Stop (`stopped` true). */
+  onLinkChange(cb: (e: LinkEvent) => void): void;
   stats(): DriverStats;
   /** Idempotent, never throws. Sends a stop first when the link is up. */
   close(): Promise<void>;

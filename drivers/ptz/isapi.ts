@@ -4,15 +4,21 @@
 //   PUT  /ISAPI/PTZCtrl/channels/<ch>/presets/<id>/goto
 //   PUT  /ISAPI/PTZCtrl/channels/<ch>/presets/<id>    PTZPreset (set)
 //   GET  /ISAPI/PTZCtrl/channels/<ch>/status          PTZStatus
-// Auth is HTTP Digest only (digest.ts). Hikvision locks an account after a few failed logins, so a
-// wrong password gets at most 2 attempts, then every call fails fast (PTZ_AUTH_LOCKED) for a long,
-// growing back-off. Basic is never sent, even when the device offers only Basic.
+// Auth is HTTP Digest only (digest.ts). Hikvision locks an account after a few failed logins, so
+// every request goes through the device's one DeviceAuth (drivers/auth): single-flight login, at
+// most 2 refusals over all requests together, then a long lock-out one operator action resets.
+// Basic is never sent, even when the device offers only Basic. The link is down after a network
+// failure and probed (no credentials) until the device answers again.
 
 import http from 'node:http';
-import { Backoff, EdgeError, type DriverStats } from '../../runtime/engine/api.js';
+import { EdgeError, type DriverStats } from '../../runtime/engine/api.js';
+import { DeviceAuth, authStats, type AuthOutcome } from '../auth/device-auth.js';
+import { HttpLinkProbe, LinkMonitor, type LinkEvent, type LinkSnapshot } from '../link/link-state.js';
 import { buildAuthorization, parseChallenge, type DigestChallenge } from './digest.js';
 import { buildPreset, buildPtzData, parsePresetList, parsePtzStatus, parseResponseStatus } from './isapi-xml.js';
 import { isZeroVelocity, type PtzCapabilities, type PtzDriver, type PtzPreset, type PtzStatus, type PtzVelocity } from './types.js';
+
+const CODES = { failed: 'PTZ_AUTH_FAILED', locked: 'PTZ_AUTH_LOCKED' };
 
 export interface IsapiOptions {
   name: string;
@@ -24,6 +30,8 @@ export interface IsapiOptions {
   timeoutMs?: number;
   /** First lock-out after failed credentials; doubles per repeat up to 1 h. Default 10 min. */
   authLockoutMs?: number;
+  /** The account's shared auth state (one per host+user: RTSP and ONVIF on the same camera share it). */
+  auth?: DeviceAuth;
 }
 
 const MAX_BODY = 256 * 1024;
@@ -36,12 +44,12 @@ export class IsapiDriver implements PtzDriver {
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
   private challenge: DigestChallenge | null = null;
   private nc = 0;
-  private lockedUntil = 0;
-  private readonly authBackoff: Backoff;
+  readonly auth: DeviceAuth;
+  private readonly linkState = new LinkMonitor({ up: true });
+  private readonly probe: HttpLinkProbe;
   private moving = false;
-  private online = true;
   private closed = false;
-  private readonly c = { requests: 0, ok: 0, httpErrors: 0, authChallenges: 0, authFailures: 0, lockouts: 0, refusedLocked: 0, netErrors: 0 };
+  private readonly c = { requests: 0, ok: 0, httpErrors: 0, authChallenges: 0, authFailures: 0, netErrors: 0 };
   private lastError: string | null = null;
 
   constructor(private readonly o: IsapiOptions) {
@@ -49,16 +57,26 @@ export class IsapiDriver implements PtzDriver {
     this.base = new URL(o.url);
     if (this.base.protocol !== 'http:') throw new EdgeError('PTZ_BAD_CONFIG', 'ISAPI url must be http://host[:port]', { camera: o.name });
     this.channel = o.channel ?? 1;
-    const lock = o.authLockoutMs ?? 600_000;
-    this.authBackoff = new Backoff({ initialMs: lock, maxMs: Math.max(lock, 3_600_000), jitter: 0, resetAfterMs: 3_600_000 });
+    this.auth =
+      o.auth ?? new DeviceAuth({ label: `ptz/${o.name}`, lockoutMs: o.authLockoutMs ?? 600_000, context: { camera: o.name, host: this.base.host, user: o.username } });
+    this.probe = new HttpLinkProbe(this.linkState, {
+      hostname: this.base.hostname,
+      port: Number(this.base.port || 80),
+      timeoutMs: o.timeoutMs ?? 3000,
+    });
+    this.probe.start();
   }
 
   capabilities(): PtzCapabilities {
     return { continuous: true, absolute: false, relative: false, zoom: true, presets: true, status: true };
   }
 
-  onLinkUp(_cb: () => void): void {
-    // HTTP has no persistent link: the router sends Stop first after any failed call.
+  linkStatus(): LinkSnapshot {
+    return this.linkState.snapshot();
+  }
+
+  onLinkChange(cb: (e: LinkEvent) => void): void {
+    this.linkState.on(cb);
   }
 
   private path(suffix: string): string {
@@ -119,16 +137,18 @@ export class IsapiDriver implements PtzDriver {
     return {
       kind: this.kind,
       ...this.c,
-      online: this.online,
-      locked: this.lockedUntil > Date.now(),
-      lockedForMs: Math.max(0, this.lockedUntil - Date.now()),
+      online: this.linkState.up,
+      linkLosses: this.linkState.snapshot().losses,
+      linkProbes: this.probe.probes,
+      ...authStats(this.auth),
       lastError: this.lastError,
     };
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
-    if (this.moving && this.online) {
+    this.probe.close();
+    if (this.moving && this.linkState.up) {
       await this.stop().catch(() => {});
     }
     this.closed = true;
@@ -163,52 +183,49 @@ export class IsapiDriver implements PtzDriver {
     }
   }
 
-  /** One ISAPI call with Digest auth: at most 2 credential attempts, then a lock-out. */
+  /**
+   * One ISAPI call with Digest auth, through the account's DeviceAuth. A refused login is tried
+   * once more with the fresh challenge (some firmware answer an expired nonce without stale=true),
+   * as long as the account has tries left; the second refusal locks it out here.
+   */
   private async request(method: string, path: string, body?: string): Promise<{ status: number; body: string }> {
     if (this.closed) throw new EdgeError('PTZ_CLOSED', 'driver closed', { camera: this.name });
-    const now = Date.now();
-    if (this.lockedUntil > now) {
-      this.c.refusedLocked++;
-      throw new EdgeError('PTZ_AUTH_LOCKED', `credentials were refused; not retrying for ${Math.ceil((this.lockedUntil - now) / 1000)} s`, {
-        camera: this.name,
-        host: this.base.host,
-      });
-    }
-    let attempts = 0;
-    let staleRetries = 0;
+    let retried = false;
     for (;;) {
+      try {
+        return await this.auth.run(() => this.exchange(method, path, body), CODES);
+      } catch (e) {
+        if (e instanceof EdgeError && e.code === CODES.failed) {
+          this.lastError = e.detail;
+          if (!retried && this.auth.triesLeft() > 0) {
+            retried = true;
+            continue;
+          }
+        }
+        throw e;
+      }
+    }
+  }
+
+  /** Challenge (not an attempt), credentials, a stale-nonce retry (not a failure): the device's verdict. */
+  private async exchange(method: string, path: string, body?: string): Promise<AuthOutcome<{ status: number; body: string }>> {
+    let staleRetries = 0;
+    for (let round = 0; round < 4; round++) {
       const auth = this.challenge
         ? buildAuthorization(this.challenge, { username: this.o.username, password: this.o.password }, method, path, ++this.nc)
         : undefined;
-      if (auth) attempts++;
       const r = await this.raw(method, path, body, auth);
-      if (r.status !== 401) {
-        if (auth) this.authBackoff.healthy(Date.now());
-        return r;
-      }
+      if (r.status !== 401) return { ok: true, value: r };
       this.c.authChallenges++;
       const ch = parseChallenge(r.wwwAuthenticate);
-      const wasStale = auth !== undefined && ch.stale;
       this.challenge = ch;
       this.nc = 0;
-      if (!auth || (wasStale && staleRetries++ < 1)) {
-        if (wasStale) attempts--;
-        continue;
-      }
+      if (!auth) continue;
+      if (ch.stale && staleRetries++ < 1) continue;
       this.c.authFailures++;
-      if (attempts < 2) continue;
-      this.challenge = null;
-      this.c.lockouts++;
-      const wait = this.authBackoff.next(Date.now());
-      this.lockedUntil = Date.now() + wait;
-      const err = new EdgeError('PTZ_AUTH_FAILED', `device refused the credentials twice; locked out for ${Math.round(wait / 1000)} s`, {
-        camera: this.name,
-        host: this.base.host,
-        user: this.o.username,
-      });
-      this.lastError = err.message;
-      throw err;
+      return { ok: false, refused: true };
     }
+    throw new EdgeError('PTZ_DEVICE_ERROR', 'ISAPI answered 401 to every round', { camera: this.name });
   }
 
   private raw(method: string, path: string, body: string | undefined, auth: string | undefined): Promise<{ status: number; body: string; wwwAuthenticate: string[] }> {
@@ -235,7 +252,7 @@ export class IsapiDriver implements PtzDriver {
           });
           res.on('error', (e) => fail(e));
           res.on('end', () => {
-            this.online = true;
+            this.linkState.markUp(false);
             this.c.ok++;
             const raw = res.headers['www-authenticate'];
             const www: string[] = [];
@@ -248,9 +265,9 @@ export class IsapiDriver implements PtzDriver {
         },
       );
       const fail = (e: Error) => {
-        this.online = false;
         this.c.netErrors++;
         this.lastError = e.message.slice(0, 200);
+        if (!(e instanceof EdgeError)) this.linkState.markDown(`ISAPI request failed: ${e.message.slice(0, 120)}`);
         reject(e instanceof EdgeError ? e : new EdgeError('PTZ_LINK_DOWN', `ISAPI request failed: ${e.message.slice(0, 120)}`, { camera: this.name, host: this.base.host }, { cause: e }));
       };
       req.on('timeout', () => req.destroy(new Error(`timeout after ${this.o.timeoutMs ?? 3000} ms`)));

@@ -2,11 +2,16 @@
 // Connect = unauthenticated GetSystemDateAndTime first (the package keeps the device's clock offset as
 // `timeShift` and stamps every UsernameToken `Created` with device time, so a camera whose clock is
 // hours off still accepts the token), then GetCapabilities (service addresses) and GetProfiles (the
-// first profile with a PTZ configuration, or the configured token). Wrong credentials: at most 2
-// attempts, then a long, growing lock-out (PTZ_AUTH_LOCKED) — cameras lock accounts too.
+// first profile with a PTZ configuration, or the configured token). Every authenticated call goes
+// through the account's DeviceAuth (drivers/auth): single-flight login, at most 2 refusals over all
+// calls together, then a long, growing lock-out (PTZ_AUTH_LOCKED) that one operator action resets —
+// cameras lock accounts too. A network failure takes the link down; it is probed until the device
+// answers again.
 
 import type { Cam } from 'onvif';
-import { Backoff, EdgeError, type DriverStats } from '../../runtime/engine/api.js';
+import { EdgeError, type DriverStats } from '../../runtime/engine/api.js';
+import { DeviceAuth, authStats, type AuthOutcome } from '../auth/device-auth.js';
+import { HttpLinkProbe, LinkMonitor, type LinkEvent, type LinkSnapshot } from '../link/link-state.js';
 import { PRESET_ID_RE, PRESET_NAME_RE, isZeroVelocity, type PtzCapabilities, type PtzDriver, type PtzPreset, type PtzStatus, type PtzVelocity } from './types.js';
 
 export interface OnvifOptions {
@@ -20,7 +25,12 @@ export interface OnvifOptions {
   timeoutMs?: number;
   /** First lock-out after failed credentials; doubles per repeat up to 1 h. Default 10 min. */
   authLockoutMs?: number;
+  /** The account's shared auth state (one per host+user). */
+  auth?: DeviceAuth;
 }
+
+const CODES = { failed: 'PTZ_AUTH_FAILED', locked: 'PTZ_AUTH_LOCKED' };
+const AUTH_REFUSED = /not ?authori[sz]ed|authentication failed|sender not authorized/i;
 
 interface ProfileLike {
   $?: { token?: string };
@@ -35,27 +45,36 @@ export class OnvifDriver implements PtzDriver {
   private cam: Cam | null = null;
   private profileToken: string | null = null;
   private connecting: Promise<void> | null = null;
-  private authFailures = 0;
-  private lockedUntil = 0;
-  private readonly authBackoff: Backoff;
+  readonly auth: DeviceAuth;
+  private readonly linkState = new LinkMonitor({ up: true });
+  private readonly probe: HttpLinkProbe;
   private moving = false;
-  private online = false;
   private closed = false;
-  private readonly c = { connects: 0, connectFailures: 0, calls: 0, callFailures: 0, authFailures: 0, lockouts: 0, refusedLocked: 0 };
+  private readonly c = { connects: 0, connectFailures: 0, calls: 0, callFailures: 0, authFailures: 0 };
   private lastError: string | null = null;
 
   constructor(private readonly o: OnvifOptions) {
     this.name = o.name;
-    const lock = o.authLockoutMs ?? 600_000;
-    this.authBackoff = new Backoff({ initialMs: lock, maxMs: Math.max(lock, 3_600_000), jitter: 0, resetAfterMs: 3_600_000 });
+    this.auth =
+      o.auth ?? new DeviceAuth({ label: `ptz/${o.name}`, lockoutMs: o.authLockoutMs ?? 600_000, context: { camera: o.name, host: o.hostname, user: o.username } });
+    this.probe = new HttpLinkProbe(this.linkState, { hostname: o.hostname, port: o.port ?? 80, timeoutMs: o.timeoutMs ?? 5000 }, () => {
+      // Back after a loss: reconnect (and re-measure the device clock) on the next call.
+      this.cam = null;
+      this.profileToken = null;
+    });
+    this.probe.start();
   }
 
   capabilities(): PtzCapabilities {
     return { continuous: true, absolute: false, relative: false, zoom: true, presets: true, status: true };
   }
 
-  onLinkUp(_cb: () => void): void {
-    // HTTP: the router sends Stop first after any failed call.
+  linkStatus(): LinkSnapshot {
+    return this.linkState.snapshot();
+  }
+
+  onLinkChange(cb: (e: LinkEvent) => void): void {
+    this.linkState.on(cb);
   }
 
   /** The device's clock offset the package measured (ms), for stats and tests. */
@@ -63,31 +82,35 @@ export class OnvifDriver implements PtzDriver {
     return this.cam?.timeShift;
   }
 
+  /** One authenticated call (connecting first when needed) through the account's DeviceAuth. */
   private call<T>(what: string, fn: (cam: Cam, cb: Cb<T>) => void): Promise<T> {
-    return this.ensure().then(
-      () =>
-        new Promise<T>((resolve, reject) => {
+    if (this.closed) return Promise.reject(new EdgeError('PTZ_CLOSED', 'driver closed', { camera: this.name }));
+    return this.auth.run(async (): Promise<AuthOutcome<T>> => {
+      try {
+        await this.ensure();
+        const value = await new Promise<T>((resolve, reject) => {
           this.c.calls++;
-          fn(this.cam!, (err, data) => {
-            if (err) {
-              this.c.callFailures++;
-              reject(this.mapError(err, what));
-            } else {
-              this.online = true;
-              this.authFailures = 0;
-              resolve(data as T);
-            }
-          });
-        }),
-    );
+          fn(this.cam!, (err, data) => (err ? reject(err) : resolve(data as T)));
+        });
+        this.linkState.markUp(false);
+        return { ok: true, value };
+      } catch (e) {
+        if (!(e instanceof EdgeError)) this.c.callFailures++;
+        if (isRefusal(e)) {
+          this.c.authFailures++;
+          this.lastError = `${what}: device refused the credentials`;
+          return { ok: false, refused: true };
+        }
+        throw e instanceof EdgeError ? e : this.mapError(e as Error, what);
+      }
+    }, CODES);
   }
 
   private mapError(err: Error, what: string): EdgeError {
     const msg = err.message ?? String(err);
     this.lastError = `${what}: ${msg.slice(0, 160)}`;
-    if (/not ?authori[sz]ed|authentication failed/i.test(msg)) return this.authFailed(what);
-    if (/ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ETIMEDOUT|timeout|socket hang up/i.test(msg)) {
-      this.online = false;
+    if (/ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|timeout|socket hang up/i.test(msg)) {
+      this.linkState.markDown(`${what}: ${msg.slice(0, 120)}`);
       // Reconnect (and re-measure the clock) on the next call.
       this.cam = null;
       this.profileToken = null;
@@ -96,37 +119,7 @@ export class OnvifDriver implements PtzDriver {
     return new EdgeError('PTZ_DEVICE_ERROR', `${what}: ${msg.slice(0, 160)}`, { camera: this.name });
   }
 
-  private authFailed(what: string): EdgeError {
-    this.authFailures++;
-    this.c.authFailures++;
-    if (this.authFailures >= 2) {
-      this.authFailures = 0;
-      this.c.lockouts++;
-      const wait = this.authBackoff.next(Date.now());
-      this.lockedUntil = Date.now() + wait;
-      this.cam = null;
-      this.profileToken = null;
-      return new EdgeError('PTZ_AUTH_FAILED', `${what}: device refused the credentials twice; locked out for ${Math.round(wait / 1000)} s`, {
-        camera: this.name,
-        host: this.o.hostname,
-        user: this.o.username,
-      });
-    }
-    return new EdgeError('PTZ_AUTH_FAILED', `${what}: device refused the credentials`, { camera: this.name, host: this.o.hostname, user: this.o.username });
-  }
-
   private ensure(): Promise<void> {
-    if (this.closed) return Promise.reject(new EdgeError('PTZ_CLOSED', 'driver closed', { camera: this.name }));
-    const now = Date.now();
-    if (this.lockedUntil > now) {
-      this.c.refusedLocked++;
-      return Promise.reject(
-        new EdgeError('PTZ_AUTH_LOCKED', `credentials were refused; not retrying for ${Math.ceil((this.lockedUntil - now) / 1000)} s`, {
-          camera: this.name,
-          host: this.o.hostname,
-        }),
-      );
-    }
     if (this.cam && this.profileToken) return Promise.resolve();
     this.connecting ??= this.connect().finally(() => {
       this.connecting = null;
@@ -148,8 +141,9 @@ export class OnvifDriver implements PtzDriver {
       preserveAddress: true,
     } as ConstructorParameters<typeof Cam>[0]);
     cam.on('error', () => {});
+    // Refusals stay raw (the caller's DeviceAuth counts them); network and device errors are typed.
     const step = <T>(what: string, fn: (cb: Cb<T>) => void) =>
-      new Promise<T>((resolve, reject) => fn((err, data) => (err ? reject(this.mapError(err, what)) : resolve(data as T))));
+      new Promise<T>((resolve, reject) => fn((err, data) => (err ? reject(isRefusal(err) ? err : this.mapError(err, what)) : resolve(data as T))));
     try {
       await step<Date>('GetSystemDateAndTime', (cb) => cam.getSystemDateAndTime(cb as never));
       await step('GetCapabilities', (cb) => cam.getCapabilities(cb as never));
@@ -166,8 +160,7 @@ export class OnvifDriver implements PtzDriver {
       }
       this.cam = cam;
       this.profileToken = token;
-      this.online = true;
-      this.authFailures = 0;
+      this.linkState.markUp(false);
       this.c.connects++;
     } catch (e) {
       this.c.connectFailures++;
@@ -175,6 +168,7 @@ export class OnvifDriver implements PtzDriver {
         this.lastError = e.message;
         throw e;
       }
+      if (isRefusal(e)) throw e;
       throw this.mapError(e as Error, 'connect');
     }
   }
@@ -241,18 +235,25 @@ export class OnvifDriver implements PtzDriver {
     return {
       kind: this.kind,
       ...this.c,
-      online: this.online,
+      online: this.linkState.up,
+      linkLosses: this.linkState.snapshot().losses,
+      linkProbes: this.probe.probes,
       profileToken: this.profileToken,
-      locked: this.lockedUntil > Date.now(),
+      ...authStats(this.auth),
       lastError: this.lastError,
     };
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
+    this.probe.close();
     if (this.moving && this.cam) await this.stop().catch(() => {});
     this.closed = true;
     this.cam?.removeAllListeners();
     this.cam = null;
   }
+}
+
+function isRefusal(e: unknown): boolean {
+  return e instanceof Error && !(e instanceof EdgeError) && AUTH_REFUSED.test(e.message ?? '');
 }

@@ -2,7 +2,8 @@
 // the port (reopen, bounded queue, stale-motion dropping) in drivers/serial/port.ts.
 
 import { EdgeError, type DriverStats } from '../../runtime/engine/api.js';
-import { SerialLink, type SerialLinkOptions } from '../serial/port.js';
+import { LinkMonitor, type LinkEvent, type LinkSnapshot } from '../link/link-state.js';
+import { SerialLink, linkReason, type SerialLinkOptions } from '../serial/port.js';
 import {
   PelcoDDecoder,
   decodeCommand,
@@ -35,7 +36,7 @@ export class PelcoDDriver implements PtzDriver {
   private readonly address: number;
   private readonly decoder = new PelcoDDecoder();
   private readonly known = new Map<string, string>();
-  private readonly linkUp: Array<() => void> = [];
+  private readonly linkState: LinkMonitor;
   private readonly waiters = new Map<PelcoQuery, Array<(v: number) => void>>();
   private moving = false;
   private readonly c = { moves: 0, stops: 0, presetCalls: 0, presetSets: 0, queries: 0, queryTimeouts: 0, refusedLinkDown: 0 };
@@ -45,13 +46,16 @@ export class PelcoDDriver implements PtzDriver {
     this.address = o.address;
     encodeStop(o.address); // validates the address at construction
     for (const p of o.presets ?? []) this.known.set(p.id, p.name);
-    this.link = new SerialLink({ ...o.serial, path: o.path, baudRate: o.baudRate });
+    this.link = new SerialLink({ presenceCheckMs: 1000, ...o.serial, path: o.path, baudRate: o.baudRate });
+    this.linkState = new LinkMonitor({ up: false, reason: `serial port ${o.path} not open yet` });
     this.link.onOpen(() => {
       // First bytes after every (re)open: Stop. Whatever the head did while we were away, it halts.
       this.link.write(encodeStop(this.address), { key: 'motion' });
       this.moving = false;
-      for (const cb of this.linkUp) cb();
+      this.linkState.markUp(true);
     });
+    this.link.onClose((e) => this.linkState.markDown(`serial port ${o.path} lost: ${linkReason(e)}`));
+    this.link.onOpenFailure((e) => this.linkState.markDown(`serial port ${o.path} cannot be opened: ${linkReason(e)}`));
     this.link.onData((b) => {
       for (const f of this.decoder.push(b)) {
         const cmd = decodeCommand(f);
@@ -69,8 +73,12 @@ export class PelcoDDriver implements PtzDriver {
     return { continuous: true, absolute: false, relative: false, zoom: true, presets: true, status: this.o.queryPosition ?? false };
   }
 
-  onLinkUp(cb: () => void): void {
-    this.linkUp.push(cb);
+  linkStatus(): LinkSnapshot {
+    return this.linkState.snapshot();
+  }
+
+  onLinkChange(cb: (e: LinkEvent) => void): void {
+    this.linkState.on(cb);
   }
 
   private send(frame: Buffer, key?: string): void {

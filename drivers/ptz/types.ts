@@ -2,6 +2,7 @@
 // Velocities are normalised to [-1, 1]; each driver maps them to its device's range.
 
 import type { DriverStats } from '../../runtime/engine/api.js';
+import type { LinkEvent, LinkSnapshot } from '../link/link-state.js';
 
 export interface PtzVelocity {
   /** -1 = full speed left, +1 = full speed right. */
@@ -48,8 +49,10 @@ export interface PtzDriver {
   setPreset(id: string, name?: string): Promise<void>;
   presets(): Promise<PtzPreset[]>;
   status(): Promise<PtzStatus>;
-  /** Called whenever the device link comes back after a loss (the router sends Stop first). */
-  onLinkUp(cb: () => void): void;
+  /** The device link now (serial port open; HTTP device answering). */
+  linkStatus(): LinkSnapshot;
+  /** Every change of the link; on up, `stopped` says whether the driver already sent Stop itself. */
+  onLinkChange(cb: (e: LinkEvent) => void): void;
   stats(): DriverStats;
   /** Idempotent, never throws. */
   close(): Promise<void>;

@@ -5,6 +5,7 @@
 
 import { z } from 'zod';
 import { MAX_SENTENCE_CHARS, NMEA_SENTENCE_TYPES, NmeaError, parseNmea, type NmeaSentenceType } from './nmea.js';
+import type { LevelLog } from '../../runtime/engine/api.js';
 import { SerialRecordDriver, decodeTextLine, serialPortSchema, type LineParser } from './line.js';
 
 const REASON: Record<string, string> = {
@@ -57,9 +58,10 @@ export function nmeaLineParser(opts: { sentences: readonly NmeaSentenceType[]; a
 }
 
 /** Factory for the runtime's driver switch: `case 'gps': return createGpsDriver(cfg)`. */
-export function createGpsDriver(input: GpsDriverInput | GpsDriverConfig): SerialRecordDriver {
+export function createGpsDriver(input: GpsDriverInput | GpsDriverConfig, deps: { log?: LevelLog } = {}): SerialRecordDriver {
   const cfg = gpsDriverSchema.parse(input);
   return new SerialRecordDriver({
+    ...deps,
     kind: 'gps',
     path: cfg.path,
     baudRate: cfg.baudRate,

@@ -5,13 +5,14 @@
 // owns one SerialLink (drivers/serial: reopen with jittered backoff after unplug/EIO/ENOENT, no
 // spin), adds a presence check for nodes that vanish silently, and counts every skipped line.
 
-import { stat } from 'node:fs/promises';
 import { z } from 'zod';
 import {
   EdgeError,
   captureClockUs,
+  type DriverHealth,
   type DriverOutput,
   type DriverStats,
+  type LevelLog,
   type SourceDriver,
   type TrackSpec,
 } from '../../runtime/engine/api.js';
@@ -239,22 +240,22 @@ export interface SerialRecordDriverOptions {
   parse: LineParser;
   /** Injectable for tests (jitter). */
   random?: () => number;
+  /** Port losses and returns are logged here (once each). */
+  log?: LevelLog;
 }
 
 /**
  * How often the device node is checked while open. A vanished pty (and sometimes a USB adapter)
  * gives no read error at all — it shows up only on the next write — so a read-only sensor would sit
  * "open" forever. One stat() per second is cheap and catches unplug (node gone) and replug (node
- * replaced: different inode/rdev behind the same by-id path).
+ * replaced: different inode/rdev behind the same by-id path). SerialLink does the checking.
  */
 const PRESENCE_CHECK_MS = 1000;
 
-type LinkCounters = { opens: number; openFailures: number; losses: number; idleReopens: number };
-
 /**
  * Reads lines from one serial port (drivers/serial SerialLink: reopen with jittered capped
- * backoff) and writes one record per accepted line. run() keeps going across unplug/replug until
- * the signal aborts.
+ * backoff, presence check) and writes one record per accepted line. run() keeps going across
+ * unplug/replug until the signal aborts; health() is down while the port is not open.
  */
 export class SerialRecordDriver implements SourceDriver {
   readonly kind: string;
@@ -262,10 +263,7 @@ export class SerialRecordDriver implements SourceDriver {
   private readonly framer: LineFramer;
   private running = false;
   private link: SerialLink | null = null;
-  /** Counters of links already replaced (a vanished node gets a fresh link). */
-  private past: LinkCounters = { opens: 0, openFailures: 0, losses: 0, idleReopens: 0 };
   private c = {
-    vanished: 0,
     bytesIn: 0,
     linesIn: 0,
     recordsOut: 0,
@@ -276,8 +274,6 @@ export class SerialRecordDriver implements SourceDriver {
   private dropped: Record<string, number> = {};
   private lastError: string | null = null;
   private lastRecordWallclock: number | null = null;
-  /** The open node's identity (undefined while unknown, null when it was already gone). */
-  private identity: string | null | undefined = undefined;
 
   constructor(o: SerialRecordDriverOptions) {
     this.o = o;
@@ -289,14 +285,23 @@ export class SerialRecordDriver implements SourceDriver {
     return [{ track: this.o.track, mime: this.o.mime }];
   }
 
+  /** Up while the port is open; down (with the open error) while it is missing or lost. */
+  health(): DriverHealth {
+    if (this.link?.isOpen) return { up: true };
+    const ls = this.link?.stats();
+    const why = (ls?.lastError as string | null | undefined) ?? this.lastError;
+    return { up: false, reason: `serial port ${this.o.path} not open${why ? `: ${why}` : ''}` };
+  }
+
   stats(): DriverStats {
     const ls = this.link?.stats();
-    const n = (k: keyof LinkCounters): number => this.past[k] + (ls && typeof ls[k] === 'number' ? (ls[k] as number) : 0);
+    const n = (k: string): number => (ls && typeof ls[k] === 'number' ? (ls[k] as number) : 0);
     const s: DriverStats = {
       opens: n('opens'),
       openFailures: n('openFailures'),
       losses: n('losses'),
       idleReopens: n('idleReopens'),
+      vanished: n('vanished'),
       ...this.c,
       connected: this.link?.isOpen ?? false,
       path: this.o.path,
@@ -342,11 +347,17 @@ export class SerialRecordDriver implements SourceDriver {
     this.dropped[reason] = (this.dropped[reason] ?? 0) + 1;
   }
 
-  private newLink(out: DriverOutput): SerialLink {
+  async run(out: DriverOutput, signal: AbortSignal): Promise<void> {
+    if (this.running) throw new EdgeError('SERIAL_ALREADY_RUNNING', 'run() called twice', { path: this.o.path });
+    this.running = true;
+    out.setMime(this.o.track, this.o.mime);
     const link = new SerialLink({
       path: this.o.path,
       baudRate: this.o.baudRate,
       readIdleTimeoutMs: this.o.idleReopenMs,
+      presenceCheckMs: PRESENCE_CHECK_MS,
+      label: `${this.kind} ${this.o.path}`,
+      ...(this.o.log ? { log: this.o.log } : {}),
       backoff: {
         initialMs: this.o.reopen.initialMs,
         maxMs: Math.max(this.o.reopen.initialMs, this.o.reopen.maxMs),
@@ -354,85 +365,30 @@ export class SerialRecordDriver implements SourceDriver {
         ...(this.o.random ? { random: this.o.random } : {}),
       },
     });
-    link.onOpen(() => {
-      // A partial line from before a reopen belongs to another stream: forget it.
-      this.framer.reset();
-      this.identity = undefined;
-      void nodeIdentity(this.o.path).then((id) => {
-        if (this.link === link) this.identity = id;
-      });
-    });
+    // A partial line from before a reopen belongs to another stream: forget it.
+    link.onOpen(() => this.framer.reset());
     link.onData((chunk) => this.ingest(chunk, out, captureClockUs()));
+    this.link = link;
     link.start();
-    return link;
-  }
-
-  private retire(link: SerialLink): void {
-    const ls = link.stats();
-    for (const k of ['opens', 'openFailures', 'losses', 'idleReopens'] as const) {
-      if (typeof ls[k] === 'number') this.past[k] += ls[k] as number;
-    }
-    if (typeof ls.lastError === 'string') this.lastError = ls.lastError;
-  }
-
-  async run(out: DriverOutput, signal: AbortSignal): Promise<void> {
-    if (this.running) throw new EdgeError('SERIAL_ALREADY_RUNNING', 'run() called twice', { path: this.o.path });
-    this.running = true;
-    out.setMime(this.o.track, this.o.mime);
-    let checking = false;
-    this.link = this.newLink(out);
-    const presence = setInterval(() => {
-      const link = this.link;
-      if (checking || !link || signal.aborted) return;
-      checking = true;
-      void nodeIdentity(this.o.path)
-        .then(async (now) => {
-          if (this.link !== link || signal.aborted || !link.isOpen || this.identity === undefined) return;
-          if (now !== null && now === this.identity) return;
-          this.c.vanished++;
-          this.retire(link);
-          this.lastError = now === null ? `${this.o.path} vanished` : `${this.o.path} replaced by another device`;
-          this.past.losses++;
-          this.link = null;
-          await link.close();
-          if (!signal.aborted) this.link = this.newLink(out);
-        })
-        .finally(() => {
-          checking = false;
-        });
-    }, PRESENCE_CHECK_MS);
     try {
       await new Promise<void>((resolve) => {
         if (signal.aborted) resolve();
         else signal.addEventListener('abort', () => resolve(), { once: true });
       });
     } finally {
-      clearInterval(presence);
-      const link = this.link;
-      if (link) {
-        await link.close();
-        this.retire(link);
-        this.link = null;
-      }
+      const ls = link.stats();
+      if (typeof ls.lastError === 'string') this.lastError = ls.lastError;
+      await link.close();
       this.running = false;
     }
   }
 }
 
-/** `dev:ino:rdev` of the node behind a path (symlinks followed), or null when it is gone. */
-async function nodeIdentity(path: string): Promise<string | null> {
-  try {
-    const st = await stat(path);
-    return `${st.dev}:${st.ino}:${st.rdev}`;
-  } catch {
-    return null;
-  }
-}
-
 /** Factory for the runtime's driver switch: `case 'serial-lines': return createLineSensorDriver(cfg)`. */
-export function createLineSensorDriver(input: LineSensorDriverInput | LineSensorDriverConfig): SerialRecordDriver {
+export function createLineSensorDriver(input: LineSensorDriverInput | LineSensorDriverConfig, deps: { log?: LevelLog } = {}): SerialRecordDriver {
   const cfg = lineSensorDriverSchema.parse(input);
   return new SerialRecordDriver({
+    ...deps,
     kind: 'serial-lines',
     path: cfg.path,
     baudRate: cfg.baudRate,

@@ -5,6 +5,7 @@
 //   link.onOpen(() => link.write(stopFrame));        // runs on every (re)open, before anything else
 //   link.onData((buf) => …); link.onLine((line) => …); // raw bytes / '\n'-split lines ('\r' stripped)
 //   link.onClose((err) => …);                          // every loss of the port
+//   link.onOpenFailure((err) => …);                    // every failed (re)open attempt
 //   link.start();                                      // opens now, reopens with Backoff forever
 //   link.write(frame, { key: 'motion' });              // false when not open / dropped
 //   link.stats(); await link.close();                  // close is idempotent and never throws
@@ -19,9 +20,15 @@
 // - Lines are bounded (maxLineBytes); an overlong line is dropped whole and counted.
 // - Optional readIdleTimeoutMs reopens a port that stopped delivering data (a pty whose peer vanished
 //   only reports it on write; a sensor that only reads would otherwise never notice).
+// - Optional presenceCheckMs stats the device node while open: a vanished node (unplugged USB
+//   adapter, a pty whose socat died) or a replaced one (another device behind the same by-id path)
+//   is a loss, found within that time even when nothing is written or read.
+// - With a logger, each loss is logged once (warn) with its reason, the first failed reopen of an
+//   outage once, and the return (info) with the outage's length: never throttled away by other errors.
 
+import { stat } from 'node:fs/promises';
 import { SerialPort } from 'serialport';
-import { Backoff, EdgeError, type BackoffOptions, type DriverStats } from '../../runtime/engine/api.js';
+import { Backoff, EdgeError, type BackoffOptions, type DriverStats, type LevelLog } from '../../runtime/engine/api.js';
 
 export interface SerialLinkOptions {
   path: string;
@@ -34,7 +41,13 @@ export interface SerialLinkOptions {
   maxQueue?: number;
   /** Reopen when no byte arrived for this long while open. 0 = off (default). */
   readIdleTimeoutMs?: number;
+  /** Check the device node this often while open (vanished or replaced = lost). 0 = off (default). */
+  presenceCheckMs?: number;
   backoff?: BackoffOptions;
+  /** Logs losses and returns (once each); none by default. */
+  log?: LevelLog;
+  /** Names the link in logs ("ptz/front", "gps"); default the path. */
+  label?: string;
 }
 
 interface QueuedWrite {
@@ -56,7 +69,9 @@ function safeCall<A extends unknown[]>(list: Listener<A>[], ...a: A): void {
 
 export class SerialLink {
   readonly path: string;
-  private readonly o: Required<Omit<SerialLinkOptions, 'backoff'>>;
+  private readonly o: Required<Omit<SerialLinkOptions, 'backoff' | 'log' | 'label'>>;
+  private readonly log: LevelLog | undefined;
+  private readonly label: string;
   private readonly backoff: Backoff;
   private port: SerialPort | null = null;
   private opening = false;
@@ -64,13 +79,19 @@ export class SerialLink {
   private started = false;
   private reopenTimer: NodeJS.Timeout | null = null;
   private idleTimer: NodeJS.Timeout | null = null;
-  private queue: QueuedWrite[] = [];
+  private presenceTimer: NodeJS.Timeout | null = null;
+  /** Identity of the open node (`dev:ino:rdev`); undefined while unknown. */
+  private identity: string | null | undefined = undefined;
+  /** Since when the port is down (ms epoch), null while open; for the "back after" log. */
+  private downSince: number | null = null;
+  private failuresThisOutage = 0;  private queue: QueuedWrite[] = [];
   private writing = false;
   private lineBuf = '';
   private lineOverflow = false;
   private closePromise: Promise<void> | null = null;
   private readonly openL: Listener<[]>[] = [];
   private readonly closeL: Listener<[Error | undefined]>[] = [];
+  private readonly failL: Listener<[unknown]>[] = [];
   private readonly dataL: Listener<[Buffer]>[] = [];
   private readonly lineL: Listener<[string]>[] = [];
   private readonly c = {
@@ -87,6 +108,7 @@ export class SerialLink {
     dropOnLoss: 0,
     dropLongLine: 0,
     idleReopens: 0,
+    vanished: 0,
   };
   private lastError: string | null = null;
 
@@ -103,7 +125,10 @@ export class SerialLink {
       maxLineBytes: opts.maxLineBytes ?? 1024,
       maxQueue: Math.max(1, opts.maxQueue ?? 8),
       readIdleTimeoutMs: opts.readIdleTimeoutMs ?? 0,
+      presenceCheckMs: opts.presenceCheckMs ?? 0,
     };
+    this.log = opts.log;
+    this.label = opts.label ?? opts.path;
     // Replug of a USB adapter takes ~1 s to re-enumerate: start at 200 ms, cap at 5 s.
     this.backoff = new Backoff(opts.backoff ?? { initialMs: 200, maxMs: 5000, resetAfterMs: 10_000 });
   }
@@ -113,6 +138,9 @@ export class SerialLink {
   }
   onClose(cb: (err: Error | undefined) => void): void {
     this.closeL.push(cb);
+  }
+  onOpenFailure(cb: (err: unknown) => void): void {
+    this.failL.push(cb);
   }
   onData(cb: (b: Buffer) => void): void {
     this.dataL.push(cb);
@@ -128,6 +156,7 @@ export class SerialLink {
   start(): void {
     if (this.started || this.closed) return;
     this.started = true;
+    this.downSince = Date.now();
     this.tryOpen();
   }
 
@@ -159,6 +188,7 @@ export class SerialLink {
       open: this.isOpen,
       ...this.c,
       queued: this.queue.length,
+      downSinceMs: this.downSince === null ? null : Date.now() - this.downSince,
       backoffMs: this.backoff.lastDelayMs,
       lastError: this.lastError,
     };
@@ -175,6 +205,7 @@ export class SerialLink {
       serialDropNotOpen: s['dropNotOpen'] ?? 0,
       serialDropCoalesced: s['dropCoalesced'] ?? 0,
       serialDropOnLoss: s['dropOnLoss'] ?? 0,
+      serialVanished: s['vanished'] ?? 0,
       bytesOut: s['bytesOut'] ?? 0,
       lastError: s['lastError'] ?? null,
     };
@@ -185,7 +216,8 @@ export class SerialLink {
     this.closed = true;
     if (this.reopenTimer) clearTimeout(this.reopenTimer);
     if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.reopenTimer = this.idleTimer = null;
+    if (this.presenceTimer) clearInterval(this.presenceTimer);
+    this.reopenTimer = this.idleTimer = this.presenceTimer = null;
     this.queue = [];
     const port = this.port;
     this.port = null;
@@ -253,7 +285,13 @@ export class SerialLink {
       this.backoff.healthy(Date.now());
       this.lineBuf = '';
       this.lineOverflow = false;
+      if (this.log && this.downSince !== null && (this.c.opens > 1 || this.failuresThisOutage > 0)) {
+        this.log.info({ serial: this.label, path: this.path, downMs: Date.now() - this.downSince, failedOpens: this.failuresThisOutage }, `serial ${this.label} open again`);
+      }
+      this.downSince = null;
+      this.failuresThisOutage = 0;
       this.armIdle();
+      this.armPresence(port);
       safeCall(this.openL);
     });
   }
@@ -261,6 +299,9 @@ export class SerialLink {
   private fail(e: unknown, phase: string): void {
     this.c.openFailures++;
     this.lastError = `${phase}: ${errText(e)}`;
+    // The first failure of an outage is logged; the retries of the same outage are counted only.
+    if (this.failuresThisOutage++ === 0) this.log?.warn({ serial: this.label, path: this.path, error: errText(e) }, `serial ${this.label} cannot be opened: ${errText(e)}`);
+    safeCall(this.failL, e);
     this.scheduleReopen();
   }
 
@@ -275,11 +316,15 @@ export class SerialLink {
     this.port = null;
     this.c.losses++;
     this.lastError = `lost: ${errText(e)}`;
+    this.downSince = Date.now();
+    this.failuresThisOutage = 0;
+    this.log?.warn({ serial: this.label, path: this.path, error: errText(e), dropped: this.queue.length }, `serial ${this.label} lost: ${errText(e)}`);
     this.c.dropOnLoss += this.queue.length;
     this.queue = [];
     this.writing = false;
     if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = null;
+    if (this.presenceTimer) clearInterval(this.presenceTimer);
+    this.idleTimer = this.presenceTimer = null;
     port.removeAllListeners();
     port.on('error', () => {});
     if (port.isOpen) {
@@ -324,6 +369,29 @@ export class SerialLink {
     }, this.o.readIdleTimeoutMs);
   }
 
+  private armPresence(port: SerialPort): void {
+    if (!this.o.presenceCheckMs) return;
+    this.identity = undefined;
+    void nodeIdentity(this.path).then((id) => {
+      if (this.port === port) this.identity = id;
+    });
+    let checking = false;
+    this.presenceTimer = setInterval(() => {
+      if (checking || this.port !== port || this.identity === undefined) return;
+      checking = true;
+      void nodeIdentity(this.path)
+        .then((now) => {
+          if (this.port !== port || this.closed || (now !== null && now === this.identity)) return;
+          this.c.vanished++;
+          this.lost(port, new EdgeError('SERIAL_VANISHED', now === null ? `${this.path} vanished` : `${this.path} replaced by another device`, { path: this.path }));
+        })
+        .finally(() => {
+          checking = false;
+        });
+    }, this.o.presenceCheckMs);
+    this.presenceTimer.unref();
+  }
+
   private onBytes(b: Buffer): void {
     this.c.bytesIn += b.length;
     this.armIdle();
@@ -352,6 +420,21 @@ export class SerialLink {
       s = s.slice(nl + 1);
     }
   }
+}
+
+/** `dev:ino:rdev` of the node behind a path (symlinks followed), or null when it is gone. */
+async function nodeIdentity(path: string): Promise<string | null> {
+  try {
+    const st = await stat(path);
+    return `${st.dev}:${st.ino}:${st.rdev}`;
+  } catch {
+    return null;
+  }
+}
+
+/** A short reason for a link event: the error code and message, or "closed". */
+export function linkReason(e: unknown): string {
+  return e === undefined || e === null ? 'closed' : errText(e);
 }
 
 function errText(e: unknown): string {

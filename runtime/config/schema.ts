@@ -17,6 +17,8 @@ import { egressConfigSchema } from '../egress/config.js';
 import { hlsConfigSchema } from '../hls/config.js';
 import { channelIdFor } from '../engine/xid.js';
 import { byteSize } from './bytes.js';
+import { accessConfigSchema, accessIssues, isLoopbackHost } from '../http/access.js';
+import { tlsConfigSchema } from '../http/tls.js';
 
 const MiB = 1024 * 1024;
 const label = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - (1..64 chars)');
@@ -63,8 +65,18 @@ const serverSchema = z
     /** Largest WebSocket message accepted: one 4K keyframe fits in 4 MiB. */
     maxMessageBytes: byteSize(1024, 64 * MiB).default(4 * MiB),
     maxConnections: z.number().int().min(1).max(10_000).default(256),
-    /** Bearer token for control and WHIP; required when host is not a loopback address. */
+    /**
+     * The token of every door (control API, pang, WHEP, WHIP ingest, API, metrics) that has none of
+     * its own in `access`. With a token a door requires it from every client; beyond loopback every
+     * door must have one (runtime/http/access.ts).
+     */
     token: z.string().min(16).max(512).optional(),
+    /** Per-door tokens and the failed-authentication rate limit. */
+    access: accessConfigSchema,
+    /** https + wss on the same port (runtime/http/tls.ts). */
+    tls: tlsConfigSchema.optional(),
+    /** Components whose failure makes /healthz answer 503 (glob on names: driver:*, ptz:*, motor:*, upstream:*, control-upstream, recordings). */
+    healthRequired: z.array(z.string().regex(/^[A-Za-z0-9_.:/*-]{1,128}$/)).max(64).default(['driver:*', 'ptz:*', 'motor:*', 'recordings']),
   })
   .strict();
 
@@ -152,21 +164,14 @@ export const configSchema = z
         tracks.add(t);
       });
     });
-    if (!isLoopback(c.server.host) && !c.server.token) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['server', 'token'],
-        message: `server.host ${c.server.host} is not loopback: set server.token (>= 16 chars) for control and WHIP`,
-      });
-    }
+    // Beyond loopback no door may be left without a token (runtime/http/access.ts).
+    for (const i of accessIssues(c)) ctx.addIssue({ code: 'custom', path: i.path, message: i.message });
   });
 
 export type Config = z.infer<typeof configSchema>;
 export type ChannelConfig = z.infer<typeof channelSchema>;
 
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
-}
+export const isLoopback = isLoopbackHost;
 
 /** The embedded demo: test-pattern camera + simulated IMU on one static channel. */
 export const EMBEDDED_CHANNEL_ID = 'm0thedge000000000000';

@@ -15,6 +15,11 @@
 //             set_preset   preset: "<id>", name?: string ≤ 64
 //             status | presets | list
 //   lease_ms  optional dead-man lease for a move, 50..maxLeaseMs (default from config)
+//   ts        the sender's clock when it sent the command (ms since the epoch). Required for move and
+//             goto_preset over pang unless control.requireCommandTime is false. Clocks need not agree:
+//             per (session, client) the receiver learns the offset from the freshest commands, and a
+//             command older than its ttl is dropped (REXTXERR CONTROL_STALE_COMMAND), never executed.
+//   ttl_ms    optional time-to-live, 50..10000 (default control.commandTtlMs, 1000)
 // Replies (text), always carrying req_id and seq when they could be read:
 //   REXTXACK{"req_id":"a1","seq":17,"ok":true,"result":{…}}
 //   REXTXERR{"req_id":"a1","seq":17,"ok":false,"error":{"code":"CONTROL_BUSY","message":"…"}}
@@ -45,6 +50,8 @@ const commandSchema = z
     preset: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).optional(),
     name: z.string().regex(/^[^<>&"'\u0000-\u001f]{1,64}$/).optional(),
     lease_ms: z.number().int().min(50).max(60_000).optional(),
+    ts: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+    ttl_ms: z.number().int().min(50).max(10_000).optional(),
   })
   .strip();
 
@@ -153,5 +160,109 @@ export class SeqFilter {
 
   get size(): number {
     return this.last.size;
+  }
+}
+
+/** Actions that can move a device: only these are dropped when stale (a Stop is never stale). */
+export function isMotion(action: string): boolean {
+  return action === 'move' || action === 'goto_preset';
+}
+
+export interface FreshnessVerdict {
+  fresh: boolean;
+  /** Estimated age at arrival in ms (0 for the freshest command seen). */
+  ageMs: number;
+}
+
+/**
+ * How old a command is, from the sender's send time, without trusting either clock. Per sender the
+ * filter keeps the smallest (arrival - sent) of recent fresh commands: that is the clock offset plus
+ * the fastest path delay, so `sample - baseline` is how much longer this command took than the
+ * fastest one — the time it sat in a frozen link, a Moth relay or a kernel buffer. Stale samples do
+ * not teach the baseline (a burst released by a stalled link must not look fresh to itself). A
+ * sender whose clock stepped back makes every command look old the same amount: after `rebaseAfter`
+ * consecutive such commands spread over `rebaseSpanMs` of arrivals with ages within one ttl of each
+ * other, the baseline is rebuilt (counted). A burst after a stall never qualifies: it arrives at once
+ * with ages spread over the stall.
+ */
+export class CommandClock {
+  private readonly fresh: number[] = [];
+  private staleRun: Array<{ at: number; sample: number }> = [];
+  rebases = 0;
+
+  constructor(
+    private readonly o: { window?: number; rebaseAfter?: number; rebaseSpanMs?: number } = {},
+  ) {}
+
+  private baseline(): number | undefined {
+    let m: number | undefined;
+    for (const x of this.fresh) if (m === undefined || x < m) m = x;
+    return m;
+  }
+
+  check(sentAt: number, ttlMs: number, now = Date.now()): FreshnessVerdict {
+    const sample = now - sentAt;
+    const base = this.baseline();
+    const age = base === undefined ? 0 : Math.max(0, sample - base);
+    if (age <= ttlMs) {
+      this.learn(sample);
+      this.staleRun = [];
+      return { fresh: true, ageMs: age };
+    }
+    this.staleRun.push({ at: now, sample });
+    // Bounded by time (a little more than the span asked for) and by count (50 Hz × 4 s fits).
+    const span = this.o.rebaseSpanMs ?? 3000;
+    while (this.staleRun.length > 512 || (this.staleRun.length > 1 && now - this.staleRun[1]!.at >= span)) this.staleRun.shift();
+    const run = this.staleRun;
+    if (run.length >= (this.o.rebaseAfter ?? 8) && now - run[0]!.at >= (this.o.rebaseSpanMs ?? 3000)) {
+      let lo = Infinity;
+      let hi = -Infinity;
+      for (const r of run) {
+        lo = Math.min(lo, r.sample);
+        hi = Math.max(hi, r.sample);
+      }
+      if (hi - lo <= ttlMs) {
+        // The sender's clock stepped (or its path got slower for good): start over from here.
+        this.fresh.length = 0;
+        this.learn(sample);
+        this.staleRun = [];
+        this.rebases++;
+      }
+    }
+    return { fresh: false, ageMs: age };
+  }
+
+  private learn(sample: number): void {
+    this.fresh.push(sample);
+    if (this.fresh.length > (this.o.window ?? 64)) this.fresh.shift();
+  }
+}
+
+/** CommandClocks per sender, bounded like SeqFilter (LRU, idle ones forgotten). */
+export class FreshnessFilter {
+  private readonly clocks = new Map<string, { clock: CommandClock; at: number }>();
+  constructor(
+    private readonly maxSenders = 256,
+    private readonly idleMs = 60_000,
+  ) {}
+
+  check(sender: string, sentAt: number, ttlMs: number, now = Date.now()): FreshnessVerdict {
+    let e = this.clocks.get(sender);
+    if (!e || now - e.at > this.idleMs) e = { clock: new CommandClock(), at: now };
+    this.clocks.delete(sender);
+    e.at = now;
+    this.clocks.set(sender, e);
+    if (this.clocks.size > this.maxSenders) this.clocks.delete(this.clocks.keys().next().value!);
+    return e.clock.check(sentAt, ttlMs, now);
+  }
+
+  get rebases(): number {
+    let n = 0;
+    for (const e of this.clocks.values()) n += e.clock.rebases;
+    return n;
+  }
+
+  get size(): number {
+    return this.clocks.size;
   }
 }

@@ -18,6 +18,9 @@
 //           buttons: { stop: 0, presets: { "1": 3 } } }
 //     upstream: { url: "wss://moth.example.org:8277", channel: instant, name: robot1, key: "…" }
 //     # or a static channel by its id: { url: …, channel: c0ffee00000000000000, key: "…" }
+//     commandTtlMs: 1000           # a motion command older than this (per sender clock) is dropped
+//     requireCommandTime: true     # pang motion commands must carry "ts"
+//     silenceStopMs: 750           # a controlling link silent this long stops its devices
 
 import { z } from 'zod';
 
@@ -141,6 +144,16 @@ const joystickSchema = z
 /** Moth closes a session that sent nothing for its idle timeout (30 s unless the URL asks otherwise). */
 export const MOTH_IDLE_TIMEOUT_MS = 30_000;
 
+const ladder = (initialMs: number, maxMs: number) =>
+  z
+    .object({
+      initialMs: z.number().int().min(50).max(60_000).default(initialMs),
+      maxMs: z.number().int().min(100).max(600_000).default(maxMs),
+    })
+    .strict()
+    .refine((l) => l.maxMs >= l.initialMs, 'maxMs must be >= initialMs')
+    .prefault({});
+
 const upstreamSchema = z
   .object({
     /** ws(s)://host[:port] of the Moth server (no path, no credentials). */
@@ -154,11 +167,33 @@ const upstreamSchema = z
     source: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).default('base'),
     track: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).default('control'),
     key: secret.optional(),
-    /** Reconnect back-off. */
-    reconnectInitialMs: z.number().int().min(50).max(60_000).default(1000),
-    reconnectMaxMs: z.number().int().min(100).max(600_000).default(30_000),
+    /** PEM CA bundle for a server with its own CA (Moth's mkcert leaf); `insecure` skips checks (benches only). */
+    caFile: z.string().min(1).max(4096).optional(),
+    insecure: z.boolean().default(false),
+    /**
+     * Retry ladders (RetryPolicy): after a refusal by the server (closed right after joining, an
+     * HTTP 4xx, a 44xx close) 1 s → 60 s; while the network is down 250 ms → 1 s, so a path that
+     * comes back is rejoined within ~2 s (1 s between tries + the connect).
+     */
+    retry: z
+      .object({ refused: ladder(1000, 60_000), network: ladder(250, 1000) })
+      .strict()
+      .prefault({}),
+    /** A connect (TCP + TLS + upgrade) that takes longer is a network failure. */
+    connectTimeoutMs: z.number().int().min(500).max(60_000).default(4000),
     /** Moth never answers pings: keep the session alive with an empty binary message this often. */
     keepaliveMs: z.number().int().min(1000).max(60_000).default(20_000),
+    /**
+     * Liveness of the path. Moth sends nothing on an idle meb and never pongs, so a second session on
+     * /pang/ws/ctl sends {"type":"ping"} every probeIntervalMs (Moth answers "pong"); without any
+     * answer for deadAfterMs the path is dead: both sessions are dropped, the devices they moved stop,
+     * and the client rejoins. "off": TCP keepalive only (a silent drop is noticed much later).
+     */
+    probe: z.enum(['ctl', 'off']).default('ctl'),
+    probeIntervalMs: z.number().int().min(250).max(60_000).default(2000),
+    deadAfterMs: z.number().int().min(1000).max(120_000).default(8000),
+    /** Right after joining, a close within this long is Moth refusing the session (it drops TCP). */
+    refusalWindowMs: z.number().int().min(100).max(10_000).default(1500),
   })
   .strict()
   .superRefine((u, ctx) => {
@@ -179,6 +214,9 @@ const upstreamSchema = z
         message: `keepalive ${u.keepaliveMs} ms is not shorter than Moth's idle timeout (${MOTH_IDLE_TIMEOUT_MS} ms): the server closes the session between keepalives; use ${MOTH_IDLE_TIMEOUT_MS / 2} or less (default 20000)`,
       });
     }
+    if (u.probe === 'ctl' && u.deadAfterMs < 2 * u.probeIntervalMs) {
+      ctx.addIssue({ code: 'custom', path: ['deadAfterMs'], message: `must be at least 2 × probeIntervalMs (${2 * u.probeIntervalMs}): one lost probe is not a dead path` });
+    }
   })
   // One spelling inside the runtime: channel + name.
   .transform(({ instant, ...u }) => (instant !== undefined ? { ...u, channel: 'instant', name: instant } : { ...u, channel: u.channel! }));
@@ -197,6 +235,16 @@ export const controlConfigSchema = z
       .default({ joystick: 30, remote: 20, api: 10 }),
     /** HTTP/pang request bodies: a command is < 1 kB. */
     maxBodyBytes: z.number().int().min(256).max(65_536).default(4096),
+    /** A motion command whose `ts` is older than this (per sender clock, see command.ts) is dropped, not run. */
+    commandTtlMs: z.number().int().min(50).max(10_000).default(1000),
+    /** pang motion commands (move, goto_preset) without `ts` are refused (CONTROL_NO_TIMESTAMP). */
+    requireCommandTime: z.boolean().default(true),
+    /**
+     * A link that controls a moving device and stays silent this long is a dropped link: its devices
+     * stop. Local ctl/meb sessions are pinged meanwhile (clients pong); the upstream Moth meb, which
+     * never pongs, counts any message from the operator.
+     */
+    silenceStopMs: z.number().int().min(200).max(10_000).default(750),
     ptz: z.array(ptzDeviceSchema).max(32).default([]),
     motors: z.array(motorDeviceSchema).max(16).default([]),
     joysticks: z.array(joystickSchema).max(8).default([]),

@@ -10,21 +10,30 @@
 //   POST /motors/<motor>/drive           {"left","right"} in [-1,1], optional "lease_ms"
 //   POST /motors/<motor>/stop
 //   GET  /motors/<motor>/status
+//   POST /ptz/<camera>/auth/reset        the operator's reset of a credential lock-out (ISAPI/ONVIF)
 // A move is a dead-man command: it holds for lease_ms (default control.leaseMs), then the device
-// stops unless the client repeats it. Errors are {"error":{"code","message"}}. When the server is
-// bound beyond loopback every route needs `Authorization: Bearer <token>`.
+// stops unless the client repeats it. A move may carry "ts" (the client's clock, ms) and "ttl_ms":
+// one that arrives later than its ttl (per client clock, see command.ts) is refused with 409
+// CONTROL_STALE_COMMAND and never executed. A device whose link is down answers 503 LINK_DOWN to
+// every command. Errors are {"error":{"code","message"}}. Access is the server's (access.ts: the
+// "control" door): a token when one is configured, always beyond loopback.
 
-import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import { EdgeError } from '../engine/api.js';
 import { HttpError, type RouteContext, type Router } from '../http/router.js';
-import { bearerMatches } from '../http/auth.js';
+import { clientAddress } from '../http/access.js';
+import { FreshnessFilter } from './command.js';
 import type { ControlService } from './service.js';
 import type { CommandSource } from './router.js';
 
 const unit = z.number().finite().min(-1).max(1);
-const moveBody = z.object({ pan: unit.default(0), tilt: unit.default(0), zoom: unit.default(0), lease_ms: z.number().int().min(50).max(60_000).optional() }).strict();
-const driveBody = z.object({ left: unit.default(0), right: unit.default(0), lease_ms: z.number().int().min(50).max(60_000).optional() }).strict();
+const timing = {
+  lease_ms: z.number().int().min(50).max(60_000).optional(),
+  ts: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  ttl_ms: z.number().int().min(50).max(10_000).optional(),
+};
+const moveBody = z.object({ pan: unit.default(0), tilt: unit.default(0), zoom: unit.default(0), ...timing }).strict();
+const driveBody = z.object({ left: unit.default(0), right: unit.default(0), ...timing }).strict();
 const presetBody = z.object({ name: z.string().regex(/^[^<>&"'\u0000-\u001f]{1,64}$/).optional() }).strict();
 const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const PRESET_RE = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -34,21 +43,26 @@ function statusOf(code: string): number {
   if (code === 'PTZ_UNKNOWN_CAMERA' || code === 'MOTOR_UNKNOWN' || code === 'CONTROL_UNKNOWN_DEVICE') return 404;
   if (code === 'CONTROL_BUSY') return 409;
   if (code === 'CONTROL_CANCELLED') return 409;
+  if (code === 'CONTROL_STALE_COMMAND') return 409;
   if (code === 'PTZ_BAD_PRESET' || code === 'CONTROL_BAD_COMMAND') return 400;
   if (code === 'PTZ_NOT_SUPPORTED') return 501;
   if (code === 'PTZ_AUTH_FAILED' || code === 'PTZ_AUTH_LOCKED' || code.startsWith('DIGEST_')) return 502;
-  if (code === 'PTZ_LINK_DOWN' || code === 'MOTOR_LINK_DOWN' || code === 'PTZ_TIMEOUT' || code === 'CONTROL_CLOSED') return 503;
+  if (code === 'LINK_DOWN' || code === 'PTZ_LINK_DOWN' || code === 'MOTOR_LINK_DOWN' || code === 'PTZ_TIMEOUT' || code === 'CONTROL_CLOSED') return 503;
   return 502;
 }
 
 function fail(e: unknown): never {
   if (e instanceof HttpError) throw e;
-  if (e instanceof EdgeError) throw new HttpError(statusOf(e.code), e.code, e.message.replace(/^[A-Z_]+: /, ''));
+  if (e instanceof EdgeError) throw new HttpError(statusOf(e.code), e.code, e.detail);
   throw new HttpError(500, 'CONTROL_FAILED', String((e as Error)?.message ?? e).slice(0, 200));
 }
 
+/** A body that must be a JSON object: null, arrays and scalars are refused (a null is not "{}" → Stop). */
 function parse<T>(schema: z.ZodType<T>, body: unknown): T {
-  const r = schema.safeParse(body ?? {});
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new HttpError(400, 'BAD_REQUEST', `body must be a JSON object, got ${body === null ? 'null' : Array.isArray(body) ? 'an array' : typeof body}`);
+  }
+  const r = schema.safeParse(body);
   if (!r.success) {
     const i = r.error.issues[0];
     throw new HttpError(400, 'BAD_REQUEST', `${i?.path.join('.') || 'body'}: ${i?.message ?? 'invalid'}`);
@@ -73,28 +87,28 @@ async function optionalJson(ctx: RouteContext, limit: number): Promise<unknown> 
   }
 }
 
-export interface ControlRouteOptions {
-  token?: string;
-  bindIsLoopback: boolean;
-}
-
-export function registerControlRoutes(router: Router, control: ControlService, opts: ControlRouteOptions): void {
+export function registerControlRoutes(router: Router, control: ControlService): void {
   const limit = control.config.maxBodyBytes;
-  const token = opts.token ?? null;
+  // One clock estimate per client address (a dashboard tab, a script).
+  const fresh = new FreshnessFilter();
+  const counters = { staleDropped: 0 };
+  control.addStats('http', () => ({ ...counters, clients: fresh.size, clockRebases: fresh.rebases }));
 
-  const authorize = (req: IncomingMessage): void => {
-    if (opts.bindIsLoopback && !token) return;
-    if (!token) throw new HttpError(401, 'CONTROL_AUTH_REQUIRED', 'server is bound beyond loopback and has no token: control is disabled');
-    if (!bearerMatches(req.headers['authorization'], token)) {
-      throw new HttpError(401, 'CONTROL_AUTH_REQUIRED', 'missing or wrong bearer token');
+  const source = (ctx: RouteContext): CommandSource => ({ kind: 'api', session: `http:${clientAddress(ctx.req)}` });
+
+  /** A motion body with a send time older than its ttl is refused, never executed. */
+  const checkFresh = (ctx: RouteContext, b: { ts?: number | undefined; ttl_ms?: number | undefined }): void => {
+    if (b.ts === undefined) return;
+    const ttl = b.ttl_ms ?? control.config.commandTtlMs;
+    const f = fresh.check(clientAddress(ctx.req), b.ts, ttl);
+    if (!f.fresh) {
+      counters.staleDropped++;
+      throw new EdgeError('CONTROL_STALE_COMMAND', `arrived ${f.ageMs} ms late (ttl ${ttl} ms): dropped, not executed`);
     }
   };
 
-  const source = (ctx: RouteContext): CommandSource => ({ kind: 'api', session: `http:${ctx.req.socket.remoteAddress ?? '?'}` });
-
   const route = (method: string, path: string, fn: (ctx: RouteContext) => Promise<void>) =>
     router.route(method, path, async (ctx) => {
-      authorize(ctx.req);
       try {
         await fn(ctx);
       } catch (e) {
@@ -107,6 +121,7 @@ export function registerControlRoutes(router: Router, control: ControlService, o
   route('POST', '/ptz/:camera/move', async (ctx) => {
     const camera = param(ctx, 'camera', ID_RE);
     const b = parse(moveBody, await ctx.readJson(limit));
+    checkFresh(ctx, b);
     const result = await control.ptzMove(camera, source(ctx), { pan: b.pan, tilt: b.tilt, zoom: b.zoom }, b.lease_ms);
     ctx.json(200, { ok: true, camera, result, leaseMs: b.lease_ms ?? control.config.leaseMs });
   });
@@ -141,11 +156,18 @@ export function registerControlRoutes(router: Router, control: ControlService, o
     ctx.json(200, { ok: true, camera, preset: id });
   });
 
+  route('POST', '/ptz/:camera/auth/reset', async (ctx) => {
+    const camera = param(ctx, 'camera', ID_RE);
+    await optionalJson(ctx, limit);
+    ctx.json(200, { ok: true, camera, ...control.ptzAuthReset(camera) });
+  });
+
   route('GET', '/motors', async (ctx) => ctx.json(200, { motors: control.motorList() }));
 
   route('POST', '/motors/:motor/drive', async (ctx) => {
     const motor = param(ctx, 'motor', ID_RE);
     const b = parse(driveBody, await ctx.readJson(limit));
+    checkFresh(ctx, b);
     const result = await control.motorDrive(motor, source(ctx), { left: b.left, right: b.right }, b.lease_ms);
     ctx.json(200, { ok: true, motor, result, leaseMs: b.lease_ms ?? control.config.leaseMs });
   });

@@ -12,6 +12,9 @@
 //   it runs out, the router sends Stop. When a session's link drops (releaseSession), its devices are
 //   stopped at once. When a call to a device fails, a Stop is owed: it is retried with backoff and is
 //   the first thing sent once the device answers again; serial drivers send Stop themselves on reopen.
+// - Link state. The router follows each device's link (serial port open, HTTP device answering):
+//   while it is down every command — a refresh of the same velocity too — is refused with LINK_DOWN
+//   (HTTP 503) at once, pending ones fail with it, and each loss is one 'link-lost' event.
 //
 // Pure of transport: drivers are reached through the small Actuator interface; all timing uses real
 // timers, all counters are in stats().
@@ -26,8 +29,10 @@ export interface Actuator {
   readonly id: string;
   sendMotion(v: Velocity): Promise<void>;
   sendStop(): Promise<void>;
-  /** The driver reopened its link and already sent Stop itself. */
-  onLinkUp(cb: () => void): void;
+  /** The device link now. */
+  linkStatus(): { up: boolean; reason: string | null };
+  /** Link changes; on up, `stopped` = the driver already sent Stop itself (serial reopen). */
+  onLinkChange(cb: (e: { up: boolean; reason: string | null; stopped: boolean }) => void): void;
 }
 
 export interface CommandSource {
@@ -52,7 +57,8 @@ export interface ControlRouterOptions {
 export type MotionResult = 'sent' | 'coalesced' | 'unchanged';
 
 export interface RouterEvent {
-  type: 'sent' | 'stop' | 'deadman' | 'link-drop' | 'refused' | 'takeover' | 'error';
+  /** link-drop: a controlling session's link dropped; link-lost/link-back: the device's own link. */
+  type: 'sent' | 'stop' | 'deadman' | 'link-drop' | 'link-lost' | 'link-back' | 'refused' | 'takeover' | 'error';
   device: string;
   at: number;
   detail?: string;
@@ -91,10 +97,15 @@ export interface LaneStats {
   stopRetries: number;
   opsRun: number;
   opsCancelled: number;
+  /** Commands refused because the device link was down. */
+  linkDownRefused: number;
+  linkLosses: number;
   errors: number;
   lastError: string | null;
   owner: string | null;
   moving: boolean;
+  linkUp: boolean;
+  linkReason: string | null;
 }
 
 class Lane {
@@ -112,11 +123,13 @@ class Lane {
   lastMotionAt = -Infinity;
   leaseUntil = 0;
   stopOwed = false;
+  /** The link as the router last heard it (events are taken as transitions). */
+  linkUp = true;
   flushTimer: NodeJS.Timeout | null = null;
   leaseTimer: NodeJS.Timeout | null = null;
   retryTimer: NodeJS.Timeout | null = null;
   readonly retry = new Backoff({ initialMs: 200, maxMs: 5000, resetAfterMs: 1000 });
-  readonly s: Omit<LaneStats, 'owner' | 'moving'> = {
+  readonly s: Omit<LaneStats, 'owner' | 'moving' | 'linkUp' | 'linkReason'> = {
     commandsIn: 0,
     sent: 0,
     coalesced: 0,
@@ -130,6 +143,8 @@ class Lane {
     stopRetries: 0,
     opsRun: 0,
     opsCancelled: 0,
+    linkDownRefused: 0,
+    linkLosses: 0,
     errors: 0,
     lastError: null,
   };
@@ -175,12 +190,66 @@ export class ControlRouter {
     if (this.lanes.has(act.id)) throw new EdgeError('CONTROL_DUPLICATE_DEVICE', `device ${act.id} registered twice`);
     const lane = new Lane(act);
     this.lanes.set(act.id, lane);
-    act.onLinkUp(() => {
-      // The driver sent Stop itself as its first bytes after reopening.
-      lane.lastSent = {};
-      lane.stopOwed = false;
-      this.pump(lane);
+    lane.linkUp = act.linkStatus().up;
+    act.onLinkChange((e) => {
+      if (this.closed || e.up === lane.linkUp) return; // transitions only: a repeated down is the same loss
+      lane.linkUp = e.up;
+      if (e.up) {
+        if (e.stopped) {
+          // The driver sent Stop itself as its first bytes after reopening.
+          lane.lastSent = {};
+          lane.stopOwed = false;
+        } else if (lane.lastSent === null || lane.moving || lane.stopOwed) {
+          // An HTTP device is back: whatever it was doing, Stop goes first, now.
+          if (!lane.stopOwed) lane.s.stopsOwed++;
+          lane.stopOwed = true;
+          lane.stopPending = true;
+        }
+        this.emit({ type: 'link-back', device: act.id, at: Date.now() });
+        this.pump(lane);
+        return;
+      }
+      lane.s.linkLosses++;
+      this.emit({ type: 'link-lost', device: act.id, at: Date.now(), detail: e.reason ?? 'link down' });
+      // What was waiting cannot reach the device: it fails now, nothing is replayed on return.
+      const err = this.linkDownError(lane);
+      for (const w of lane.waiters.splice(0)) w.reject(err);
+      lane.desired = null;
+      for (const op of lane.ops.splice(0)) op.reject(err);
+      if (lane.moving || lane.lastSent === null) {
+        lane.lastSent = null;
+        if (!lane.stopOwed) lane.s.stopsOwed++;
+        lane.stopOwed = true;
+      }
+      lane.leaseUntil = 0;
     });
+  }
+
+  private linkDownError(lane: Lane): EdgeError {
+    const l = lane.act.linkStatus();
+    return new EdgeError('LINK_DOWN', `${lane.act.id}: link down${l.reason ? ` (${l.reason.slice(0, 160)})` : ''}`, { device: lane.act.id });
+  }
+
+  /** Throws LINK_DOWN (counted) when the device's link is down. */
+  private assertLink(lane: Lane): void {
+    if (lane.act.linkStatus().up) return;
+    lane.s.linkDownRefused++;
+    throw this.linkDownError(lane);
+  }
+
+  /** The device's link, for status answers and the dashboard. */
+  link(device: string): { up: boolean; reason: string | null } | null {
+    const l = this.lanes.get(device);
+    return l ? l.act.linkStatus() : null;
+  }
+
+  /** True while `session` owns a device that moves (or is about to): its silence must stop it. */
+  controlsMotion(session: string): boolean {
+    const now = Date.now();
+    for (const lane of this.lanes.values()) {
+      if (lane.owner?.session === session && lane.owner.until > now && (lane.moving || lane.desired || lane.ops.some((o) => o.motion))) return true;
+    }
+    return false;
   }
 
   has(id: string): boolean {
@@ -242,6 +311,7 @@ export class ControlRouter {
     try {
       lane = this.lane(device);
       lane.s.commandsIn++;
+      this.assertLink(lane);
       this.acquire(lane, src, lease, now);
     } catch (e) {
       return Promise.reject(e);
@@ -267,10 +337,13 @@ export class ControlRouter {
     let lane: Lane;
     try {
       lane = this.lane(device);
+      lane.s.commandsIn++;
+      // Stop is accepted from anyone; a device that cannot be reached cannot take it (the driver
+      // sends Stop first on reopen, and an HTTP device gets it first when it answers again).
+      this.assertLink(lane);
     } catch (e) {
       return Promise.reject(e);
     }
-    lane.s.commandsIn++;
     void src;
     return this.queueStop(lane);
   }
@@ -281,6 +354,7 @@ export class ControlRouter {
     try {
       lane = this.lane(device);
       lane.s.commandsIn++;
+      this.assertLink(lane);
       this.acquire(lane, src, this.o.leaseMs, Date.now());
     } catch (e) {
       return Promise.reject(e);
@@ -364,6 +438,8 @@ export class ControlRouter {
 
   private pump(lane: Lane): void {
     if (lane.busy || this.closed) return;
+    // Nothing reaches a device whose link is down; the link's return pumps again.
+    if (!lane.act.linkStatus().up) return;
     if (lane.flushTimer) {
       clearTimeout(lane.flushTimer);
       lane.flushTimer = null;
@@ -456,7 +532,8 @@ export class ControlRouter {
     if (lane.retryTimer || this.closed) return;
     lane.retryTimer = setTimeout(() => {
       lane.retryTimer = null;
-      if (!lane.stopOwed || this.closed) return;
+      // While the link is down the link's return pumps the owed Stop.
+      if (!lane.stopOwed || this.closed || !lane.act.linkStatus().up) return;
       lane.s.stopRetries++;
       lane.stopPending = true;
       this.pump(lane);
@@ -465,7 +542,7 @@ export class ControlRouter {
 
   private noteError(lane: Lane, e: unknown): void {
     lane.s.errors++;
-    lane.s.lastError = e instanceof EdgeError ? `${e.code}` + (e.message ? `: ${e.message.slice(e.code.length + 2, 200)}` : '') : String(e).slice(0, 200);
+    lane.s.lastError = e instanceof EdgeError ? `${e.code}: ${e.detail.slice(0, 200)}` : String(e).slice(0, 200);
     this.emit({ type: 'error', device: lane.act.id, at: Date.now(), detail: lane.s.lastError });
   }
 
@@ -480,7 +557,8 @@ export class ControlRouter {
     const out: Record<string, LaneStats> = {};
     const now = Date.now();
     for (const [id, l] of this.lanes) {
-      out[id] = { ...l.s, owner: l.owner && l.owner.until > now ? l.owner.kind : null, moving: l.moving };
+      const link = l.act.linkStatus();
+      out[id] = { ...l.s, owner: l.owner && l.owner.until > now ? l.owner.kind : null, moving: l.moving, linkUp: link.up, linkReason: link.reason };
     }
     return out;
   }

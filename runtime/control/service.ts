@@ -4,6 +4,7 @@
 
 import { EdgeError } from '../engine/api.js';
 import { ThrottledLog, type Logger } from '../log.js';
+import { DeviceAuthRegistry } from '../../drivers/auth/device-auth.js';
 import { IsapiDriver } from '../../drivers/ptz/isapi.js';
 import { OnvifDriver } from '../../drivers/ptz/onvif.js';
 import { PelcoDDriver } from '../../drivers/ptz/pelco-d-driver.js';
@@ -17,10 +18,20 @@ import type { ControlCommand } from './command.js';
 import { PangControlAdapter } from './pang.js';
 import { UpstreamControlClient } from './upstream.js';
 
-export function createPtzDriver(c: PtzDeviceConfig): PtzDriver {
+/**
+ * Build a PTZ driver. `accounts` shares one auth state per (host, user): a camera's ISAPI and ONVIF
+ * services (and its RTSP stream) log into the same account, which locks as one.
+ */
+export function createPtzDriver(c: PtzDeviceConfig, accounts = new DeviceAuthRegistry()): PtzDriver {
   switch (c.kind) {
     case 'onvif':
       return new OnvifDriver({
+        // One account per device (host + user), whatever the port: its RTSP and ISAPI use it too.
+        auth: accounts.get(c.host, c.username, {
+          label: `ptz/${c.name}`,
+          lockoutMs: c.authLockoutMs,
+          context: { camera: c.name, host: c.host, user: c.username },
+        }),
         name: c.name,
         hostname: c.host,
         port: c.port,
@@ -32,6 +43,11 @@ export function createPtzDriver(c: PtzDeviceConfig): PtzDriver {
       });
     case 'isapi':
       return new IsapiDriver({
+        auth: accounts.get(new URL(c.url).hostname, c.username, {
+          label: `ptz/${c.name}`,
+          lockoutMs: c.authLockoutMs,
+          context: { camera: c.name, host: new URL(c.url).host, user: c.username },
+        }),
         name: c.name,
         url: c.url,
         username: c.username,
@@ -80,6 +96,8 @@ export class ControlService {
   private upstream: UpstreamControlClient | null = null;
   private closing: Promise<void> | null = null;
   private readonly log: Logger;
+  /** Counters of the surfaces built around the service (the HTTP routes), by name. */
+  private readonly extraStats = new Map<string, () => Record<string, unknown>>();
 
   constructor(parts: ControlServiceParts) {
     this.config = controlConfigSchema.parse({ ...parts.config, ptz: [], motors: [], joysticks: [], upstream: undefined });
@@ -94,12 +112,26 @@ export class ControlService {
     for (const m of parts.motors ?? []) this.addMotor(m);
     // Dead-man stops are routine (a click-to-nudge client lets every lease run out) and device errors
     // repeat while a link is down: both are logged at most once a minute per device, with a count.
+    // A device's own link loss and return are logged every time, never throttled: one line per loss.
     const throttled = new ThrottledLog(this.log, 60_000);
+    const lostAt = new Map<string, number>();
     this.router.on((e: RouterEvent) => {
       if (e.type === 'deadman' || e.type === 'link-drop') throttled.warn(`${e.type}:${e.device}`, `control: ${e.type} stop of ${e.device}`, { device: e.device });
       else if (e.type === 'error') throttled.error(`error:${e.device}`, `control: ${e.device} failed: ${e.detail ?? ''}`, { device: e.device });
+      else if (e.type === 'link-lost') {
+        lostAt.set(e.device, e.at);
+        this.log.warn({ device: e.device, reason: e.detail }, `control: ${e.device} link lost: ${e.detail ?? ''}; commands get 503 LINK_DOWN until it is back`);
+      } else if (e.type === 'link-back') {
+        const since = lostAt.get(e.device);
+        lostAt.delete(e.device);
+        this.log.info({ device: e.device, downMs: since === undefined ? null : e.at - since }, `control: ${e.device} link ${since === undefined ? 'up' : 'back'}`);
+      }
     });
-    this.pang = new PangControlAdapter(this, { maxCommandBytes: this.config.maxBodyBytes });
+    this.pang = new PangControlAdapter(this, {
+      maxCommandBytes: this.config.maxBodyBytes,
+      commandTtlMs: this.config.commandTtlMs,
+      requireCommandTime: this.config.requireCommandTime,
+    });
   }
 
   addPtz(d: PtzDriver): void {
@@ -109,7 +141,8 @@ export class ControlService {
       id,
       sendMotion: (v) => d.move({ pan: v['pan'] ?? 0, tilt: v['tilt'] ?? 0, zoom: v['zoom'] ?? 0 }),
       sendStop: () => d.stop(),
-      onLinkUp: (cb) => d.onLinkUp(cb),
+      linkStatus: () => d.linkStatus(),
+      onLinkChange: (cb) => d.onLinkChange(cb),
     });
   }
 
@@ -120,7 +153,8 @@ export class ControlService {
       id,
       sendMotion: (v) => m.drive({ left: v['left'] ?? 0, right: v['right'] ?? 0 }),
       sendStop: () => m.stop(),
-      onLinkUp: (cb) => m.onLinkUp(cb),
+      linkStatus: () => m.linkStatus(),
+      onLinkChange: (cb) => m.onLinkChange(cb),
     });
   }
 
@@ -131,8 +165,13 @@ export class ControlService {
   }
 
   attachUpstream(c: NonNullable<ControlConfig['upstream']>): void {
-    this.upstream = new UpstreamControlClient(c, this.pang, this.log);
+    this.upstream = new UpstreamControlClient(c, this.pang, this.log, { silenceStopMs: this.config.silenceStopMs });
     this.upstream.start();
+  }
+
+  /** The control upstream's link (for /healthz and the dashboard); null when none is configured. */
+  upstreamStatus(): { connected: boolean; reason: string | null } | null {
+    return this.upstream ? this.upstream.status() : null;
   }
 
   // ---- the operations every surface uses -------------------------------------------------
@@ -149,12 +188,42 @@ export class ControlService {
     return d;
   }
 
-  cameras(): Array<{ id: string; kind: string; capabilities: ReturnType<PtzDriver['capabilities']>; holder: string | null }> {
-    return [...this.ptzDrivers.values()].map((d) => ({ id: d.name, kind: d.kind, capabilities: d.capabilities(), holder: this.router.holder(`ptz/${d.name}`)?.kind ?? null }));
+  cameras(): Array<{ id: string; kind: string; capabilities: ReturnType<PtzDriver['capabilities']>; holder: string | null; link: DeviceLink }> {
+    return [...this.ptzDrivers.values()].map((d) => ({
+      id: d.name,
+      kind: d.kind,
+      capabilities: d.capabilities(),
+      holder: this.router.holder(`ptz/${d.name}`)?.kind ?? null,
+      link: deviceLink(d),
+    }));
   }
 
-  motorList(): Array<{ id: string; kind: string; holder: string | null }> {
-    return [...this.motorDrivers.values()].map((m) => ({ id: m.name, kind: m.kind, holder: this.router.holder(`motor/${m.name}`)?.kind ?? null }));
+  motorList(): Array<{ id: string; kind: string; holder: string | null; link: DeviceLink }> {
+    return [...this.motorDrivers.values()].map((m) => ({ id: m.name, kind: m.kind, holder: this.router.holder(`motor/${m.name}`)?.kind ?? null, link: deviceLink(m) }));
+  }
+
+  /** Every actuator's health for /healthz: link up and credentials not locked out. */
+  health(): Array<{ name: string; up: boolean; reason: string | null }> {
+    const all: Array<[string, PtzDriver | MotorDriver]> = [
+      ...[...this.ptzDrivers.values()].map((d): [string, PtzDriver] => [`ptz/${d.name}`, d]),
+      ...[...this.motorDrivers.values()].map((m): [string, MotorDriver] => [`motor/${m.name}`, m]),
+    ];
+    return all.map(([name, d]) => {
+      const l = deviceLink(d);
+      if (!l.up) return { name, up: false, reason: l.reason };
+      if (l.auth === 'locked') return { name, up: false, reason: 'credentials refused: locked out (POST /ptz/<camera>/auth/reset)' };
+      return { name, up: true, reason: null };
+    });
+  }
+
+  /** The operator's reset of a camera's credential lock-out (POST /ptz/<camera>/auth/reset). */
+  ptzAuthReset(camera: string): { auth: string } {
+    const d = this.ptzDriver(camera);
+    const auth = (d as { auth?: { reset(): void; stats(): { state: string } } }).auth;
+    if (!auth) throw new EdgeError('PTZ_NOT_SUPPORTED', `${camera} (${d.kind}) has no credentials`, { camera });
+    auth.reset();
+    this.log.warn({ camera }, `control: credential lock-out of ptz/${camera} reset by the operator; 2 attempts allowed`);
+    return { auth: auth.stats().state };
   }
 
   async ptzMove(camera: string, src: CommandSource, v: PtzVelocity, leaseMs?: number): Promise<MotionResult> {
@@ -169,13 +238,19 @@ export class ControlService {
 
   async ptzStatus(camera: string): Promise<Record<string, unknown>> {
     const d = this.ptzDriver(camera);
-    const s = await d.status();
+    const link = deviceLink(d);
+    // While the link is down the status says so (200), without waiting on the device; "moving" is
+    // what the router last knew (a head cut off mid-move may still be moving).
+    const s = link.up ? await d.status() : { online: false, moving: this.router.stats()[`ptz/${camera}`]?.moving ?? true };
     const h = this.router.holder(`ptz/${camera}`);
-    return { camera, kind: d.kind, ...s, holder: h ? { source: h.kind, remainingMs: h.remainingMs } : null };
+    return { camera, kind: d.kind, ...s, link, holder: h ? { source: h.kind, remainingMs: h.remainingMs } : null };
   }
 
   async ptzPresets(camera: string): Promise<Array<{ id: string; name: string }>> {
-    return this.ptzDriver(camera).presets();
+    const d = this.ptzDriver(camera);
+    const link = d.linkStatus();
+    if (!link.up) throw new EdgeError('LINK_DOWN', `ptz/${camera}: link down${link.reason ? ` (${link.reason.slice(0, 160)})` : ''}`, { device: `ptz/${camera}` });
+    return d.presets();
   }
 
   async ptzGotoPreset(camera: string, src: CommandSource, id: string): Promise<void> {
@@ -202,7 +277,7 @@ export class ControlService {
     const m = this.motorDriver(motor);
     const s = await m.status();
     const h = this.router.holder(`motor/${motor}`);
-    return { motor, kind: m.kind, ...s, holder: h ? { source: h.kind, remainingMs: h.remainingMs } : null };
+    return { motor, kind: m.kind, ...s, link: deviceLink(m), holder: h ? { source: h.kind, remainingMs: h.remainingMs } : null };
   }
 
   /** Run one parsed remote command (pang ctl/meb, upstream). */
@@ -241,6 +316,11 @@ export class ControlService {
     throw new EdgeError('CONTROL_BAD_COMMAND', `${c.action} is not supported for ${c.kind}`);
   }
 
+  /** A surface's counters under stats()[name]. */
+  addStats(name: string, fn: () => Record<string, unknown>): void {
+    this.extraStats.set(name, fn);
+  }
+
   /** Safe for the dashboard and /metrics: counters only, never credentials. */
   stats(): Record<string, unknown> {
     const drivers: Record<string, unknown> = {};
@@ -252,6 +332,7 @@ export class ControlService {
       joysticks: this.joysticks.map((j) => j.stats()),
       pang: this.pang.stats(),
       upstream: this.upstream?.stats() ?? null,
+      ...Object.fromEntries([...this.extraStats].map(([k, f]) => [k, f()])),
     };
   }
 
@@ -270,14 +351,23 @@ export class ControlService {
 }
 
 /** Build the control component from its config section (already validated or raw). */
-export function createControlService(config: unknown, log: Logger): ControlService {
+export function createControlService(config: unknown, log: Logger, accounts = new DeviceAuthRegistry()): ControlService {
   const c = controlConfigSchema.parse(config ?? {});
   const svc = new ControlService({
-    config: { leaseMs: c.leaseMs, maxLeaseMs: c.maxLeaseMs, maxRatePerSec: c.maxRatePerSec, priorities: c.priorities, maxBodyBytes: c.maxBodyBytes },
+    config: {
+      leaseMs: c.leaseMs,
+      maxLeaseMs: c.maxLeaseMs,
+      maxRatePerSec: c.maxRatePerSec,
+      priorities: c.priorities,
+      maxBodyBytes: c.maxBodyBytes,
+      commandTtlMs: c.commandTtlMs,
+      requireCommandTime: c.requireCommandTime,
+      silenceStopMs: c.silenceStopMs,
+    },
     log,
   });
   try {
-    for (const p of c.ptz) svc.addPtz(createPtzDriver(p));
+    for (const p of c.ptz) svc.addPtz(createPtzDriver(p, accounts));
     for (const m of c.motors) svc.addMotor(createMotorDriver(m));
     for (const j of c.joysticks) svc.attachJoystick(j);
     if (c.upstream) svc.attachUpstream(c.upstream);
@@ -296,6 +386,22 @@ export function createControlService(config: unknown, log: Logger): ControlServi
     'control ready',
   );
   return svc;
+}
+
+export interface DeviceLink {
+  up: boolean;
+  reason: string | null;
+  since: number;
+  losses: number;
+  /** Credential state of devices that log in (ISAPI, ONVIF); absent for serial ones. */
+  auth?: string;
+  authLockedForMs?: number;
+}
+
+function deviceLink(d: PtzDriver | MotorDriver): DeviceLink {
+  const l = d.linkStatus();
+  const auth = (d as { auth?: { stats(): { state: string; lockedForMs: number } } }).auth?.stats();
+  return { ...l, ...(auth ? { auth: auth.state, authLockedForMs: auth.lockedForMs } : {}) };
 }
 
 /**

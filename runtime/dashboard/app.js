@@ -10,8 +10,71 @@ const fmtAge = (s) => (s >= 86400 ? `${Math.floor(s / 86400)}d ${Math.floor((s %
 const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
 const sum = (o) => Object.values(o || {}).reduce((a, b) => a + (typeof b === 'number' ? b : 0), 0);
 
+// ---------------------------------------------------------------------------------------------
+// Access token (issue 17): asked once, kept in this browser (localStorage), sent as a Bearer
+// header on every API, PTZ and WHEP call, and as ?token= where a URL must carry it (stills,
+// recordings). A wrong token is forgotten at once, so polling never piles up failed attempts
+// (the server blocks an address after repeated wrong tokens).
+const TOKEN_KEY = 'moth-edge.token';
+const auth = { token: localStorage.getItem(TOKEN_KEY) || '' };
+
+function authHeaders(h = {}) {
+  return auth.token ? { ...h, authorization: `Bearer ${auth.token}` } : h;
+}
+
+function withToken(url) {
+  return auth.token ? `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(auth.token)}` : url;
+}
+
+/** fetch with the token; a 401/429 opens the token form with the server's reason. */
+async function api(url, opts = {}) {
+  const r = await fetch(url, { cache: 'no-store', ...opts, headers: authHeaders(opts.headers) });
+  if (r.status === 401 || r.status === 429) {
+    const j = await r.clone().json().catch(() => ({}));
+    const code = j.error?.code;
+    if (code === 'AUTH_FAILED') {
+      auth.token = '';
+      localStorage.removeItem(TOKEN_KEY);
+    }
+    if (code === 'AUTH_FAILED') askToken('That token was refused.', true);
+    else if (r.status === 429) askToken(j.error?.message ?? 'Too many failed attempts; wait a minute.', true);
+    else askToken('This robot needs its access token.', false);
+  }
+  return r;
+}
+
+/** Show the token form; a refusal's message is not overwritten by the plain 401s racing it. */
+function askToken(why, strong) {
+  const f = $('auth');
+  if (f.hidden || strong) $('auth-msg').textContent = why;
+  if (!f.hidden) return;
+  f.hidden = false;
+  $('auth-token').focus();
+}
+
+$('auth').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const t = $('auth-token').value.trim();
+  if (!t) return;
+  auth.token = t;
+  localStorage.setItem(TOKEN_KEY, t);
+  $('auth-token').value = '';
+  $('auth').hidden = true;
+  $('ptz').dataset.ids = '';
+  refresh();
+  refreshSensors();
+  refreshPtz();
+  refreshRecordings();
+  if (state.playing) play(state.playing);
+});
+$('auth-forget').addEventListener('click', () => {
+  auth.token = '';
+  localStorage.removeItem(TOKEN_KEY);
+  askToken('Token forgotten in this browser.', true);
+});
+
 async function getJson(url) {
-  const r = await fetch(url, { cache: 'no-store' });
+  const r = await api(url);
   if (!r.ok) throw Object.assign(new Error(`${r.status}`), { status: r.status });
   return r.json();
 }
@@ -172,8 +235,9 @@ async function refresh() {
   renderUplink(stats.egress);
   const drivers = stats.drivers ?? [];
   const bad = drivers.filter((d) => d.state !== 'running' && d.state !== 'starting').length;
-  $('health').textContent = bad ? `${bad} driver${bad > 1 ? 's' : ''} down` : 'healthy';
-  $('health').dataset.state = bad ? 'degraded' : 'ok';
+  const h = stats.health; // 'ok' | 'degraded' | 'down' over every component (GET /healthz has the list)
+  $('health').textContent = h === 'down' ? 'down' : bad ? `${bad} driver${bad > 1 ? 's' : ''} down` : h === 'degraded' ? 'degraded' : 'healthy';
+  $('health').dataset.state = h === 'down' ? 'down' : bad || h === 'degraded' ? 'degraded' : 'ok';
   if (stats.uptimeS != null) {
     state.uptimeS = stats.uptimeS;
     $('uptime').textContent = `up ${fmtAge(stats.uptimeS)}`;
@@ -229,11 +293,12 @@ async function refreshPtz() {
       return;
     }
     const ids = cameras.map((c) => c.id).join('|');
-    if (box.dataset.ids === ids) return; // keep the pad (and a held button) across refreshes
+    const showLinks = () => cameras.forEach((c) => showLink(box.querySelector(`.ptz[data-cam="${CSS.escape(c.id)}"]`), c.link));
+    if (box.dataset.ids === ids) return showLinks(); // keep the pad (and a held button) across refreshes
     box.dataset.ids = ids;
     box.innerHTML = cameras
       .map(
-        (c) => `<div class="ptz" data-cam="${esc(c.id)}"><div class="ptz-head"><span class="mono">${esc(c.id)}</span><span class="meta">${esc(c.kind)}</span></div>
+        (c) => `<div class="ptz" data-cam="${esc(c.id)}"><div class="ptz-head"><span class="mono">${esc(c.id)}</span><span class="meta">${esc(c.kind)}</span><span class="badge link-badge"></span></div>
         <div class="pad">
           <button class="btn" data-v="0,1,0" aria-label="tilt up">▲</button>
           <button class="btn" data-v="-1,0,0" aria-label="pan left">◀</button>
@@ -242,13 +307,34 @@ async function refreshPtz() {
           <button class="btn" data-v="0,-1,0" aria-label="tilt down">▼</button>
           <button class="btn" data-v="0,0,1" aria-label="zoom in">+</button>
           <button class="btn" data-v="0,0,-1" aria-label="zoom out">−</button>
-        </div><p class="meta ptz-msg"></p></div>`,
+        </div><p class="meta ptz-msg"></p><button class="btn auth-reset" type="button" hidden>Reset credential lock-out</button></div>`,
       )
       .join('');
     box.querySelectorAll('.ptz').forEach(wirePad);
+    showLinks();
   } catch (e) {
     box.dataset.ids = '';
-    box.innerHTML = `<p class="empty">${e.status === 404 ? 'PTZ API not enabled' : e.status === 401 ? 'PTZ needs a token (server bound beyond loopback)' : 'PTZ unavailable'}</p>`;
+    box.innerHTML = `<p class="empty">${e.status === 404 ? 'PTZ API not enabled' : e.status === 401 || e.status === 429 ? 'PTZ needs the access token' : 'PTZ unavailable'}</p>`;
+  }
+}
+
+/** The head's link on its pad: up, down (with why: a pulled cable, an unreachable camera), locked credentials. */
+function showLink(el, link) {
+  if (!el || !link) return;
+  const b = el.querySelector('.link-badge');
+  const locked = link.auth === 'locked';
+  b.className = `badge link-badge ${link.up && !locked ? 'ok' : 'bad'}`;
+  b.textContent = !link.up ? 'link down' : locked ? 'login locked' : 'link up';
+  b.title = link.reason ?? (locked ? `credentials refused; locked for ${Math.ceil((link.authLockedForMs ?? 0) / 1000)} s` : '');
+  el.classList.toggle('down', !link.up || locked);
+  el.querySelector('.auth-reset').hidden = !locked;
+  const msg = el.querySelector('.ptz-msg');
+  if (!link.up) {
+    msg.textContent = link.reason ?? 'unreachable';
+    msg.dataset.link = 'down';
+  } else if (msg.dataset.link === 'down') {
+    msg.textContent = '';
+    delete msg.dataset.link;
   }
 }
 
@@ -258,15 +344,26 @@ function wirePad(el) {
   const cam = encodeURIComponent(el.dataset.cam);
   const msg = el.querySelector('.ptz-msg');
   let timer = null;
+  // Each refresh carries its send time: one held up in the network is refused, never executed.
   const send = (v) =>
-    fetch(`/ptz/${cam}/move`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pan: v[0] * 0.5, tilt: v[1] * 0.5, zoom: v[2] * 0.5, lease_ms: 600 }) })
-      .then(async (r) => (msg.textContent = r.ok ? '' : ((await r.json().catch(() => ({}))).error?.message ?? `error ${r.status}`)))
+    api(`/ptz/${cam}/move`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pan: v[0] * 0.5, tilt: v[1] * 0.5, zoom: v[2] * 0.5, lease_ms: 600, ts: Date.now() }) })
+      .then(async (r) => {
+        const j = r.ok ? {} : await r.json().catch(() => ({}));
+        if (j.error?.code === 'LINK_DOWN') return showLink(el, { up: false, reason: j.error.message });
+        msg.textContent = r.ok ? '' : (j.error?.message ?? `error ${r.status}`);
+      })
       .catch(() => (msg.textContent = 'offline'));
   const stop = () => {
     if (timer) clearInterval(timer);
     timer = null;
-    fetch(`/ptz/${cam}/stop`, { method: 'POST' }).catch(() => {});
+    api(`/ptz/${cam}/stop`, { method: 'POST' }).catch(() => {});
   };
+  el.querySelector('.auth-reset').addEventListener('click', () =>
+    api(`/ptz/${cam}/auth/reset`, { method: 'POST' }).then(() => {
+      msg.textContent = 'Lock-out reset: two login attempts allowed';
+      refreshPtz();
+    }),
+  );
   el.querySelectorAll('[data-v]').forEach((b) => {
     const v = b.dataset.v.split(',').map(Number);
     b.addEventListener('pointerdown', (e) => {
@@ -305,7 +402,7 @@ async function stop() {
   state.session = null;
   state.playing = null;
   if (pc) pc.close();
-  if (session) fetch(session, { method: 'DELETE', keepalive: true }).catch(() => {});
+  if (session) fetch(session, { method: 'DELETE', keepalive: true, headers: authHeaders() }).catch(() => {});
   $('video').srcObject = null;
   $('video-overlay').classList.remove('hidden');
   $('v-state').textContent = 'idle';
@@ -341,7 +438,7 @@ async function play(path) {
       const t = setTimeout(resolve, 2000);
       pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && (clearTimeout(t), resolve()));
     });
-    const r = await fetch(`/whep/${path.split('/').map(encodeURIComponent).join('/')}`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: pc.localDescription.sdp });
+    const r = await api(`/whep/${path.split('/').map(encodeURIComponent).join('/')}`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: pc.localDescription.sdp });
     if (r.status !== 201) {
       const j = await r.json().catch(() => ({}));
       throw new Error(j.error?.message ?? `WHEP ${r.status}`);
@@ -374,9 +471,9 @@ $('play').addEventListener('click', () => (state.playing ? stop() : play($('trac
 $('track-select').addEventListener('change', (e) => state.playing && play(e.target.value));
 $('shot').addEventListener('click', () => {
   const p = $('track-select').value;
-  if (p) window.open(`/api/shot/${p.split('/').map(encodeURIComponent).join('/')}.jpg`, '_blank');
+  if (p) window.open(withToken(`/api/shot/${p.split('/').map(encodeURIComponent).join('/')}.jpg`), '_blank');
 });
-window.addEventListener('pagehide', () => state.session && fetch(state.session, { method: 'DELETE', keepalive: true }));
+window.addEventListener('pagehide', () => state.session && fetch(state.session, { method: 'DELETE', keepalive: true, headers: authHeaders() }));
 $('host').textContent = location.host;
 
 refresh();
@@ -387,6 +484,7 @@ setInterval(refresh, 1000);
 setInterval(refreshSensors, 1000);
 setInterval(viewerStats, 1000);
 setInterval(refreshRecordings, 15000);
+setInterval(refreshPtz, 2000); // each head's link state on its pad
 setTimeout(refreshGaps, 1500);
 setInterval(refreshGaps, 5000);
 

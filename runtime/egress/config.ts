@@ -163,6 +163,10 @@ export const egressConfigSchema = z.object({
       enabled: z.boolean().default(true),
       /** Concurrent viewers; each holds a DTLS/SRTP session (CPU on a Pi). */
       maxSessions: z.number().int().min(1).max(64).default(8),
+      /** Sessions one client address may hold: one client cannot take every slot. */
+      maxSessionsPerClient: z.number().int().min(1).max(64).default(4),
+      /** An offer that has not connected (ICE) by then is dropped and its slot freed. */
+      connectTimeoutMs: z.number().int().min(2000).max(60_000).default(10_000),
     })
     .strict()
     .prefault({}),

@@ -8,8 +8,8 @@ import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { EdgeError, trackPath, type ConsumerHandle, type Frame, type TrackRef, type TrackSource } from '../engine/api.js';
-import { checkViewerAccess } from '../http/auth.js';
 import { HttpError, type RouteContext, type Router } from '../http/router.js';
+import { clientAddress } from '../http/access.js';
 import type { TranscodeService } from '../transcode/service.js';
 import type { WhepServer } from '../whep/server.js';
 import type { WhipIngest } from './whip-ingest.js';
@@ -79,7 +79,7 @@ function httpError(err: unknown): never {
   if (err instanceof HttpError) throw err;
   if (err instanceof EdgeError) {
     const status = (err as EdgeError & { status?: number }).status ?? statusFor(err.code);
-    throw new HttpError(status, err.code, err.message.replace(/^[A-Z0-9_]+: /, ''));
+    throw new HttpError(status, err.code, err.detail);
   }
   throw err;
 }
@@ -131,11 +131,10 @@ export function registerEgressRoutes(router: Router, deps: EgressRouteDeps): voi
 
   router.route('POST', '/whep/:channel/:source/:track', async (ctx) => {
     if (!whep) throw new HttpError(404, 'WHEP_DISABLED', 'WHEP is disabled in the config');
-    checkViewerAccess(ctx.req);
     const ref = resolve(refFrom(ctx.params));
     const sdp = await readSdp(ctx);
     try {
-      const { id, answer } = await whep.offer(ref, sdp);
+      const { id, answer } = await whep.offer(ref, sdp, clientAddress(ctx.req));
       sendSdp(ctx, `/whep/session/${id}`, answer);
     } catch (err) {
       httpError(err);

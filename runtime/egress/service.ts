@@ -198,7 +198,16 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
     config.scheduler !== 'off' && (upstream.length > 0 || prioritizedWhip.length > 0)
       ? new UplinkController({ links: [...upstream, ...prioritizedWhip], log, backfill: backfill ?? undefined })
       : null;
-  const whep = config.whep.enabled ? new WhepServer({ source: engine, log, maxSessions: config.whep.maxSessions, ...(peer ? { peer } : {}) }) : null;
+  const whep = config.whep.enabled
+    ? new WhepServer({
+        source: engine,
+        log,
+        maxSessions: config.whep.maxSessions,
+        maxSessionsPerClient: config.whep.maxSessionsPerClient,
+        connectTimeoutMs: config.whep.connectTimeoutMs,
+        ...(peer ? { peer } : {}),
+      })
+    : null;
   const ingest = config.whipIngest.enabled
     ? new WhipIngest({ engine, log, token: config.whipIngest.token, maxSessions: config.whipIngest.maxSessions, ...(peer ? { peer } : {}) })
     : null;

@@ -44,7 +44,12 @@ export interface WhipIngestStats extends SessionCounters {
   sessions: Array<{ id: string; track: string; state: string; since: number; framesIn: number; bytesIn: number; plis: number; depacketizer: DepacketizerStats; clock: RtpClockStats }>;
 }
 
-/** Constant-time bearer check; an unset token means open ingest (LAN-only deployments). */
+/**
+ * Constant-time bearer check of the ingest's own token. In the runtime the server's AccessGate
+ * (runtime/http/access.ts, the "whip" door) has already checked the door's token — its own,
+ * egress.whipIngest.token or server.token — before any body is read; this is a second layer for
+ * an ingest mounted on its own.
+ */
 export function bearerOk(header: string | undefined, token: string | undefined): boolean {
   return !token || bearerMatches(header, token);
 }

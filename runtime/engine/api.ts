@@ -76,11 +76,16 @@ export function trackPath(ref: TrackRef): string {
 export class EdgeError extends Error {
   readonly code: string;
   readonly context: Record<string, unknown>;
+  /** The message without the leading "CODE: " (for answers that carry the code separately). */
+  readonly detail: string;
   constructor(code: string, message: string, context: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    super(`${code}: ${message}`, options);
+    // A message that already starts with this code (a re-thrown EdgeError's .message) is not prefixed twice.
+    const detail = message.startsWith(`${code}: `) ? message.slice(code.length + 2) : message;
+    super(`${code}: ${detail}`, options);
     this.name = 'EdgeError';
     this.code = code;
     this.context = context;
+    this.detail = detail;
   }
 }
 
@@ -103,6 +108,13 @@ export interface DriverOutput {
 
 export type DriverStats = Record<string, number | string | boolean | null>;
 
+/** What /healthz asks a driver that knows better than "a frame arrived" (a port that is missing). */
+export interface DriverHealth {
+  up: boolean;
+  /** Why it is down (no secrets). */
+  reason?: string;
+}
+
 /**
  * A capture driver (camera, sensor, ingest). The supervisor calls run(); run resolves or rejects
  * when the device/process ends, and the supervisor restarts it with jittered backoff. run must
@@ -120,6 +132,8 @@ export interface SourceDriver {
    * and returns false when it cannot change its encoding (passthrough cameras, ingests).
    */
   setEncodingCap?(by: string, cap: EncodingCap | null): boolean;
+  /** Health beyond the supervisor's state (optional): a sensor whose port is missing is down. */
+  health?(): DriverHealth;
   stats(): DriverStats;
 }
 

@@ -112,6 +112,11 @@ export class Engine implements TrackSource {
     return ch;
   }
 
+  /** An instant channel by name, without creating it. */
+  findInstantChannel(name: string): Channel | undefined {
+    return this.instantByName.get(name);
+  }
+
   /** Find a channel by id or, for static channels, by configured name. */
   findChannel(idOrName: string): Channel | undefined {
     const byId = this.channels.get(idOrName);

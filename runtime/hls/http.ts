@@ -1,12 +1,11 @@
 // HTTP surface of HLS:
 //   GET /hls/<channel>/<source>/<track>/index.m3u8[?_HLS_msn=M[&_HLS_part=P]]  live LL-HLS playlist
 //   GET /hls/<channel>/<source>/<track>/init-<sid>-<n>.mp4 | part-<sid>-<id>.m4s | seg-<sid>-<msn>.m4s
-// Channel by id or configured name. Same access rule as WHEP (checkViewerAccess). A request for
+// Channel by id or configured name. Same access rule as WHEP: the server's access gate puts /hls/ behind the whep door (runtime/http/access.ts). A request for
 // the hinted next part, or a playlist with _HLS_msn/_HLS_part, blocks until it exists (at most
 // three target durations, then 503: RFC 8216bis §6.2.5.2).
 import type { ServerResponse } from 'node:http';
 import { EdgeError, type TrackRef } from '../engine/api.js';
-import { checkViewerAccess } from '../http/auth.js';
 import { HttpError, type RouteContext, type Router } from '../http/router.js';
 import type { LiveTrack } from './live.js';
 import { buildLivePlaylist } from './playlist.js';
@@ -80,7 +79,6 @@ export function registerHlsRoutes(router: Router, deps: HlsRouteDeps): void {
   const { service } = deps;
 
   router.route('GET', '/hls/:channel/:source/:track/:file', async (ctx) => {
-    checkViewerAccess(ctx.req);
     const ref = trackRefFrom(ctx.params, deps.resolveChannel);
     const file = ctx.params.file!;
     if (file === 'index.m3u8') return playlist(ctx, ref);

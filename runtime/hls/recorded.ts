@@ -13,7 +13,6 @@ import path from 'node:path';
 import { scanMp4File, type ScannedFragment } from '../../recordings/mp4-scan.js';
 import type { SegmentRow } from '../../recordings/index-db.js';
 import type { RecordingService } from '../../recordings/service.js';
-import { checkViewerAccess } from '../http/auth.js';
 import { HttpError, type RouteContext, type Router } from '../http/router.js';
 import { parseTime } from '../uplink/routes.js';
 import type { HlsConfig } from './config.js';
@@ -225,7 +224,6 @@ export function registerRecordedHlsRoutes(router: Router, deps: RecordedHlsDeps)
   };
 
   router.route('GET', '/hls/recordings/:channel/:source/:track/:file', async (ctx) => {
-    checkViewerAccess(ctx.req);
     const name = ctx.params.file!;
     if (name === 'index.m3u8') {
       const ref = trackRefFrom(ctx.params, resolve);

@@ -1,7 +1,6 @@
 // Secrets compared one way everywhere: stream keys (pang), control and WHIP bearer tokens.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 
 /** Constant-time string comparison (hashed first, so the length does not leak either). */
 export function secretEquals(given: string, expected: string): boolean {
@@ -13,13 +12,4 @@ export function secretEquals(given: string, expected: string): boolean {
 export function bearerMatches(header: string | undefined, token: string): boolean {
   const m = /^Bearer\s+(.+?)\s*$/i.exec(header ?? '');
   return !!m && secretEquals(m[1]!, token);
-}
-
-/**
- * The door to video (WHEP viewers, HLS): every viewing endpoint asks here, so one access rule
- * covers them all. Today it is WHEP's rule — open on any bind; it throws an HttpError (401) to
- * refuse.
- */
-export function checkViewerAccess(_req: IncomingMessage): void {
-  // open, as WHEP has always been (issue 17 brings tokens to every door)
 }

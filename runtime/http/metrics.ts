@@ -3,11 +3,16 @@
 import client from 'prom-client';
 import type { Engine } from '../engine/engine.js';
 import type { DriverSupervisor } from '../supervisor.js';
+import type { AccessGate } from './access.js';
+import type { ComponentHealth } from './health.js';
 
 export interface MetricSources {
   engine: Engine;
   supervisors: () => DriverSupervisor[];
   pang?: () => { sessions: number; byRole: Record<string, number>; refused: Record<string, number> };
+  /** Every component's health (GET /healthz). */
+  health?: () => ComponentHealth[];
+  access?: () => ReturnType<AccessGate['stats']>;
 }
 
 export function createMetrics(src: MetricSources): client.Registry {
@@ -84,6 +89,21 @@ export function createMetrics(src: MetricSources): client.Registry {
     });
     counter('moth_edge_pang_refused_total', 'Refused pang connections by close code', ['code'], (c) => {
       for (const [code, n] of Object.entries(pang().refused)) c.inc({ code }, n);
+    });
+  }
+  if (src.health) {
+    const health = src.health;
+    gauge('moth_edge_component_up', '1 when the component (driver, PTZ head, motor, link, recordings) is up', ['component'], (g) => {
+      for (const c of health()) g.set({ component: c.name }, c.up ? 1 : 0);
+    });
+  }
+  if (src.access) {
+    const access = src.access;
+    counter('moth_edge_auth_failures_total', 'Wrong tokens or keys by door', ['door'], (c) => {
+      for (const [door, d] of Object.entries(access().doors)) c.inc({ door }, d.wrong);
+    });
+    counter('moth_edge_auth_rate_limited_total', 'Requests refused because their address made too many failed authentications', ['door'], (c) => {
+      for (const [door, d] of Object.entries(access().doors)) c.inc({ door }, d.limited);
     });
   }
   return reg;

@@ -124,8 +124,9 @@ export class Router {
       } catch (err) {
         if (err instanceof HttpError) sendError(res, err.status, err.code, err.message);
         else {
-          const e = err as { code?: string; message?: string };
-          sendError(res, 500, typeof e?.code === 'string' ? e.code : 'INTERNAL', e?.message ?? String(err));
+          // An EdgeError's message starts with its code: answer the code once, the detail as the message.
+          const e = err as { code?: string; message?: string; detail?: string };
+          sendError(res, 500, typeof e?.code === 'string' ? e.code : 'INTERNAL', e?.detail ?? e?.message ?? String(err));
         }
       }
       return true;

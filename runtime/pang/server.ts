@@ -22,12 +22,15 @@ import { ThrottledLog } from '../log.js';
 import { ctlError, ctlReply, parseCtl, type CtlRequest } from './ctl.js';
 import { parsePangOptions, type PangCodec, type PangOptions } from './options.js';
 import { secretEquals } from '../http/auth.js';
+import { clientAddress, presentedToken, type AccessGate } from '../http/access.js';
 import { CLOSE, deliveryAckText, detectKey, mimeFromText } from './wire.js';
 
 /** The control side's hook (issue: control): commands over ctl and meb. */
 export interface PangCommandHandler {
   onText(sessionId: string, text: string): Promise<string | undefined>;
   onSessionClosed(sessionId: string): void;
+  /** True while the session moves a device: then its silence is a dropped link (pinged, see liveness). */
+  controlsMotion?(sessionId: string): boolean;
 }
 
 /** Per-consumer codec (issue: egress): pass-through or a shared transcoder. */
@@ -43,6 +46,19 @@ export interface PangServerOptions {
   log: Logger;
   commands?: PangCommandHandler;
   transcoder?: PangTranscoder;
+  /**
+   * The server's access model (access.ts): a channel with a key takes that key (or the pang door's
+   * token); a channel without one, and creating an instant channel, takes the pang door's token
+   * (key=, token= or a Bearer header) unless the door is open (loopback, no token). Wrong keys count
+   * as failed authentications per address.
+   */
+  access?: AccessGate;
+  /**
+   * A ctl/meb session that moves a device is pinged every silenceMs/3 and dropped when nothing (no
+   * pong, no message) arrived for silenceMs: a link that died without a FIN stops its devices within
+   * ~1 s instead of at the end of the command's lease. Default 750; 0 = off.
+   */
+  silenceMs?: number;
 }
 
 type Role = PangOptions['role'];
@@ -82,6 +98,7 @@ export class PangServer {
   /** XACK delivery acks sent to publishers that asked with ack=1 (issue 14). */
   private acksSent = 0;
   private optionWarnings = 0;
+  private silenceDrops = 0;
 
   constructor(
     private readonly engine: Engine,
@@ -114,6 +131,13 @@ export class PangServer {
     ws.close(code, reason.slice(0, 120));
   }
 
+  /** A keyless channel (or a new instant one) without the door's token. */
+  private deny(ws: WebSocket, ip: string, given: string | undefined, remote: string): void {
+    const d = this.opts.access!.check('pang', ip, given);
+    if (d.ok) return; // cannot happen: the caller saw the token fail
+    this.refuse(ws, d.status === 429 ? CLOSE.TOO_MANY : CLOSE.BAD_KEY, d.code === 'AUTH_REQUIRED' ? 'a key or token is required' : d.message, remote);
+  }
+
   private onConnection(ws: WebSocket, req: IncomingMessage): void {
     const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
     ws.on('error', () => {});
@@ -130,14 +154,32 @@ export class PangServer {
       return;
     }
     const o = parsed.options;
+    const ip = clientAddress(req);
+    const gate = this.opts.access;
+    const blocked = gate?.blockedFor(ip) ?? 0;
+    if (blocked > 0) {
+      this.refuse(ws, CLOSE.TOO_MANY, `too many failed authentications; retry in ${blocked} s`, remote);
+      return;
+    }
     if (this.sessions.size >= this.maxSessions) {
       this.refuse(ws, CLOSE.TOO_MANY, `session limit ${this.maxSessions} reached`, remote);
       return;
     }
+    // The pang door's token, when the client gave one (token=, Bearer, or key= on a keyless channel).
+    const tokenGiven = presentedToken(req);
+    const doorToken = gate?.token('pang');
+    const tokenOk = (t: string | undefined) => doorToken !== undefined && t !== undefined && secretEquals(t, doorToken);
+    const doorOpen = !gate || gate.isOpen('pang');
     let channel: Channel | undefined;
     if (o.channel.kind === 'instant') {
+      const existing = this.engine.findInstantChannel(o.channel.name);
+      if (!existing && !doorOpen && !tokenOk(tokenGiven ?? o.key)) {
+        // Creating a channel is the door's to allow: a stranger cannot claim a name (and its key).
+        this.deny(ws, ip, tokenGiven ?? o.key, remote);
+        return;
+      }
       try {
-        channel = this.engine.instantChannel(o.channel.name, o.key);
+        channel = existing ?? this.engine.instantChannel(o.channel.name, o.key);
       } catch (err) {
         this.refuse(ws, CLOSE.TOO_MANY, (err as Error).message, remote);
         return;
@@ -149,8 +191,19 @@ export class PangServer {
         return;
       }
     }
-    if (channel.key !== undefined && (o.key === undefined || !secretEquals(o.key, channel.key))) {
-      this.refuse(ws, CLOSE.BAD_KEY, o.key === undefined ? 'channel requires a key' : 'wrong key', remote);
+    if (channel.key !== undefined) {
+      // A channel key opens its own channel; the door's token opens every channel.
+      const keyOk = o.key !== undefined && secretEquals(o.key, channel.key);
+      if (!keyOk && !tokenOk(tokenGiven ?? o.key)) {
+        if (o.key === undefined && tokenGiven === undefined) this.refuse(ws, CLOSE.BAD_KEY, 'channel requires a key', remote);
+        else {
+          gate?.fail('pang', ip);
+          this.refuse(ws, CLOSE.BAD_KEY, 'wrong key', remote);
+        }
+        return;
+      }
+    } else if (!doorOpen && !tokenOk(tokenGiven ?? o.key)) {
+      this.deny(ws, ip, tokenGiven ?? o.key, remote);
       return;
     }
     if (parsed.warnings.length) {
@@ -358,6 +411,36 @@ export class PangServer {
       }
     });
     this.idleTimer(s, () => lastIn);
+    this.liveness(s, () => lastIn, (t) => (lastIn = t));
+  }
+
+  /**
+   * While the session moves a device: ping it every silenceMs/3 (clients pong) and drop it when
+   * nothing arrived for silenceMs. The drop closes the session, and its devices stop (onSessionClosed).
+   */
+  private liveness(s: Session, lastActivity: () => number, touch: (t: number) => void): void {
+    const silenceMs = this.opts.silenceMs ?? 750;
+    const commands = this.opts.commands;
+    if (!silenceMs || !commands?.controlsMotion) return;
+    s.ws.on('pong', () => touch(Date.now()));
+    let activeSince = 0;
+    const timer = setInterval(() => {
+      if (!commands.controlsMotion!(s.id)) {
+        activeSince = 0;
+        return;
+      }
+      const now = Date.now();
+      if (!activeSince) activeSince = now;
+      if (now - Math.max(lastActivity(), activeSince) > silenceMs) {
+        this.silenceDrops++;
+        this.throttled.warn(`silence:${s.remote}`, `pang ${s.role} session ${s.remote} silent for ${silenceMs} ms while moving a device: dropped, its devices stop`);
+        s.ws.terminate();
+        return;
+      }
+      if (s.ws.readyState === WebSocket.OPEN) s.ws.ping();
+    }, Math.max(50, Math.floor(silenceMs / 3)));
+    timer.unref();
+    s.ws.once('close', () => clearInterval(timer));
   }
 
   private startCtl(s: Session): void {
@@ -401,6 +484,7 @@ export class PangServer {
       }
     });
     this.idleTimer(s, () => lastIn);
+    this.liveness(s, () => lastIn, (t) => (lastIn = t));
   }
 
   private ctl(s: Session, req: CtlRequest): string {
@@ -542,6 +626,7 @@ export class PangServer {
       byRole,
       accepted: this.accepted,
       refused: { ...this.refused },
+      silenceDrops: this.silenceDrops,
       idleClosed: this.idleClosed,
       keepalives: this.keepalives,
       acksSent: this.acksSent,

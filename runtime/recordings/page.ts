@@ -14,7 +14,11 @@ export const RECORDINGS_PAGE = `<!doctype html>
 <table><thead><tr><th>track</th><th>start</th><th>duration</th><th>size</th><th>state</th><th></th></tr></thead><tbody id="rows"></tbody></table>
 <script>
 const player = document.getElementById('player');
-const play = (url) => { player.src = url; player.play(); };
+// The dashboard's access token (issue 17), when this browser has one: a header on fetches, ?token= on media URLs.
+const token = localStorage.getItem('moth-edge.token') || '';
+const withToken = (u) => token ? u + (u.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token) : u;
+const get = (u) => fetch(u, token ? { headers: { authorization: 'Bearer ' + token } } : {});
+const play = (url) => { player.src = withToken(url); player.play(); };
 const row = (tbody, cells, action) => {
   const tr = document.createElement('tr');
   for (const c of cells) { const td = document.createElement('td'); td.textContent = c; tr.appendChild(td); }
@@ -24,8 +28,8 @@ const row = (tbody, cells, action) => {
   tbody.appendChild(tr);
 };
 const button = (label, fn) => { const b = document.createElement('button'); b.textContent = label; b.onclick = fn; return b; };
-const link = (label, href) => { const a = document.createElement('a'); a.textContent = label; a.href = href; return a; };
-fetch('/api/recordings/tracks').then(r => r.json()).then(({ tracks }) => {
+const link = (label, href) => { const a = document.createElement('a'); a.textContent = label; a.href = withToken(href); return a; };
+get('/api/recordings/tracks').then(r => r.json()).then(({ tracks }) => {
   const tbody = document.getElementById('spans');
   for (const t of tracks) {
     const name = t.channel + '/' + t.source + '/' + t.track + (t.recording ? ' (recording)' : '');
@@ -35,7 +39,7 @@ fetch('/api/recordings/tracks').then(r => r.json()).then(({ tracks }) => {
     if (t.spans.length === 0) row(tbody, [name, 'nothing local', '', String(t.segments)], null);
   }
 });
-fetch('/api/recordings?order=desc&limit=200').then(r => r.json()).then(({ segments }) => {
+get('/api/recordings?order=desc&limit=200').then(r => r.json()).then(({ segments }) => {
   const tbody = document.getElementById('rows');
   for (const s of segments) {
     const action = s.playUrl ? button('play', () => play(s.playUrl)) : s.url ? link('download', s.url) : null;

@@ -1,6 +1,7 @@
 // Local WHEP (RFC 9725 egress twin): POST an SDP offer for channel/source/track, get a werift
 // answer that plays the H.264 track as it came from the camera (no transcoding); DELETE ends it.
-// Each session is bounded (max sessions, ICE connect deadline) and owns its consumer and peer.
+// Each session is bounded (max sessions in all and per client address, ICE connect deadline of
+// 10 s: an offer that never connects frees its slot soon) and owns its consumer and peer.
 import { randomBytes } from 'node:crypto';
 import type { RTCPeerConnection } from 'werift';
 import { EdgeError, mimeBase, mimeParams, trackPath, type TrackRef, type TrackSource } from '../engine/api.js';
@@ -13,8 +14,10 @@ export interface WhepOptions {
   source: TrackSource;
   log: EgressLog;
   maxSessions: number;
+  /** Sessions one client address may hold (connected or not); default 4. */
+  maxSessionsPerClient?: number;
   peer?: PeerOptions;
-  /** A session that has not connected by then is dropped (browsers give up sooner). */
+  /** A session that has not connected by then is dropped (browsers give up sooner). Default 10 s. */
   connectTimeoutMs?: number;
   /** Wait for ICE gathering before answering (non-trickle answer), bounded. */
   gatherTimeoutMs?: number;
@@ -23,6 +26,7 @@ export interface WhepOptions {
 interface Session {
   id: string;
   ref: TrackRef;
+  client: string;
   pc: RTCPeerConnection;
   feed: RtpFeed;
   createdAt: number;
@@ -33,6 +37,7 @@ interface Session {
 export interface WhepStats extends SessionCounters {
   sessions: number;
   maxSessions: number;
+  maxSessionsPerClient: number;
   viewers: Array<{ id: string; track: string; state: string; since: number; feed: RtpFeedStats }>;
 }
 
@@ -55,9 +60,13 @@ export class WhepServer {
     return this.sessions.reject(code, status, message);
   }
 
-  /** Answer an offer; throws EdgeError with a `status` (400/404/406/415/503) on refusal. */
-  async offer(ref: TrackRef, offerSdp: string): Promise<{ id: string; answer: string }> {
+  /** Answer an offer; throws EdgeError with a `status` (400/404/406/415/429/503) on refusal. */
+  async offer(ref: TrackRef, offerSdp: string, client = '?'): Promise<{ id: string; answer: string }> {
     this.sessions.admit('WHEP viewers');
+    const perClient = this.o.maxSessionsPerClient ?? 4;
+    if (this.sessions.values().filter((x) => x.client === client).length >= perClient) {
+      this.reject('WHEP_CLIENT_LIMIT', 429, `at most ${perClient} WHEP sessions per client address; close one (DELETE) or wait for an unconnected one to expire`);
+    }
     try {
       validateOffer(offerSdp, { video: 'h264', direction: 'recv' });
     } catch (err) {
@@ -81,10 +90,10 @@ export class WhepServer {
       const answer = pc.localDescription?.sdp;
       if (!answer) throw new EdgeError('WHEP_NO_ANSWER', 'no local description');
       const feed = new RtpFeed(this.o.source, ref, { sender: transceiver.sender }, `whep ${id.slice(0, 8)}`);
-      const s: Session = { id, ref, pc, feed, createdAt: Date.now(), state: 'new', timer: null };
+      const s: Session = { id, ref, client, pc, feed, createdAt: Date.now(), state: 'new', timer: null };
       s.timer = setTimeout(() => {
         if (s.state !== 'connected') this.end(id, 'ICE connect timeout');
-      }, this.o.connectTimeoutMs ?? 30_000);
+      }, this.o.connectTimeoutMs ?? 10_000);
       s.timer.unref?.();
       pc.connectionStateChange.subscribe((st) => {
         s.state = st;
@@ -138,6 +147,7 @@ export class WhepServer {
     return {
       sessions: this.sessions.size,
       maxSessions: this.o.maxSessions,
+      maxSessionsPerClient: this.o.maxSessionsPerClient ?? 4,
       ...this.sessions.counters(),
       viewers: this.sessions.values().map((s) => ({ id: s.id.slice(0, 8), track: trackPath(s.ref), state: s.state, since: s.createdAt, feed: s.feed.stats() })),
     };

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { WebSocket } from 'ws';
 import { Engine } from '../../runtime/engine/engine.js';
 import { HttpServer } from '../../runtime/http/server.js';
+import { AccessGate } from '../../runtime/http/access.js';
 import { PangServer } from '../../runtime/pang/server.js';
 import { silentLogger } from '../../runtime/log.js';
 import { registerControlRoutes } from '../../runtime/control/http.js';
@@ -60,11 +61,13 @@ export async function startHarness(opts: { leaseMs?: number; maxRatePerSec?: num
     instantChannelTtlMs: 60_000,
     maxInstantChannels: 8,
   });
-  const http = new HttpServer({ host: '127.0.0.1', port: 0, maxConnections: 64 });
-  const pang = new PangServer(engine, { maxMessageBytes: 1024 * 1024, log, commands: control.pang });
+  const tokens = opts.token ? { control: opts.token, pang: opts.token, api: opts.token } : {};
+  const access = new AccessGate({ bindIsLoopback: opts.bindIsLoopback ?? true, tokens });
+  const http = new HttpServer({ host: '127.0.0.1', port: 0, maxConnections: 64, access });
+  const pang = new PangServer(engine, { maxMessageBytes: 1024 * 1024, log, commands: control.pang, access });
   pang.registerRoutes(http.router);
   http.onUpgrade('/pang/ws', (req, socket, head) => pang.handleUpgrade(req, socket, head));
-  registerControlRoutes(http.router, control, { token: opts.token, bindIsLoopback: opts.bindIsLoopback ?? true });
+  registerControlRoutes(http.router, control);
   const addr = await http.listen();
   await waitUntil(() => (control.stats().drivers as Record<string, Record<string, unknown>>)['ptz/front']!['serialOpen'] === true, 'pelco-d open');
   await waitUntil(() => (control.stats().drivers as Record<string, Record<string, unknown>>)['motor/base']!['serialOpen'] === true, 'motor open');

@@ -98,7 +98,8 @@ describe('PTZ HTTP API (seed shapes)', () => {
 
   it('motor endpoints: list, drive, status, stop', async () => {
     const list = await req(h.base, 'GET', '/motors');
-    assert.deepEqual(list.json['motors'], [{ id: 'base', kind: 'line', holder: null }]);
+    const motors = list.json['motors'] as Array<Record<string, unknown>>;
+    assert.deepEqual(motors.map((m) => [m['id'], m['kind'], m['holder'], (m['link'] as Record<string, unknown>)['up']]), [['base', 'line', null, true]]);
     const d = await req(h.base, 'POST', '/motors/base/drive', { left: 0.5, right: 0.5, lease_ms: 2000 });
     assert.equal(d.status, 200);
     await waitUntil(() => h.motor.moving, 'motor driving');
@@ -138,9 +139,10 @@ describe('PTZ HTTP API beyond loopback', () => {
     t.after(() => h.close());
     const none = await req(h.base, 'GET', '/ptz/cameras');
     assert.equal(none.status, 401);
-    assert.equal((none.json['error'] as Record<string, string>)['code'], 'CONTROL_AUTH_REQUIRED');
+    assert.equal((none.json['error'] as Record<string, string>)['code'], 'AUTH_REQUIRED');
     const wrong = await req(h.base, 'POST', '/ptz/front/move', { pan: 1 }, { authorization: 'Bearer nope' });
     assert.equal(wrong.status, 401);
+    assert.equal((wrong.json['error'] as Record<string, string>)['code'], 'AUTH_FAILED');
     assert.equal(h.head.moving, false);
     const ok = await req(h.base, 'POST', '/ptz/front/move', { pan: 1 }, { authorization: 'Bearer a-long-control-token-1234' });
     assert.equal(ok.status, 200);
@@ -152,6 +154,8 @@ describe('PTZ HTTP API beyond loopback', () => {
     t.after(() => h.close());
     const r = await req(h.base, 'POST', '/ptz/front/move', { pan: 1 });
     assert.equal(r.status, 401);
+    assert.equal((r.json['error'] as Record<string, string>)['code'], 'DOOR_CLOSED');
     assert.match((r.json['error'] as Record<string, string>)['message']!, /no token/);
+    assert.doesNotMatch((r.json['error'] as Record<string, string>)['message']!, /^DOOR_CLOSED/);
   });
 });

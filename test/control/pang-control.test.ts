@@ -102,7 +102,7 @@ describe('remote control over local pang', () => {
     const c = new WsClient(h.ws + CTL);
     t.after(() => c.close());
     await c.opened;
-    c.send(JSON.stringify({ type: 'control', req_id: 'm1', seq: 1, target: 'ptz/front', action: 'move', pan: -1, lease_ms: 2000 }));
+    c.send(JSON.stringify({ type: 'control', req_id: 'm1', seq: 1, target: 'ptz/front', action: 'move', ts: Date.now(), pan: -1, lease_ms: 2000 }));
     const ack = parseReply(await c.reply('m1'))!;
     assert.equal(ack.ok, true);
     assert.equal(ack.seq, 1);
@@ -122,14 +122,14 @@ describe('remote control over local pang', () => {
     const c = new WsClient(h.ws + CTL);
     t.after(() => c.close());
     await c.opened;
-    c.send(JSON.stringify({ type: 'control', req_id: 's1', seq: 10, target: 'ptz/dome', action: 'move', tilt: 1 }));
+    c.send(JSON.stringify({ type: 'control', req_id: 's1', seq: 10, target: 'ptz/dome', action: 'move', ts: Date.now(), tilt: 1 }));
     await c.reply('s1');
     const n = h.dome.log.length;
-    c.send(JSON.stringify({ type: 'control', req_id: 's2', seq: 9, target: 'ptz/dome', action: 'move', tilt: -1 }));
+    c.send(JSON.stringify({ type: 'control', req_id: 's2', seq: 9, target: 'ptz/dome', action: 'move', ts: Date.now(), tilt: -1 }));
     const stale = parseReply(await c.reply('s2'))!;
     assert.equal(stale.ok, false);
     assert.equal(stale.error!.code, 'CONTROL_STALE_SEQ');
-    c.send(JSON.stringify({ type: 'control', req_id: 's3', seq: 10, target: 'ptz/dome', action: 'move', tilt: -1 }));
+    c.send(JSON.stringify({ type: 'control', req_id: 's3', seq: 10, target: 'ptz/dome', action: 'move', ts: Date.now(), tilt: -1 }));
     assert.equal(parseReply(await c.reply('s3'))!.error!.code, 'CONTROL_DUPLICATE_SEQ');
     assert.equal(h.dome.log.length, n, 'neither reached the device');
     c.send(JSON.stringify({ type: 'control', req_id: 's4', seq: 11, target: 'ptz/dome', action: 'stop' }));
@@ -140,7 +140,7 @@ describe('remote control over local pang', () => {
     const c = new WsClient(h.ws + MEB);
     t.after(() => c.close());
     await c.opened;
-    c.send('REXTXCMD' + JSON.stringify({ req_id: 'b1', seq: 1, target: 'motor/base', action: 'move', left: 0.4, right: 0.4 }));
+    c.send('REXTXCMD' + JSON.stringify({ req_id: 'b1', seq: 1, target: 'motor/base', action: 'move', ts: Date.now(), left: 0.4, right: 0.4 }));
     const ack = await c.reply('b1');
     assert.ok(ack.startsWith('REXTXACK'), ack);
     await waitUntil(() => h.motor.moving, 'motor moving');
@@ -157,7 +157,7 @@ describe('remote control over local pang', () => {
     const c = new WsClient(h.ws + CTL);
     t.after(() => c.close());
     await c.opened;
-    c.send(JSON.stringify({ type: 'control', req_id: 'h1', seq: 1, target: 'ptz/front', action: 'move', pan: 0.2, lease_ms: 2000 }));
+    c.send(JSON.stringify({ type: 'control', req_id: 'h1', seq: 1, target: 'ptz/front', action: 'move', ts: Date.now(), pan: 0.2, lease_ms: 2000 }));
     await c.reply('h1');
     const r = await req(h.base, 'POST', '/ptz/front/move', { pan: -1 });
     assert.equal(r.status, 409);
@@ -174,7 +174,7 @@ describe('remote control over local pang', () => {
     const script = `
       const { WebSocket } = require('ws');
       const ws = new WebSocket(process.argv[1]);
-      ws.on('open', () => ws.send(JSON.stringify({ type: 'control', req_id: 'k1', seq: 1, target: 'ptz/front', action: 'move', tilt: 1, lease_ms: 5000 })));
+      ws.on('open', () => ws.send(JSON.stringify({ type: 'control', req_id: 'k1', seq: 1, target: 'ptz/front', action: 'move', ts: Date.now(), tilt: 1, lease_ms: 5000 })));
       ws.on('message', (d) => { if (String(d).includes('"k1"')) process.stdout.write('acked\\n'); });
       setInterval(() => {}, 1000);`;
     const child = spawn(process.execPath, ['-e', script, h.ws + CTL], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });

@@ -10,7 +10,8 @@ class FakeActuator implements Actuator {
   calls: Array<{ at: number; type: 'move' | 'stop'; v?: Velocity }> = [];
   failNext = 0;
   delayMs = 0;
-  private up: Array<() => void> = [];
+  private listeners: Array<(e: { up: boolean; reason: string | null; stopped: boolean }) => void> = [];
+  link = { up: true, reason: null as string | null };
   constructor(readonly id: string) {}
   private async go(type: 'move' | 'stop', v?: Velocity): Promise<void> {
     if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
@@ -26,11 +27,19 @@ class FakeActuator implements Actuator {
   sendStop(): Promise<void> {
     return this.go('stop');
   }
-  onLinkUp(cb: () => void): void {
-    this.up.push(cb);
+  linkStatus() {
+    return { ...this.link };
   }
-  linkUp(): void {
-    for (const cb of this.up) cb();
+  onLinkChange(cb: (e: { up: boolean; reason: string | null; stopped: boolean }) => void): void {
+    this.listeners.push(cb);
+  }
+  linkDown(reason = 'unplugged'): void {
+    this.link = { up: false, reason };
+    for (const cb of this.listeners) cb({ up: false, reason, stopped: false });
+  }
+  linkUp(stopped = true): void {
+    this.link = { up: true, reason: null };
+    for (const cb of this.listeners) cb({ up: true, reason: null, stopped });
   }
   get last() {
     return this.calls[this.calls.length - 1];
@@ -200,10 +209,52 @@ describe('control router: device link failures', () => {
     await r.move('ptz/front', api, { pan: 0.5 });
     a.failNext = 1;
     await assert.rejects(r.move('ptz/front', api, { pan: 0.6 }), /PTZ_LINK_DOWN/);
-    a.linkUp();
+    a.linkDown();
+    a.linkUp(true);
     const before = a.calls.length;
     await r.move('ptz/front', api, { pan: 0.6 });
     assert.deepEqual(a.calls.slice(before).map((c) => c.type), ['move']);
+  });
+
+  it('while the link is down every command is LINK_DOWN — a refresh of the same velocity too — and nothing reaches the device', async (t) => {
+    const { r, a } = setup({ leaseMs: 5000 });
+    t.after(() => r.close());
+    const events: string[] = [];
+    r.on((e) => events.push(e.type));
+    assert.equal(await r.move('ptz/front', api, { pan: 0.5 }), 'sent');
+    await new Promise((res) => setImmediate(res));
+    assert.equal(await r.move('ptz/front', api, { pan: 0.5 }), 'unchanged');
+    a.linkDown('serial port lost: EIO');
+    const before = a.calls.length;
+    for (const p of [r.move('ptz/front', api, { pan: 0.5 }), r.move('ptz/front', api, { pan: 0.2 }), r.stop('ptz/front', api), r.operate('ptz/front', api, true, async () => 1)]) {
+      await assert.rejects(p, (e: unknown) => e instanceof EdgeError && e.code === 'LINK_DOWN' && /EIO/.test(e.message));
+    }
+    assert.equal(a.calls.length, before, 'nothing sent while down');
+    const st = r.stats()['ptz/front']!;
+    assert.equal(st.linkDownRefused, 4);
+    assert.equal(st.linkUp, false);
+    assert.equal(st.linkLosses, 1);
+    // a second down() of the same loss is not a new loss
+    a.linkDown('still gone');
+    assert.equal(events.filter((x) => x === 'link-lost').length, 1);
+    // an HTTP-like device coming back (no Stop of its own): Stop goes first
+    a.linkUp(false);
+    await waitUntil(() => a.last?.type === 'stop', 'owed stop on link return', 2000);
+    assert.equal(await r.move('ptz/front', api, { pan: 0.3 }), 'sent');
+    assert.deepEqual(a.calls.slice(before).map((c) => c.type), ['stop', 'move']);
+    assert.deepEqual(events.filter((x) => x.startsWith('link-')), ['link-lost', 'link-back']);
+  });
+
+  it('a move waiting for the rate limit fails with LINK_DOWN when the link drops; it is not replayed on return', async (t) => {
+    const { r, a } = setup({ leaseMs: 5000, maxRatePerSec: 1 });
+    t.after(() => r.close());
+    await r.move('ptz/front', api, { pan: 0.1 });
+    const pending = r.move('ptz/front', api, { pan: 0.9 }); // held by the 1/s rate limit
+    a.linkDown();
+    await assert.rejects(pending, /LINK_DOWN/);
+    a.linkUp(true);
+    await new Promise((res) => setTimeout(res, 1100));
+    assert.ok(!a.calls.some((c) => c.v?.['pan'] === 0.9), 'the pending move was never sent');
   });
 });
 
@@ -249,13 +300,17 @@ describe('control router with a real HTTP device going away and coming back', ()
     assert.equal(sim.moving, true);
     await sim.stop(); // network gone; the head keeps moving on its last command
     await assert.rejects(svc.ptzMove('dome', api, { pan: 0.8, tilt: 0, zoom: 0 }), /PTZ_LINK_DOWN/);
+    // the link is known down now: every command gets LINK_DOWN at once
+    await assert.rejects(svc.ptzMove('dome', api, { pan: 0.8, tilt: 0, zoom: 0 }), /LINK_DOWN/);
+    assert.equal(svc.cameras()[0]!.link.up, false);
     sim.log.length = 0;
-    await sim.start(port); // back
+    await sim.start(port); // back: the probe finds it (network ladder, ≤ 2 s)
     await waitUntil(() => sim.log.length > 0, 'first command after the device came back', 8000);
     assert.deepEqual([sim.log[0]!.op, sim.log[0]!.pan, sim.log[0]!.tilt, sim.log[0]!.zoom], ['continuous', 0, 0, 0]);
     assert.equal(sim.moving, false);
     const st = (svc.stats()['router'] as Record<string, Record<string, number>>)['ptz/dome']!;
     assert.equal(st['stopsOwed'], 1);
-    assert.ok(st['stopRetries']! >= 1);
+    assert.equal(st['linkLosses'], 1);
+    assert.ok(st['linkDownRefused']! >= 1);
   });
 });

@@ -154,3 +154,62 @@ test('WHEP over HTTP: 201 + Location + application/sdp, trickle PATCH 204, DELET
   assert.equal(r.status, 404);
   assert.equal(whep.stats().sessions, 0);
 });
+
+test('WHEP: offers that never connect cannot starve viewers — 4 per client address, gone after 10 s (shipped defaults)', async (t) => {
+  const dir = await tempDir(t);
+  const fx = await h264Fixture(dir, { seconds: 2, size: '320x240' });
+  const engine = testEngine();
+  t.after(() => engine.close());
+  const feeder = feedEngine(engine, cam, fx, { loop: true });
+  t.after(() => feeder.stop());
+  // the shipped defaults: 8 sessions, 4 per client, 10 s to connect
+  const { egressConfigSchema } = await import('../../runtime/egress/config.js');
+  const c = egressConfigSchema.parse({}).whep;
+  const whep = new WhepServer({ source: engine, log: silentLog, maxSessions: c.maxSessions, maxSessionsPerClient: c.maxSessionsPerClient, connectTimeoutMs: c.connectTimeoutMs });
+  t.after(() => whep.close());
+  const http = new HttpServer({ host: '127.0.0.1', port: 0, maxConnections: 64 });
+  registerEgressRoutes(http.router, { whep, dashboard: false });
+  const { port } = await http.listen();
+  t.after(() => http.close());
+
+  // A client (from 127.0.0.2) posts 8 offers and never connects.
+  const offerPc = receiverPc();
+  offerPc.addTransceiver('video', { direction: 'recvonly' });
+  await offerPc.setLocalDescription(await offerPc.createOffer());
+  const sdp = offerPc.localDescription!.sdp;
+  await offerPc.close();
+  const { request } = await import('node:http');
+  const postFrom = (localAddress: string): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path: '/whep/cam/base/video', method: 'POST', localAddress, headers: { 'content-type': 'application/sdp' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end(sdp);
+    });
+  const codes: number[] = [];
+  for (let i = 0; i < 8; i++) codes.push(await postFrom('127.0.0.2'));
+  assert.deepEqual(codes, [201, 201, 201, 201, 429, 429, 429, 429]);
+  const t0 = Date.now();
+
+  // A real viewer from another address still gets in and plays.
+  const pc = receiverPc();
+  t.after(() => pc.close());
+  const tr = pc.addTransceiver('video', { direction: 'recvonly' });
+  let rtp = 0;
+  tr.onTrack.subscribe((track) => track.onReceiveRtp.subscribe(() => rtp++));
+  await pc.setLocalDescription(await pc.createOffer());
+  await gatheringComplete(pc, 3000);
+  const r = await fetch(`http://127.0.0.1:${port}/whep/cam/base/video`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: pc.localDescription!.sdp });
+  assert.equal(r.status, 201);
+  await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
+  await waitFor(() => rtp > 50, 20_000, 'the real viewer receives video');
+
+  // The unconnected ones are gone after the ICE deadline (10 s), counted.
+  await waitFor(() => (whep.stats().endedBy['ICE connect timeout'] ?? 0) === 4, 15_000, 'unconnected sessions expired');
+  const took = Date.now() - t0;
+  assert.ok(took >= 9000 && took <= 12_000, `expired after ${took} ms`);
+  assert.equal(whep.stats().sessions, 1);
+  assert.equal(whep.stats().rejected['WHEP_CLIENT_LIMIT'], 4);
+});

@@ -1,10 +1,8 @@
 // Disk full on a real size-limited filesystem (a tmpfs mounted by the test; root is needed).
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { captureClockUs } from '../../runtime/engine/api.js';
 import { IndexDb } from '../../recordings/index-db.js';
 import { listSegmentFiles } from '../../recordings/recovery.js';
@@ -12,33 +10,9 @@ import { freeBytesOf } from '../../recordings/retention.js';
 import { createRecordingService } from '../../recordings/service.js';
 import { config, ffprobeFrames, h264Units, newEngine, waitFor } from './helpers.js';
 import { skipUnlessCi } from '../support/peer.js';
+import { smallFs } from '../support/tmpfs.js';
 
 const CAM = { channel: 'robot', source: 'base', track: 'cam' };
-
-async function smallFs(t: TestContext, sizeKb: number): Promise<string | null> {
-  const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'rec-full-'));
-  const mnt = path.join(dir, 'mnt');
-  fs.mkdirSync(mnt);
-  let mounted = false;
-  // one hook, in order: unmount, then remove the folder
-  t.after(() => {
-    if (mounted) {
-      try {
-        execFileSync('umount', ['-l', mnt], { stdio: 'pipe' });
-      } catch {
-        /* already gone */
-      }
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeKb}k`, 'tmpfs', mnt], { stdio: 'pipe' });
-    mounted = true;
-  } catch {
-    return null;
-  }
-  return mnt;
-}
 
 function checkConsistent(root: string): ReturnType<IndexDb['all']> {
   const db = IndexDb.openReader(path.join(root, 'index.db'));
