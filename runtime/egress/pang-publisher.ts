@@ -148,7 +148,6 @@ export class PangPublisher extends PangLink {
   /** Upstream budget estimate from what this socket got acknowledged; read by the uplink scheduler. */
   readonly uplink = new UplinkEstimator();
   private mode: TrackMode = 'full';
-  private sessionCount = 0;
   /** After stepping up, deltas reference frames we dropped: hold them until the next keyframe. */
   private modeAwaitKey = false;
   private readonly demand = new DemandMeter();
@@ -208,7 +207,7 @@ export class PangPublisher extends PangLink {
     const now = Date.now();
     this.lastSendAt = now;
     this.meter.reset();
-    if (this.sessionCount++ > 0) {
+    if (this.sessions > 1) {
       // A new session after a drop: the old estimate described the dead path, and a reduced mode
       // would hold video back until a probe. Start full; the scheduler steps down again within a
       // round or two if the link is still thin (time-to-live after a cut, issue 8).
@@ -218,7 +217,7 @@ export class PangPublisher extends PangLink {
     }
     this.sentMime = undefined;
     this.gate.reset(); // the parameter-set cache stays: a camera may send SPS/PPS only once
-    const fromCache = !(this.o.backfilled === true && this.sessionCount > 1 && this.localKind() === 'data');
+    const fromCache = !(this.o.backfilled === true && this.sessions > 1 && this.localKind() === 'data');
     let consumer: ConsumerHandle;
     try {
       consumer = this.o.source.subscribe(this.o.from, { label: `pang-up ${this.name}`, ceilingBytes: this.o.consumerCeilingBytes, fromCache });
@@ -409,11 +408,6 @@ export class PangPublisher extends PangLink {
    */
   pendingSinceWall(): number | null {
     return this.inFlightHead < this.inFlight.length ? this.inFlight[this.inFlightHead]!.wall : null;
-  }
-
-  /** Sessions opened so far: a change tells the uplink scheduler to forget this track's last mode. */
-  get sessions(): number {
-    return this.sessionCount;
   }
 
   /** The local track this link publishes. */

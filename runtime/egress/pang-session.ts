@@ -123,6 +123,12 @@ export abstract class PangLink extends ReconnectingLink {
   /** How long a server may hold a session we lost: its idle timeout (the `timeout` we asked for, else Moth's 30 s). */
   private readonly zombieMs: number;
   private lastProbeStats: TcpProbeStats | null = null;
+  private opens = 0;
+
+  /** Sessions opened so far (a change tells the uplink scheduler to forget a track's last mode). */
+  get sessions(): number {
+    return this.opens;
+  }
 
   constructor(protected readonly po: PangLinkOptions) {
     super(po.name, po.kind, po.target, po.log, po.backoff);
@@ -159,6 +165,7 @@ export abstract class PangLink extends ReconnectingLink {
     this.ws = ws;
     ws.on('open', () => {
       if (ws !== this.ws) return;
+      this.opens++;
       this.openedAt = Date.now();
       this.wireOut = 0;
       this.msgsOut = 0;
