@@ -5,14 +5,13 @@
 // transactions per second, and sync throughput to a loopback nginx vs `curl -T` of the same files
 // (see syncBench for the method: same files, warm cache, alternating rounds, medians, CPU).
 import { execFileSync, spawn } from 'node:child_process';
-import type http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { AnnexBSplitter } from '../../runtime/engine/h264.js';
 import { captureClockUs } from '../../runtime/engine/api.js';
-import { IndexDb, type SegmentRow } from '../../recordings/index-db.js';
+import { IndexDb } from '../../recordings/index-db.js';
 import { silentLog } from '../../recordings/log.js';
 import { createRecordingService } from '../../recordings/service.js';
 import { syncConfigSchema } from '../../recordings/config.js';
@@ -152,13 +151,6 @@ export async function bench(): Promise<BenchRow[]> {
   return rows;
 }
 
-/** A diagnostic, not a shipping mode: the real uploader with the verify GET skipped (PUT-only). */
-class PutOnlyUploader extends Uploader {
-  protected override async verify(_row: SegmentRow, _url: URL, _h?: http.IncomingHttpHeaders): Promise<string | null> {
-    return null;
-  }
-}
-
 /** CPU ms of reaped children (utime+stime of waited-for children, /proc/self/stat cutime+cstime). */
 function childrenCpuMs(): number {
   const st = fs.readFileSync('/proc/self/stat', 'utf8');
@@ -231,7 +223,7 @@ async function syncBench(t: TestContext, dir: string, root: string): Promise<Ben
   const ours = (concurrency: number, putOnly: boolean): Case['run'] => async () => {
     db.db.exec("UPDATE segments SET state='closed', synced_ms=NULL, attempts=0, next_attempt_ms=0");
     const cfg = syncConfigSchema.parse({ url: `${ng.url}/s${++seq}`, concurrency });
-    const up = putOnly ? new PutOnlyUploader(cfg, setRoot, db, silentLog) : new Uploader(cfg, setRoot, db, silentLog);
+    const up = new Uploader(cfg, setRoot, db, silentLog);
     const c0 = process.cpuUsage();
     const a = performance.now();
     await up.runOnce();
@@ -260,7 +252,6 @@ async function syncBench(t: TestContext, dir: string, root: string): Promise<Ben
   const cases: Case[] = [
     { name: 'sync (PUT + GET verify), concurrency 2 (default)', run: ours(2, false) },
     { name: 'sync (PUT + GET verify), concurrency 1', run: ours(1, false) },
-    { name: 'diagnostic: our uploader PUT-only (verify skipped), concurrency 2', run: ours(2, true) },
     { name: 'baseline: curl -T, one process, all files (keep-alive)', run: curl('one') },
     { name: 'baseline: curl -T, one process per file', run: curl('per-file') },
     { name: 'baseline: curl -T all, then curl GET | sha256sum (verified work by curl)', run: curl('verify') },
