@@ -138,9 +138,15 @@ export class Pacer {
 
   /** The uplink scheduler's leftover for the sync (null: not measured, no limit from it). */
   setUplinkCap(bytesPerSec: number | null): void {
-    this.uplink = bytesPerSec === null || !Number.isFinite(bytesPerSec) ? null : Math.max(0, bytesPerSec);
+    const next = bytesPerSec === null || !Number.isFinite(bytesPerSec) ? null : Math.max(0, bytesPerSec);
+    if (next === this.uplink) return;
+    const before = this.rate;
+    this.uplink = next;
     const r = this.rate;
-    if (r > 0 && this.bucket) this.bucket.setRate(r, Date.now());
+    if (r === before) return;
+    // a new rate (and burst, 1/8 s of it); a move to or from "uncapped" starts a new bucket
+    if (r > 0 && before > 0 && this.bucket) this.bucket.setRate(r, Date.now(), this.chunk());
+    else this.bucket = null;
   }
 
   get uplinkCap(): number | null {
@@ -157,7 +163,7 @@ export class Pacer {
   async take(n: number, signal: AbortSignal): Promise<void> {
     const r = this.rate;
     if (r <= 0) return;
-    this.bucket ??= new TokenBucket(r, CHUNK, Date.now());
+    this.bucket ??= new TokenBucket(r, this.chunk(), Date.now());
     const wait = this.bucket.take(n, Date.now());
     if (wait <= 0 || signal.aborted) return;
     await new Promise<void>((resolve) => {

@@ -51,7 +51,8 @@ export function webdavStatusFailure(method: string, status: number): SyncFailure
   }
   if (status === 507) return new SyncFailure('SYNC_TARGET_FULL', `${method} refused: 507 Insufficient Storage — the target's disk or quota is full`, 'refused', 'target', ctx);
   if (status === 403) return new SyncFailure('SYNC_FORBIDDEN', `${method} refused: 403 — the target forbids writing this path`, 'refused', 'object', ctx);
-  if (httpFailureClass(status) === 'network') return new SyncFailure('SYNC_HTTP', `${method} → ${status}`, 'network', 'target', ctx);
+  // 429 Too Many Requests: the server is alive and says "later" — no refusal of this object
+  if (status === 429 || httpFailureClass(status) === 'network') return new SyncFailure('SYNC_HTTP', `${method} → ${status}`, 'network', 'target', ctx);
   return new SyncFailure('SYNC_PUT', `${method} → ${status}`, 'refused', 'object', ctx);
 }
 

@@ -31,6 +31,12 @@ export interface EgressServiceDeps {
    */
   syncUploadedBytes?: (() => number) | undefined;
   /**
+   * Where the recordings sync takes its share of the uplink budget (issue 16): the uplink
+   * scheduler's leftover after every live track, halved when a backfill shares it. Only with a
+   * scheduler (some upstream sets `priority`); read lazily (the recordings start later).
+   */
+  syncUplinkCap?: ((bytesPerSec: number | null) => void) | undefined;
+  /**
    * The recordings (issue 8 backfill reads undelivered records from them; read lazily: the
    * recording service starts after egress). RecordingService fits: `() => recordings ?? null`.
    */
@@ -82,7 +88,7 @@ function egressStats(s: Omit<EgressService, 'stats' | 'close'>) {
   };
 }
 
-export function createEgressService({ config, engine, log, ffmpegPath, peer, syncUploadedBytes, recordings, deliveryIndex }: EgressServiceDeps): EgressService {
+export function createEgressService({ config, engine, log, ffmpegPath, peer, syncUploadedBytes, syncUplinkCap, recordings, deliveryIndex }: EgressServiceDeps): EgressService {
   const backoff = config.backoff;
   const spans = new SpanLog();
   const backfilled = new SpanLog();
@@ -178,7 +184,7 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
   const prioritizedWhip = whip.filter((_, k) => config.whip[k]!.priority !== undefined);
   const uplinkController =
     config.upstream.some((u) => u.priority !== undefined) || prioritizedWhip.length > 0
-      ? new UplinkController({ links: [...upstream, ...prioritizedWhip], log, backfill: backfill ?? undefined })
+      ? new UplinkController({ links: [...upstream, ...prioritizedWhip], log, backfill: leftoverSinks(backfill, syncUplinkCap) })
       : null;
   const whep = config.whep.enabled ? new WhepServer({ source: engine, log, maxSessions: config.whep.maxSessions, ...(peer ? { peer } : {}) }) : null;
   const ingest = config.whipIngest.enabled
@@ -227,6 +233,21 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
       ingest?.close();
       transcode.close();
       delivery.close();
+    },
+  };
+}
+
+/**
+ * Who gets the uplink budget left after every live track: the backfill and the recordings sync.
+ * With both, each gets half (neither starves the other; the backfill also yields to live by itself).
+ */
+function leftoverSinks(backfill: BackfillService | null, sync: ((b: number | null) => void) | undefined): { setLeftover(b: number | null): void } | undefined {
+  if (!backfill && !sync) return undefined;
+  return {
+    setLeftover: (b) => {
+      const share = b === null ? null : backfill && sync ? b / 2 : b;
+      backfill?.setLeftover(share);
+      sync?.(share);
     },
   };
 }
