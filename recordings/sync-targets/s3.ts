@@ -137,6 +137,9 @@ export class S3Target implements SyncTarget {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: { httpAgent, httpsAgent, requestTimeout: ctx.timeoutMs, connectionTimeout: Math.min(ctx.timeoutMs, 10_000) },
+      // the SDK's own notes go to debug (without a logger it console.warns on every failed upload;
+      // failures are counted and logged, throttled, by the uploader)
+      logger: { trace: () => {}, debug: () => {}, info: () => {}, warn: (...a: unknown[]) => ctx.log.debug({ sdk: a.map(String).join(' ').slice(0, 300) }, 'S3 SDK'), error: () => {} },
     });
   }
 

@@ -184,8 +184,8 @@ const median = (a: number[]) => {
  *   per-round ratios against `curl -T` in one process (one connection, keep-alive, all files);
  * - CPU: this process (process.cpuUsage) for ours, reaped children for curl (nginx not counted,
  *   it serves both the same way).
- * Cases: ours with verify (size + sha256 via GET) at concurrency 2 (default) and 1; ours PUT-only
- * (diagnostic: how much of the gap is the verify GET); curl -T one process; curl -T one process
+ * Cases: ours with verify (size + sha256 via GET) at concurrency 2 (default) and 1; curl -T one
+ * process; curl -T one process
  * per file; curl -T then curl GET | sha256sum (the same verified work done by curl, sequential).
  */
 async function syncBench(t: TestContext, dir: string, root: string): Promise<BenchRow[]> {
@@ -220,7 +220,7 @@ async function syncBench(t: TestContext, dir: string, root: string): Promise<Ben
     }
   }, 0);
   type Case = { name: string; run: () => Promise<{ ms: number; cpuMs: number }> };
-  const ours = (concurrency: number, putOnly: boolean): Case['run'] => async () => {
+  const ours = (concurrency: number): Case['run'] => async () => {
     db.db.exec("UPDATE segments SET state='closed', synced_ms=NULL, attempts=0, next_attempt_ms=0");
     const cfg = syncConfigSchema.parse({ url: `${ng.url}/s${++seq}`, concurrency });
     const up = new Uploader(cfg, setRoot, db, silentLog);
@@ -250,8 +250,8 @@ async function syncBench(t: TestContext, dir: string, root: string): Promise<Ben
     return { ms, cpuMs: childrenCpuMs() - c0 };
   };
   const cases: Case[] = [
-    { name: 'sync (PUT + GET verify), concurrency 2 (default)', run: ours(2, false) },
-    { name: 'sync (PUT + GET verify), concurrency 1', run: ours(1, false) },
+    { name: 'sync (PUT + GET verify), concurrency 2 (default)', run: ours(2) },
+    { name: 'sync (PUT + GET verify), concurrency 1', run: ours(1) },
     { name: 'baseline: curl -T, one process, all files (keep-alive)', run: curl('one') },
     { name: 'baseline: curl -T, one process per file', run: curl('per-file') },
     { name: 'baseline: curl -T all, then curl GET | sha256sum (verified work by curl)', run: curl('verify') },
@@ -270,7 +270,7 @@ async function syncBench(t: TestContext, dir: string, root: string): Promise<Ben
       for (const d of fs.readdirSync(ng.www)) if (/^[sc]\d+$/.test(d)) fs.rmSync(path.join(ng.www, d), { recursive: true, force: true });
     }
   }
-  const curlRuns = res.get(cases[3]!.name)!;
+  const curlRuns = res.get(cases.find((c) => c.name.startsWith('baseline: curl -T, one process, all'))!.name)!;
   for (const c of cases) {
     const rs = res.get(c.name)!;
     const mbps = rs.map((r) => (total * 8) / 1e3 / r.ms);

@@ -225,7 +225,7 @@ test('a byte flipped in a single PUT: the copy does not verify → not synced, n
   const db2 = open(dir2);
   t.after(() => db2.close());
   proxy.rules.length = 0;
-  proxy.rules.push({ match: (m, u) => m === 'PUT' && u.startsWith('/rec/fleet/r2/'), flipAt: 500 });
+  proxy.rules.push({ match: (m, u) => m === 'PUT' && u.startsWith('/rec/fleet/r2/'), flipAt: 10 });
   up = uploader(db2, dir2, s3Target(proxy.url, { prefix: 'fleet/r2/' }), { deleteAfterVerify: true, maxAttempts: 2, retryInitialMs: 100 });
   const rows = await until(db2, up, (rs) => rs.every((r) => r.state === 'quarantined'), 'quarantined');
   st = up.stats();
