@@ -176,6 +176,8 @@ export class Uploader {
   }
 
   private sleep(ms: number): Promise<void> {
+    // closed while not asleep (close() found no sleeper to wake): do not start a long wait now
+    if (this.closed) return Promise.resolve();
     return new Promise((resolve) => {
       const t = setTimeout(() => {
         this.wakeUp = null;

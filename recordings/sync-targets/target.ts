@@ -213,18 +213,20 @@ export class FileRangeStream extends Readable {
   override _read(): void {
     if (this.reading) return;
     this.reading = true;
-    void this.readChunk().finally(() => (this.reading = false));
+    void this.readChunk();
   }
 
+  /** One chunk; `reading` is cleared before push(), which may ask for the next one at once. */
   private async readChunk(): Promise<void> {
     try {
       if (this.pos >= this.end) {
+        this.reading = false;
         this.push(null);
         return;
       }
       const n = Math.min(this.o.pacer.chunk(), this.end - this.pos);
       await this.o.pacer.take(n, this.o.signal);
-      if (this.destroyed) return;
+      if (this.destroyed) return void (this.reading = false);
       // a fresh buffer per chunk: the http client may hold it until the socket took it
       const buf = Buffer.allocUnsafe(n);
       const { bytesRead } = await this.fh!.read(buf, 0, n, this.pos);
@@ -233,8 +235,10 @@ export class FileRangeStream extends Readable {
       this.pos += bytesRead;
       for (const h of this.o.hashes ?? []) h.update(chunk);
       this.o.onBytes(bytesRead);
+      this.reading = false;
       this.push(chunk);
     } catch (err) {
+      this.reading = false;
       this.destroy(err as Error);
     }
   }

@@ -68,7 +68,7 @@ export class WebdavTarget implements SyncTarget {
   private readonly st = { puts: 0, expectContinueRefusals: 0, bodyBytesOnRefusal: 0, earlyAnswers: 0, mkcols: 0, checksumHeaders: 0 };
 
   constructor(
-    private readonly cfg: WebdavTargetConfig,
+    cfg: WebdavTargetConfig,
     private readonly ctx: TargetContext,
   ) {
     this.base = new URL(cfg.url.endsWith('/') ? cfg.url : `${cfg.url}/`);

@@ -4,7 +4,7 @@
 // byte (/proc/self/io write_bytes, counted at page-dirtying time, SQLite included), index
 // transactions per second, and sync throughput to a loopback nginx vs `curl -T` of the same files
 // (see syncBench for the method: same files, warm cache, alternating rounds, medians, CPU).
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,7 +18,7 @@ import { syncConfigSchema } from '../../recordings/config.js';
 import { Uploader } from '../../recordings/sync.js';
 import { config, newEngine } from '../recordings/helpers.js';
 import { startNginx } from '../recordings/nginx.js';
-import { cpuMs, round, type BenchRow } from './harness.js';
+import { childrenCpuMs, cpuMs, median, round, runCommand as run, type BenchRow } from './harness.js';
 
 const MEDIA_S = 30;
 
@@ -151,27 +151,8 @@ export async function bench(): Promise<BenchRow[]> {
   return rows;
 }
 
-/** CPU ms of reaped children (utime+stime of waited-for children, /proc/self/stat cutime+cstime). */
-function childrenCpuMs(): number {
-  const st = fs.readFileSync('/proc/self/stat', 'utf8');
-  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-  return ((Number(f[13]) + Number(f[14])) * 1000) / 100;
-}
 
-function run(cmd: string, args: string[]): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    c.stderr!.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-500)));
-    c.on('error', reject);
-    c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited ${code}: ${err}`))));
-  });
-}
 
-const median = (a: number[]) => {
-  const s = [...a].sort((x, y) => x - y);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 /**
  * Sync throughput to a loopback nginx (WebDAV, 2 workers, Debian's stock sendfile on) against curl,

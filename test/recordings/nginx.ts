@@ -296,3 +296,39 @@ export async function startCountingProxy(t: TestContext, port: number): Promise<
     },
   };
 }
+
+/**
+ * An in-memory PUT/GET target for answers nginx never gives: `chunked` answers every GET without a
+ * Content-Length; `ignoreExpect` never sends 100 Continue (a listener for checkContinue turns off
+ * Node's automatic one) and counts the requests that asked for it.
+ */
+export async function startMemoryTarget(t: TestContext, opts: { chunked?: boolean; ignoreExpect?: boolean } = {}): Promise<{ url: string; expects: () => number }> {
+  const store = new Map<string, Buffer>();
+  let expects = 0;
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const url = req.url ?? '/';
+      if (req.method === 'PUT') return (store.set(url, Buffer.concat(chunks)), res.writeHead(201).end());
+      const b = store.get(url);
+      if (!b) return res.writeHead(404).end();
+      if (!opts.chunked) return (res.writeHead(200, { 'content-length': b.length }), res.end(req.method === 'HEAD' ? undefined : b));
+      res.writeHead(200, { 'content-type': 'application/octet-stream' }); // no length: chunked
+      res.write(b.subarray(0, 10));
+      res.end(b.subarray(10));
+    });
+  });
+  if (opts.ignoreExpect) {
+    server.on('checkContinue', (req, res) => {
+      expects++;
+      server.emit('request', req, res);
+    });
+  }
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  return { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/x`, expects: () => expects };
+}

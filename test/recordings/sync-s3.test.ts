@@ -113,9 +113,17 @@ test('multipart above the threshold: parts streamed from disk, each checked agai
   const { root, s3, proxy, db } = await rig(t, 'none');
   const seg = bigSegment(root, db, 'big', 12 * MiB + 12345);
   const up = uploader(db, root, s3Target(proxy.url));
+  // bounded memory: parts are streamed from disk, never held whole (concurrency × partSize = 10 MiB
+  // is the bound the issue allows; a part buffered in memory would show as +5 MiB of buffers)
+  const base = process.memoryUsage().arrayBuffers;
+  let peak = base;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().arrayBuffers)), 5);
   await until(db, up, (rs) => rs.every((r) => r.state === 'synced'), 'multipart synced');
+  clearInterval(sampler);
   const st = up.stats();
   await up.close();
+  t.diagnostic(`Buffer memory during the multipart upload: +${((peak - base) / MiB).toFixed(2)} MiB (s3rver and the proxy in this process included)`);
+  assert.ok(peak - base < 5 * MiB, `buffers grew by ${peak - base} B: less than one part`);
   const stored = s3.object('rec', `fleet/r1/${seg.path}`)!;
   assert.equal(crypto.createHash('sha256').update(stored).digest('hex'), seg.sha256);
   assert.equal(puts(proxy, /^POST .*\?uploads=? 200$/).length, 1, 'one CreateMultipartUpload');
@@ -328,6 +336,18 @@ test('stale multipart state: an upload whose segment is gone is aborted (or forg
   assert.ok(proxy.log.some((l) => /^DELETE .*uploadId=/.test(l)), 'abort was asked');
   assert.equal(st.targetStats.abortUnsupported, true);
   assert.equal((db.db.prepare('SELECT COUNT(*) AS n FROM sync_multipart_parts').get() as { n: number }).n, 0);
+});
+
+test('close() of an idle uploader (long poll, housekeeping done) does not wait for the poll: a stop is prompt', async (t) => {
+  const { root, proxy, db } = await rig(t);
+  const up = uploader(db, root, s3Target(proxy.url), { pollMs: 600_000 });
+  await until(db, up, (rs) => rs.every((r) => r.state === 'synced'), 'synced');
+  // the stale sweep ran (s3rver answers ListMultipartUploads with 501): the loop is now idle
+  await waitFor(() => proxy.log.some((l) => /^GET \/rec\/\?.*uploads/.test(l)), 'housekeeping', 20_000);
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('close() waited for the poll')), 15_000)));
+  await Promise.race([up.close(), bound]);
+  clearTimeout(timer);
 });
 
 test('the S3 SDK is loaded only with an S3 target: the whole runtime with a WebDAV target (or none) never loads it', async (t) => {

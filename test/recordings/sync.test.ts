@@ -3,8 +3,6 @@
 // stores truncated files.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import { syncConfigSchema } from '../../recordings/config.js';
@@ -14,7 +12,7 @@ import { sha256File } from '../../recordings/recovery.js';
 import { createRecordingService } from '../../recordings/service.js';
 import { Uploader, checksumHeader } from '../../recordings/sync.js';
 import { config, newEngine, recordFixture, tempDir, waitFor } from './helpers.js';
-import { makeCa, startCountingProxy, startCuttingProxy, startNginx, startOverlapTarget, startTruncatingTarget } from './nginx.js';
+import { makeCa, startCountingProxy, startCuttingProxy, startMemoryTarget, startNginx, startOverlapTarget, startTruncatingTarget } from './nginx.js';
 
 function open(root: string): IndexDb {
   return IndexDb.openWriter(path.join(root, 'index.db'));
@@ -218,38 +216,15 @@ test('a target that ignores Expect: 100-continue (never sends 100): the body fol
   const dir = await tempDir(t);
   const root = path.join(dir, 'rec');
   await recordFixture(root, 2);
-  const store = new Map<string, Buffer>();
-  let expects = 0;
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const url = req.url ?? '/';
-      if (req.method === 'PUT') return (store.set(url, Buffer.concat(chunks)), res.writeHead(201).end());
-      const b = store.get(url);
-      if (!b) return res.writeHead(404).end();
-      res.writeHead(200, { 'content-length': b.length });
-      res.end(req.method === 'HEAD' ? undefined : b);
-    });
-  });
-  // a listener for checkContinue turns off Node's automatic 100: this server never sends one
-  server.on('checkContinue', (req, res) => {
-    expects++;
-    server.emit('request', req, res);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.after(async () => {
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
-  });
+  const target = await startMemoryTarget(t, { ignoreExpect: true });
   const db = open(root);
   t.after(() => db.close());
   const n = db.all().length;
-  const up = uploader(db, root, { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/x` });
+  const up = uploader(db, root, { url: target.url });
   assert.equal(await up.runOnce(), 0);
   const st = up.stats();
   await up.close();
-  assert.equal(expects, n, 'every PUT asked for 100-continue');
+  assert.equal(target.expects(), n, 'every PUT asked for 100-continue');
   assert.equal(st.verified, n);
 });
 
@@ -397,29 +372,11 @@ test('verify GET: a target answering in chunked encoding is read by the http cli
   const dir = await tempDir(t);
   const root = path.join(dir, 'rec');
   await recordFixture(root, 2);
-  const store = new Map<string, Buffer>();
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const url = req.url ?? '/';
-      if (req.method === 'PUT') return (store.set(url, Buffer.concat(chunks)), res.writeHead(201).end());
-      const b = store.get(url);
-      if (!b) return res.writeHead(404).end();
-      res.writeHead(200, { 'content-type': 'application/octet-stream' }); // no length: chunked
-      res.write(b.subarray(0, 10));
-      res.end(b.subarray(10));
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.after(async () => {
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
-  });
+  const target = await startMemoryTarget(t, { chunked: true });
   const db = open(root);
   t.after(() => db.close());
   const n = db.all().length;
-  const up = uploader(db, root, { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/x` });
+  const up = uploader(db, root, { url: target.url });
   assert.equal(await up.runOnce(), 0);
   const st = up.stats();
   await up.close();
