@@ -254,8 +254,8 @@ export class FileRangeStream extends Readable {
   }
 }
 
-/** sha256 (and md5) of [start, start + length) of a file, read in CHUNK pieces from one reused buffer. */
-export async function hashRange(abs: string, start: number, length: number, algs: Array<'sha256' | 'md5'>): Promise<Record<'sha256' | 'md5', Buffer | null>> {
+/** sha256 (and md5) of [start, start + length) of a file, read in CHUNK pieces from one reused buffer; `also` is fed the same bytes. */
+export async function hashRange(abs: string, start: number, length: number, algs: Array<'sha256' | 'md5'>, also: crypto.Hash[] = []): Promise<Record<'sha256' | 'md5', Buffer | null>> {
   const hs = algs.map((a) => crypto.createHash(a));
   const buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(1, length)));
   const fh = await fs.promises.open(abs, 'r');
@@ -267,6 +267,7 @@ export async function hashRange(abs: string, start: number, length: number, algs
       if (bytesRead === 0) throw localFailure('SYNC_SHORT_READ', `file ended at byte ${pos}, expected ${end}`);
       const c = buf.subarray(0, bytesRead);
       for (const h of hs) h.update(c);
+      for (const h of also) h.update(c);
       pos += bytesRead;
     }
   } finally {

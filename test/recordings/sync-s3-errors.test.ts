@@ -138,3 +138,23 @@ test('config: S3 target defaults, the older flat WebDAV form still accepted, bad
   assert.equal(syncConfigSchema.safeParse({ target: { kind: 's3', bucket: 'b-1', multipart: { partSizeBytes: 1024 } } }).success, false, 'parts under 5 MiB');
   assert.equal(expandPrefix('{hostname}/cams/', 'robot 7.local'), 'robot-7.local/cams/');
 });
+
+test('--print-config hides the S3 secret key and session token', async (t) => {
+  const { execFile } = await import('node:child_process');
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'print-s3-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const f = path.join(dir, 'c.yaml');
+  fs.writeFileSync(f, 'recordings:\n  sync:\n    target:\n      kind: s3\n      bucket: fleet\n      credentials: { accessKeyId: AKIAROBOT, secretAccessKey: very-secret-key-1, sessionToken: very-secret-token-2 }\n');
+  const fromSource = import.meta.url.endsWith('.ts');
+  const cli = path.join(import.meta.dirname, '..', '..', 'runtime', fromSource ? 'cli.ts' : 'cli.js');
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), cli, '--print-config', '--config', f], (err, stdout) => (err ? reject(err) : resolve(stdout))),
+  );
+  assert.ok(!out.includes('very-secret-key-1') && !out.includes('very-secret-token-2'), 'no secret printed');
+  const cfg = JSON.parse(out) as { recordings: { sync: { target: { credentials: Record<string, string> } } } };
+  assert.equal(cfg.recordings.sync.target.credentials.secretAccessKey, '***');
+  assert.equal(cfg.recordings.sync.target.credentials.accessKeyId, 'AKIAROBOT');
+});
