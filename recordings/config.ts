@@ -11,32 +11,128 @@ const auth = z.discriminatedUnion('type', [
   z.object({ type: z.literal('bearer'), token: z.string().min(1) }),
 ]);
 
-export const syncConfigSchema = z.object({
-  /** Base URL of a WebDAV-compatible target; a segment goes to `<url>/<relative path>`. */
-  url: z.string().url().refine((u) => /^https?:\/\//.test(u), 'http(s) only'),
+const httpUrl = z.string().url().refine((u) => /^https?:\/\//.test(u), 'http(s) only');
+const MiB = 1024 * 1024;
+
+/** A WebDAV-compatible HTTP(S) target: a segment goes to `<url>/<relative path>` by PUT. */
+export const webdavTargetSchema = z.object({
+  kind: z.literal('webdav'),
+  url: httpUrl,
   auth: auth.default({ type: 'none' }),
   /** PEM file of a CA to trust for https targets (added to Node's defaults). */
   caFile: z.string().optional(),
-  /** Upload cap in bytes/s so live streaming keeps the uplink; 0 = uncapped. */
+}).strict();
+
+/** Static keys in the config (or the secret in a file), or a profile of a shared credentials file. */
+const s3Credentials = z.union([
+  z.object({
+    accessKeyId: z.string().min(1).max(256),
+    secretAccessKey: z.string().min(1).max(1024).optional(),
+    /** A file holding only the secret key (a mounted secret), read at start; trailing newline ignored. */
+    secretAccessKeyFile: z.string().min(1).optional(),
+    sessionToken: z.string().min(1).max(4096).optional(),
+  }).strict().refine((c) => (c.secretAccessKey === undefined) !== (c.secretAccessKeyFile === undefined), 'set exactly one of secretAccessKey and secretAccessKeyFile'),
+  z.object({
+    /** Profile in an AWS shared credentials file (INI). */
+    profile: z.string().min(1).max(128).default('default'),
+    /** The file; default ~/.aws/credentials (or AWS_SHARED_CREDENTIALS_FILE). */
+    file: z.string().min(1).optional(),
+  }).strict(),
+]);
+
+/** Any S3-compatible bucket (AWS S3, MinIO, Ceph RGW, Cloudflare R2, Backblaze B2, Garage). */
+export const s3TargetSchema = z.object({
+  kind: z.literal('s3'),
+  /** Endpoint URL; omit for AWS S3 (derived from the region). */
+  endpoint: httpUrl.optional(),
+  region: z.string().regex(/^[a-z0-9-]{1,40}$/, 'a region name such as eu-central-1 (R2: auto)').default('us-east-1'),
+  /** Bucket name (3–63 chars: lower-case letters, digits, dots, hyphens). */
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'a bucket name: 3–63 lower-case letters, digits, . and -'),
+  /**
+   * Key prefix in front of the on-disk layout (`<channel>/<source>/<track>/YYYY-MM-DD/<file>`).
+   * `{hostname}` is replaced by the robot's host name.
+   */
+  prefix: z.string().max(512).regex(/^[^\\\x00-\x1f]*$/, 'no control characters or backslashes').default('{hostname}/'),
+  /**
+   * `path` (https://endpoint/bucket/key: MinIO, Ceph, Garage, s3rver), `virtual`
+   * (https://bucket.endpoint/key: AWS), `auto`: path with a custom endpoint, virtual without.
+   */
+  addressing: z.enum(['auto', 'path', 'virtual']).default('auto'),
+  /** Absent: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, then ~/.aws/credentials (AWS_PROFILE), as every AWS tool. */
+  credentials: s3Credentials.optional(),
+  /** PEM file of a CA to trust for an https endpoint (added to Node's defaults). */
+  caFile: z.string().optional(),
+  /** x-amz-storage-class, e.g. STANDARD_IA, GLACIER_IR; absent = the bucket's default. */
+  storageClass: z.string().regex(/^[A-Z_]{1,32}$/, 'an S3 storage class such as STANDARD_IA').optional(),
+  /** x-amz-server-side-encryption passed through; absent = the bucket's default. */
+  serverSideEncryption: z.enum(['AES256', 'aws:kms', 'aws:kms:dsse']).optional(),
+  /** KMS key for aws:kms / aws:kms:dsse. */
+  sseKmsKeyId: z.string().min(1).max(2048).optional(),
+  multipart: z.object({
+    /** Segments of at least this size go up in parts (resumable across restarts). */
+    thresholdBytes: z.number().int().min(5 * MiB).max(5 * 1024 * MiB).default(16 * MiB),
+    /** Part size; S3 needs at least 5 MiB (except the last part) and at most 10 000 parts. */
+    partSizeBytes: z.number().int().min(5 * MiB).max(5 * 1024 * MiB).default(16 * MiB),
+    /** Unfinished multipart uploads under the prefix older than this are aborted (parts cost storage). */
+    abortStaleAfterHours: z.number().min(1).max(24 * 365).default(24),
+  }).strict().default({ thresholdBytes: 16 * MiB, partSizeBytes: 16 * MiB, abortStaleAfterHours: 24 }),
+}).strict().superRefine((t, ctx) => {
+  if (t.sseKmsKeyId && !t.serverSideEncryption?.startsWith('aws:kms')) {
+    ctx.addIssue({ code: 'custom', path: ['sseKmsKeyId'], message: 'sseKmsKeyId needs serverSideEncryption aws:kms or aws:kms:dsse' });
+  }
+});
+
+export const syncTargetSchema = z.discriminatedUnion('kind', [webdavTargetSchema, s3TargetSchema]);
+
+const syncObject = z.object({
+  /** Where segments go: `kind: webdav` (HTTP PUT) or `kind: s3` (any S3-compatible bucket). */
+  target: syncTargetSchema,
+  /**
+   * Upload cap in bytes/s so live streaming keeps the uplink; 0 = uncapped. When the uplink
+   * scheduler measures the link (an upstream with `priority`), the cap is also held to its leftover.
+   */
   bandwidthBytesPerSec: z.number().int().min(0).default(0),
   /**
-   * Segments in flight at once (each PUT then verify): 2 overlaps one segment's verify GET with the
-   * next PUT and hides per-request round trips; more rarely helps on a robot's single uplink.
+   * Segments in flight at once (each upload then verify): 2 overlaps one segment's verify with the
+   * next upload and hides per-request round trips; more rarely helps on a robot's single uplink.
    */
   concurrency: z.number().int().min(1).max(8).default(2),
   /** Track patterns uploaded first, in order; the rest oldest first. */
   priority: z.array(trackPattern).default([]),
-  /** Delete the local copy once the target's copy verified (size + sha256). */
+  /** Delete the local copy once the target's copy verified (size + sha256/MD5). */
   deleteAfterVerify: z.boolean().default(false),
-  /** After this many failed attempts a segment is quarantined (kept, reported, not retried). */
+  /**
+   * After this many refusals of one segment by the target (403 on it, a bad digest, a stored copy
+   * that does not verify) it is quarantined: kept, reported, not retried until asked. Network
+   * failures and 5xx never count.
+   */
   maxAttempts: z.number().int().min(1).max(100).default(5),
+  /** Refusal ladder: first wait after the target said no, doubling (jittered) up to retryMaxMs. */
   retryInitialMs: z.number().int().min(10).default(1000),
   retryMaxMs: z.number().int().min(10).default(60_000),
+  /** Network ladder (unreachable, reset, timeout, 5xx): retried fast for as long as it lasts. */
+  networkRetryInitialMs: z.number().int().min(10).default(250),
+  networkRetryMaxMs: z.number().int().min(10).default(2000),
   /** Per request: no progress for this long aborts the request. */
   timeoutMs: z.number().int().min(100).default(30_000),
   /** How often the uploader looks for new closed segments when idle. */
   pollMs: z.number().int().min(50).default(5000),
-}).strict();
+}).strict().superRefine((c, ctx) => {
+  if (c.retryMaxMs < c.retryInitialMs) ctx.addIssue({ code: 'custom', path: ['retryMaxMs'], message: 'retryMaxMs must be >= retryInitialMs' });
+  if (c.networkRetryMaxMs < c.networkRetryInitialMs) ctx.addIssue({ code: 'custom', path: ['networkRetryMaxMs'], message: 'networkRetryMaxMs must be >= networkRetryInitialMs' });
+});
+
+/**
+ * `recordings.sync`. The older flat form (`url`, `auth`, `caFile` next to the other keys) is a
+ * WebDAV target and still accepted: it is moved into `target` before validation.
+ */
+export const syncConfigSchema = z.preprocess((v) => {
+  if (v && typeof v === 'object' && !Array.isArray(v) && !('target' in v) && 'url' in v) {
+    const { url, auth: a, caFile, ...rest } = v as Record<string, unknown>;
+    return { ...rest, target: { kind: 'webdav', url, ...(a !== undefined ? { auth: a } : {}), ...(caFile !== undefined ? { caFile } : {}) } };
+  }
+  return v;
+}, syncObject);
 
 export const retentionConfigSchema = z.object({
   /** Disk budget for all recordings; oldest synced segments go first. 0 = no budget. */
@@ -93,6 +189,9 @@ export const recordingsConfigSchema = z.object({
 
 export type RecordingsConfig = z.infer<typeof recordingsConfigSchema>;
 export type SyncConfig = z.infer<typeof syncConfigSchema>;
+export type SyncTargetConfig = z.infer<typeof syncTargetSchema>;
+export type S3TargetConfig = z.infer<typeof s3TargetSchema>;
+export type WebdavTargetConfig = z.infer<typeof webdavTargetSchema>;
 export type RetentionConfig = z.infer<typeof retentionConfigSchema>;
 export type IndexConfig = z.infer<typeof indexConfigSchema>;
 

@@ -89,6 +89,29 @@ const MIGRATIONS: string[] = [
    BEGIN UPDATE segments SET gone_ms = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) WHERE id = NEW.id; END;
    CREATE TRIGGER seg_gone_clear AFTER UPDATE OF present ON segments WHEN NEW.present <> 0 AND OLD.present = 0
    BEGIN UPDATE segments SET gone_ms = NULL WHERE id = NEW.id; END;`,
+  // v4: S3 multipart uploads in progress, so an upload resumes across restarts (issue 16). One
+  // row per segment being sent in parts (keyed by segment path and target), one per finished part
+  // with the checksums it was sent with. Written by recordings/sync-targets/multipart-state.ts;
+  // rows of segments that are gone or synced are aborted and removed by its stale sweep.
+  `CREATE TABLE sync_multipart(
+     path TEXT PRIMARY KEY,
+     target TEXT NOT NULL,
+     key TEXT NOT NULL,
+     upload_id TEXT NOT NULL,
+     part_size INTEGER NOT NULL,
+     bytes INTEGER NOT NULL,
+     sha256 TEXT NOT NULL,
+     created_ms INTEGER NOT NULL
+   );
+   CREATE TABLE sync_multipart_parts(
+     path TEXT NOT NULL,
+     part INTEGER NOT NULL,
+     bytes INTEGER NOT NULL,
+     etag TEXT NOT NULL,
+     md5 TEXT NOT NULL,
+     sha256 TEXT NOT NULL,
+     PRIMARY KEY(path, part)
+   ) WITHOUT ROWID;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

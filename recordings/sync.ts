@@ -1,29 +1,55 @@
-// Sync upstream: upload closed segments to a WebDAV-compatible HTTP(S) target, verify the stored
-// copy (size + sha256 from a checksum header, else a GET of the copy), then mark synced and,
-// when policy says so, delete the local file. Failures retry with capped jittered backoff; after
-// maxAttempts a segment is quarantined (kept, reported, not retried until asked).
-// A verified segment is never uploaded again: the state machine lives in the index, and a
-// segment whose row was rebuilt is checked on the target (HEAD + verify) before any PUT.
-import crypto from 'node:crypto';
+// Sync upstream: upload closed segments to the configured target (WebDAV/HTTP PUT or any
+// S3-compatible bucket, recordings/sync-targets/), prove the stored copy (size + a checksum the
+// target computed, or a read-back), then mark synced and, when policy says so, delete the local file.
+//
+// State machine (in the index): closed → uploading → synced (→ local copy deleted), or quarantined.
+// A verified segment is never uploaded again; a rebuilt or retried row is looked for on the target
+// before it is sent.
+//
+// Retries (issue 14) use the engine's RetryPolicy, split by whose fault a failure is:
+// - the network (unreachable, reset, timeout, 5xx): the whole queue waits on the fast ladder
+//   (250 ms → 2 s) for as long as it lasts; no segment's attempts move — an outage never
+//   quarantines anything;
+// - the target refusing everything (wrong key, clock skew, no bucket, wrong region, 401, an
+//   untrusted certificate): the queue waits on the refusal ladder (1 s → 60 s), stats say what to
+//   fix, still no segment is blamed;
+// - the target refusing this segment (403 on its key, a bad digest, a copy that does not verify,
+//   a local file that is gone or short): that segment backs off on its own and is quarantined after
+//   maxAttempts (kept, reported, not retried until asked); the others go on.
 import fs from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
 import path from 'node:path';
-import tls from 'node:tls';
-import { Backoff, EdgeError } from '../runtime/engine/api.js';
+import { RetryPolicy } from '../runtime/engine/api.js';
 import { matchTrack, type SyncConfig } from './config.js';
 import type { IndexDb, SegmentRow } from './index-db.js';
 import { ThrottledLog, type RecLog } from './log.js';
-import { TokenBucket } from './throttle.js';
-import { hashedGet } from './verify-get.js';
+import { asSyncFailure, localFailure, Pacer, SyncFailure, type SyncTarget, type TargetContext, type VerifiedBy } from './sync-targets/target.js';
+import { WebdavTarget } from './sync-targets/webdav.js';
+
+export { checksumHeader, redactedUrl } from './sync-targets/webdav.js';
+
+export type TargetHealth = 'starting' | 'ok' | 'unreachable' | 'refused';
 
 export interface UploaderStats {
+  /** Target kind and where it is (no credentials). */
+  target: 'webdav' | 's3';
+  where: string | null;
+  /** ok; unreachable (network, 5xx: retried fast); refused (the target refuses everything: see targetError). */
+  targetState: TargetHealth;
+  /** What the target said and what to fix, while it is not ok. */
+  targetError: string | null;
   uploads: number;
+  /** Bytes put on the wire, retries included (the uplink estimator's samples). */
   uploadedBytes: number;
   verified: number;
+  /** How each verified copy was proven: a checksum the target computed, its ETag (MD5), or a read-back. */
+  verifiedBy: Record<VerifiedBy, number>;
   verifyFailures: number;
   alreadyOnTarget: number;
   failures: number;
+  /** Failures by whose fault: the network (never counts towards quarantine), the target as a whole, this segment. */
+  networkFailures: number;
+  targetRefusals: number;
+  objectRefusals: number;
   quarantined: number;
   deletedLocal: number;
   retriesScheduled: number;
@@ -31,86 +57,49 @@ export interface UploaderStats {
   inFlight: string | null;
   inFlightCount: number;
   pending: number;
-  /** Wall time spent in PUTs and in verify GETs, summed over requests (they overlap when concurrency > 1). */
+  /** Wall time spent uploading and verifying, summed over requests (they overlap when concurrency > 1). */
   putMs: number;
   verifyMs: number;
   verifiedBytesRead: number;
-  /** Verify GETs that the raw reader handed to the http client (not a plain Content-Length body). */
+  /** Verify reads that could not use the fast path (WebDAV: chunked answers; S3: full GET, no checksum offered). */
   verifyFallbacks: number;
+  /** The bandwidth cap in force (bytes/s, 0 = none) and the uplink scheduler's share, when it measures the link. */
+  rateLimitBytesPerSec: number;
+  uplinkCapBytesPerSec: number | null;
+  retry: ReturnType<RetryPolicy['stats']>;
+  /** What the target itself counts (multipart parts, resumes, Expect: 100-continue refusals…). */
+  targetStats: Record<string, number | string | boolean | null>;
   lastError: string | null;
   lastSyncedAt: number | null;
 }
 
-interface Staged {
-  row: SegmentRow;
-  abs: string;
-  url: URL;
-  putHeaders: http.IncomingHttpHeaders | null;
-  verified: boolean;
-}
-
-interface HttpResult {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-}
-
-/** Directories known to exist on the target, so MKCOL runs once per folder; bounded (day folders grow). */
-const MAX_KNOWN_DIRS = 4096;
 /** Rows fetched per pass: a backlog of months is worked through in slices. */
 const BATCH = 200;
-/** Read/write unit of an upload; 256 KB keeps a buffer warm in cache while a syscall still moves a lot. */
-const CHUNK = 256 * 1024;
-/** Buffers per upload in rotation: one being read into while the other is in the socket. */
-const BUFS_PER_PUT = 2;
-const MAX_POOLED_BUFS = 16;
-
-export function redactedUrl(u: string): string {
-  try {
-    const x = new URL(u);
-    x.username = '';
-    x.password = '';
-    x.search = '';
-    return x.toString();
-  } catch {
-    return '<bad url>';
-  }
-}
+/** Stale multipart uploads are looked for at start and this often. */
+const HOUSEKEEPING_MS = 3_600_000;
+/**
+ * The same "access denied"-like refusal for this many different segments in a row, with no success
+ * in between, is the target refusing everything (a wrong policy), not these segments.
+ */
+const TARGET_WIDE_AFTER = 3;
+const MAYBE_TARGET_WIDE = new Set(['SYNC_FORBIDDEN', 'S3_ACCESS_DENIED']);
 
 export class Uploader {
-  private readonly base: URL;
-  private readonly agent: http.Agent;
-  private readonly authHeader: string | undefined;
-  private readonly knownDirs = new Set<string>();
-  private readonly backoff: Backoff;
+  private readonly retry: RetryPolicy;
   private readonly throttle: ThrottledLog;
-  private readonly st: UploaderStats = {
-    uploads: 0,
-    uploadedBytes: 0,
-    verified: 0,
-    verifyFailures: 0,
-    alreadyOnTarget: 0,
-    failures: 0,
-    quarantined: 0,
-    deletedLocal: 0,
-    retriesScheduled: 0,
-    inFlight: null,
-    inFlightCount: 0,
-    pending: 0,
-    putMs: 0,
-    verifyMs: 0,
-    verifiedBytesRead: 0,
-    verifyFallbacks: 0,
-    lastError: null,
-    lastSyncedAt: null,
-  };
+  private readonly pacer: Pacer;
+  private readonly st: Omit<UploaderStats, 'retry' | 'targetStats' | 'rateLimitBytesPerSec' | 'uplinkCapBytesPerSec'>;
   private loop: Promise<void> | null = null;
   private wakeUp: (() => void) | null = null;
   private readonly abort = new AbortController();
   private closed = false;
   private passRunning: Promise<number> | null = null;
-  private bucket: TokenBucket | null = null;
-  /** Upload buffers reused across PUTs (bounded by MAX_POOLED_BUFS). */
-  private readonly bufPool: Buffer[] = [];
+  private targetP: Promise<SyncTarget> | null = null;
+  private targetObj: SyncTarget | null = null;
+  /** Why the last pass stopped handing out segments (network or a target-wide refusal). */
+  private hold: SyncFailure | null = null;
+  private streak: { code: string; paths: Set<string> } | null = null;
+  private lastHousekeeping = -Infinity;
 
   constructor(
     private readonly cfg: SyncConfig,
@@ -119,27 +108,60 @@ export class Uploader {
     private readonly log: RecLog,
     private readonly random: () => number = Math.random,
   ) {
-    this.base = new URL(cfg.url.endsWith('/') ? cfg.url : `${cfg.url}/`);
-    // a socket per worker plus one: a worker's PUT and the previous verify never wait on each other
-    const agentOpts: https.AgentOptions = { keepAlive: true, maxSockets: cfg.concurrency + 1, scheduling: 'lifo' };
-    if (this.base.protocol === 'https:' && cfg.caFile) {
-      agentOpts.ca = [...tls.rootCertificates, fs.readFileSync(cfg.caFile, 'utf8')];
-    }
-    this.agent = this.base.protocol === 'https:' ? new https.Agent(agentOpts) : new http.Agent(agentOpts);
-    const a = cfg.auth;
-    if (a.type === 'basic') this.authHeader = `Basic ${Buffer.from(`${a.username}:${a.password}`).toString('base64')}`;
-    else if (a.type === 'bearer') this.authHeader = `Bearer ${a.token}`;
-    else if (this.base.username) {
-      this.authHeader = `Basic ${Buffer.from(`${decodeURIComponent(this.base.username)}:${decodeURIComponent(this.base.password)}`).toString('base64')}`;
-    }
-    this.base.username = '';
-    this.base.password = '';
-    this.backoff = new Backoff({ initialMs: cfg.retryInitialMs, maxMs: cfg.retryMaxMs, random: this.random });
+    this.retry = new RetryPolicy({
+      refused: { initialMs: cfg.retryInitialMs, maxMs: cfg.retryMaxMs },
+      network: { initialMs: cfg.networkRetryInitialMs, maxMs: cfg.networkRetryMaxMs },
+      random,
+    });
     this.throttle = new ThrottledLog(log);
+    this.pacer = new Pacer(cfg.bandwidthBytesPerSec);
+    this.st = {
+      target: cfg.target.kind,
+      where: null,
+      targetState: 'starting',
+      targetError: null,
+      uploads: 0,
+      uploadedBytes: 0,
+      verified: 0,
+      verifiedBy: { checksum: 0, etag: 0, get: 0 },
+      verifyFailures: 0,
+      alreadyOnTarget: 0,
+      failures: 0,
+      networkFailures: 0,
+      targetRefusals: 0,
+      objectRefusals: 0,
+      quarantined: 0,
+      deletedLocal: 0,
+      retriesScheduled: 0,
+      inFlight: null,
+      inFlightCount: 0,
+      pending: 0,
+      putMs: 0,
+      verifyMs: 0,
+      verifiedBytesRead: 0,
+      verifyFallbacks: 0,
+      lastError: null,
+      lastSyncedAt: null,
+    };
   }
 
   stats(): UploaderStats {
-    return { ...this.st };
+    return {
+      ...this.st,
+      verifiedBy: { ...this.st.verifiedBy },
+      rateLimitBytesPerSec: this.pacer.rate,
+      uplinkCapBytesPerSec: this.pacer.uplinkCap,
+      retry: this.retry.stats(),
+      targetStats: this.targetObj?.stats() ?? {},
+    };
+  }
+
+  /**
+   * The uplink scheduler's leftover for the sync (bytes/s after every live track; null: not
+   * measured). The upload rate is held to it on top of bandwidthBytesPerSec.
+   */
+  setUplinkCap(bytesPerSec: number | null): void {
+    this.pacer.setUplinkCap(bytesPerSec);
   }
 
   start(): void {
@@ -154,6 +176,8 @@ export class Uploader {
   }
 
   private sleep(ms: number): Promise<void> {
+    // closed while not asleep (close() found no sleeper to wake): do not start a long wait now
+    if (this.closed) return Promise.resolve();
     return new Promise((resolve) => {
       const t = setTimeout(() => {
         this.wakeUp = null;
@@ -166,22 +190,84 @@ export class Uploader {
     });
   }
 
+  /** The target, built on first use (the S3 one loads its SDK then: never without an S3 target). */
+  private target(): Promise<SyncTarget> {
+    this.targetP ??= this.makeTarget().then(
+      (t) => {
+        this.targetObj = t;
+        this.st.where = t.where;
+        if (this.closed) void t.close();
+        return t;
+      },
+      (err) => {
+        this.targetP = null; // a later pass tries again (a CA or secret file that appears)
+        throw err;
+      },
+    );
+    return this.targetP;
+  }
+
+  private async makeTarget(): Promise<SyncTarget> {
+    const ctx: TargetContext = {
+      db: this.db,
+      log: this.log,
+      signal: this.abort.signal,
+      pacer: this.pacer,
+      timeoutMs: this.cfg.timeoutMs,
+      concurrency: this.cfg.concurrency,
+      sent: (n) => (this.st.uploadedBytes += n),
+      timed: (phase, ms) => (this.st[phase] += ms),
+      readBack: (n, fallback) => {
+        this.st.verifiedBytesRead += n;
+        if (fallback) this.st.verifyFallbacks++;
+      },
+    };
+    const t = this.cfg.target;
+    try {
+      switch (t.kind) {
+        case 'webdav':
+          return new WebdavTarget(t, ctx);
+        case 's3': {
+          const { createS3Target } = await import('./sync-targets/s3.js');
+          return await createS3Target(t, ctx);
+        }
+      }
+    } catch (err) {
+      if (err instanceof SyncFailure) throw err;
+      const e = err as NodeJS.ErrnoException;
+      // a missing CA or secret file, a module that does not load: the target's config
+      throw new SyncFailure('SYNC_TARGET_SETUP', `cannot set up the ${t.kind} target: ${e.message}`, 'refused', 'target', {}, { cause: err });
+    }
+  }
+
   private async runLoop(): Promise<void> {
     while (!this.closed) {
-      let failed = 0;
       try {
-        failed = await this.runOnce();
+        await this.runOnce();
       } catch (err) {
-        failed = 1;
-        this.st.lastError = (err as Error).message;
+        // the target could not be set up (a CA or secret file missing, the SDK not installed)
+        const f = asSyncFailure(err);
+        this.hold = f;
+        this.st.lastError = this.st.targetError = f.message;
+        this.st.targetState = f.cls === 'network' ? 'unreachable' : 'refused';
+        this.throttle.error(`sync-setup:${f.code}`, 'sync target unusable', { err: f.message });
       }
       if (this.closed) break;
-      if (failed > 0) await this.sleep(this.backoff.next(Date.now()));
-      else {
-        this.backoff.reset();
-        await this.sleep(Math.min(this.cfg.pollMs, this.nextDueIn()));
+      const hold = this.hold;
+      if (hold) {
+        await this.sleep(this.retry.next(Date.now(), hold.cls));
+        continue;
       }
+      await this.housekeeping();
+      await this.sleep(Math.min(this.cfg.pollMs, this.nextDueIn()));
     }
+  }
+
+  private async housekeeping(): Promise<void> {
+    const now = Date.now();
+    if (now - this.lastHousekeeping < HOUSEKEEPING_MS || !this.targetObj?.housekeeping) return;
+    this.lastHousekeeping = now;
+    await this.targetObj.housekeeping(now);
   }
 
   private nextDueIn(): number {
@@ -214,25 +300,28 @@ export class Uploader {
 
   /**
    * Bounded concurrency: `cfg.concurrency` workers take due segments in priority order, each
-   * doing PUT then verify (GET), so the verify of N runs while N+1 is sent and a second PUT hides
-   * the per-request round trips. A failure stops handing out new segments; those in flight finish.
+   * uploading then verifying, so the verify of N runs while N+1 is sent. A network failure or a
+   * target-wide refusal stops handing out segments (those in flight finish); a refusal of one
+   * segment does not.
    */
   private async pass(): Promise<number> {
     let failures = 0;
+    this.hold = null;
+    await this.target();
     for (;;) {
       const rows = this.due();
       this.st.pending = rows.length;
       if (rows.length === 0 || this.closed) return failures;
       let next = 0;
       const worker = async () => {
-        while (!this.closed && failures === 0 && next < rows.length) {
+        while (!this.closed && !this.hold && next < rows.length) {
           const row = rows[next++]!;
           this.st.pending = rows.length - next;
           if (!(await this.syncOne(row))) failures++;
         }
       };
       await Promise.all(Array.from({ length: Math.min(this.cfg.concurrency, rows.length) }, worker));
-      if (failures > 0 || this.closed) return failures;
+      if (this.hold || this.closed) return failures;
     }
   }
 
@@ -245,265 +334,102 @@ export class Uploader {
     return res.changes;
   }
 
-  private url(rel: string): URL {
-    return new URL(rel.split('/').map(encodeURIComponent).join('/'), this.base);
-  }
-
-  private request(method: string, url: URL, opts: { headers?: Record<string, string | number>; body?: (req: http.ClientRequest) => Promise<void>; sink?: (chunk: Buffer) => void } = {}): Promise<HttpResult> {
-    return new Promise<HttpResult>((resolve, reject) => {
-      const headers: Record<string, string | number> = { ...opts.headers };
-      if (this.authHeader) headers.authorization = this.authHeader;
-      const mod = url.protocol === 'https:' ? https : http;
-      const req = mod.request(url, { method, headers, agent: this.agent, signal: this.abort.signal });
-      req.setTimeout(this.cfg.timeoutMs, () => req.destroy(new EdgeError('SYNC_TIMEOUT', `${method} timed out`, { url: redactedUrl(url.toString()) })));
-      req.on('error', reject);
-      req.on('response', (res) => {
-        res.on('data', (c: Buffer) => opts.sink?.(c));
-        res.on('error', reject);
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
-      });
-      if (opts.body) opts.body(req).then(() => req.end(), (err) => req.destroy(err as Error));
-      else req.end();
-    });
-  }
-
-  /**
-   * MKCOL every folder from the host root down to the segment's day folder, once per run.
-   * Only needed when a PUT says the parent is missing (nginx's create_full_put_path never does).
-   */
-  private async ensureDirs(rel: string): Promise<void> {
-    const baseParts = this.base.pathname.split('/').filter(Boolean).map(decodeURIComponent);
-    const relParts = rel.split('/').slice(0, -1);
-    const all = [...baseParts, ...relParts];
-    for (let i = 1; i <= all.length; i++) {
-      const dir = all.slice(0, i).join('/');
-      if (this.knownDirs.has(dir)) continue;
-      const u = new URL(`/${all.slice(0, i).map(encodeURIComponent).join('/')}/`, this.base);
-      const r = await this.request('MKCOL', u);
-      // 201 created; 405 exists; 301 nginx redirect to the slash form of an existing folder.
-      // Above the base, a folder we may not create (403) can still exist: the PUT decides.
-      const ok = r.status === 201 || r.status === 405 || r.status === 301 || r.status === 200 || (i <= baseParts.length && r.status !== 409);
-      if (!ok) throw new EdgeError('SYNC_MKCOL', `MKCOL ${dir} → ${r.status}`, { status: r.status });
-      if (this.knownDirs.size >= MAX_KNOWN_DIRS) this.knownDirs.clear();
-      this.knownDirs.add(dir);
-    }
-  }
-
-  private async put(row: SegmentRow, abs: string, url: URL): Promise<HttpResult> {
-    const rate = this.cfg.bandwidthBytesPerSec;
-    // under a cap, small reads (1/8 s of budget) keep the pace smooth instead of bursty
-    const chunk = rate > 0 ? Math.min(CHUNK, Math.max(4096, Math.floor(rate / 8))) : CHUNK;
-    // one bucket for the uploader's life: a new file must not start with a fresh burst
-    if (rate > 0) this.bucket ??= new TokenBucket(rate, chunk, Date.now());
-    const bucket = this.bucket;
-    return this.request('PUT', url, {
-      headers: { 'content-length': row.bytes, 'content-type': row.kind === 'video' ? 'video/mp4' : 'application/octet-stream' },
-      body: (req) => this.sendFile(req, abs, row.bytes, chunk, bucket),
-    });
-  }
-
-  /**
-   * The file's first `bytes` into the request through BUFS_PER_PUT reused buffers: a buffer is read
-   * into again only once the socket took its previous chunk (the write callback). Fresh 1 MB
-   * buffers per read (what a read stream does) cost page faults and zeroing on every chunk: on
-   * loopback that was most of the uploader's CPU. Memory: concurrency × BUFS_PER_PUT × CHUNK.
-   */
-  private async sendFile(req: http.ClientRequest, abs: string, bytes: number, chunk: number, bucket: TokenBucket | null): Promise<void> {
-    const bufs = this.bufPool.splice(0, BUFS_PER_PUT);
-    while (bufs.length < BUFS_PER_PUT) bufs.push(Buffer.allocUnsafeSlow(CHUNK));
-    // a request that closes (abort, timeout, cut) may never call a write's callback: race it
-    let onClose!: () => void;
-    const closed = new Promise<never>((_, reject) => {
-      onClose = () => reject(new EdgeError('SYNC_ABORTED', 'request closed during upload'));
-      req.once('close', onClose);
-    });
-    closed.catch(() => {});
-    const writes: Array<Promise<void> | undefined> = new Array(BUFS_PER_PUT);
-    let drained = false;
-    try {
-      const fh = await fs.promises.open(abs, 'r');
-      try {
-        let pos = 0;
-        for (let i = 0; pos < bytes; i++) {
-          const slot = i % BUFS_PER_PUT;
-          if (writes[slot]) await Promise.race([writes[slot], closed]);
-          const buf = bufs[slot]!;
-          const { bytesRead } = await fh.read(buf, 0, Math.min(chunk, bytes - pos), pos);
-          if (bytesRead === 0) throw new EdgeError('SYNC_SHORT_READ', `file ended at ${pos} of ${bytes} bytes`);
-          pos += bytesRead;
-          if (bucket) {
-            const wait = bucket.take(bytesRead, Date.now());
-            if (wait > 0) await Promise.race([new Promise((r) => setTimeout(r, wait)), closed]);
-          }
-          if (req.destroyed) throw new EdgeError('SYNC_ABORTED', 'request closed during upload');
-          const part = buf.subarray(0, bytesRead);
-          const w = new Promise<void>((resolve, reject) => req.write(part, (err) => (err ? reject(err) : resolve())));
-          // observed later (or never, when the upload fails first): never an unhandled rejection
-          w.catch(() => {});
-          writes[slot] = w;
-        }
-        for (const w of writes) if (w) await Promise.race([w, closed]);
-        drained = true;
-      } finally {
-        await fh.close().catch(() => {});
-      }
-    } finally {
-      req.off('close', onClose);
-      // only buffers whose every write completed go back: a pending one may still be read by the socket
-      if (drained && this.bufPool.length < MAX_POOLED_BUFS) this.bufPool.push(...bufs);
-    }
-  }
-
-  /** Size + sha256 of the target's copy: from a checksum header when given, else by a GET. */
-  protected async verify(row: SegmentRow, url: URL, putHeaders?: http.IncomingHttpHeaders): Promise<string | null> {
-    const fromHeader = putHeaders ? checksumHeader(putHeaders) : null;
-    if (fromHeader) return fromHeader === row.sha256 ? null : `checksum header ${fromHeader} ≠ ${row.sha256}`;
-    const compare = (status: number, size: number, sha: string | null): string | null => {
-      if (status !== 200) return `GET for verify → ${status}`;
-      if (size !== row.bytes) return `target holds ${size} bytes, expected ${row.bytes}`;
-      if (sha !== row.sha256) return `target sha256 ${String(sha).slice(0, 12)}… ≠ local ${String(row.sha256).slice(0, 12)}…`;
-      return null;
-    };
-    if (url.protocol === 'http:') {
-      // plain http: hashed from one reused buffer (see verify-get.ts); else the http client below
-      const buf = this.bufPool.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
-      const t0 = performance.now();
-      try {
-        const r = await hashedGet(url, {
-          headers: this.authHeader ? { authorization: this.authHeader } : {},
-          buffer: buf,
-          timeoutMs: this.cfg.timeoutMs,
-          signal: this.abort.signal,
-          maxBody: row.bytes,
-        });
-        if (r !== 'fallback') {
-          this.st.verifyMs += performance.now() - t0;
-          this.st.verifiedBytesRead += r.size;
-          return compare(r.status, r.size, r.sha256);
-        }
-        this.st.verifyFallbacks++;
-      } finally {
-        // settled: the socket is destroyed, no read lands in the buffer any more
-        if (this.bufPool.length < MAX_POOLED_BUFS) this.bufPool.push(buf);
-      }
-    }
-    const h = crypto.createHash('sha256');
-    let size = 0;
-    const t0 = performance.now();
-    // each chunk goes to the hash as received (no concatenation); a body longer than the
-    // segment is already a mismatch, so hashing stops there (a hostile target cannot make us work forever)
-    const r = await this.request('GET', url, {
-      sink: (c) => {
-        size += c.length;
-        if (size <= row.bytes) h.update(c);
-      },
-    });
-    this.st.verifyMs += performance.now() - t0;
-    this.st.verifiedBytesRead += size;
-    return compare(r.status, size, size <= row.bytes ? h.digest('hex') : null);
-  }
-
   /** Upload + verify one segment. true when synced (or nothing to do). */
   async syncOne(row: SegmentRow): Promise<boolean> {
-    const staged = await this.send(row);
-    return staged ? this.settle(staged) : false;
-  }
-
-  /** Stage 1: PUT (or find the identical copy already on the target). null on failure (recorded). */
-  private async send(row: SegmentRow): Promise<Staged | null> {
     const abs = path.join(this.root, row.path);
-    const url = this.url(row.path);
     this.st.inFlight = row.path;
     this.st.inFlightCount++;
     try {
-      if (!row.sha256) throw new EdgeError('SYNC_NO_HASH', 'segment has no sha256 yet');
-      const size = fs.statSync(abs).size;
-      if (size !== row.bytes) throw new EdgeError('SYNC_SIZE', `local file is ${size} bytes, index says ${row.bytes}`);
+      if (!row.sha256) throw localFailure('SYNC_NO_HASH', 'segment has no sha256 yet');
+      let size: number;
+      try {
+        size = fs.statSync(abs).size;
+      } catch (err) {
+        throw localFailure('SYNC_LOCAL', `segment file unreadable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+      if (size !== row.bytes) throw localFailure('SYNC_SIZE', `local file is ${size} bytes, index says ${row.bytes}`);
+      const target = await this.target();
       // queued, not committed on its own: it lands with the next flush (the service's 1 s timer,
-      // so a long upload shows) or with this segment's synced/failed write — one commit per segment
-      // Only a row still 'closed' becomes 'uploading': a queued mark that lands late
-      // (its flush failed once) must never turn a synced row back.
+      // so a long upload shows) or with this segment's synced/failed write — one commit per segment.
+      // Only a row still 'closed' becomes 'uploading': a queued mark that lands late must never
+      // turn a synced row back.
       this.db.enqueue(() => this.db.db.prepare("UPDATE segments SET state='uploading' WHERE path=? AND state='closed'").run(row.path));
-      // Rebuilt or retried rows may already be on the target: check before sending again.
-      if (row.origin !== 'recorder' || row.attempts > 0) {
-        const head = await this.request('HEAD', url);
-        if (head.status === 200 && Number(head.headers['content-length']) === row.bytes && (await this.verify(row, url)) === null) {
-          this.st.alreadyOnTarget++;
-          return { row, abs, url, putHeaders: null, verified: true };
-        }
-      }
-      const t0 = performance.now();
-      let r = await this.put(row, abs, url);
-      const dayDir = [...this.base.pathname.split('/').filter(Boolean).map(decodeURIComponent), ...row.path.split('/').slice(0, -1)].join('/');
-      if ((r.status === 409 || r.status === 404 || r.status === 500) && !this.knownDirs.has(dayDir)) {
-        // the parent folder is missing on a plain WebDAV target (409; nginx without
-        // create_full_put_path says 500): create the folders, send again
-        await this.ensureDirs(row.path);
-        r = await this.put(row, abs, url);
-      }
-      this.st.putMs += performance.now() - t0;
-      if (r.status === 401 || r.status === 403) throw new EdgeError('SYNC_AUTH', `PUT refused: ${r.status}`, { status: r.status });
-      if (r.status < 200 || r.status >= 300) throw new EdgeError('SYNC_PUT', `PUT → ${r.status}`, { status: r.status });
-      this.st.uploads++;
-      this.st.uploadedBytes += row.bytes;
-      return { row, abs, url, putHeaders: r.headers, verified: false };
+      const out = await target.sync({ row: row as SegmentRow & { sha256: string }, abs, checkFirst: row.origin !== 'recorder' || row.attempts > 0 });
+      this.settled(row, abs, out.verifiedBy, out.alreadyOnTarget);
+      return true;
     } catch (err) {
-      this.failOrReset(row, err as Error);
-      return null;
+      this.failed(row, asSyncFailure(err));
+      return false;
     } finally {
       this.st.inFlightCount--;
       if (this.st.inFlight === row.path) this.st.inFlight = null;
     }
   }
 
-  /** Stage 2: verify the stored copy, then mark synced (and delete locally when policy says so). */
-  private async settle(s: Staged): Promise<boolean> {
-    const { row, abs } = s;
-    try {
-      if (!s.verified) {
-        const bad = await this.verify(row, s.url, s.putHeaders ?? undefined);
-        if (bad) {
-          this.st.verifyFailures++;
-          throw new EdgeError('SYNC_VERIFY', bad);
-        }
-      }
-      this.st.verified++;
-      this.st.lastSyncedAt = Date.now();
-      const del = this.cfg.deleteAfterVerify;
-      this.db.write(() => {
-        this.db.update(row.path, { state: 'synced', synced_ms: Date.now(), last_error: null, present: del ? 0 : 1 });
-        this.db.event('synced', row.path, `bytes=${row.bytes}${del ? ' local deleted' : ''}`);
-      });
-      if (del) {
-        fs.rmSync(abs, { force: true });
-        this.st.deletedLocal++;
-      }
-      return true;
-    } catch (err) {
-      this.failOrReset(row, err as Error);
-      return false;
+  /** Verified: mark synced (and delete locally when policy says so). */
+  private settled(row: SegmentRow, abs: string, by: VerifiedBy, already: boolean): void {
+    if (already) this.st.alreadyOnTarget++;
+    else this.st.uploads++;
+    this.st.verified++;
+    this.st.verifiedBy[by]++;
+    this.st.lastSyncedAt = Date.now();
+    this.st.targetState = 'ok';
+    this.st.targetError = null;
+    this.streak = null;
+    this.retry.healthy(Date.now());
+    const del = this.cfg.deleteAfterVerify;
+    this.db.write(() => {
+      this.db.update(row.path, { state: 'synced', synced_ms: Date.now(), last_error: null, present: del ? 0 : 1 });
+      this.db.event('synced', row.path, `bytes=${row.bytes} verified by ${by}${already ? ' (already on target)' : ''}${del ? ' local deleted' : ''}`);
+    });
+    if (del) {
+      fs.rmSync(abs, { force: true });
+      this.st.deletedLocal++;
     }
   }
 
-  private failOrReset(row: SegmentRow, err: Error): void {
+  private failed(row: SegmentRow, f: SyncFailure): void {
     if (this.closed) {
       // stopping: not the segment's fault; a later run sends it again (a re-PUT is safe)
       this.db.write(() => this.db.update(row.path, { state: 'closed' }));
       return;
     }
-    this.fail(row, err);
-  }
-
-  private fail(row: SegmentRow, err: Error): void {
     this.st.failures++;
+    this.st.lastError = f.message;
+    if (f.code === 'SYNC_VERIFY') this.st.verifyFailures++;
+    let scope = f.scope;
+    let msg = f.message;
+    if (f.cls === 'refused' && scope === 'object' && MAYBE_TARGET_WIDE.has(f.code)) {
+      if (this.streak?.code !== f.code) this.streak = { code: f.code, paths: new Set() };
+      this.streak.paths.add(row.path);
+      if (this.streak.paths.size >= TARGET_WIDE_AFTER) {
+        scope = 'target';
+        msg = `every segment is refused (${this.streak.paths.size} different ones in a row): ${f.message}`;
+      }
+    }
+    if (f.cls === 'network' || scope === 'target') {
+      // not this segment's fault: it goes back to the queue as it was, the whole queue waits
+      if (f.cls === 'network') {
+        this.st.networkFailures++;
+        this.st.targetState = 'unreachable';
+      } else {
+        this.st.targetRefusals++;
+        this.st.targetState = 'refused';
+      }
+      this.st.targetError = msg;
+      this.hold ??= scope === f.scope ? f : new SyncFailure(f.code, msg, f.cls, scope, f.context);
+      this.db.write(() => this.db.update(row.path, { state: 'closed', last_error: msg }));
+      if (f.cls === 'network') this.throttle.warn('sync-network', 'sync target unreachable: retrying', { target: this.st.where, err: msg });
+      else this.throttle.error(`sync-refused:${f.code}`, 'sync target refuses uploads: fix the target config', { target: this.st.where, err: msg });
+      return;
+    }
+    this.st.objectRefusals++;
     const attempts = row.attempts + 1;
-    const msg = err instanceof EdgeError ? err.message : `${(err as NodeJS.ErrnoException).code ?? 'ERR'}: ${err.message}`;
-    this.st.lastError = msg;
     if (attempts >= this.cfg.maxAttempts) {
       this.st.quarantined++;
       this.db.write(() => {
         this.db.update(row.path, { state: 'quarantined', attempts, last_error: msg });
-        this.db.event('quarantined', row.path, `after ${attempts} attempts: ${msg}`);
+        this.db.event('quarantined', row.path, `after ${attempts} refusals: ${msg}`);
       });
       this.log.warn({ path: row.path, attempts, err: msg }, 'segment quarantined: not retried until asked');
       return;
@@ -512,10 +438,10 @@ export class Uploader {
     const delay = Math.max(1, Math.round(base * (1 - 0.5 * this.random())));
     this.st.retriesScheduled++;
     this.db.write(() => this.db.update(row.path, { state: 'closed', attempts, last_error: msg, next_attempt_ms: Date.now() + delay }));
-    this.throttle.warn('sync-fail', 'segment upload failed', { path: row.path, attempts, err: msg, retryInMs: delay });
+    this.throttle.warn('sync-fail', 'segment refused by the target: retrying it later', { path: row.path, attempts, err: msg, retryInMs: delay });
   }
 
-  /** Stop: abort the request in flight (its row goes back to closed). Idempotent, never throws. */
+  /** Stop: abort what is in flight (its row goes back to closed). Idempotent, never throws. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -527,22 +453,10 @@ export class Uploader {
     } catch {
       /* aborted requests reject: expected */
     }
-    this.agent.destroy();
+    try {
+      await (await this.targetP?.catch(() => null))?.close();
+    } catch {
+      /* closing */
+    }
   }
-}
-
-/** sha256 of the stored copy when the target reports one: Repr-Digest / Digest / OC-Checksum / X-Checksum-Sha256. */
-export function checksumHeader(h: http.IncomingHttpHeaders): string | null {
-  const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
-  const x = one(h['x-checksum-sha256']);
-  if (x && /^[0-9a-f]{64}$/i.test(x)) return x.toLowerCase();
-  const oc = one(h['oc-checksum']);
-  const ocm = oc ? /SHA256:([0-9a-f]{64})/i.exec(oc) : null;
-  if (ocm) return ocm[1]!.toLowerCase();
-  for (const name of ['repr-digest', 'digest']) {
-    const v = one(h[name]);
-    const m = v ? /sha-256=:?([A-Za-z0-9+/=]{44}):?/i.exec(v) : null;
-    if (m) return Buffer.from(m[1]!, 'base64').toString('hex');
-  }
-  return null;
 }

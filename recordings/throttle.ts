@@ -5,7 +5,7 @@ export class TokenBucket {
   private last: number;
 
   /** rate in bytes/s; burst = bytes allowed at once (one read chunk, so a cap never stalls a chunk forever). */
-  constructor(private readonly rate: number, private readonly burst: number, now: number) {
+  constructor(private rate: number, private burst: number, now: number) {
     if (!(rate > 0) || !(burst > 0)) throw new RangeError('token bucket needs rate > 0 and burst > 0');
     this.tokens = burst;
     this.last = now;
@@ -13,9 +13,22 @@ export class TokenBucket {
 
   /** Take n bytes; returns how many ms to wait before sending them (0 = now). */
   take(n: number, now: number): number {
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.rate) / 1000);
-    this.last = now;
+    this.refill(now);
     this.tokens -= n;
     return this.tokens >= 0 ? 0 : Math.ceil((-this.tokens * 1000) / this.rate);
+  }
+
+  /** A new rate (and burst) from `now` on; what was earned at the old rate is kept (a debt stays a debt). */
+  setRate(rate: number, now: number, burst = this.burst): void {
+    if (!(rate > 0) || !(burst > 0)) throw new RangeError('token bucket needs rate > 0 and burst > 0');
+    this.refill(now);
+    this.rate = rate;
+    this.burst = burst;
+    this.tokens = Math.min(this.tokens, burst);
+  }
+
+  private refill(now: number): void {
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.rate) / 1000);
+    this.last = now;
   }
 }

@@ -95,6 +95,7 @@ export class App {
       ffmpegPath: config.ffmpeg.path,
       // Read lazily: the recorder starts later, in init().
       syncUploadedBytes: () => this.recordings?.syncUploadedBytes() ?? 0,
+      syncUplinkCap: (b) => this.recordings?.sync?.setUplinkCap(b),
       // Backfill reads undelivered records from the recordings; delivery spans go to their index.
       recordings: () => this.recordings ?? null,
       deliveryIndex: () => this.recordings?.index ?? null,

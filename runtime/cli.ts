@@ -64,7 +64,7 @@ function hideSecrets(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(hideSecrets);
   if (v && typeof v === 'object') {
     const o: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) o[k] = /^(key|token|password|secret)$/i.test(k) && x !== undefined ? '***' : hideSecrets(x);
+    for (const [k, x] of Object.entries(v)) o[k] = /^(key|token|password|secret|secretAccessKey|sessionToken)$/i.test(k) && x !== undefined ? '***' : hideSecrets(x);
     return o;
   }
   return typeof v === 'string' ? redactUrl(v) : v;

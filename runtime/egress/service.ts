@@ -31,6 +31,12 @@ export interface EgressServiceDeps {
    */
   syncUploadedBytes?: (() => number) | undefined;
   /**
+   * Where the recordings sync takes its share of the uplink budget (issue 16): the uplink
+   * scheduler's leftover after every live track, halved when a backfill shares it. Only with a
+   * scheduler (some upstream sets `priority`); read lazily (the recordings start later).
+   */
+  syncUplinkCap?: ((bytesPerSec: number | null) => void) | undefined;
+  /**
    * The recordings (issue 8 backfill reads undelivered records from them; read lazily: the
    * recording service starts after egress). RecordingService fits: `() => recordings ?? null`.
    */
@@ -83,7 +89,7 @@ function egressStats(s: Omit<EgressService, 'stats' | 'close'>) {
   };
 }
 
-export function createEgressService({ config, engine, log, ffmpegPath, peer, syncUploadedBytes, recordings, deliveryIndex }: EgressServiceDeps): EgressService {
+export function createEgressService({ config, engine, log, ffmpegPath, peer, syncUploadedBytes, syncUplinkCap, recordings, deliveryIndex }: EgressServiceDeps): EgressService {
   const backoff = config.backoff;
   const lk = config.link;
   const tcp = { deadAfterMs: lk.deadAfterMs, connectTimeoutMs: lk.connectTimeoutMs, notsentLowatBytes: lk.notsentLowatBytes, sndbufTargetMs: lk.sndbufTargetMs };
@@ -189,14 +195,14 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
         ...(peer ? { peer } : {}),
       }),
   );
-  // Default behaviour is unchanged unless a priority is configured somewhere. WHIP targets with a
-  // priority join the pang links under one scheduler (their estimate comes from RTCP reports).
+  // WHIP targets with a priority join the pang links under one scheduler (their estimate comes
+  // from RTCP reports).
   const prioritizedWhip = whip.filter((_, k) => config.whip[k]!.priority !== undefined);
   // On by default with any pang upstream (issue 14: the scheduler acts within seconds of a link
   // thinning; data is never reduced), or any WHIP target with a priority.
   const uplinkController =
     config.scheduler !== 'off' && (upstream.length > 0 || prioritizedWhip.length > 0)
-      ? new UplinkController({ links: [...upstream, ...prioritizedWhip], log, backfill: backfill ?? undefined })
+      ? new UplinkController({ links: [...upstream, ...prioritizedWhip], log, backfill: leftoverSinks(backfill, syncUplinkCap) })
       : null;
   const whep = config.whep.enabled
     ? new WhepServer({
@@ -256,6 +262,21 @@ export function createEgressService({ config, engine, log, ffmpegPath, peer, syn
       transcode.close();
       delivery.close();
       await Promise.allSettled(leaving);
+    },
+  };
+}
+
+/**
+ * Who gets the uplink budget left after every live track: the backfill and the recordings sync.
+ * With both, each gets half (neither starves the other; the backfill also yields to live by itself).
+ */
+function leftoverSinks(backfill: BackfillService | null, sync: ((b: number | null) => void) | undefined): { setLeftover(b: number | null): void } | undefined {
+  if (!backfill && !sync) return undefined;
+  return {
+    setLeftover: (b) => {
+      const share = b === null ? null : backfill && sync ? b / 2 : b;
+      backfill?.setLeftover(share);
+      sync?.(share);
     },
   };
 }

@@ -1,5 +1,6 @@
 // Benchmark support: process CPU/RSS from /proc, percentiles, the table and the JSON file.
 
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 export interface BenchRow {
@@ -28,6 +29,29 @@ export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i]!;
+}
+
+/** CPU ms of this process's reaped children (utime+stime of waited-for children: cutime+cstime). */
+export function childrenCpuMs(): number {
+  const st = readFileSync('/proc/self/stat', 'utf8');
+  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[13]) + Number(f[14])) * 1000) / CLK_TCK;
+}
+
+/** Run a command to completion; rejects with its exit code and stderr tail. */
+export function runCommand(cmd: string, args: string[]): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    c.stderr!.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-500)));
+    c.on('error', reject);
+    c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited ${code}: ${err}`))));
+  });
+}
+
+export function median(a: number[]): number {
+  const s = [...a].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
 export function round(n: number, d = 2): number {

@@ -4,22 +4,21 @@
 // byte (/proc/self/io write_bytes, counted at page-dirtying time, SQLite included), index
 // transactions per second, and sync throughput to a loopback nginx vs `curl -T` of the same files
 // (see syncBench for the method: same files, warm cache, alternating rounds, medians, CPU).
-import { execFileSync, spawn } from 'node:child_process';
-import type http from 'node:http';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { AnnexBSplitter } from '../../runtime/engine/h264.js';
 import { captureClockUs } from '../../runtime/engine/api.js';
-import { IndexDb, type SegmentRow } from '../../recordings/index-db.js';
+import { IndexDb } from '../../recordings/index-db.js';
 import { silentLog } from '../../recordings/log.js';
 import { createRecordingService } from '../../recordings/service.js';
 import { syncConfigSchema } from '../../recordings/config.js';
 import { Uploader } from '../../recordings/sync.js';
 import { config, newEngine } from '../recordings/helpers.js';
 import { startNginx } from '../recordings/nginx.js';
-import { cpuMs, round, type BenchRow } from './harness.js';
+import { childrenCpuMs, cpuMs, median, round, runCommand as run, type BenchRow } from './harness.js';
 
 const MEDIA_S = 30;
 
@@ -152,34 +151,8 @@ export async function bench(): Promise<BenchRow[]> {
   return rows;
 }
 
-/** A diagnostic, not a shipping mode: the real uploader with the verify GET skipped (PUT-only). */
-class PutOnlyUploader extends Uploader {
-  protected override async verify(_row: SegmentRow, _url: URL, _h?: http.IncomingHttpHeaders): Promise<string | null> {
-    return null;
-  }
-}
 
-/** CPU ms of reaped children (utime+stime of waited-for children, /proc/self/stat cutime+cstime). */
-function childrenCpuMs(): number {
-  const st = fs.readFileSync('/proc/self/stat', 'utf8');
-  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-  return ((Number(f[13]) + Number(f[14])) * 1000) / 100;
-}
 
-function run(cmd: string, args: string[]): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    c.stderr!.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-500)));
-    c.on('error', reject);
-    c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited ${code}: ${err}`))));
-  });
-}
-
-const median = (a: number[]) => {
-  const s = [...a].sort((x, y) => x - y);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 /**
  * Sync throughput to a loopback nginx (WebDAV, 2 workers, Debian's stock sendfile on) against curl,
@@ -192,8 +165,8 @@ const median = (a: number[]) => {
  *   per-round ratios against `curl -T` in one process (one connection, keep-alive, all files);
  * - CPU: this process (process.cpuUsage) for ours, reaped children for curl (nginx not counted,
  *   it serves both the same way).
- * Cases: ours with verify (size + sha256 via GET) at concurrency 2 (default) and 1; ours PUT-only
- * (diagnostic: how much of the gap is the verify GET); curl -T one process; curl -T one process
+ * Cases: ours with verify (size + sha256 via GET) at concurrency 2 (default) and 1; curl -T one
+ * process; curl -T one process
  * per file; curl -T then curl GET | sha256sum (the same verified work done by curl, sequential).
  */
 async function syncBench(t: TestContext, dir: string, root: string): Promise<BenchRow[]> {
@@ -228,10 +201,10 @@ async function syncBench(t: TestContext, dir: string, root: string): Promise<Ben
     }
   }, 0);
   type Case = { name: string; run: () => Promise<{ ms: number; cpuMs: number }> };
-  const ours = (concurrency: number, putOnly: boolean): Case['run'] => async () => {
+  const ours = (concurrency: number): Case['run'] => async () => {
     db.db.exec("UPDATE segments SET state='closed', synced_ms=NULL, attempts=0, next_attempt_ms=0");
     const cfg = syncConfigSchema.parse({ url: `${ng.url}/s${++seq}`, concurrency });
-    const up = putOnly ? new PutOnlyUploader(cfg, setRoot, db, silentLog) : new Uploader(cfg, setRoot, db, silentLog);
+    const up = new Uploader(cfg, setRoot, db, silentLog);
     const c0 = process.cpuUsage();
     const a = performance.now();
     await up.runOnce();
@@ -258,9 +231,8 @@ async function syncBench(t: TestContext, dir: string, root: string): Promise<Ben
     return { ms, cpuMs: childrenCpuMs() - c0 };
   };
   const cases: Case[] = [
-    { name: 'sync (PUT + GET verify), concurrency 2 (default)', run: ours(2, false) },
-    { name: 'sync (PUT + GET verify), concurrency 1', run: ours(1, false) },
-    { name: 'diagnostic: our uploader PUT-only (verify skipped), concurrency 2', run: ours(2, true) },
+    { name: 'sync (PUT + GET verify), concurrency 2 (default)', run: ours(2) },
+    { name: 'sync (PUT + GET verify), concurrency 1', run: ours(1) },
     { name: 'baseline: curl -T, one process, all files (keep-alive)', run: curl('one') },
     { name: 'baseline: curl -T, one process per file', run: curl('per-file') },
     { name: 'baseline: curl -T all, then curl GET | sha256sum (verified work by curl)', run: curl('verify') },
@@ -279,7 +251,7 @@ async function syncBench(t: TestContext, dir: string, root: string): Promise<Ben
       for (const d of fs.readdirSync(ng.www)) if (/^[sc]\d+$/.test(d)) fs.rmSync(path.join(ng.www, d), { recursive: true, force: true });
     }
   }
-  const curlRuns = res.get(cases[3]!.name)!;
+  const curlRuns = res.get(cases.find((c) => c.name.startsWith('baseline: curl -T, one process, all'))!.name)!;
   for (const c of cases) {
     const rs = res.get(c.name)!;
     const mbps = rs.map((r) => (total * 8) / 1e3 / r.ms);

@@ -76,6 +76,14 @@ http {
     location /broken/ {
       return 500;
     }
+    # one track is refused (a path rule of the target), the rest is stored
+    location /deny/ {
+      location ~ /forbidden/ {
+        return 403;
+      }
+      dav_methods PUT DELETE MKCOL;
+      create_full_put_path on;
+    }
   }
 }
 `,
@@ -250,4 +258,77 @@ export async function startOverlapTarget(t: TestContext, holdMs = 5000): Promise
     await new Promise<void>((r) => server.close(() => r()));
   });
   return { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/up`, maxConcurrent: () => maxConcurrent, overlapped: () => overlapped, puts: () => puts };
+}
+
+/** A TCP proxy in front of a port that counts the bytes clients send, and can be taken down (resets every connection). */
+export async function startCountingProxy(t: TestContext, port: number): Promise<{ url: string; upBytes: () => number; setDown: (down: boolean) => void }> {
+  let up = 0;
+  let down = false;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    if (down) {
+      client.resetAndDestroy();
+      return;
+    }
+    const target = net.connect(port, '127.0.0.1');
+    sockets.add(client);
+    sockets.add(target);
+    client.on('data', (c: Buffer) => {
+      up += c.length;
+      target.write(c);
+    });
+    target.on('data', (c: Buffer) => client.write(c));
+    const end = () => (client.destroy(), target.destroy(), sockets.delete(client), sockets.delete(target));
+    client.on('error', end).on('close', end);
+    target.on('error', end).on('close', end);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  return {
+    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    upBytes: () => up,
+    setDown: (d) => {
+      down = d;
+      if (d) for (const s of sockets) s.resetAndDestroy();
+    },
+  };
+}
+
+/**
+ * An in-memory PUT/GET target for answers nginx never gives: `chunked` answers every GET without a
+ * Content-Length; `ignoreExpect` never sends 100 Continue (a listener for checkContinue turns off
+ * Node's automatic one) and counts the requests that asked for it.
+ */
+export async function startMemoryTarget(t: TestContext, opts: { chunked?: boolean; ignoreExpect?: boolean } = {}): Promise<{ url: string; expects: () => number }> {
+  const store = new Map<string, Buffer>();
+  let expects = 0;
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const url = req.url ?? '/';
+      if (req.method === 'PUT') return (store.set(url, Buffer.concat(chunks)), res.writeHead(201).end());
+      const b = store.get(url);
+      if (!b) return res.writeHead(404).end();
+      if (!opts.chunked) return (res.writeHead(200, { 'content-length': b.length }), res.end(req.method === 'HEAD' ? undefined : b));
+      res.writeHead(200, { 'content-type': 'application/octet-stream' }); // no length: chunked
+      res.write(b.subarray(0, 10));
+      res.end(b.subarray(10));
+    });
+  });
+  if (opts.ignoreExpect) {
+    server.on('checkContinue', (req, res) => {
+      expects++;
+      server.emit('request', req, res);
+    });
+  }
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  return { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/x`, expects: () => expects };
 }

@@ -3,8 +3,6 @@
 // stores truncated files.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import { syncConfigSchema } from '../../recordings/config.js';
@@ -14,7 +12,7 @@ import { sha256File } from '../../recordings/recovery.js';
 import { createRecordingService } from '../../recordings/service.js';
 import { Uploader, checksumHeader } from '../../recordings/sync.js';
 import { config, newEngine, recordFixture, tempDir, waitFor } from './helpers.js';
-import { makeCa, startCuttingProxy, startNginx, startOverlapTarget, startTruncatingTarget } from './nginx.js';
+import { makeCa, startCountingProxy, startCuttingProxy, startMemoryTarget, startNginx, startOverlapTarget, startTruncatingTarget } from './nginx.js';
 
 function open(root: string): IndexDb {
   return IndexDb.openWriter(path.join(root, 'index.db'));
@@ -142,50 +140,146 @@ test('connection cut mid-upload: retried, nothing half-stored is marked synced, 
   assert.equal(okPuts.length, rows.length, 'exactly one complete PUT per segment');
 });
 
-test('500s: capped retries with backoff, quarantine after maxAttempts, nothing deleted', async (t) => {
+test('500s: the target is down (network class) — retried on the fast ladder for as long as it lasts, nothing quarantined, nothing deleted (shipped ladders)', async (t) => {
   const dir = await tempDir(t);
   const root = path.join(dir, 'rec');
   await recordFixture(root, 3);
   const ng = await startNginx(t, path.join(dir, 'ng'));
   const db = open(root);
   t.after(() => db.close());
-  const up = uploader(db, root, { url: `${ng.url}/broken`, deleteAfterVerify: true, maxAttempts: 3 });
-  const rows = await until(db, up, (rs) => rs.every((r) => r.state === 'quarantined'), 'all quarantined');
+  const up = new Uploader(syncConfigSchema.parse({ url: `${ng.url}/broken`, deleteAfterVerify: true, maxAttempts: 3 }), root, db, silentLog);
+  await until(db, up, () => up.stats().retry.network >= 7, 'seven network retries');
   const st = up.stats();
   await up.close();
+  const rows = db.all();
   for (const r of rows) {
-    assert.equal(r.attempts, 3);
-    assert.match(r.last_error ?? '', /500/);
+    assert.equal(r.attempts, 0, 'a 500 is no refusal of the segment');
+    assert.notEqual(r.state, 'quarantined');
     assert.equal(r.present, 1);
     assert.ok(fs.existsSync(path.join(root, r.path)), 'kept');
   }
-  assert.equal(st.quarantined, rows.length);
-  assert.equal(st.failures, rows.length * 3, 'no attempt beyond the cap');
-  // quarantined segments are not retried until asked
-  const before = ng.log().length;
-  assert.equal(await up.runOnce(), 0);
-  assert.equal(ng.log().length, before);
+  assert.equal(st.quarantined, 0);
+  assert.equal(st.targetState, 'unreachable');
+  assert.match(st.targetError ?? '', /500/);
+  assert.ok(st.retry.lastDelayMs <= 2000, 'the network ladder tops out at 2 s');
 });
 
-test('401 without credentials → quarantined; with Basic auth → synced; the secret never reaches stats or errors', async (t) => {
+test('401: the target refuses everything — nothing quarantined, no body sent (Expect: 100-continue), the error names the auth key; with Basic auth → synced; the secret never reaches stats', async (t) => {
   const dir = await tempDir(t);
   const root = path.join(dir, 'rec');
   await recordFixture(root, 3);
   const ng = await startNginx(t, path.join(dir, 'ng'));
   const db = open(root);
   t.after(() => db.close());
-  let up = uploader(db, root, { url: `${ng.url}/auth`, maxAttempts: 2 });
-  await until(db, up, (rs) => rs.every((r) => r.state === 'quarantined'), 'quarantined on 401');
+  let up = uploader(db, root, { url: `${ng.url}/auth`, maxAttempts: 1 });
+  await until(db, up, () => up.stats().targetRefusals >= 3, 'refused three times');
+  let st = up.stats();
   await up.close();
-  assert.ok(db.all().every((r) => /401/.test(r.last_error ?? '')));
+  assert.equal(st.targetState, 'refused');
+  assert.match(st.targetError ?? '', /401 .*recordings\.sync\.target\.auth/);
+  assert.equal(st.quarantined, 0);
+  assert.ok(db.all().every((r) => r.state === 'closed' && r.attempts === 0), 'no segment blamed (maxAttempts 1)');
+  assert.equal(st.targetStats.bodyBytesOnRefusal, 0, 'a refused PUT sent no body');
+  assert.ok(Number(st.targetStats.expectContinueRefusals) >= 3);
   up = uploader(db, root, { url: `${ng.url}/auth`, auth: { type: 'basic', username: 'robot', password: 's3cret' } });
-  assert.equal(up.retryQuarantined(), db.all().length);
   const rows = await until(db, up, (rs) => rs.every((r) => r.state === 'synced'), 'synced with auth');
-  const st = up.stats();
+  st = up.stats();
   await up.close();
   for (const r of rows) assert.equal(sha256File(path.join(ng.www, 'auth', r.path)), r.sha256);
   assert.ok(!JSON.stringify(st).includes('s3cret'));
   assert.ok(!JSON.stringify(db.events(1000)).includes('s3cret'));
+});
+
+test('a refused upload does not send its body: 401s from the real nginx push near zero bytes (issue 15)', async (t) => {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'rec');
+  await recordFixture(root, 5, { width: 640, height: 360 });
+  const ng = await startNginx(t, path.join(dir, 'ng'));
+  const proxy = await startCountingProxy(t, ng.port);
+  const db = open(root);
+  t.after(() => db.close());
+  const total = db.all().reduce((a, r) => a + r.bytes, 0);
+  const up = uploader(db, root, { url: `${proxy.url}/auth`, auth: { type: 'basic', username: 'robot', password: 'wrong' }, concurrency: 2 });
+  await until(db, up, () => up.stats().targetRefusals >= 10, 'ten refused PUTs');
+  const st = up.stats();
+  await up.close();
+  const refused = st.targetRefusals;
+  const sent = proxy.upBytes();
+  // each refused PUT costs its request head (~300 B): nothing of the body
+  assert.ok(sent < refused * 1024, `${sent} B sent for ${refused} refused PUTs of segments totalling ${total} B`);
+  assert.equal(st.targetStats.bodyBytesOnRefusal, 0);
+  assert.equal(st.uploadedBytes, 0);
+  t.diagnostic(`${refused} refused PUTs: ${sent} B on the wire (segments: ${total} B)`);
+});
+
+test('a target that ignores Expect: 100-continue (never sends 100): the body follows after a short wait, the upload completes', async (t) => {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'rec');
+  await recordFixture(root, 2);
+  const target = await startMemoryTarget(t, { ignoreExpect: true });
+  const db = open(root);
+  t.after(() => db.close());
+  const n = db.all().length;
+  const up = uploader(db, root, { url: target.url });
+  assert.equal(await up.runOnce(), 0);
+  const st = up.stats();
+  await up.close();
+  assert.equal(target.expects(), n, 'every PUT asked for 100-continue');
+  assert.equal(st.verified, n);
+});
+
+test('issue 14: a target unreachable for longer than maxAttempts × the retry ladder quarantines nothing; back up, everything syncs once (shipped ladders)', async (t) => {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'rec');
+  await recordFixture(root, 3);
+  const ng = await startNginx(t, path.join(dir, 'ng'));
+  const proxy = await startCountingProxy(t, ng.port);
+  proxy.setDown(true);
+  const db = open(root);
+  t.after(() => db.close());
+  const n = db.all().length;
+  const up = new Uploader(syncConfigSchema.parse({ url: `${proxy.url}/robots`, maxAttempts: 2 }), root, db, silentLog);
+  await until(db, up, () => up.stats().retry.network >= 6, 'six network retries: three times maxAttempts');
+  let st = up.stats();
+  assert.equal(st.quarantined, 0);
+  assert.equal(st.targetState, 'unreachable');
+  assert.match(st.targetError ?? '', /ECONNRESET|ECONNREFUSED|EPIPE|socket hang up/);
+  assert.ok(db.all().every((r) => r.attempts === 0 && r.state !== 'quarantined'));
+  proxy.setDown(false);
+  const rows = await until(db, up, (rs) => rs.every((r) => r.state === 'synced'), 'synced once the target is back');
+  st = up.stats();
+  await up.close();
+  assert.equal(rows.length, n);
+  assert.equal(st.verified, n, 'every segment in = verified on the target, none lost, none quarantined');
+  assert.equal(ng.log().filter((l) => /^PUT .* 201$/.test(l)).length, n, 'each sent once');
+  for (const r of rows) assert.equal(sha256File(path.join(ng.www, 'robots', r.path)), r.sha256);
+});
+
+test('issue 14: a target answering 403 for one object quarantines that object only', async (t) => {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'rec');
+  await recordFixture(root, 3);
+  // one extra segment on a track the target refuses (nginx: location ~ /forbidden/ → 403)
+  const db = open(root);
+  t.after(() => db.close());
+  const src = db.all().find((r) => r.kind === 'data')!;
+  const rel = src.path.replace('/gps/', '/forbidden/');
+  fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+  fs.copyFileSync(path.join(root, src.path), path.join(root, rel));
+  const { id: _i, attempts: _a, last_error: _l, next_attempt_ms: _n, synced_ms: _s, present: _p, gone_ms: _g, ...row } = src;
+  db.write(() => db.insert({ ...row, path: rel, track: 'forbidden' }));
+  const ng = await startNginx(t, path.join(dir, 'ng'));
+  const up = new Uploader(syncConfigSchema.parse({ url: `${ng.url}/deny`, maxAttempts: 2, concurrency: 1 }), root, db, silentLog);
+  const rows = await until(db, up, (rs) => rs.every((r) => r.state === (r.path === rel ? 'quarantined' : 'synced')), 'the refused one quarantined, the rest synced');
+  const st = up.stats();
+  await up.close();
+  const q = rows.find((r) => r.path === rel)!;
+  assert.equal(q.attempts, 2);
+  assert.match(q.last_error ?? '', /403/);
+  assert.ok(fs.existsSync(path.join(root, rel)), 'kept');
+  assert.equal(st.quarantined, 1);
+  assert.equal(st.verified, rows.length - 1);
+  assert.equal(st.targetState, 'ok');
 });
 
 for (const mode of ['truncate', 'pad'] as const) test(`a target that stores ${mode === 'pad' ? 'longer' : 'truncated'} files: verify fails, never synced, never deleted, quarantined after N`, async (t) => {
@@ -225,6 +319,29 @@ test('bandwidth cap holds the upload rate', async (t) => {
   assert.ok(secs >= (total - cap / 8) / cap - 0.2, `uploaded ${total} B in ${secs} s under a ${cap} B/s cap`);
 });
 
+test("the uplink scheduler's leftover caps the sync too (the lower of it and bandwidthBytesPerSec)", async (t) => {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'rec');
+  await recordFixture(root, 2);
+  const ng = await startNginx(t, path.join(dir, 'ng'));
+  const db = open(root);
+  t.after(() => db.close());
+  const total = db.all().reduce((a, r) => a + r.bytes, 0);
+  const cap = Math.max(64 * 1024, Math.floor(total / 2));
+  const up = uploader(db, root, { url: ng.url, bandwidthBytesPerSec: cap * 10 });
+  assert.equal(up.stats().rateLimitBytesPerSec, cap * 10);
+  up.setUplinkCap(cap);
+  assert.equal(up.stats().rateLimitBytesPerSec, cap);
+  assert.equal(up.stats().uplinkCapBytesPerSec, cap);
+  const t0 = Date.now();
+  await until(db, up, (rs) => rs.every((r) => r.state === 'synced'), 'synced');
+  const secs = (Date.now() - t0) / 1000;
+  await up.close();
+  assert.ok(secs >= (total - cap / 8) / cap - 0.2, `uploaded ${total} B in ${secs} s under a ${cap} B/s uplink share`);
+  up.setUplinkCap(null);
+  assert.equal(up.stats().rateLimitBytesPerSec, cap * 10, 'back to the configured cap when the scheduler stops measuring');
+});
+
 test('bounded concurrency: uploads overlap, never more than `concurrency` at once; one index commit per synced segment', async (t) => {
   const dir = await tempDir(t);
   const root = path.join(dir, 'rec');
@@ -255,29 +372,11 @@ test('verify GET: a target answering in chunked encoding is read by the http cli
   const dir = await tempDir(t);
   const root = path.join(dir, 'rec');
   await recordFixture(root, 2);
-  const store = new Map<string, Buffer>();
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const url = req.url ?? '/';
-      if (req.method === 'PUT') return (store.set(url, Buffer.concat(chunks)), res.writeHead(201).end());
-      const b = store.get(url);
-      if (!b) return res.writeHead(404).end();
-      res.writeHead(200, { 'content-type': 'application/octet-stream' }); // no length: chunked
-      res.write(b.subarray(0, 10));
-      res.end(b.subarray(10));
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.after(async () => {
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
-  });
+  const target = await startMemoryTarget(t, { chunked: true });
   const db = open(root);
   t.after(() => db.close());
   const n = db.all().length;
-  const up = uploader(db, root, { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/x` });
+  const up = uploader(db, root, { url: target.url });
   assert.equal(await up.runOnce(), 0);
   const st = up.stats();
   await up.close();
@@ -336,7 +435,7 @@ test('the running service uploads segments as they close; an upload cut by a cra
   assert.equal(sha256File(path.join(ng.www, 'live', victim.path)), victim.sha256, 'the half copy was replaced and verified');
 });
 
-test('https target with a private CA: refused without caFile, synced with it (Bearer auth header sent, never logged)', async (t) => {
+test('https target with a private CA: refused without caFile (nothing quarantined), synced with it (Bearer auth header sent, never logged)', async (t) => {
   const dir = await tempDir(t);
   const root = path.join(dir, 'rec');
   await recordFixture(root, 2);
@@ -346,11 +445,12 @@ test('https target with a private CA: refused without caFile, synced with it (Be
   const db = open(root);
   t.after(() => db.close());
   let up = uploader(db, root, { url: ng.url, maxAttempts: 1, auth: { type: 'bearer', token: 'tok-123' } });
-  await until(db, up, (rs) => rs.every((r) => r.state === 'quarantined'), 'refused: unknown CA');
+  await until(db, up, () => up.stats().targetRefusals >= 2, 'refused: unknown CA');
   await up.close();
-  assert.ok(db.all().every((r) => /certificate|CERT|self.signed/i.test(r.last_error ?? '')), JSON.stringify(db.all().map((r) => r.last_error)));
+  assert.equal(up.stats().targetState, 'refused');
+  assert.match(up.stats().targetError ?? '', /certificate.*caFile/i);
+  assert.ok(db.all().every((r) => r.state === 'closed' && r.attempts === 0), 'a TLS config problem blames no segment');
   up = uploader(db, root, { url: ng.url, caFile: pki.ca, auth: { type: 'bearer', token: 'tok-123' } });
-  up.retryQuarantined();
   const rows = await until(db, up, (rs) => rs.every((r) => r.state === 'synced'), 'synced over https');
   const st = up.stats();
   await up.close();
