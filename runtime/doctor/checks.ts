@@ -225,7 +225,9 @@ function targets(config: Config): Target[] {
   config.egress.pull.forEach((u, i) => out.push({ what: `egress.pull[${i}]`, url: u.url, caFile: u.caFile, insecure: u.insecure }));
   config.egress.whip.forEach((w, i) => out.push({ what: `egress.whip[${i}]`, url: w.url }));
   if (config.control.upstream) out.push({ what: 'control.upstream', url: config.control.upstream.url });
-  if (config.recordings.enabled && config.recordings.sync) out.push({ what: 'recordings.sync', url: config.recordings.sync.url, caFile: config.recordings.sync.caFile });
+  const sync = config.recordings.enabled ? config.recordings.sync?.target : undefined;
+  if (sync?.kind === 'webdav') out.push({ what: 'recordings.sync', url: sync.url, caFile: sync.caFile });
+  else if (sync?.kind === 's3') out.push({ what: 'recordings.sync', url: sync.endpoint ?? `https://s3.${sync.region}.amazonaws.com`, caFile: sync.caFile });
   // one probe per server and TLS setting
   const seen = new Set<string>();
   return out.filter((t) => {

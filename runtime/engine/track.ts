@@ -214,7 +214,7 @@ export class Track {
    * Date.now() and a capture µs, so a frame that does not come after the previous one is moved
    * 1 µs past it (wallclock and ts alike; record files keep the f64 value exactly). A wallclock
    * step back of more than a second is the clock being set (NTP at boot), not a burst: it is taken
-   * as it is, and counted.
+   * as it is, and counted; so is a capture time more than a millisecond in the past.
    */
   private identify(frame: Frame): Frame {
     const lastWall = this.lastFrameWallclock;
@@ -225,7 +225,9 @@ export class Track {
       if (lastWall - wall <= 1000) wall = lastWall + 0.001;
       else this.clockSteps++;
     }
-    if (lastTs !== null && ts <= lastTs) ts = lastTs + 1;
+    // Equal or a hair back (one chunk, one clock read): 1 µs on. A frame from further in the past
+    // is a source's fault, kept as it is for its consumers to judge (a recorder drops it, counted).
+    if (lastTs !== null && ts <= lastTs && lastTs - ts <= 1000) ts = lastTs + 1;
     if (wall === frame.wallclock && ts === frame.ts) return frame;
     this.identityAdjusted++;
     return { ts, wallclock: wall, key: frame.key, data: frame.data };

@@ -106,7 +106,7 @@ export class UplinkController {
     this.budget = linkBudget(this.o.links.map((l) => l.uplink.estimate(now)));
     const probe = now - this.lastProbeAt >= (this.o.probeIntervalMs ?? 5000);
     const { modes, changed, caps } = this.scheduler.decide({ budgetBytesPerSec: this.budget.bytesPerSec, confident: this.budget.confident, tracks, probe });
-    if (probe && !this.budget.confident && changed.length > 0) this.lastProbeAt = now;
+    if (probe && !this.budget.confident && (changed.length > 0 || caps.size > 0)) this.lastProbeAt = now;
     for (const [id, cap] of caps) {
       const l = byId.get(id);
       if (!l?.setEncodingCap) continue;

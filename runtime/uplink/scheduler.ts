@@ -89,6 +89,19 @@ export function allocate(input: SchedulerInput, opts: SchedulerOptions = {}, cap
       const base = mode === 'full' ? safe(t.demandBytesPerSec) : mode === 'keyframes-only' ? safe(t.keyframeBytesPerSec) : 0;
       return RANK[mode] > RANK[prev] ? base * margin : base;
     };
+    if (caps && t.cappable && !input.confident && !probed && cap === 'full' && prev === 'full' && t.uncappedBytesPerSec !== undefined) {
+      // Capped, and the link carries all of it without a backlog: the capped encoder is what we
+      // measure, so no estimate will ever say "it fits" — probe the cap up (×2 per probe), lifting
+      // it once that covers what the track offered uncapped. A still-thin link saturates again and
+      // the next confident round caps it back within seconds.
+      const uncapped = safe(t.uncappedBytesPerSec);
+      const raised = safe(t.demandBytesPerSec) * 2;
+      caps.set(t.id, raised >= uncapped ? null : raised);
+      probed = true;
+      out.set(t.id, 'full');
+      avail -= Math.min(raised, uncapped);
+      continue;
+    }
     if (caps && t.cappable && input.confident && cap === 'full') {
       const capped = t.uncappedBytesPerSec !== undefined;
       const uncapped = Math.max(safe(t.uncappedBytesPerSec ?? 0), safe(t.demandBytesPerSec));

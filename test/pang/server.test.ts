@@ -248,7 +248,8 @@ describe('driver supervision', () => {
     chmodSync(fake, 0o755);
     const app = await startApp({
       ffmpeg: { path: fake },
-      supervisor: { restartInitialMs: 50, restartMaxMs: 400 },
+      // An ffmpeg that exits at once is a device away (fast ladder), not a refusal: cap both.
+      supervisor: { restartInitialMs: 50, restartMaxMs: 400, awayInitialMs: 50, awayMaxMs: 400 },
       channels: [{ id: CH, sources: [{ name: 'base', driver: { kind: 'testpattern' } }] }],
     });
     t.after(async () => {
@@ -260,6 +261,7 @@ describe('driver supervision', () => {
     assert.match(st.lastError ?? '', /No such device/);
     assert.equal(st.lastErrorCode, 'PROCESS_EXITED');
     assert.ok(st.lastDelayMs <= 400, 'capped');
+    assert.ok(st.retries.network >= 4 && st.retries.refused === 0, `on the device-away ladder (${JSON.stringify(st.retries)})`);
     assert.equal(st.ready, false);
     const h = await fetch(`http://127.0.0.1:${app.port}/healthz`);
     assert.equal(h.status, 503, 'health says degraded');

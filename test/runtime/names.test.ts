@@ -16,7 +16,6 @@ const config = (root: string) => ({
   channels: [{ name: 'robot', sources: [{ name: 'base', driver: { kind: 'testpattern', width: 320, height: 240, fps: 10, bitrateKbps: 200 } }] }],
   recordings: { enabled: true, root, segmentDurationMs: 2000, fragmentDurationMs: 250, discoverMs: 100 },
   egress: { whipIngest: { enabled: true, token: 'ingest-token-0123456789', channel: 'drone' } },
-  server: { token: 'server-token-0123456789' },
 });
 
 async function whepPlays(base: string, path: string): Promise<number> {
