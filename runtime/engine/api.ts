@@ -13,6 +13,7 @@ export {
   type RetryPolicyOptions,
 } from './backoff.js';
 export { ThrottledLog, redactUrl, type LevelLog } from './throttled-log.js';
+export { MsUnwrapper, SourceClock, type SourceClockOptions, type SourceClockStats } from './source-clock.js';
 
 /** One encoded unit: a whole H.264 access unit, one JPEG image, or one data record. */
 export interface Frame {
