@@ -13,7 +13,7 @@ import type { IndexDb, NewSegment, SegmentRow } from './index-db.js';
 import { finalOf, parseSegmentPath, RECORD_EXT, withCounter, type ParsedPath } from './layout.js';
 import { scanMp4File } from './mp4-scan.js';
 import { decodeFileHeader, RecordFormatError, scanRecords, type SegmentMeta } from './record-file.js';
-import { syncDir } from './segment-writer.js';
+import { syncDir, wallEndOf } from './segment-writer.js';
 import type { RecLog } from './log.js';
 
 export interface RecoveryReport {
@@ -82,7 +82,6 @@ export function probeSegment(abs: string, parsed: ParsedPath): Probe {
       let first = NaN;
       let last = NaN;
       let wallFirst = NaN;
-      let wallLast = NaN;
       try {
         const h = decodeFileHeader(buf.subarray(0, got));
         meta = h.meta;
@@ -90,7 +89,6 @@ export function probeSegment(abs: string, parsed: ParsedPath): Probe {
         for (const r of scanRecords(buf.subarray(0, got), h.bodyStart)) {
           if (frames === 0) (first = r.ts), (wallFirst = r.wallclock);
           last = r.ts;
-          wallLast = r.wallclock;
           frames++;
           validEnd = r.end;
         }
@@ -107,7 +105,8 @@ export function probeSegment(abs: string, parsed: ParsedPath): Probe {
         startUs: frames ? first : meta.startUs,
         endUs: frames ? last : meta.startUs,
         wallStartMs: frames ? wallFirst : meta.wallMs,
-        wallEndMs: frames ? wallLast : meta.wallMs,
+        // one definition of a segment's end (the recorder's): start wallclock + capture-clock span
+        wallEndMs: frames ? wallEndOf({ startUs: first, wallMs: wallFirst }, last) : meta.wallMs,
       };
     }
     const s = scanMp4File(fd, size);
@@ -122,7 +121,7 @@ export function probeSegment(abs: string, parsed: ParsedPath): Probe {
       startUs: meta.startUs + s.firstUs,
       endUs: meta.startUs + s.endUs,
       wallStartMs: meta.wallMs + s.firstUs / 1000,
-      wallEndMs: meta.wallMs + s.endUs / 1000,
+      wallEndMs: wallEndOf(meta, meta.startUs + s.endUs),
     };
   } finally {
     fs.closeSync(fd);

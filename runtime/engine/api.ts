@@ -230,6 +230,9 @@ export interface TrackSource {
   requestKeyframe(ref: TrackRef): boolean;
   /** Cap the encoding of the track's source on behalf of `by`; false when no publisher can. */
   requestEncodingCap(ref: TrackRef, by: string, cap: EncodingCap | null): boolean;
-  /** Every track that exists now, with its MIME. */
-  listTracks(): Array<TrackRef & { mime: string | undefined; kind: TrackKind }>;
+  /**
+   * Every track that exists now, with its MIME and, where known, how many publishers write it
+   * (0: a static channel keeps a track listed after its publisher left).
+   */
+  listTracks(): Array<TrackRef & { mime: string | undefined; kind: TrackKind; publishers?: number }>;
 }

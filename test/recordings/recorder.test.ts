@@ -173,8 +173,32 @@ test('an open segment shows its progress in its `recording` row (at the fsync in
   const db = IndexDb.openReader(path.join(root, 'index.db'));
   t.after(() => db.close());
   const { waitFor } = await import('./helpers.js');
+  // what is on disk: complete fragments (the open one is in memory, counted as pending)
+  const camSt = () => svc.stats().tracks.find((x) => x.track === 'robot/base/cam')!;
+  assert.equal(camSt().framesWritten + camSt().framesPending, aus.length);
   await waitFor(() => {
     const r = db.all().find((x) => x.state === 'recording');
-    return r !== undefined && r.bytes > 0 && r.frames === aus.length && r.duration_ms > 2000;
+    return r !== undefined && r.bytes > 0 && r.frames === camSt().framesWritten && r.frames >= 60 && r.duration_ms >= 1900;
   }, 'the recording row to show bytes, frames and duration', 15_000); // generous: 2 cores shared with other test runs
+});
+
+test('one definition of a segment\'s end: the recorder\'s row and recovery\'s probe of the file agree', async (t) => {
+  const root = await tempDir(t);
+  const { recordFixture } = await import('./helpers.js');
+  const { probeSegment, rowFromProbe } = await import('../../recordings/recovery.js');
+  const { parseSegmentPath } = await import('../../recordings/layout.js');
+  await recordFixture(root, 5);
+  const db = IndexDb.openReader(path.join(root, 'index.db'));
+  t.after(() => db.close());
+  const rows = db.all();
+  assert.ok(rows.length >= 6);
+  for (const r of rows) {
+    const p = probeSegment(path.join(root, r.path), parseSegmentPath(r.path)!);
+    const again = rowFromProbe(r.path, p, r.sha256!, 'closed', 'test');
+    assert.deepEqual(
+      [again.start_us, again.end_us, again.wall_start_ms, again.wall_end_ms, again.duration_ms, again.frames],
+      [r.start_us, r.end_us, r.wall_start_ms, r.wall_end_ms, r.duration_ms, r.frames],
+      `${r.path} (${r.kind})`,
+    );
+  }
 });
