@@ -11,7 +11,7 @@ import { registerRecordingRoutes } from '../../runtime/recordings/http.js';
 import { runRecordingsCli } from '../../runtime/recordings/cli.js';
 import { IndexDb } from '../../recordings/index-db.js';
 import { createRecordingService } from '../../recordings/service.js';
-import { config, FFMPEG, FFPROBE, ffprobeFrames, newEngine, recordFixture, tempDir } from './helpers.js';
+import { config, decodeStrict, FFMPEG, FFPROBE, ffprobeFrames, newEngine, recordFixture, tempDir } from './helpers.js';
 import { execFileSync } from 'node:child_process';
 import { JpegSplitter } from '../../drivers/camera/jpeg.js';
 import { captureClockUs } from '../../runtime/engine/api.js';
@@ -85,11 +85,17 @@ test('HTTP: list with filters, Range download, continuous playback of a time ran
   fs.writeFileSync(file, Buffer.from(await pb.arrayBuffer()));
   const p = await ffprobeFrames(file);
   assert.equal(p.frames, fed.video, 'every frame, across segment boundaries, in one file');
-  // a sub-range starts at the keyframe before `from`
-  const sub = await fetch(`${base}/api/recordings/playback?channel=robot&source=base&track=cam&from=${from + 2500}&to=${from + 3500}`);
+  // a sub-range starts at the keyframe before `from`: in a whole 2 s segment (keyframes at +0 and +1 s),
+  // 1.5 s in — the output begins at the second keyframe, not at the segment's start
+  const full = cams.segments.find((s) => s.endMs - s.startMs >= 1900)!;
+  const sub = await fetch(`${base}/api/recordings/playback?channel=robot&source=base&track=cam&from=${full.startMs + 1500}&to=${full.startMs + 2500}`);
   fs.writeFileSync(file, Buffer.from(await sub.arrayBuffer()));
   const ps = await ffprobeFrames(file);
   assert.ok(ps.frames >= 30 && ps.frames <= 90, `sub-range frames ${ps.frames}`);
+  // the player's timeline starts at the first frame: no empty lead before the keyframe
+  const firstPts = execFileSync(FFPROBE, ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'packet=pts_time', '-read_intervals', '%+#1', '-of', 'csv=p=0', file], { encoding: 'utf8' }).trim().split('\n')[0];
+  assert.equal(Number(firstPts), 0, `first packet at ${firstPts} s`);
+  assert.equal((await decodeStrict(file)).frames, ps.frames);
   assert.equal((await fetch(`${base}/api/recordings/playback?channel=robot&source=base&track=cam&from=1&to=2`)).status, 404);
   const page = await fetch(`${base}/recordings`);
   assert.match(await page.text(), /play/);
