@@ -131,7 +131,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`${(err as Error).message}\n`);
     return 2;
   }
-  if (args.help) {
+  // `moth-edge recordings --help` is the recordings CLI's own help (and its subcommands')
+  if (args.help && args.command !== 'recordings') {
     process.stdout.write(HELP);
     return 0;
   }
@@ -150,7 +151,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'run':
         return await run(args);
       case 'recordings':
-        return await runRecordingsCli(args.config ? ['--config', args.config, ...args.rest] : args.rest);
+        return await runRecordingsCli([...(args.config ? ['--config', args.config] : []), ...args.rest, ...(args.help ? ['--help'] : [])]);
       case 'board':
         return await runBoardCli(args.rest);
       case 'devices':

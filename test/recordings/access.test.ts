@@ -338,3 +338,53 @@ test('JPEG track: one record per image, exported as foxglove.CompressedImage tha
   fs.writeFileSync(jpg, Buffer.from(msgs[0]!.data, 'base64'));
   assert.match(execFileSync(FFPROBE, ['-v', 'error', '-show_entries', 'stream=codec_name,width', '-of', 'csv=p=0', jpg]).toString(), /mjpeg,320/);
 });
+
+test('CLI help: `recordings --help` and each subcommand\'s own help, through the real moth-edge binary', async () => {
+  const { cliCommand, run } = await import('../support/app.js');
+  const bin = cliCommand();
+  const top = await run(bin.cmd, [...bin.args, 'recordings', '--help']);
+  assert.match(top.stdout, /usage: moth-edge recordings <list\|verify\|sync\|export>/);
+  assert.doesNotMatch(top.stdout, /--check-config/, 'not the top-level help');
+  const v = await run(bin.cmd, [...bin.args, 'recordings', 'verify', '--help']);
+  assert.match(v.stdout, /usage: moth-edge recordings verify/);
+  assert.match(v.stdout, /--decode/);
+  for (const c of ['list', 'sync', 'export']) assert.match((await cli([c, '--help'])).out, new RegExp(`usage: moth-edge recordings ${c}`));
+  const none = await cli([]);
+  assert.equal(none.code, 2);
+  assert.match(none.err, /usage:/);
+});
+
+test('CLI verify: .part leftovers reported, --decode catches a segment whose bytes match the index but do not decode', async (t) => {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'rec');
+  await recordFixture(root, 4);
+  const good = await cli(['verify', '--root', root, '--decode']);
+  assert.equal(good.code, 0, good.out);
+  assert.match(good.out, /0 bad, 0 part\(s\)/);
+  const db = IndexDb.openWriter(path.join(root, 'index.db'));
+  t.after(() => db.close());
+  const video = db.all().filter((r) => r.kind === 'video');
+  // a .part with no row (left over), and one with its `recording` row (open, or left by a crash)
+  const leftover = video[0]!.path.replace(/\.mp4$/, '-8.mp4.part');
+  fs.copyFileSync(path.join(root, video[0]!.path), path.join(root, leftover));
+  const open = video[1]!.path.replace(/\.mp4$/, '-9.mp4');
+  fs.copyFileSync(path.join(root, video[1]!.path), path.join(root, `${open}.part`));
+  db.write(() => db.insert({ ...video[1]!, path: open, state: 'recording' }));
+  // damage inside the media data, then re-index it: size and sha256 agree, the pictures do not
+  const victim = video[2]!;
+  const abs = path.join(root, victim.path);
+  const buf = fs.readFileSync(abs);
+  for (let i = Math.floor(buf.length / 3); i < Math.floor(buf.length / 3) + 4000; i++) buf[i] = 0xff;
+  fs.writeFileSync(abs, buf);
+  const { sha256File } = await import('../../recordings/recovery.js');
+  db.write(() => db.update(victim.path, { sha256: sha256File(abs), bytes: buf.length }));
+  const plain = await cli(['verify', '--root', root]);
+  assert.equal(plain.code, 1);
+  assert.match(plain.out, new RegExp(`BAD  ${leftover.replace(/[.]/g, '\\.')}: .*no recording row`));
+  assert.match(plain.out, new RegExp(`PART ${open.replace(/[.]/g, '\\.')}\\.part: .*open`));
+  assert.doesNotMatch(plain.out, new RegExp(`BAD  ${victim.path.replace(/[.]/g, '\\.')}`), 'the hash agrees: only a decode can tell');
+  const dec = await cli(['verify', '--root', root, '--decode']);
+  assert.equal(dec.code, 1);
+  assert.match(dec.out, new RegExp(`BAD  ${victim.path.replace(/[.]/g, '\\.')}: ffmpeg`));
+  assert.match(dec.out, /2 part\(s\)/);
+});
