@@ -6,24 +6,31 @@
 // round to the same muxer tick and readers discard them ("non monotonically increasing dts").
 // Stamped from the source's clock they keep their real spacing.
 //
-//  - The first frame anchors: offset = arrival − source time.
-//  - A frame that would land in the future (mapped > arrival) pulls the offset down to it: the
-//    mapping follows the earliest arrivals, i.e. the least-delayed path through the pipe.
-//  - The offset creeps up by at most `slewPpm` of elapsed source time while frames arrive later
-//    than mapped, so a source clock slower than ours cannot fall behind without bound; 1000 ppm is
-//    far above any crystal's drift and far below anything that would bend a frame interval.
-//  - A mapped time further than `maxLagUs` behind arrival, or a source time stepping back by more
-//    than `maxStepBackUs`, is a new timeline (encoder restart, publisher reset): re-anchor, counted.
+//  - The first frame anchors: offset = arrival − source time (its delay through the pipe).
+//  - Between adjustments every frame keeps its exact source spacing, however bunched its arrival:
+//    after a stall frames come late in a burst; at the end of a stream an encoder flushes its
+//    lookahead early (arrival − source time shrinks to ~0). Neither moves the offset.
+//  - Drift: each window (10 s of source time) sets the target offset to the least delay seen in
+//    it; the offset moves toward the target by at most 5 % of the source time between frames, so a
+//    frame interval bends by 5 % at most and two frames never get the same time.
+//  - A frame mapped more than `maxLagUs` behind or `maxLeadUs` ahead of its arrival, or a source
+//    time stepping back by more than `maxStepBackUs`, is a new timeline (encoder restart,
+//    publisher reset, a clock jump): re-anchor at arrival, counted.
 //  - Output is strictly increasing (≥ previous + 1 µs), also across re-anchors and runs
-//    (`notBeforeUs`): two frames never share a capture time.
+//    (`notBeforeUs`).
 
 export interface SourceClockOptions {
   /** A mapped time this far behind arrival re-anchors (5 s: beyond any pipe stall worth keeping). */
   maxLagUs?: number;
+  /**
+   * A mapped time this far ahead of arrival re-anchors. 1 s: more than any encoder's lookahead
+   * (a frame the encoder flushes at the end arrives before its time), far less than a clock jump.
+   */
+  maxLeadUs?: number;
   /** A source time going back this far is a new timeline, not reordering. */
   maxStepBackUs?: number;
-  /** How fast the offset may follow a slower source clock, parts per million of source time. */
-  slewPpm?: number;
+  /** Source time over which the smallest delay is taken when following drift. */
+  windowUs?: number;
   /** The previous run's last output on this track: output stays above it. */
   notBeforeUs?: number;
 }
@@ -38,40 +45,62 @@ export interface SourceClockStats {
   maxLagSeenUs: number;
 }
 
+/** How fast the offset follows its target: a share of the source time between two frames. */
+const SLEW = 0.05;
+
 export class SourceClock {
   private offset = 0;
+  private target = 0;
   private lastSrc: number | null = null;
   private lastOut: number;
+  /** Smallest delay (arrival − source) in the current window, and where the window began. */
+  private windowMin = Infinity;
+  private windowStart = 0;
   private readonly maxLagUs: number;
+  private readonly maxLeadUs: number;
   private readonly maxStepBackUs: number;
-  private readonly slew: number;
+  private readonly windowUs: number;
   private readonly st: SourceClockStats = { anchored: false, reanchors: 0, bumped: 0, maxLagSeenUs: 0 };
 
   constructor(o: SourceClockOptions = {}) {
     this.maxLagUs = o.maxLagUs ?? 5_000_000;
+    this.maxLeadUs = o.maxLeadUs ?? 1_000_000;
     this.maxStepBackUs = o.maxStepBackUs ?? 1_000_000;
-    this.slew = (o.slewPpm ?? 1000) / 1e6;
+    this.windowUs = o.windowUs ?? 10_000_000;
     this.lastOut = o.notBeforeUs ?? -Infinity;
+  }
+
+  private anchor(srcUs: number, delay: number): void {
+    this.offset = delay;
+    this.target = delay;
+    this.windowMin = Infinity;
+    this.windowStart = srcUs;
   }
 
   /** Capture-clock µs for a frame whose source time is `srcUs`, read at `arrivalUs`. */
   map(srcUs: number, arrivalUs: number): number {
+    const delay = arrivalUs - srcUs;
     if (this.lastSrc === null) {
-      this.offset = arrivalUs - srcUs;
+      this.anchor(srcUs, delay);
       this.st.anchored = true;
     } else {
       const step = srcUs - this.lastSrc;
-      let mapped = srcUs + this.offset;
-      if (step < -this.maxStepBackUs || arrivalUs - mapped > this.maxLagUs) {
-        this.offset = arrivalUs - srcUs;
+      if (step < -this.maxStepBackUs || delay - this.offset > this.maxLagUs || this.offset - delay > this.maxLeadUs) {
+        this.anchor(srcUs, delay);
         this.st.reanchors++;
-      } else if (mapped > arrivalUs) {
-        this.offset = arrivalUs - srcUs;
-      } else if (step > 0) {
-        this.offset += Math.min(arrivalUs - mapped, step * this.slew);
-        mapped = srcUs + this.offset;
-        this.st.maxLagSeenUs = Math.max(this.st.maxLagSeenUs, Math.round(arrivalUs - mapped));
+      } else {
+        if (step > 0 && this.offset !== this.target) {
+          const d = Math.max(-step * SLEW, Math.min(step * SLEW, this.target - this.offset));
+          this.offset += d;
+        }
+        this.st.maxLagSeenUs = Math.max(this.st.maxLagSeenUs, Math.round(delay - this.offset));
       }
+    }
+    this.windowMin = Math.min(this.windowMin, delay);
+    if (srcUs - this.windowStart >= this.windowUs) {
+      this.target = this.windowMin; // follow drift: the least delay of the window that ended
+      this.windowMin = Infinity;
+      this.windowStart = srcUs;
     }
     this.lastSrc = srcUs;
     let out = Math.round(srcUs + this.offset);

@@ -188,8 +188,10 @@ async function verifyRecordings(root: string, db: IndexDb, f: ReturnType<typeof 
 
 /** Decode a video segment (and remux its packets) with ffmpeg; any error or warning is a problem. */
 function decodeProblem(ffmpeg: string, abs: string, frames: number): Promise<string | null> {
-  // two outputs: a decode of every frame, and a stream copy whose muxer checks that DTS increase
-  const args = ['-hide_banner', '-nostdin', '-v', 'warning', '-i', abs, '-map', '0:v:0', '-c', 'copy', '-f', 'null', '-', '-map', '0:v:0', '-f', 'null', '-'];
+  // two outputs: a decode of every frame, and a stream copy into MPEG-TS (90 kHz: finer than the
+  // MP4's ticks) whose muxer refuses any DTS that does not increase — what a remux would hit; the
+  // decode keeps the file's time base (1/frame rate would fold frames closer than one interval)
+  const args = ['-hide_banner', '-nostdin', '-v', 'warning', '-i', abs, '-map', '0:v:0', '-c', 'copy', '-f', 'mpegts', '-y', '/dev/null', '-map', '0:v:0', '-enc_time_base', '-1', '-f', 'null', '-'];
   return new Promise((resolve) => {
     execFile(ffmpeg, args, { timeout: 300_000, maxBuffer: 4 * 1024 * 1024 }, (err, _out, stderr) => {
       const text = stderr.trim().split('\n').filter((l) => l.trim() !== '');

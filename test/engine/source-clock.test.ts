@@ -15,21 +15,22 @@ test('a stall: frames that arrive in one burst keep the source spacing', () => {
     out.push(c.map(src, arrival));
   }
   const steps = out.slice(1).map((v, i) => v - out[i]!);
-  // the slew may add its 1000 ppm to late frames; nothing near the µs apart they arrived with
-  assert.ok(steps.every((s) => Math.abs(s - 33_333) <= 500), `steps ${steps}`);
+  assert.ok(steps.every((s) => Math.abs(s - 33_333) <= 1), `steps ${steps}`);
   assert.equal(c.stats().bumped, 0);
   assert.equal(c.stats().reanchors, 0);
 });
 
-test('never in the future, re-anchors on a restart of the source clock, strictly increasing', () => {
+test('re-anchors on a restart or a jump of the source clock; strictly increasing, also above the previous run', () => {
   const c = new SourceClock({ notBeforeUs: 5_000_000 });
   assert.equal(c.map(0, 4_000_000), 5_000_001, 'above the previous run');
   assert.equal(c.map(1_200_000, 5_200_000), 5_200_000);
-  const b = c.map(1_300_000, 5_350_000);
-  assert.ok(b >= 5_300_000 && b <= 5_300_100, `the source spacing (+ ≤ 1000 ppm slew), not the arrival spacing: ${b}`);
+  assert.equal(c.map(1_300_000, 5_350_000), 5_300_000, 'the source spacing, not the arrival spacing');
   // the encoder restarted: its clock goes back to 0
   assert.equal(c.map(0, 5_400_000), 5_400_000);
   assert.equal(c.stats().reanchors, 1);
+  // a jump ahead beyond maxLead (1 s): re-anchor at arrival
+  assert.equal(c.map(3_000_000, 5_500_000), 5_500_000);
+  assert.equal(c.stats().reanchors, 2);
   // equal source times (no clock: arrival only) never give equal output
   const d = new SourceClock();
   assert.ok(d.map(10, 10) < d.map(10, 10));
@@ -41,20 +42,41 @@ test('never in the future, re-anchors on a restart of the source clock, strictly
   assert.equal(e.stats().reanchors, 1);
 });
 
-test('a slower source clock is followed (slew), not left behind without bound', () => {
+test('an encoder flushing its lookahead at the end (frames arrive before their time) keeps the spacing', () => {
   const c = new SourceClock();
-  let lag = 0;
-  // the source clock runs 200 ppm slow for an hour of 30 fps frames
-  for (let n = 0; n < 108_000; n++) {
-    const src = n * 33_333;
-    const arrival = src * 1.0002 + 10_000;
-    lag = arrival - c.map(src, arrival);
+  const out: number[] = [];
+  // 25 fps, 10 frames of encoder delay in steady state; at the end the last 10 come out at once
+  for (let n = 0; n < 100; n++) {
+    const src = n * 40_000;
+    const arrival = n < 90 ? src + 400_000 : 90 * 40_000 + 400_000 + (n - 90) * 10;
+    out.push(c.map(src, arrival));
   }
-  assert.ok(lag < 50_000, `lag after an hour ${lag} µs`);
+  const steps = out.slice(1).map((v, i) => v - out[i]!);
+  assert.ok(steps.every((s) => s === 40_000), `steps ${steps.filter((s) => s !== 40_000)}`);
   assert.equal(c.stats().reanchors, 0);
 });
 
-test('property: output strictly increases and never runs ahead of arrival by more than the bumps', () => {
+test('a slower source clock is followed (window minimum), not left behind without bound; jitter does not bend the spacing', () => {
+  const c = new SourceClock();
+  let lag = 0;
+  let prev = 0;
+  let odd = 0;
+  // the source clock runs 200 ppm slow for an hour of 30 fps frames, arriving 10..14 ms late (jitter)
+  for (let n = 0; n < 108_000; n++) {
+    const src = n * 33_333;
+    const arrival = src * 1.0002 + 10_000 + ((n * 7919) % 4000);
+    const out = c.map(src, arrival);
+    lag = arrival - out;
+    if (n > 0 && Math.abs(out - prev - 33_333) > 10) odd++;
+    prev = out;
+  }
+  assert.ok(lag < 10_000, `lag after an hour ${lag} µs`);
+  assert.equal(c.stats().reanchors, 0);
+  // only the drift steps (one per 10 s window) and the rare earliest arrival move a frame off the source spacing
+  assert.ok(odd < 108_000 / 100, `frames off the source spacing: ${odd}`);
+});
+
+test('property: output strictly increases and never runs more than maxLead ahead of arrival (bumps aside)', () => {
   fc.assert(
     fc.property(
       fc.array(fc.record({ dSrc: fc.integer({ min: -2_000_000, max: 2_000_000 }), dArr: fc.integer({ min: 0, max: 3_000_000 }) }), { minLength: 1, maxLength: 300 }),
@@ -68,7 +90,7 @@ test('property: output strictly increases and never runs ahead of arrival by mor
           arr += s.dArr;
           const out = c.map(src, arr);
           assert.ok(out > last);
-          assert.ok(out <= Math.max(arr, last + 1), `${out} > arrival ${arr}`);
+          assert.ok(out <= Math.max(arr + 1_000_000, last + 1), `${out} > arrival ${arr} + 1 s`);
           last = out;
         }
       },

@@ -186,17 +186,21 @@ export function assertAccounted(st: { track: string; framesIn: number; framesWri
 }
 
 /**
- * Decode a video file with the real ffmpeg (`-v error`, every frame) and read its packets' DTS with
- * ffprobe: rejects on any error output (timestamp complaints included); returns the frame count.
+ * Decode a video file with the real ffmpeg (`-v error`, every frame, and a stream copy whose muxer
+ * checks DTS order) and read its packets' DTS (seconds) with ffprobe: rejects on any error output
+ * or a DTS that does not increase; returns the frame count and the DTS.
  */
 export async function decodeStrict(file: string): Promise<{ frames: number; dts: number[] }> {
   const run = (cmd: string, args: string[]) =>
     new Promise<{ stdout: string; stderr: string }>((resolve, reject) => {
       execFile(cmd, args, { timeout: 120_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => (err ? reject(new Error(`${cmd} ${file}: ${err.message} ${stderr}`)) : resolve({ stdout, stderr })));
     });
-  const dec = await run(FFMPEG, ['-v', 'error', '-i', file, '-map', '0:v:0', '-f', 'null', '-']);
-  if (dec.stderr.trim()) throw new Error(`ffmpeg -v error ${file}: ${dec.stderr.trim().slice(0, 500)}`);
-  const pk = await run(FFPROBE, ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'packet=dts', '-of', 'csv=p=0', file]);
+  // the copy goes to MPEG-TS (90 kHz, finer than the MP4's 57.6 kHz ticks): its muxer rejects any
+  // DTS that does not increase; the decode keeps the file's own time base (not 1/frame rate, which
+  // would fold any frames closer than a frame interval onto one tick)
+  const dec = await run(FFMPEG, ['-v', 'warning', '-nostdin', '-i', file, '-map', '0:v:0', '-c', 'copy', '-f', 'mpegts', '-y', '/dev/null', '-map', '0:v:0', '-enc_time_base', '-1', '-f', 'null', '-']);
+  if (dec.stderr.trim()) throw new Error(`ffmpeg -v warning ${file}: ${dec.stderr.trim().slice(0, 500)}`);
+  const pk = await run(FFPROBE, ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'packet=dts_time', '-of', 'csv=p=0', file]);
   if (pk.stderr.trim()) throw new Error(`ffprobe ${file}: ${pk.stderr.trim().slice(0, 500)}`);
   const dts = pk.stdout.split('\n').map((l) => l.trim().replace(/,$/, '')).filter((l) => l !== '').map(Number);
   for (let i = 1; i < dts.length; i++) if (!(dts[i]! > dts[i - 1]!)) throw new Error(`${file}: dts not increasing at packet ${i}: ${dts[i - 1]} → ${dts[i]}`);

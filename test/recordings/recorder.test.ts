@@ -202,3 +202,49 @@ test('one definition of a segment\'s end: the recorder\'s row and recovery\'s pr
     );
   }
 });
+
+test('the strict decode check itself: a file with two frames at the same decode time is refused; ours at µs-apart capture times is not', async (t) => {
+  const root = await tempDir(t);
+  const { decodeStrict } = await import('./helpers.js');
+  const { EncodedPacket, EncodedVideoPacketSource, Mp4OutputFormat, Output, BufferTarget } = await import('mediabunny');
+  const { avcInfoOf } = await import('../../recordings/h264-config.js');
+  const aus = h264Units({ seconds: 2 });
+  const avc = avcInfoOf(aus[0]!.data)!;
+  // what readers got before: frames stamped µs apart after a stall, rounded onto one muxer tick
+  const target = new BufferTarget();
+  const out = new Output({ format: new Mp4OutputFormat({ fastStart: 'fragmented' }), target });
+  const src = new EncodedVideoPacketSource('avc');
+  out.addVideoTrack(src);
+  await out.start();
+  for (let i = 0; i < aus.length; i++) {
+    const ts = i < 20 ? i / 30 : 20 / 30 + (i - 20) * 2e-6; // a burst: 2 µs apart
+    await src.add(new EncodedPacket(aus[i]!.data, aus[i]!.key ? 'key' : 'delta', ts, 1 / 30), i === 0 ? { decoderConfig: { codec: avc.codec, codedWidth: avc.width, codedHeight: avc.height } } : undefined);
+  }
+  await out.finalize();
+  const bad = path.join(root, 'burst.mp4');
+  fs.writeFileSync(bad, Buffer.from(target.buffer!));
+  await assert.rejects(decodeStrict(bad), /dts|DTS/);
+  // the same burst through the recorder: each frame at least one tick after the previous
+  const engine = newEngine();
+  engine.addStaticChannel({ id: 'robot' });
+  const svc = createRecordingService({ config: config(root), source: engine });
+  t.after(() => svc.close());
+  await svc.start();
+  const cam = engine.publisher(CAM, { label: 'test' });
+  cam.setMime('video/h264');
+  svc.discover();
+  const t0 = captureClockUs();
+  for (let i = 0; i < aus.length; i++) {
+    cam.write({ ts: t0 + (i < 20 ? Math.round((i * 1e6) / 30) : Math.round((20 * 1e6) / 30) + (i - 20) * 2), wallclock: Date.now(), key: aus[i]!.key, data: aus[i]!.data });
+    await svc.settled();
+  }
+  await svc.close();
+  const st = svc.stats().tracks[0]!;
+  assert.equal(st.framesWritten, aus.length);
+  assert.ok(st.ticksBumped > 0, 'frames moved one tick apart');
+  const db = IndexDb.openReader(path.join(root, 'index.db'));
+  t.after(() => db.close());
+  let frames = 0;
+  for (const r of db.all()) frames += (await decodeStrict(path.join(root, r.path))).frames;
+  assert.equal(frames, aus.length);
+});
