@@ -175,3 +175,43 @@ channels:
     prev = { run: s.run, video: s.tracks.find((x) => x.track.endsWith('/video'))!.framesWritten };
   }
 });
+
+test('SIGTERM of the real runtime while it records, 3 times: index and disk agree at exit, before any recovery', { timeout: 180_000 }, async (t) => {
+  const dir = await tempDir(t, 'rec-term-');
+  const root = path.join(dir, 'rec');
+  const cfg = path.join(dir, 'moth.yaml');
+  fs.writeFileSync(
+    cfg,
+    `server: { host: 127.0.0.1, port: 0 }
+log: { level: info }
+recordings:
+  root: ${root}
+  segmentDurationMs: 2000
+egress: { whep: { enabled: false } }
+channels:
+  - id: m0thedge000000000000
+    name: robot
+    sources:
+      - name: base
+        driver: { kind: testpattern, track: video, width: 320, height: 240, fps: 30, bitrateKbps: 400 }
+      - name: base
+        driver: { kind: simulated, track: imu, sensor: imu, rateHz: 50 }
+`,
+  );
+  for (let k = 0; k < 3; k++) {
+    const rt = await start(cfg, t);
+    // stop in the middle of a segment, at a different point each time
+    await waitFor(async () => ((await recStats(rt.port)).tracks.find((x) => x.track.endsWith('/video'))?.framesWritten ?? 0) > 30 + k * 20, 'video on disk', 30_000);
+    const written = (await recStats(rt.port)).tracks.find((x) => x.track.endsWith('/video'))!.framesWritten;
+    rt.child.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => (rt.child.exitCode !== null ? r(rt.child.exitCode) : rt.child.once('exit', (c) => r(c))));
+    assert.equal(code, 0, 'a clean stop');
+    // what the runtime left, read as it is (no recovery has run)
+    const rows = db2rows(root);
+    assert.deepEqual(rows.filter((r) => r.state === 'recording').map((r) => r.path), [], `stop ${k}: no row left recording`);
+    assert.deepEqual(listSegmentFiles(root).filter((f) => f.endsWith('.part')), [], `stop ${k}: no .part left`);
+    assert.deepEqual(rows.filter((r) => r.present === 1).map((r) => r.path).sort(), listSegmentFiles(root), `stop ${k}: rows ↔ files`);
+    const video = rows.filter((r) => r.kind === 'video' && r.path.includes('/video/'));
+    assert.ok(video.reduce((a, r) => a + r.frames, 0) >= written, `stop ${k}: every frame on disk before the stop is indexed`);
+  }
+});

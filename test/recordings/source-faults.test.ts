@@ -106,8 +106,9 @@ test('SIGSTOP/SIGCONT of the test pattern encoder: frames keep the encoder\'s sp
   }
   const closedBefore = trackStats(rec, track)!.segmentsClosed;
   await waitFor(() => trackStats(rec, track)!.segmentsClosed >= closedBefore + 1, 'one more segment', 30_000);
-  const driver = a.supervisors[0]!.driver.stats();
+  const drv = a.supervisors[0]!.driver;
   await a.close();
+  const driver = drv.stats();
   const st = trackStats(rec, track)!;
   assertAccounted(st);
   assert.equal(st.framesPending, 0);

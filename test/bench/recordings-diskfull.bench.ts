@@ -1,0 +1,158 @@
+// Recordings on a full disk (issue 15): a real 64 MiB tmpfs, the shipped free-space policy, one
+// 1080p30 4 Mbit/s H.264 track and two 50 Hz JSON sensors published in real time through the real
+// Engine and recording service. Two kinds of disk-full event, 3 of each:
+//  - freed by someone else: a ballast file fills the disk to ENOSPC, stays 2 s, is removed —
+//    measured from its removal to the recorder unpaused and to its first frame accepted;
+//  - freed by retention: the ballast stays; retention deletes old segments (unsynced, counted) —
+//    measured from the pause to the first frame accepted again.
+// Lost frames per event are the recorder's own counted drops (disk-full + the wait for a keyframe
+// after resuming), per track. The floor for "time back": the policy's 1 s free-space watch plus the
+// source's GOP (1 s: the test source cannot make a keyframe on request).
+import fs from 'node:fs';
+import path from 'node:path';
+import type { TestContext } from 'node:test';
+import { recordingsConfigSchema } from '../../recordings/config.js';
+import { createRecordingService, type RecordingService } from '../../recordings/service.js';
+import { silentLog } from '../../recordings/log.js';
+import { fillUntilFull, h264Units, mountTmpfs, newEngine, paceVideo } from '../recordings/helpers.js';
+import { captureClockUs } from '../../runtime/engine/api.js';
+import { round, type BenchRow } from './harness.js';
+
+const EVENTS = 3;
+
+async function until(cond: () => boolean, what: string, ms = 60_000): Promise<number> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return performance.now();
+}
+
+const median = (a: number[]) => {
+  const s = [...a].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+export async function bench(): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  const cleanups: Array<() => unknown> = [];
+  const t = { after: (fn: () => unknown) => cleanups.push(fn) } as unknown as TestContext;
+  try {
+    const root = await mountTmpfs(t, 64 * 1024);
+    if (!root) return [{ bench: 'recordings-diskfull', case: 'skipped: cannot mount a tmpfs here (needs root)' }];
+    const engine = newEngine();
+    cleanups.push(() => engine.close());
+    engine.addStaticChannel({ id: 'robot' });
+    const svc: RecordingService = createRecordingService({ config: recordingsConfigSchema.parse({ root, segmentDurationMs: 10_000 }), source: engine, log: silentLog });
+    cleanups.push(() => svc.close());
+    await svc.start();
+    const cam = engine.publisher({ channel: 'robot', source: 'base', track: 'cam' }, { label: 'bench' });
+    cam.setMime('video/h264;width=1920;height=1080');
+    const sensors = ['imu', 'odom'].map((track) => {
+      const p = engine.publisher({ channel: 'robot', source: 'base', track }, { label: 'bench' });
+      p.setMime('application/json');
+      return p;
+    });
+    svc.discover();
+    const aus = h264Units({ width: 1920, height: 1080, seconds: 10, bitrate: '4M' });
+    const video = paceVideo(cam, aus, { speed: 1 });
+    cleanups.push(() => video.stop());
+    let n = 0;
+    const t0 = captureClockUs();
+    const start = performance.now();
+    const sensorTimer = setInterval(() => {
+      const due = Math.floor((performance.now() - start) / 20);
+      for (; n < due; n++) {
+        const ts = t0 + n * 20_000;
+        for (const p of sensors) p.write({ ts, wallclock: Date.now(), key: true, data: Buffer.from(JSON.stringify({ n, ax: Math.sin(n), ay: Math.cos(n), az: 9.81 })) });
+      }
+    }, 10);
+    cleanups.push(() => clearInterval(sensorTimer));
+    const tr = (name: string) => svc.stats().tracks.find((x) => x.track === `robot/base/${name}`)!;
+    const lostOf = (name: string) => {
+      const d = tr(name).drops;
+      return d['disk-full'] + d['wait-keyframe'] + d['write-failed'] + d['closed-empty'];
+    };
+    await until(() => svc.stats().segmentsClosed >= 3, 'the first segments', 60_000);
+    const ballast = path.join(root, 'ballast');
+
+    const freed: Array<{ unpauseMs: number; firstFrameMs: number; pauseMs: number; video: number; sensor: number }> = [];
+    for (let e = 0; e < EVENTS; e++) {
+      const v0 = lostOf('cam');
+      const s0 = lostOf('imu');
+      const events0 = tr('cam').diskFullEvents;
+      fillUntilFull(ballast);
+      const paused = await until(() => tr('cam').diskFullEvents > events0, 'the disk-full pause');
+      // someone else holds the space for 2 s, whatever retention frees meanwhile
+      const hold = setInterval(() => fillUntilFull(ballast), 20);
+      await new Promise((r) => setTimeout(r, 2000));
+      clearInterval(hold);
+      const accepted0 = tr('cam').framesWritten + tr('cam').framesPending;
+      fs.rmSync(ballast);
+      const freedAt = performance.now();
+      const unpaused = await until(() => !tr('cam').diskFull, 'unpaused');
+      const first = await until(() => tr('cam').framesWritten + tr('cam').framesPending > accepted0, 'a frame accepted');
+      freed.push({ unpauseMs: unpaused - freedAt, firstFrameMs: first - freedAt, pauseMs: freedAt - paused, video: lostOf('cam') - v0, sensor: lostOf('imu') - s0 });
+      await new Promise((r) => setTimeout(r, 3000)); // recording steadily again before the next event
+    }
+    const byRetention: Array<{ backMs: number; video: number; sensor: number; unsyncedDeleted: number }> = [];
+    for (let e = 0; e < EVENTS; e++) {
+      const v0 = lostOf('cam');
+      const s0 = lostOf('imu');
+      const u0 = svc.stats().retention!.unsyncedLost;
+      const events0 = tr('cam').diskFullEvents;
+      fillUntilFull(ballast);
+      const paused = await until(() => tr('cam').diskFullEvents > events0, 'the disk-full pause');
+      const accepted0 = tr('cam').framesWritten + tr('cam').framesPending;
+      const back = await until(() => !tr('cam').diskFull && tr('cam').framesWritten + tr('cam').framesPending > accepted0, 'recording again by retention');
+      byRetention.push({ backMs: back - paused, video: lostOf('cam') - v0, sensor: lostOf('imu') - s0, unsyncedDeleted: svc.stats().retention!.unsyncedLost - u0 });
+      fs.rmSync(ballast);
+      await new Promise((r) => setTimeout(r, 3000));
+    }
+    video.stop();
+    clearInterval(sensorTimer);
+    await svc.settled();
+    await svc.close();
+    const st = svc.stats();
+    const load = (await import('node:os')).loadavg()[0]!;
+    rows.push({
+      bench: 'recordings-diskfull',
+      case: `freed by another process (ballast removed after 2 s), ${EVENTS} events, 1080p30 4 Mbit/s + 2×50 Hz`,
+      free_to_unpaused_ms_median: round(median(freed.map((x) => x.unpauseMs)), 0),
+      free_to_unpaused_ms_max: round(Math.max(...freed.map((x) => x.unpauseMs)), 0),
+      free_to_first_frame_ms_median: round(median(freed.map((x) => x.firstFrameMs)), 0),
+      free_to_first_frame_ms_max: round(Math.max(...freed.map((x) => x.firstFrameMs)), 0),
+      lost_video_frames_per_event: round(median(freed.map((x) => x.video)), 0),
+      lost_sensor_records_per_event: round(median(freed.map((x) => x.sensor)), 0),
+      full_for_ms_median: round(median(freed.map((x) => x.pauseMs)), 0),
+      floor_ms: 1000 + 1000,
+      load_avg_1m: round(load, 2),
+    });
+    rows.push({
+      bench: 'recordings-diskfull',
+      case: `freed by retention (ballast stays; oldest unsynced deleted, counted), ${EVENTS} events`,
+      pause_to_first_frame_ms_median: round(median(byRetention.map((x) => x.backMs)), 0),
+      pause_to_first_frame_ms_max: round(Math.max(...byRetention.map((x) => x.backMs)), 0),
+      lost_video_frames_per_event: round(median(byRetention.map((x) => x.video)), 0),
+      lost_sensor_records_per_event: round(median(byRetention.map((x) => x.sensor)), 0),
+      unsynced_segments_deleted_per_event: round(median(byRetention.map((x) => x.unsyncedDeleted)), 1),
+      floor_ms: 1000 + 1000,
+      load_avg_1m: round(load, 2),
+    });
+    const cs = st.tracks.find((x) => x.track === 'robot/base/cam')!;
+    const dropped = Object.values(cs.drops).reduce((a, b) => a + b, 0);
+    rows.push({
+      bench: 'recordings-diskfull',
+      case: 'accounting over the whole run (video): in = written + pending + dropped',
+      frames_in: cs.framesIn,
+      written: cs.framesWritten,
+      dropped,
+      uncounted: cs.framesIn - cs.framesWritten - cs.framesPending - dropped,
+      disk_full_events: cs.diskFullEvents,
+    });
+  } finally {
+    for (const c of cleanups.reverse()) await c();
+  }
+  return rows;
+}
