@@ -8,29 +8,20 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { recordingsConfigSchema } from '../../recordings/config.js';
-import { IndexDb, type SegmentRow } from '../../recordings/index-db.js';
+import type { SegmentRow } from '../../recordings/index-db.js';
 import { listSegmentFiles } from '../../recordings/recovery.js';
 import { freeBytesOf } from '../../recordings/retention.js';
 import { createRecordingService, type RecordingService } from '../../recordings/service.js';
 import type { RecLog } from '../../recordings/log.js';
-import { assertAccounted, decodeStrict, fillUntilFull, h264Units, mountTmpfs, newEngine, paceVideo, waitFor } from './helpers.js';
+import { assertAccounted, decodeStrict, fillUntilFull, h264Units, indexRows, mountTmpfs, newEngine, paceVideo, waitFor } from './helpers.js';
 import { skipUnlessCi } from '../support/peer.js';
 
 const CAM = { channel: 'robot', source: 'base', track: 'cam' };
 const IMU = { channel: 'robot', source: 'base', track: 'imu' };
 
-function rowsOf(root: string): SegmentRow[] {
-  const db = IndexDb.openReader(path.join(root, 'index.db'));
-  try {
-    return db.all();
-  } finally {
-    db.close();
-  }
-}
-
 /** Disk and index agree, no .part is left, every present video file decodes strictly. */
 async function checkDisk(root: string): Promise<SegmentRow[]> {
-  const rows = rowsOf(root);
+  const rows = indexRows(root);
   const files = listSegmentFiles(root);
   assert.deepEqual(files.filter((f) => f.endsWith('.part')), [], 'no .part after close');
   assert.deepEqual(rows.filter((r) => r.present === 1).map((r) => r.path).sort(), files, 'rows ↔ files');

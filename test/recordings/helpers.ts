@@ -11,6 +11,7 @@ import { Engine } from '../../runtime/engine/engine.js';
 import { captureClockUs } from '../../runtime/engine/api.js';
 import { createRecordingService } from '../../recordings/service.js';
 import { recordingsConfigSchema, type RecordingsConfig } from '../../recordings/config.js';
+import { IndexDb, type SegmentRow } from '../../recordings/index-db.js';
 
 export const FFMPEG = '/usr/bin/ffmpeg';
 export const FFPROBE = '/usr/bin/ffprobe';
@@ -236,4 +237,48 @@ export function paceVideo(pub: { write(f: { ts: number; wallclock: number; key: 
     st,
     stop: () => clearInterval(timer),
   };
+}
+
+/** Every row of the index under root, read through a read-only connection (no recovery). */
+export function indexRows(root: string): SegmentRow[] {
+  const db = IndexDb.openReader(path.join(root, 'index.db'));
+  try {
+    return db.all();
+  } finally {
+    db.close();
+  }
+}
+
+/** The direct children of a process, from /proc (empty when it is gone). */
+export function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  try {
+    for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
+      const c = fs.readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+      if (c) out.push(...c.split(/\s+/).map(Number));
+    }
+  } catch {
+    /* gone */
+  }
+  return out;
+}
+
+/** Every process under `pid` (children, grandchildren…). */
+export function descendantsOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const c of childrenOf(pid)) out.push(c, ...descendantsOf(c));
+  return out;
+}
+
+/** An engine with channel `robot`, a started recording service on root, and a publisher on robot/base/cam (video/h264). */
+export async function camRecording(t: { after: (fn: () => unknown) => void }, root: string, over: Record<string, unknown> = {}) {
+  const engine = newEngine();
+  engine.addStaticChannel({ id: 'robot' });
+  const svc = createRecordingService({ config: config(root, over), source: engine });
+  t.after(() => svc.close());
+  await svc.start();
+  const cam = engine.publisher({ channel: 'robot', source: 'base', track: 'cam' }, { label: 'test' });
+  cam.setMime('video/h264');
+  svc.discover();
+  return { engine, svc, cam };
 }

@@ -8,7 +8,7 @@ import { IndexDb } from '../../recordings/index-db.js';
 import { sha256File } from '../../recordings/recovery.js';
 import { createRecordingService } from '../../recordings/service.js';
 import { scanRecords, decodeFileHeader } from '../../recordings/record-file.js';
-import { config, ffprobeFrames, h264Units, listFiles, newEngine, tempDir } from './helpers.js';
+import { camRecording, config, ffprobeFrames, h264Units, listFiles, newEngine, tempDir } from './helpers.js';
 
 const CAM = { channel: 'robot', source: 'base', track: 'cam' };
 const IMU = { channel: 'robot', source: 'base', track: 'imu' };
@@ -128,14 +128,7 @@ test('write cost: bytes written (syscalls, /proc/self/io wchar; SQLite included)
 
 test('a re-subscription (engine closed the recorder queue) continues the open segment: no gap, no replayed GOP twice', async (t) => {
   const root = await tempDir(t);
-  const engine = newEngine();
-  engine.addStaticChannel({ id: 'robot' });
-  const svc = createRecordingService({ config: config(root), source: engine });
-  t.after(() => svc.close());
-  await svc.start();
-  const cam = engine.publisher(CAM, { label: 'test' });
-  cam.setMime('video/h264');
-  svc.discover();
+  const { engine, svc, cam } = await camRecording(t, root);
   const aus = h264Units({ seconds: 3 });
   const t0 = captureClockUs();
   const feed = async (from: number, to: number) => {
@@ -161,14 +154,7 @@ test('a re-subscription (engine closed the recorder queue) continues the open se
 
 test('an open segment shows its progress in its `recording` row (at the fsync interval)', async (t) => {
   const root = await tempDir(t);
-  const engine = newEngine();
-  engine.addStaticChannel({ id: 'robot' });
-  const svc = createRecordingService({ config: config(root, { fsyncIntervalMs: 100 }), source: engine });
-  t.after(() => svc.close());
-  await svc.start();
-  const cam = engine.publisher(CAM, { label: 'test' });
-  cam.setMime('video/h264');
-  svc.discover();
+  const { engine, svc, cam } = await camRecording(t, root, { fsyncIntervalMs: 100 });
   const aus = h264Units({ seconds: 3 });
   const t0 = captureClockUs();
   for (let i = 0; i < aus.length; i++) {
@@ -230,14 +216,7 @@ test('the strict decode check itself: a file with two frames at the same decode 
   fs.writeFileSync(bad, Buffer.from(target.buffer!));
   await assert.rejects(decodeStrict(bad), /dts|DTS/);
   // the same burst through the recorder: each frame at least one tick after the previous
-  const engine = newEngine();
-  engine.addStaticChannel({ id: 'robot' });
-  const svc = createRecordingService({ config: config(root), source: engine });
-  t.after(() => svc.close());
-  await svc.start();
-  const cam = engine.publisher(CAM, { label: 'test' });
-  cam.setMime('video/h264');
-  svc.discover();
+  const { engine, svc, cam } = await camRecording(t, root);
   const t0 = captureClockUs();
   for (let i = 0; i < aus.length; i++) {
     cam.write({ ts: t0 + (i < 20 ? Math.round((i * 1e6) / 30) : Math.round((20 * 1e6) / 30) + (i - 20) * 2), wallclock: Date.now(), key: aus[i]!.key, data: aus[i]!.data });

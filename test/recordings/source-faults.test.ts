@@ -9,13 +9,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type { App } from '../../runtime/app.js';
-import { IndexDb, type SegmentRow } from '../../recordings/index-db.js';
+import type { SegmentRow } from '../../recordings/index-db.js';
 import { listSegmentFiles } from '../../recordings/recovery.js';
 import type { RecordingService } from '../../recordings/service.js';
 import { startApp } from '../support/app.js';
-import { chromiumMissing, launchChromium } from '../egress/chromium.js';
+import { CANVAS_PAGE, chromiumMissing, launchChromium, publishCanvasOverWhip } from '../egress/chromium.js';
 import { skipUnlessCi } from '../support/peer.js';
-import { assertAccounted, decodeStrict, FFMPEG, tempDir, waitFor } from './helpers.js';
+import { assertAccounted, decodeStrict, descendantsOf, FFMPEG, indexRows, tempDir, waitFor } from './helpers.js';
 
 const CH = 'recfau1ts00000000000';
 
@@ -31,14 +31,7 @@ async function app(t: TestContext, config: Record<string, unknown>): Promise<{ a
   return { a, rec: a.components.get('recordings') as unknown as RecordingService, root };
 }
 
-function rowsOf(root: string): SegmentRow[] {
-  const db = IndexDb.openReader(path.join(root, 'index.db'));
-  try {
-    return db.all();
-  } finally {
-    db.close();
-  }
-}
+const rowsOf = indexRows;
 
 /** Every row closed with its file, no .part, every video segment decodes with increasing DTS. */
 async function checkClosed(root: string, track: string): Promise<{ rows: SegmentRow[]; dtsSteps: number[] }> {
@@ -53,28 +46,6 @@ async function checkClosed(root: string, track: string): Promise<{ rows: Segment
     for (let i = 1; i < d.dts.length; i++) dtsSteps.push(d.dts[i]! - d.dts[i - 1]!);
   }
   return { rows, dtsSteps };
-}
-
-/** Every pid under `pid` (children, grandchildren…), from /proc. */
-function descendants(pid: number): number[] {
-  const out: number[] = [];
-  const walk = (p: number) => {
-    let kids: number[] = [];
-    try {
-      for (const task of fs.readdirSync(`/proc/${p}/task`)) {
-        const c = fs.readFileSync(`/proc/${p}/task/${task}/children`, 'utf8').trim();
-        if (c) kids.push(...c.split(/\s+/).map(Number));
-      }
-    } catch {
-      kids = [];
-    }
-    for (const k of kids) {
-      out.push(k);
-      walk(k);
-    }
-  };
-  walk(pid);
-  return out;
 }
 
 function cmdline(pid: number): string {
@@ -94,7 +65,7 @@ test('SIGSTOP/SIGCONT of the test pattern encoder: frames keep the encoder\'s sp
   });
   const track = `${CH}/base/video`;
   await waitFor(() => (trackStats(rec, track)?.framesWritten ?? 0) >= 60, 'recording the test pattern', 30_000);
-  const ffmpeg = descendants(process.pid).find((p) => /ffmpeg .*testsrc2/.test(cmdline(p)));
+  const ffmpeg = descendantsOf(process.pid).find((p) => /ffmpeg .*testsrc2/.test(cmdline(p)));
   assert.ok(ffmpeg, 'the encoder child');
   // a short stall, then one past a second (below the driver's 5 s stall timeout: no restart)
   for (const stallMs of [400, 1500]) {
@@ -170,38 +141,13 @@ test('a browser publishing over WHIP is asked for keyframes, so its fragments re
   const base = `http://127.0.0.1:${a.port}`;
   a.http.router.route('GET', '/blank', (ctx) => {
     ctx.res.writeHead(200, { 'content-type': 'text/html' });
-    ctx.res.end('<html><body><canvas id="c" width="640" height="360"></canvas></body></html>');
+    ctx.res.end(CANVAS_PAGE);
   });
   const browser = await launchChromium();
   t.after(() => browser.close().catch(() => undefined));
   const page = await browser.newPage();
   await page.goto(`${base}/blank`);
-  const status = await page.evaluate(async () => {
-    const c = document.getElementById('c') as HTMLCanvasElement;
-    const g = c.getContext('2d')!;
-    let n = 0;
-    setInterval(() => {
-      g.fillStyle = `hsl(${(n * 7) % 360} 80% 50%)`;
-      g.fillRect(0, 0, 640, 360);
-      g.fillStyle = '#fff';
-      g.font = '48px sans-serif';
-      g.fillText(`frame ${n++}`, 40, 120);
-    }, 33);
-    const pc = new RTCPeerConnection();
-    const tr = pc.addTransceiver(c.captureStream(30).getVideoTracks()[0]!, { direction: 'sendonly' });
-    const h264 = RTCRtpSender.getCapabilities('video')!.codecs.filter((x) => /h264/i.test(x.mimeType) && /packetization-mode=1/.test(x.sdpFmtpLine ?? '') && /42e01f/.test(x.sdpFmtpLine ?? ''));
-    if (h264.length === 0) return { status: 0, error: 'no H.264 42e01f encoder in this Chromium' };
-    tr.setCodecPreferences(h264);
-    await pc.setLocalDescription(await pc.createOffer());
-    await new Promise<void>((r) => {
-      const to = setTimeout(r, 3000);
-      pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && (clearTimeout(to), r()));
-    });
-    const res = await fetch('/whip/robot/browser/video', { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: pc.localDescription!.sdp });
-    if (res.status !== 201) return { status: res.status, error: await res.text() };
-    await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
-    return { status: 201, error: '' };
-  });
+  const status = await publishCanvasOverWhip(page, '/whip/robot/browser/video');
   assert.equal(status.status, 201, status.error);
   const track = `${CH}/browser/video`;
   // while the browser publishes: complete fragments on disk (the browser sends keyframes only when asked)
@@ -213,7 +159,7 @@ test('a browser publishing over WHIP is asked for keyframes, so its fragments re
   assert.ok(fs.statSync(path.join(root, part)).size > 100_000, 'its fragments are in the file, not in memory');
 
   // kill -9 the browser (every process of it): no DELETE, no goodbye
-  for (const pid of descendants(process.pid).filter((p) => /chrom/.test(cmdline(p)))) {
+  for (const pid of descendantsOf(process.pid).filter((p) => /chrom/.test(cmdline(p)))) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
