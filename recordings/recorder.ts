@@ -85,6 +85,11 @@ export interface TrackRecorderStats {
   keyframeRequestsUnserved: number;
   /** Video frames moved one muxer tick later so that no two share a decode time. */
   ticksBumped: number;
+  /**
+   * Frames the engine dropped from this recorder's queue before it read them (its byte ceiling,
+   * the memory budget): never in framesIn; a recorder that keeps up has none.
+   */
+  queueDropped: number;
   lastError: string | null;
 }
 
@@ -92,6 +97,12 @@ export interface TrackRecorderStats {
 const KEYFRAME_REQUEST_MIN_MS = 1000;
 /** While paused by a full disk, the free-space verdict is asked at most this often. */
 const SPACE_CHECK_MS = 250;
+
+/** Frames (not texts) a consumer's queue dropped. */
+function queueDrops(c: ConsumerHandle): number {
+  const d = c.stats().dropped;
+  return d['queue-full'] + d['gop-tail'] + d['stale-gop'] + d.memory;
+}
 
 function isDiskFull(err: NodeJS.ErrnoException | null): boolean {
   return err?.code === 'ENOSPC' || err?.code === 'EDQUOT';
@@ -117,6 +128,8 @@ export class TrackRecorder {
   private idle: Promise<void> = Promise.resolve();
   private idleResolve: (() => void) | null = null;
   private lastKeyRequest = -Infinity;
+  /** Frames dropped from earlier queues of this recorder (re-subscriptions). */
+  private queueDroppedBefore = 0;
   /** The source said it cannot make keyframes (false): fragment-due requests stop until it changes. */
   private sourceCannotKey = false;
   /** Capture time of the last keyframe written in the open segment. */
@@ -147,6 +160,7 @@ export class TrackRecorder {
       keyframeRequests: 0,
       keyframeRequestsUnserved: 0,
       ticksBumped: 0,
+      queueDropped: 0,
       lastError: null,
     };
     this.mime = consumer.mime();
@@ -171,6 +185,7 @@ export class TrackRecorder {
       consumer.close();
       return;
     }
+    this.queueDroppedBefore += queueDrops(this.consumer);
     this.consumer = consumer;
     this.sourceCannotKey = false; // maybe another publisher now
     this.listen(consumer);
@@ -515,6 +530,7 @@ export class TrackRecorder {
       framesPending: w ? w.frames - w.framesOnDisk : 0,
       bytesWritten: this.bytesClosed + (w?.bytes ?? 0),
       ticksBumped: this.ticksBumpedClosed + (w instanceof VideoSegmentWriter ? w.ticksBumped : 0),
+      queueDropped: this.queueDroppedBefore + queueDrops(this.consumer),
     };
   }
 

@@ -35,8 +35,11 @@ export interface RecordingServiceStats {
   tracks: TrackRecorderStats[];
   segmentsClosed: number;
   bytesWritten: number;
-  /** Frames/records lost by reason, all tracks (each also in its track's drops). */
-  lost: Record<(typeof LOSS_DROPS)[number], number>;
+  /**
+   * Frames/records lost by reason, all tracks (each also in its track's drops), and `queue`: those
+   * the engine dropped from a recorder's queue before it could read them.
+   */
+  lost: Record<(typeof LOSS_DROPS)[number] | 'queue', number>;
   /** Some recorder is paused for space (ENOSPC, or under the floor with nothing left to delete). */
   diskFull: boolean;
   /** The recordings filesystem and the shared free-space policy (floor, resume level). */
@@ -68,7 +71,7 @@ const MAX_RETIRED_TRACKS = 1000;
 function addRecorderStats(a: TrackRecorderStats, b: TrackRecorderStats): TrackRecorderStats {
   const drops = { ...a.drops };
   for (const k of Object.keys(b.drops) as RecorderDrop[]) drops[k] += b.drops[k];
-  const sum = (k: 'framesIn' | 'framesWritten' | 'framesPending' | 'bytesWritten' | 'segmentsClosed' | 'segmentsDiscarded' | 'diskFullEvents' | 'keyframeRequests' | 'keyframeRequestsUnserved' | 'ticksBumped') => a[k] + b[k];
+  const sum = (k: 'framesIn' | 'framesWritten' | 'framesPending' | 'bytesWritten' | 'segmentsClosed' | 'segmentsDiscarded' | 'diskFullEvents' | 'keyframeRequests' | 'keyframeRequestsUnserved' | 'ticksBumped' | 'queueDropped') => a[k] + b[k];
   return {
     ...b,
     drops,
@@ -83,6 +86,7 @@ function addRecorderStats(a: TrackRecorderStats, b: TrackRecorderStats): TrackRe
     keyframeRequests: sum('keyframeRequests'),
     keyframeRequestsUnserved: sum('keyframeRequestsUnserved'),
     ticksBumped: sum('ticksBumped'),
+    queueDropped: sum('queueDropped'),
   };
 }
 
@@ -504,7 +508,10 @@ export class RecordingService {
       byTrack.set(live.track, prev ? addRecorderStats(prev, live) : live);
     }
     const tracks = [...byTrack.values()];
-    const lost = Object.fromEntries(LOSS_DROPS.map((d) => [d, tracks.reduce((a, t) => a + t.drops[d], 0)])) as RecordingServiceStats['lost'];
+    const lost = {
+      ...Object.fromEntries(LOSS_DROPS.map((d) => [d, tracks.reduce((a, t) => a + t.drops[d], 0)])),
+      queue: tracks.reduce((a, t) => a + t.queueDropped, 0),
+    } as RecordingServiceStats['lost'];
     const pol = this.policy;
     return {
       running: this.started && !this.closing,

@@ -82,6 +82,7 @@ test('SIGSTOP/SIGCONT of the test pattern encoder: frames keep the encoder\'s sp
   const driver = drv.stats();
   const st = trackStats(rec, track)!;
   assertAccounted(st);
+  assert.equal(st.queueDropped, 0, 'the engine dropped nothing from the recorder\'s queue');
   assert.equal(st.framesPending, 0);
   assert.equal(st.ticksBumped, 0, 'no two frames needed moving apart');
   assert.equal(driver.restarts, 0, 'the stall did not restart the encoder');
@@ -123,6 +124,7 @@ test('an RTMP publisher (ffmpeg) that leaves, comes back and leaves again: each 
   await a.close();
   const st = trackStats(rec, track)!;
   assertAccounted(st);
+  assert.equal(st.queueDropped, 0, 'the engine dropped nothing from the recorder\'s queue');
   const { rows } = await checkClosed(root, track);
   assert.equal(rows.length, 2, 'one segment per visit');
   assert.equal(rows.reduce((n, r) => n + r.frames, 0), st.framesWritten);
@@ -173,6 +175,7 @@ test('a browser publishing over WHIP is asked for keyframes, so its fragments re
   await a.close();
   const st = trackStats(rec, track)!;
   assertAccounted(st);
+  assert.equal(st.queueDropped, 0, 'the engine dropped nothing from the recorder\'s queue');
   const { rows } = await checkClosed(root, track);
   assert.equal(rows.reduce((n, r) => n + r.frames, 0), st.framesWritten);
 });
