@@ -82,6 +82,7 @@ export function probeSegment(abs: string, parsed: ParsedPath): Probe {
       let first = NaN;
       let last = NaN;
       let wallFirst = NaN;
+      let wallLast = NaN;
       try {
         const h = decodeFileHeader(buf.subarray(0, got));
         meta = h.meta;
@@ -89,6 +90,7 @@ export function probeSegment(abs: string, parsed: ParsedPath): Probe {
         for (const r of scanRecords(buf.subarray(0, got), h.bodyStart)) {
           if (frames === 0) (first = r.ts), (wallFirst = r.wallclock);
           last = r.ts;
+          wallLast = r.wallclock;
           frames++;
           validEnd = r.end;
         }
@@ -105,8 +107,8 @@ export function probeSegment(abs: string, parsed: ParsedPath): Probe {
         startUs: frames ? first : meta.startUs,
         endUs: frames ? last : meta.startUs,
         wallStartMs: frames ? wallFirst : meta.wallMs,
-        // one definition of a segment's end (the recorder's): start wallclock + capture-clock span
-        wallEndMs: frames ? wallEndOf({ startUs: first, wallMs: wallFirst }, last) : meta.wallMs,
+        // a record file ends at its last record's own wallclock, as the recorder says (wallEndOf)
+        wallEndMs: frames ? wallLast : meta.wallMs,
       };
     }
     const s = scanMp4File(fd, size);

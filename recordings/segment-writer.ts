@@ -43,7 +43,11 @@ export interface CloseResult {
  */
 export const MUXER_TIMESCALE = 57_600;
 
-/** A segment's wall-clock end: its first frame's wallclock plus its capture-clock span (one definition, recorder and recovery). */
+/**
+ * A video segment's wall-clock end: its first frame's wallclock plus its capture-clock span to the
+ * end of its last frame (one definition, recorder and recovery). A record file's end is its last
+ * record's own wallclock (a record has no duration; the uplink matches records by it).
+ */
 export function wallEndOf(meta: Pick<SegmentMeta, 'startUs' | 'wallMs'>, endUs: number): number {
   return meta.wallMs + (endUs - meta.startUs) / 1000;
 }
@@ -370,11 +374,15 @@ export class RecordSegmentWriter extends BaseWriter implements SegmentWriter {
   private batchFrames = 0;
   private batchStartUs = 0;
   private lastUs: number;
+  private lastWall: number;
+  private onDiskWall: number;
   private closing: Promise<CloseResult> | null = null;
 
   constructor(root: string, rel: string, meta: SegmentMeta, private readonly fragmentUs: number) {
     super(root, rel, meta);
     this.lastUs = meta.startUs;
+    this.lastWall = meta.wallMs;
+    this.onDiskWall = meta.wallMs;
     try {
       this.file.append(encodeFileHeader(meta));
     } catch (err) {
@@ -392,6 +400,7 @@ export class RecordSegmentWriter extends BaseWriter implements SegmentWriter {
     this.batchBytes += rec.length;
     this.batchFrames++;
     this.lastUs = frame.ts;
+    this.lastWall = frame.wallclock;
     if (frame.ts - this.batchStartUs >= this.fragmentUs || this.batchBytes >= MAX_BATCH_BYTES) this.flushBatch();
     return Promise.resolve();
   }
@@ -407,6 +416,12 @@ export class RecordSegmentWriter extends BaseWriter implements SegmentWriter {
     this.framesOnDisk += n;
     this.keysOnDisk += n;
     this.onDiskEndUs = this.lastUs;
+    this.onDiskWall = this.lastWall;
+  }
+
+  /** The last record's own wallclock (see wallEndOf). */
+  override get onDiskWallEndMs(): number {
+    return this.onDiskWall;
   }
 
   close(): Promise<CloseResult> {

@@ -357,7 +357,7 @@ test('CLI help: `recordings --help` and each subcommand\'s own help, through the
 test('CLI verify: .part leftovers reported, --decode catches a segment whose bytes match the index but do not decode', async (t) => {
   const dir = await tempDir(t);
   const root = path.join(dir, 'rec');
-  await recordFixture(root, 4);
+  await recordFixture(root, 7); // 2 s segments on the capture-clock grid: at least 3 video segments
   const good = await cli(['verify', '--root', root, '--decode']);
   assert.equal(good.code, 0, good.out);
   assert.match(good.out, /0 bad, 0 part\(s\)/);
