@@ -97,10 +97,10 @@ export async function bench(): Promise<BenchRow[]> {
       const v0 = lostOf('cam');
       const s0 = lostOf('imu');
       const events0 = tr('cam').diskFullEvents;
+      // someone else takes the space and holds it, whatever retention frees meanwhile
       fillUntilFull(ballast);
-      const paused = await until(() => tr('cam').diskFullEvents > events0, 'the disk-full pause');
-      // someone else holds the space for 2 s, whatever retention frees meanwhile
       const hold = setInterval(() => fillUntilFull(ballast), 20);
+      const paused = await until(() => tr('cam').diskFullEvents > events0, 'the disk-full pause');
       await new Promise((r) => setTimeout(r, 2000));
       clearInterval(hold);
       const accepted0 = tr('cam').framesWritten + tr('cam').framesPending;
