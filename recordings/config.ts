@@ -137,8 +137,15 @@ export const syncConfigSchema = z.preprocess((v) => {
 export const retentionConfigSchema = z.object({
   /** Disk budget for all recordings; oldest synced segments go first. 0 = no budget. */
   maxBytes: z.number().int().min(0).default(0),
-  /** Free-space floor of the recordings filesystem; below it even unsynced segments go (counted). */
+  /**
+   * Free-space floor of the recordings filesystem: the smaller of this and minFreePercent of the
+   * filesystem's size (so a small SD card shared with the OS is not wiped to keep 256 MiB free).
+   * Below it the oldest segments go, synced first, then unsynced ones (each counted in
+   * stats().retention.unsyncedLost and logged); with nothing left to delete, recording pauses.
+   */
   minFreeBytes: z.number().int().min(0).default(256 * 1024 * 1024),
+  /** The floor as a share of the filesystem's size, percent (the floor is the smaller of the two). */
+  minFreePercent: z.number().min(0).max(100).default(10),
   /** Maximum age of a synced segment, hours; 0 = no limit. */
   maxAgeHours: z.number().min(0).default(0),
   intervalMs: z.number().int().min(100).default(10_000),

@@ -1,6 +1,6 @@
 // Playback: one continuous fMP4 for a time range of a track, remuxed (no transcoding) from the
 // segments with mediabunny, as MediaMTX's playback server does. Starts at the keyframe at or
-// before `from`; timestamps follow the one capture clock (offset to the run's wallclock).
+// before `from`, at time 0; timestamps follow the one capture clock (offset to the run's wallclock).
 import path from 'node:path';
 import { ALL_FORMATS, EncodedPacketSink, EncodedVideoPacketSource, FilePathSource, Input, Mp4OutputFormat, Output, StreamTarget, type EncodedPacket } from 'mediabunny';
 import { EdgeError } from '../runtime/engine/api.js';
@@ -70,7 +70,9 @@ export async function writePlayback(
   const src = new EncodedVideoPacketSource('avc');
   output.addVideoTrack(src);
   await output.start();
-  const base = segs[0]!.start_us + segs[0]!.offset_us;
+  // Output time 0 is the first packet written (the keyframe at or before `from`), not the first
+  // segment's start: a player's timeline then starts at its first frame, with no empty lead.
+  let base: number | null = null;
   let first: VideoDecoderConfig | null = null;
   let lastOut = -Infinity;
   let packets = 0;
@@ -78,7 +80,7 @@ export async function writePlayback(
   let stoppedAt: string | null = null;
   try {
     outer: for (const row of segs) {
-      const zero = (row.start_us + row.offset_us - base) / 1e6;
+      const rowZero = row.start_us + row.offset_us;
       const fromRel = Math.max(0, (range.fromMs - row.wall_start_ms) / 1000);
       const toRel = (range.toMs - row.wall_start_ms) / 1000;
       let n = 0;
@@ -88,7 +90,8 @@ export async function writePlayback(
           stoppedAt = row.path;
           break outer;
         }
-        const ts = zero + packet.timestamp;
+        base ??= rowZero + Math.round(packet.timestamp * 1e6);
+        const ts = (rowZero - base) / 1e6 + packet.timestamp;
         if (ts <= lastOut) continue; // overlapping segments (clock oddities): keep time moving forward
         lastOut = ts;
         await src.add(packet.clone({ timestamp: ts }), packets === 0 ? { decoderConfig: config } : undefined);

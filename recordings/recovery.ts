@@ -13,7 +13,7 @@ import type { IndexDb, NewSegment, SegmentRow } from './index-db.js';
 import { finalOf, parseSegmentPath, RECORD_EXT, withCounter, type ParsedPath } from './layout.js';
 import { scanMp4File } from './mp4-scan.js';
 import { decodeFileHeader, RecordFormatError, scanRecords, type SegmentMeta } from './record-file.js';
-import { syncDir } from './segment-writer.js';
+import { syncDir, wallEndOf } from './segment-writer.js';
 import type { RecLog } from './log.js';
 
 export interface RecoveryReport {
@@ -107,6 +107,7 @@ export function probeSegment(abs: string, parsed: ParsedPath): Probe {
         startUs: frames ? first : meta.startUs,
         endUs: frames ? last : meta.startUs,
         wallStartMs: frames ? wallFirst : meta.wallMs,
+        // a record file ends at its last record's own wallclock, as the recorder says (wallEndOf)
         wallEndMs: frames ? wallLast : meta.wallMs,
       };
     }
@@ -122,7 +123,7 @@ export function probeSegment(abs: string, parsed: ParsedPath): Probe {
       startUs: meta.startUs + s.firstUs,
       endUs: meta.startUs + s.endUs,
       wallStartMs: meta.wallMs + s.firstUs / 1000,
-      wallEndMs: meta.wallMs + s.endUs / 1000,
+      wallEndMs: wallEndOf(meta, meta.startUs + s.endUs),
     };
   } finally {
     fs.closeSync(fd);

@@ -1,13 +1,17 @@
 // Retention: a disk budget, a free-space floor and a maximum age. The plan is pure; the shell
 // deletes files and updates the index.
-// Order: oldest synced first. Unsynced segments go only when the free-space floor is hit, and
-// each such loss is counted and logged. (With no sync target, nothing will ever be synced, so
-// closed segments are eligible under budget and age too.)
+// Order: oldest synced first. Unsynced segments go only when the free-space floor is hit (or a
+// write hit ENOSPC), and each such loss is counted and logged. (With no sync target, nothing will
+// ever be synced, so closed segments are eligible under budget and age too.)
+// Under the floor, deletion goes on until free space reaches the resume level of the shared
+// free-space policy (free-space.ts): exactly what a recorder paused by a full disk waits for.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { RetentionConfig } from './config.js';
 import type { IndexDb, SegmentRow } from './index-db.js';
 import type { RecLog } from './log.js';
+import { fsSpaceOf, spacePolicy, type SpacePolicy } from './free-space.js';
+import { PART_SUFFIX } from './layout.js';
 
 export type RetentionReason = 'age' | 'budget' | 'floor';
 
@@ -18,10 +22,12 @@ export interface RetentionInput {
   freeBytes: number;
   now: number;
   syncEnabled: boolean;
-  /** Treat the floor as hit whatever statfs says (a write just failed with ENOSPC). */
-  forceFloor?: boolean;
-  /** Under forceFloor, free at least this much. */
-  forceFreeBytes?: number;
+  /** The free-space floor (free-space.ts): below it segments go. */
+  floorBytes: number;
+  /** Once deleting for space, go on until this much is free (the resume level). */
+  targetFreeBytes: number;
+  /** A write just failed with ENOSPC: free up to the target whatever statfs says now. */
+  pressure?: boolean;
 }
 
 export interface Deletion {
@@ -57,12 +63,12 @@ export function planRetention(cfg: RetentionConfig, inp: RetentionInput): Deleti
       if (!gone.has(r.path) && eligible(r)) del(r, 'budget');
     }
   }
-  const floor = Math.max(cfg.minFreeBytes, inp.forceFloor ? inp.freeBytes + (inp.forceFreeBytes ?? 0) : 0);
-  if (free < floor) {
+  if (free < inp.floorBytes || inp.pressure) {
+    const target = Math.max(inp.floorBytes, inp.targetFreeBytes);
     // synced first, then anything closed (counted losses)
     for (const pass of [true, false]) {
       for (const r of rows) {
-        if (free >= floor) break;
+        if (free >= target) break;
         if (gone.has(r.path)) continue;
         if (pass ? r.state === 'synced' : true) del(r, 'floor');
       }
@@ -79,17 +85,18 @@ export interface RetentionStats {
   /** Unsynced segments deleted because the free-space floor was hit. */
   unsyncedLost: number;
   unsyncedLostBytes: number;
+  /** The last unsynced segment deleted for space: what, when, why. */
+  lastUnsyncedLoss: { path: string; bytes: number; reason: RetentionReason; atMs: number } | null;
+  /** Passes run because a write hit ENOSPC. */
+  pressureRuns: number;
   lastFreeBytes: number | null;
+  /** The free-space policy in force (floor and resume level, from the filesystem's size). */
+  space: SpacePolicy | null;
   lastError: string | null;
 }
 
 export function freeBytesOf(dir: string): number {
-  try {
-    const s = fs.statfsSync(dir);
-    return Number(s.bavail) * Number(s.bsize);
-  } catch {
-    return Number.MAX_SAFE_INTEGER; // cannot tell: never delete because of it
-  }
+  return fsSpaceOf(dir).freeBytes;
 }
 
 export class Retention {
@@ -100,7 +107,10 @@ export class Retention {
     deletedByReason: { age: 0, budget: 0, floor: 0 },
     unsyncedLost: 0,
     unsyncedLostBytes: 0,
+    lastUnsyncedLoss: null,
+    pressureRuns: 0,
     lastFreeBytes: null,
+    space: null,
     lastError: null,
   };
 
@@ -112,17 +122,30 @@ export class Retention {
     private readonly syncEnabled: boolean,
   ) {}
 
-  /** One pass. `openBytes` are the open segments' bytes (not yet in the index as closed). */
-  run(openBytes: number, force?: { freeBytes: number }): Deletion[] {
+  /** The policy for the filesystem under root now (its size can change: a remount, a resize). */
+  policy(): SpacePolicy {
+    const p = spacePolicy(this.cfg, fsSpaceOf(this.root).sizeBytes);
+    this.st.space = p;
+    return p;
+  }
+
+  /**
+   * One pass. `openBytes` are the open segments' bytes (not yet in the index as closed);
+   * `pressure`: a write just hit ENOSPC.
+   */
+  run(openBytes: number, pressure = false): Deletion[] {
     this.st.runs++;
+    if (pressure) this.st.pressureRuns++;
     try {
       this.db.flush();
-      const rows = this.db.db
-        .prepare("SELECT id, path, state, bytes, wall_start_ms, wall_end_ms, present FROM segments WHERE present=1")
-        .all() as RetentionInput['rows'];
+      const rows = (
+        this.db.db.prepare('SELECT id, path, state, bytes, wall_start_ms, wall_end_ms, present FROM segments WHERE present=1').all() as RetentionInput['rows']
+      ).map((r) => this.closedOnDisk(r));
       // open segments count through openBytes (their `recording` rows only show progress)
       const used = rows.filter((r) => r.state !== 'recording').reduce((a, r) => a + r.bytes, 0) + openBytes;
-      const free = freeBytesOf(this.root);
+      const { sizeBytes, freeBytes: free } = fsSpaceOf(this.root);
+      const pol = spacePolicy(this.cfg, sizeBytes);
+      this.st.space = pol;
       this.st.lastFreeBytes = free;
       const plan = planRetention(this.cfg, {
         rows,
@@ -130,10 +153,12 @@ export class Retention {
         freeBytes: free,
         now: Date.now(),
         syncEnabled: this.syncEnabled,
-        forceFloor: force !== undefined,
-        forceFreeBytes: force?.freeBytes,
+        floorBytes: pol.floorBytes,
+        targetFreeBytes: pol.resumeBytes,
+        pressure,
       });
       for (const d of plan) this.apply(d);
+      if (plan.length > 0) this.st.lastFreeBytes = fsSpaceOf(this.root).freeBytes;
       return plan;
     } catch (err) {
       this.st.lastError = (err as Error).message;
@@ -142,11 +167,26 @@ export class Retention {
     }
   }
 
+  /**
+   * A `recording` row whose final file exists (and no .part) is a segment that closed while its
+   * index write could not land (the disk was full): it is closed, with the file's size.
+   */
+  private closedOnDisk(r: RetentionInput['rows'][number]): RetentionInput['rows'][number] {
+    if (r.state !== 'recording') return r;
+    const abs = path.join(this.root, r.path);
+    try {
+      if (fs.existsSync(abs + PART_SUFFIX)) return r;
+      return { ...r, state: 'closed', bytes: fs.statSync(abs).size };
+    } catch {
+      return r;
+    }
+  }
+
   private apply(d: Deletion): void {
     const abs = path.join(this.root, d.path);
     fs.rmSync(abs, { force: true });
     // the row stays: a synced one still says where the upstream copy is; a lost one is the record of the loss
-    this.db.write(() => {
+    const mark = () => {
       if (d.unsynced) {
         this.db.update(d.path, { present: 0, state: 'missing', last_error: `deleted unsynced by retention (${d.reason})` });
         this.db.event('retention-lost', d.path, `reason=${d.reason} bytes=${d.bytes}`);
@@ -154,13 +194,20 @@ export class Retention {
         this.db.update(d.path, { present: 0 });
         this.db.event('retention', d.path, `reason=${d.reason} bytes=${d.bytes}`);
       }
-    });
+    };
+    try {
+      this.db.write(mark);
+    } catch {
+      // the index cannot take it now (disk full): queued after the ops already waiting, in order
+      this.db.enqueue(mark);
+    }
     this.st.deleted++;
     this.st.deletedBytes += d.bytes;
     this.st.deletedByReason[d.reason]++;
     if (d.unsynced) {
       this.st.unsyncedLost++;
       this.st.unsyncedLostBytes += d.bytes;
+      this.st.lastUnsyncedLoss = { path: d.path, bytes: d.bytes, reason: d.reason, atMs: Date.now() };
       this.log.warn({ path: d.path, bytes: d.bytes, reason: d.reason }, 'retention deleted an unsynced segment');
     }
     // remove the day folder when it became empty (never anything else)

@@ -2,6 +2,8 @@
 // GOP / fragment duration, through mediabunny; data: a batch of records), hashes bytes as they
 // land, fdatasyncs on demand and at close, then renames to the final name.
 // A failed write (ENOSPC) truncates back to the last complete fragment: the file always ends on one.
+// Every frame a writer accepts is accounted for: on disk (`framesOnDisk`) or reported lost by
+// close() with the error that lost it — nothing a close swallows goes uncounted.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -25,10 +27,29 @@ export interface ClosedSegment {
   sha256: string;
 }
 
-export interface SegmentWriterStats {
-  bytes: number;
-  frames: number;
-  fragments: number;
+/** What a close did: the segment (null when nothing reached the disk), frames that did not, and why. */
+export interface CloseResult {
+  seg: ClosedSegment | null;
+  /** Frames accepted by add() that are not in the closed file. */
+  lost: number;
+  /** The write error that lost them (ENOSPC…); null when none was seen. */
+  error: NodeJS.ErrnoException | null;
+}
+
+/**
+ * Video timestamps go to the muxer in ticks of its timescale (mediabunny's 57 600 Hz, the LCM of
+ * common frame rates): each frame at least one tick after the previous, so two frames never round
+ * to the same decode time ("non monotonically increasing dts" in readers).
+ */
+export const MUXER_TIMESCALE = 57_600;
+
+/**
+ * A video segment's wall-clock end: its first frame's wallclock plus its capture-clock span to the
+ * end of its last frame (one definition, recorder and recovery). A record file's end is its last
+ * record's own wallclock (a record has no duration; the uplink matches records by it).
+ */
+export function wallEndOf(meta: Pick<SegmentMeta, 'startUs' | 'wallMs'>, endUs: number): number {
+  return meta.wallMs + (endUs - meta.startUs) / 1000;
 }
 
 /** The file under a segment: sequential appends, running sha256, truncate-to-good on failure. */
@@ -99,6 +120,16 @@ class PartFile {
     return { rel, sha256: this.sha.digest('hex') };
   }
 
+  /** Close and unlink at once (a writer whose construction failed). Never throws. */
+  discard(): void {
+    this.abandon();
+    try {
+      fs.rmSync(path.join(this.root, this.relPart), { force: true });
+    } catch {
+      /* recovery removes an empty part */
+    }
+  }
+
   /** Close without rename (shutdown after a failure): recovery finishes it. Never throws. */
   abandon(): void {
     if (this.fd === null) return;
@@ -131,17 +162,21 @@ export interface SegmentWriter {
   readonly kind: 'video' | 'data';
   /** Bytes of complete fragments on disk. */
   readonly bytes: number;
+  /** Frames accepted by add() (counted before any I/O: a frame whose add throws is accepted and lost). */
   readonly frames: number;
+  /** Frames whose bytes are on disk in complete fragments. */
+  readonly framesOnDisk: number;
   readonly startUs: number;
-  readonly lastUs: number;
-  readonly lastWallMs: number;
+  /** End of what is on disk (capture µs) and its wall-clock time, for the `recording` row. */
+  readonly onDiskEndUs: number;
+  readonly onDiskWallEndMs: number;
   readonly failed: NodeJS.ErrnoException | null;
   add(frame: Frame): Promise<void>;
   sync(): Promise<void>;
-  /** Flush the open fragment, fsync, rename. null when nothing reached the disk (file removed). */
-  close(): Promise<ClosedSegment | null>;
+  /** Flush the open fragment, fsync, rename (seg null and the file removed when nothing reached the disk). */
+  close(): Promise<CloseResult>;
   /** After a write error: keep what is on disk (truncated to the last fragment), renamed and done. */
-  closeAfterError(): Promise<ClosedSegment | null>;
+  closeAfterError(): Promise<CloseResult>;
   /** Close the fd without renaming (recovery finishes the .part). Never throws. */
   abandon(): void;
 }
@@ -150,30 +185,25 @@ abstract class BaseWriter {
   protected readonly file: PartFile;
   frames = 0;
   keyframes = 0;
-  /** Frames and keyframes whose bytes are on disk (for a close after a failure). */
-  protected framesOnDisk = 0;
+  /** Frames and keyframes whose bytes are on disk. */
+  framesOnDisk = 0;
   protected keysOnDisk = 0;
-  protected lastOnDiskUs: number;
-  protected lastOnDiskWall: number;
-  lastUs: number;
-  protected lastWall: number;
+  /** End (capture µs) of what is on disk. */
+  onDiskEndUs: number;
   readonly startUs: number;
 
   constructor(root: string, readonly rel: string, readonly meta: SegmentMeta) {
     this.file = new PartFile(root, rel);
     this.startUs = meta.startUs;
-    this.lastUs = meta.startUs;
-    this.lastWall = meta.wallMs;
-    this.lastOnDiskUs = meta.startUs;
-    this.lastOnDiskWall = meta.wallMs;
+    this.onDiskEndUs = meta.startUs;
   }
 
   get bytes(): number {
     return this.file.good;
   }
 
-  get lastWallMs(): number {
-    return this.lastWall;
+  get onDiskWallEndMs(): number {
+    return wallEndOf(this.meta, this.onDiskEndUs);
   }
 
   /** The write error that stopped this segment (ENOSPC…), if any. */
@@ -185,22 +215,31 @@ abstract class BaseWriter {
     return this.file.sync();
   }
 
-  protected async done(keep: boolean, frames: number, keys: number, endUs: number, wallEnd: number): Promise<ClosedSegment | null> {
-    const r = await this.file.finish(keep && frames > 0);
-    if (!r) return null;
-    return {
+  /** Rename what is on disk (or remove it when nothing is) and say what was lost. */
+  protected async done(error: NodeJS.ErrnoException | null): Promise<CloseResult> {
+    const lost = this.frames - this.framesOnDisk;
+    const err = error ?? this.file.failed;
+    const r = await this.file.finish(this.framesOnDisk > 0);
+    if (!r) return { seg: null, lost, error: err };
+    const seg: ClosedSegment = {
       rel: r.rel,
       meta: this.meta,
       bytes: this.file.good,
-      frames,
-      keyframes: keys,
+      frames: this.framesOnDisk,
+      keyframes: this.keysOnDisk,
       startUs: this.startUs,
-      endUs,
+      endUs: this.onDiskEndUs,
       wallStartMs: this.meta.wallMs,
-      wallEndMs: wallEnd,
+      wallEndMs: this.onDiskWallEndMs,
       sha256: r.sha256,
     };
+    return { seg, lost, error: err };
   }
+}
+
+function errnoOf(err: unknown): NodeJS.ErrnoException {
+  if (err instanceof Error) return err as NodeJS.ErrnoException;
+  return Object.assign(new Error(String(err)), { code: 'EIO' }) as NodeJS.ErrnoException;
 }
 
 /** Default frame duration before the second frame tells the real one (30 fps). */
@@ -215,7 +254,12 @@ export class VideoSegmentWriter extends BaseWriter implements SegmentWriter {
   /** Frames added since the last fragment reached the disk. */
   private openFrames = 0;
   private openKeys = 0;
-  private closing: Promise<ClosedSegment | null> | null = null;
+  /** Muxer tick of the frame being added: where the fragment it may close ends. */
+  private addingTick = 0;
+  private lastTick = -1;
+  /** Frames moved one tick later than their capture time asked, so no two share a decode time. */
+  ticksBumped = 0;
+  private closing: Promise<CloseResult> | null = null;
 
   constructor(root: string, rel: string, meta: SegmentMeta, private readonly avc: AvcInfo, fragmentMs: number) {
     super(root, rel, meta);
@@ -225,12 +269,13 @@ export class VideoSegmentWriter extends BaseWriter implements SegmentWriter {
         write: (chunk) => {
           file.append(chunk.data, chunk.position);
           // every muxer flush is a whole fragment (ftyp alone at start): count what is now durable
-          this.framesOnDisk += this.openFrames;
-          this.keysOnDisk += this.openKeys;
-          this.openFrames = 0;
-          this.openKeys = 0;
-          this.lastOnDiskUs = this.pendingLastUs;
-          this.lastOnDiskWall = this.pendingLastWall;
+          if (this.openFrames > 0) {
+            this.framesOnDisk += this.openFrames;
+            this.keysOnDisk += this.openKeys;
+            this.openFrames = 0;
+            this.openKeys = 0;
+            this.onDiskEndUs = this.startUs + this.ticksToUs(this.addingTick);
+          }
         },
       }),
     );
@@ -245,60 +290,71 @@ export class VideoSegmentWriter extends BaseWriter implements SegmentWriter {
     this.output.setMetadataTags({ comment: encodeMetaTag(meta) });
   }
 
-  // The last frame of the fragment being built (moves to "on disk" at the next write).
-  private pendingLastUs = 0;
-  private pendingLastWall = 0;
-  private prevUs: number | null = null;
-  private prevWall = 0;
-
-  async add(frame: Frame): Promise<void> {
-    if (!this.started) {
-      await this.output.start();
-      this.started = true;
-    }
-    if (this.prevUs !== null && frame.ts > this.prevUs) this.frameUs = Math.min(frame.ts - this.prevUs, 1_000_000);
-    // The fragment that a key frame closes ends with the previous frame.
-    this.pendingLastUs = this.prevUs === null ? frame.ts : this.prevUs + this.frameUs;
-    this.pendingLastWall = this.prevUs === null ? frame.wallclock : this.prevWall;
-    const pkt = new EncodedPacket(frame.data, frame.key ? 'key' : 'delta', (frame.ts - this.startUs) / 1e6, this.frameUs / 1e6);
-    await this.src.add(
-      pkt,
-      this.frames === 0 ? { decoderConfig: { codec: this.avc.codec, codedWidth: this.avc.width, codedHeight: this.avc.height } } : undefined,
-    );
-    this.openFrames++;
-    if (frame.key) this.openKeys++;
-    this.frames++;
-    if (frame.key) this.keyframes++;
-    this.prevUs = frame.ts;
-    this.prevWall = frame.wallclock;
-    this.lastUs = frame.ts + this.frameUs;
-    this.lastWall = frame.wallclock;
+  private ticksToUs(ticks: number): number {
+    return (ticks * 1e6) / MUXER_TIMESCALE;
   }
 
-  close(): Promise<ClosedSegment | null> {
+  private prevUs: number | null = null;
+
+  async add(frame: Frame): Promise<void> {
+    this.frames++;
+    if (frame.key) this.keyframes++;
+    if (!this.started) {
+      this.started = true;
+      await this.output.start();
+    }
+    if (this.prevUs !== null && frame.ts > this.prevUs) this.frameUs = Math.min(frame.ts - this.prevUs, 1_000_000);
+    let tick = Math.round(((frame.ts - this.startUs) * MUXER_TIMESCALE) / 1e6);
+    if (tick <= this.lastTick) {
+      tick = this.lastTick + 1;
+      this.ticksBumped++;
+    }
+    this.addingTick = tick;
+    const durTicks = Math.max(1, Math.round((this.frameUs * MUXER_TIMESCALE) / 1e6));
+    const pkt = new EncodedPacket(frame.data, frame.key ? 'key' : 'delta', tick / MUXER_TIMESCALE, durTicks / MUXER_TIMESCALE);
+    await this.src.add(
+      pkt,
+      this.frames === 1 ? { decoderConfig: { codec: this.avc.codec, codedWidth: this.avc.width, codedHeight: this.avc.height } } : undefined,
+    );
+    this.lastTick = tick;
+    this.openFrames++;
+    if (frame.key) this.openKeys++;
+    this.prevUs = frame.ts;
+    // the end once this frame is on disk: its start plus its duration, as the file will say
+    this.pendingEndTicks = tick + durTicks;
+  }
+
+  private pendingEndTicks = 0;
+
+  close(): Promise<CloseResult> {
     this.closing ??= (async () => {
-      if (this.started && !this.file.failed) {
-        try {
-          await this.output.finalize();
-        } catch {
-          // finalize failed writing (disk full): keep the fragments that are on disk
-          return this.done(true, this.framesOnDisk, this.keysOnDisk, this.lastOnDiskUs, this.lastOnDiskWall);
-        }
-        return this.done(true, this.frames, this.keyframes, this.lastUs, this.lastWall);
+      if (!this.started || this.file.failed) return this.done(null);
+      try {
+        await this.output.finalize();
+      } catch (err) {
+        // finalize failed writing (disk full): the fragments already on disk stay
+        return this.done(errnoOf(err));
       }
-      return this.done(true, this.framesOnDisk, this.keysOnDisk, this.lastOnDiskUs, this.lastOnDiskWall);
+      if (this.openFrames > 0 && !this.file.failed) {
+        this.framesOnDisk += this.openFrames;
+        this.keysOnDisk += this.openKeys;
+        this.openFrames = 0;
+        this.openKeys = 0;
+      }
+      this.onDiskEndUs = this.startUs + this.ticksToUs(this.pendingEndTicks);
+      return this.done(null);
     })();
     return this.closing;
   }
 
-  closeAfterError(): Promise<ClosedSegment | null> {
+  closeAfterError(): Promise<CloseResult> {
     this.closing ??= (async () => {
       try {
         await this.output.cancel();
       } catch {
         /* the muxer is already failed */
       }
-      return this.done(true, this.framesOnDisk, this.keysOnDisk, this.lastOnDiskUs, this.lastOnDiskWall);
+      return this.done(null);
     })();
     return this.closing;
   }
@@ -317,23 +373,32 @@ export class RecordSegmentWriter extends BaseWriter implements SegmentWriter {
   private batchBytes = 0;
   private batchFrames = 0;
   private batchStartUs = 0;
-  private batchLastWall = 0;
-  private closing: Promise<ClosedSegment | null> | null = null;
+  private lastUs: number;
+  private lastWall: number;
+  private onDiskWall: number;
+  private closing: Promise<CloseResult> | null = null;
 
   constructor(root: string, rel: string, meta: SegmentMeta, private readonly fragmentUs: number) {
     super(root, rel, meta);
-    this.file.append(encodeFileHeader(meta));
+    this.lastUs = meta.startUs;
+    this.lastWall = meta.wallMs;
+    this.onDiskWall = meta.wallMs;
+    try {
+      this.file.append(encodeFileHeader(meta));
+    } catch (err) {
+      this.file.discard(); // no header, no segment: nothing is left behind for recovery
+      throw err;
+    }
   }
 
   add(frame: Frame): Promise<void> {
+    this.frames++;
+    this.keyframes++;
     const rec = encodeRecord(frame.ts, frame.wallclock, frame.data);
     if (this.batchFrames === 0) this.batchStartUs = frame.ts;
     this.batch.push(rec);
     this.batchBytes += rec.length;
     this.batchFrames++;
-    this.batchLastWall = frame.wallclock;
-    this.frames++;
-    this.keyframes++;
     this.lastUs = frame.ts;
     this.lastWall = frame.wallclock;
     if (frame.ts - this.batchStartUs >= this.fragmentUs || this.batchBytes >= MAX_BATCH_BYTES) this.flushBatch();
@@ -350,23 +415,29 @@ export class RecordSegmentWriter extends BaseWriter implements SegmentWriter {
     this.file.append(buf);
     this.framesOnDisk += n;
     this.keysOnDisk += n;
-    this.lastOnDiskUs = this.lastUs;
-    this.lastOnDiskWall = this.batchLastWall;
+    this.onDiskEndUs = this.lastUs;
+    this.onDiskWall = this.lastWall;
   }
 
-  close(): Promise<ClosedSegment | null> {
+  /** The last record's own wallclock (see wallEndOf). */
+  override get onDiskWallEndMs(): number {
+    return this.onDiskWall;
+  }
+
+  close(): Promise<CloseResult> {
     this.closing ??= (async () => {
+      let error: NodeJS.ErrnoException | null = null;
       try {
         if (!this.file.failed) this.flushBatch();
-      } catch {
-        /* disk full on the last batch: what is on disk stays */
+      } catch (err) {
+        error = errnoOf(err); // disk full on the last batch: what is on disk stays, the batch is lost (counted)
       }
-      return this.done(true, this.framesOnDisk, this.keysOnDisk, this.lastOnDiskUs, this.lastOnDiskWall);
+      return this.done(error);
     })();
     return this.closing;
   }
 
-  closeAfterError(): Promise<ClosedSegment | null> {
+  closeAfterError(): Promise<CloseResult> {
     this.batch = [];
     this.batchFrames = 0;
     this.batchBytes = 0;

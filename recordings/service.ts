@@ -10,8 +10,9 @@ import { IndexDb } from './index-db.js';
 import { IndexPruner, type IndexPruneStats, type PruneResult } from './index-prune.js';
 import { silentLog, ThrottledLog, type RecLog } from './log.js';
 import { recover, type RecoveryReport } from './recovery.js';
-import { freeBytesOf, Retention } from './retention.js';
-import { TrackRecorder, type RecorderHooks, type TrackRecorderStats } from './recorder.js';
+import { Retention } from './retention.js';
+import { fsSpaceOf, spacePolicy, type SpacePolicy } from './free-space.js';
+import { LOSS_DROPS, TrackRecorder, type RecorderDrop, type RecorderHooks, type TrackRecorderStats } from './recorder.js';
 import type { ClosedSegment, SegmentWriter } from './segment-writer.js';
 import { Uploader, type UploaderStats } from './sync.js';
 
@@ -27,9 +28,22 @@ export interface RecordingServiceStats {
   run: string;
   root: string;
   recovery: (RecoveryReport & { indexRebuilt: boolean }) | null;
+  /**
+   * Per track, over the service's life: a recorder that finished (publisher gone past the linger,
+   * service closed) keeps its counts here, added to the next one's; state fields are the live one's.
+   */
   tracks: TrackRecorderStats[];
   segmentsClosed: number;
   bytesWritten: number;
+  /**
+   * Frames/records lost by reason, all tracks (each also in its track's drops), and `queue`: those
+   * the engine dropped from a recorder's queue before it could read them.
+   */
+  lost: Record<(typeof LOSS_DROPS)[number] | 'queue', number>;
+  /** Some recorder is paused for space (ENOSPC, or under the floor with nothing left to delete). */
+  diskFull: boolean;
+  /** The recordings filesystem and the shared free-space policy (floor, resume level). */
+  space: (SpacePolicy & { freeBytes: number }) | null;
   index: ReturnType<IndexDb['stats']> | null;
   retention: Retention['st'] | null;
   /** Index retention: rows of segments whose file is gone, pruned by age and cap. */
@@ -43,6 +57,38 @@ export interface RecordingServiceStats {
 const INDEX_FLUSH_MS = 1000;
 /** A parked recorder (queue closed by the engine) keeps its segment open this long for the track to return. */
 const DETACHED_LINGER_MS = 10_000;
+/**
+ * Free space is looked at this often (one statfs: microseconds): under the floor, or with a
+ * recorder paused by a full disk, retention runs now instead of at its interval.
+ */
+const SPACE_WATCH_MS = 1000;
+/** Index flush attempts at close before the pending ops are given up (counted, logged). */
+const CLOSE_FLUSH_TRIES = 3;
+/** Finished recorders' totals kept in stats, distinct tracks. */
+const MAX_RETIRED_TRACKS = 1000;
+
+/** Counters of two runs of one track's recorder added up (the later run's state fields win). */
+function addRecorderStats(a: TrackRecorderStats, b: TrackRecorderStats): TrackRecorderStats {
+  const drops = { ...a.drops };
+  for (const k of Object.keys(b.drops) as RecorderDrop[]) drops[k] += b.drops[k];
+  const sum = (k: 'framesIn' | 'framesWritten' | 'framesPending' | 'bytesWritten' | 'segmentsClosed' | 'segmentsDiscarded' | 'diskFullEvents' | 'keyframeRequests' | 'keyframeRequestsUnserved' | 'ticksBumped' | 'queueDropped') => a[k] + b[k];
+  return {
+    ...b,
+    drops,
+    segmentOpen: null,
+    framesIn: sum('framesIn'),
+    framesWritten: sum('framesWritten'),
+    framesPending: sum('framesPending'),
+    bytesWritten: sum('bytesWritten'),
+    segmentsClosed: sum('segmentsClosed'),
+    segmentsDiscarded: sum('segmentsDiscarded'),
+    diskFullEvents: sum('diskFullEvents'),
+    keyframeRequests: sum('keyframeRequests'),
+    keyframeRequestsUnserved: sum('keyframeRequestsUnserved'),
+    ticksBumped: sum('ticksBumped'),
+    queueDropped: sum('queueDropped'),
+  };
+}
 
 export class RecordingService {
   readonly root: string;
@@ -67,6 +113,10 @@ export class RecordingService {
   /** wallclock − capture clock, fixed for this run: one clock for every track's timestamps. */
   private readonly offsetUs = Date.now() * 1000 - captureClockUs();
   private segmentsClosed = 0;
+  /** The free-space policy in force (refreshed by every retention pass and space check). */
+  private policy: SpacePolicy | null = null;
+  private lastPressureRun = 0;
+  private lastFloorRun = 0;
   private subscribeErrors = 0;
   private lastError: string | null = null;
 
@@ -123,6 +173,7 @@ export class RecordingService {
     const rep = recover(this.root, this.db, this.log, rebuilt || fresh ? 'rebuilt' : 'recovered');
     this.recovery = { ...rep, indexRebuilt: rebuilt };
     this.retention = new Retention(this.root, c.retention, this.db, this.log, c.sync !== undefined);
+    this.policy = this.retention.policy();
     if (c.sync) {
       this.uploader = new Uploader(c.sync, this.root, this.db, this.log);
       this.uploader.start();
@@ -138,6 +189,7 @@ export class RecordingService {
       this.indexProgress();
     });
     this.every(c.retention.intervalMs, () => this.runRetention());
+    this.every(SPACE_WATCH_MS, () => this.watchSpace());
     this.every(c.discoverMs, () => {
       this.sweepDetached();
       this.discover();
@@ -171,7 +223,7 @@ export class RecordingService {
     for (const r of this.allRecorders()) {
       const w = r.current;
       if (!w) continue;
-      const p = { path: w.rel, bytes: w.bytes, frames: w.frames, end: w.lastUs, wallEnd: w.lastWallMs, start: w.startUs };
+      const p = { path: w.rel, bytes: w.bytes, frames: w.framesOnDisk, end: w.onDiskEndUs, wallEnd: w.onDiskWallEndMs, start: w.startUs };
       db.enqueue(() =>
         db.db
           .prepare("UPDATE segments SET bytes=?, frames=?, end_us=?, wall_end_ms=?, duration_ms=? WHERE path=? AND state='recording'")
@@ -191,9 +243,67 @@ export class RecordingService {
     return this.pruner?.run() ?? Promise.resolve(null);
   }
 
-  runRetention(force?: { freeBytes: number }): void {
-    if (!this.retention) return;
-    this.retention.run(this.openBytes(), force);
+  /** One retention pass now; `pressure`: a write hit ENOSPC (free up to the resume level). */
+  runRetention(pressure = false): number {
+    if (!this.retention) return 0;
+    const plan = this.retention.run(this.openBytes(), pressure);
+    this.policy = this.retention.st.space ?? this.policy;
+    if (plan.length > 0) for (const r of this.allRecorders()) r.spaceFreed();
+    return plan.length;
+  }
+
+  private paused(): boolean {
+    return this.allRecorders().some((r) => r.paused);
+  }
+
+  /**
+   * Once a second: under the floor, or with a recorder paused, retention runs now (not at its
+   * interval) and frees up to the resume level; a paused recorder is told when space is back.
+   * Under the floor with nothing left to delete, recording pauses: the OS sharing the disk keeps
+   * its floor (counted as disk-full drops, logged).
+   */
+  private watchSpace(now = Date.now()): void {
+    if (!this.retention || this.closing) return;
+    const { sizeBytes, freeBytes } = fsSpaceOf(this.root);
+    const pol = (this.policy = spacePolicy(this.opts.config.retention, sizeBytes));
+    const paused = this.paused();
+    if (paused && freeBytes >= pol.resumeBytes) {
+      for (const r of this.allRecorders()) r.spaceFreed();
+      return;
+    }
+    if (freeBytes >= pol.floorBytes && !paused) return;
+    // a pass that found nothing to delete is not repeated every second
+    const last = paused ? this.lastPressureRun : this.lastFloorRun;
+    if (now - last < (this.lastFreedNothing ? this.opts.config.retention.intervalMs : 0)) return;
+    if (paused) this.lastPressureRun = now;
+    else this.lastFloorRun = now;
+    const deleted = this.runRetention(paused);
+    this.lastFreedNothing = deleted === 0;
+    const after = fsSpaceOf(this.root).freeBytes;
+    if (deleted === 0 && after < pol.floorBytes && !paused && this.recorders.size > 0) {
+      this.throttle.warn('floor', 'recordings paused: free space under the floor and no recording left to delete', { freeBytes: after, floorBytes: pol.floorBytes, resumeBytes: pol.resumeBytes });
+      for (const r of this.allRecorders()) r.pauseForFloor();
+    }
+  }
+
+  private lastFreedNothing = false;
+
+  /**
+   * Totals of recorders that finished (publisher gone past the linger), per track: their counts
+   * stay in stats (frames in = written + dropped holds over the service's life). Bounded by the
+   * number of distinct tracks, capped.
+   */
+  private readonly retired = new Map<string, TrackRecorderStats>();
+
+  private readonly retiredRecorders = new WeakSet<TrackRecorder>();
+
+  private retire(rec: TrackRecorder): void {
+    if (this.retiredRecorders.has(rec)) return;
+    this.retiredRecorders.add(rec);
+    const st = rec.stats();
+    const prev = this.retired.get(st.track);
+    if (!prev && this.retired.size >= MAX_RETIRED_TRACKS) this.retired.delete(this.retired.keys().next().value!);
+    this.retired.set(st.track, prev ? addRecorderStats(prev, st) : { ...st, drops: { ...st.drops }, segmentOpen: null });
   }
 
   private wanted(ref: TrackRef): boolean {
@@ -202,13 +312,18 @@ export class RecordingService {
     return pats.length === 0 || pats.some((x) => matchTrack(x, p));
   }
 
-  /** Subscribe to every wanted track that has no recorder yet. */
+  /**
+   * Subscribe to every wanted track that has a publisher and no recorder yet. A track without a
+   * publisher (a static channel keeps it listed after the publisher left) is not subscribed: a
+   * parked recorder re-attached to it would keep its segment open forever.
+   */
   discover(): void {
     if (this.closing || !this.db) return;
     for (const t of this.opts.source.listTracks()) {
       const ref: TrackRef = { channel: t.channel, source: t.source, track: t.track };
       const key = trackPath(ref);
       if (this.recorders.has(key) || !this.wanted(ref)) continue;
+      if (t.publishers === 0) continue;
       if (t.kind === 'audio') continue; // audio recording is not part of this service yet
       if (![ref.channel, ref.source, ref.track].every((s) => /^[A-Za-z0-9_.-]{1,64}$/.test(s) && s !== '.' && s !== '..')) {
         this.throttle.warn(`name:${key}`, 'track name unusable as a folder name: not recorded', { track: key });
@@ -257,7 +372,10 @@ export class RecordingService {
       if (now - d.at < DETACHED_LINGER_MS) continue;
       this.detached.delete(key);
       this.closingRecorders.add(d.rec);
-      void d.rec.close().then(() => this.closingRecorders.delete(d.rec));
+      void d.rec.close().then(() => {
+        this.closingRecorders.delete(d.rec);
+        this.retire(d.rec);
+      });
     }
   }
 
@@ -270,7 +388,6 @@ export class RecordingService {
       maxSegmentBytes: c.maxSegmentBytes,
       run: this.run,
       offsetUs: this.offsetUs,
-      resumeFreeBytes: c.retention.minFreeBytes + 1024 * 1024,
     };
   }
 
@@ -304,6 +421,8 @@ export class RecordingService {
           origin: 'recorder',
         }),
       );
+      // lands with the next flush (≤ 1 s): a .part without its row is indexed by recovery anyway,
+      // and one more WAL commit per segment would cost ~1 % of the write budget on a small stream
     },
     closed: (s: ClosedSegment, w: SegmentWriter) => {
       const db = this.db;
@@ -340,13 +459,31 @@ export class RecordingService {
     discarded: (w: SegmentWriter) => {
       const db = this.db;
       db?.enqueue(() => db.delete(w.rel));
+      this.flushIndex();
     },
     diskFull: (ref: TrackRef) => {
-      this.throttle.warn('enospc', 'recordings disk full: recording paused until space returns', { track: trackPath(ref) });
+      const pol = this.policy;
+      this.throttle.warn('enospc', 'recordings disk full: recording paused; retention frees space up to the resume level', {
+        track: trackPath(ref),
+        freeBytes: fsSpaceOf(this.root).freeBytes,
+        resumeBytes: pol?.resumeBytes ?? null,
+      });
       this.flushIndex();
-      this.runRetention();
+      // several tracks hit ENOSPC together: one pass frees for all of them
+      if (Date.now() - this.lastPressureRun < 200) return;
+      this.lastPressureRun = Date.now();
+      this.runRetention(true);
     },
-    freeBytes: () => freeBytesOf(this.root),
+    canResume: () => {
+      const pol = this.policy;
+      return pol === null || fsSpaceOf(this.root).freeBytes >= pol.resumeBytes;
+    },
+    lost: (ref: TrackRef, reason: RecorderDrop, frames: number, err: NodeJS.ErrnoException | null) => {
+      const track = trackPath(ref);
+      const total = this.recorders.get(track)?.stats().drops[reason];
+      this.throttle.warn(`lost:${reason}:${track}`, `recordings lost frames (${reason})`, { track, reason, frames, lostTotal: total ?? null, err: err?.code ?? err?.message ?? null });
+    },
+    requestKeyframe: (ref: TrackRef) => this.opts.source.requestKeyframe(ref),
     error: (err: Error, ctx: object) => {
       this.lastError = err.message;
       this.throttle.warn(`err:${JSON.stringify(ctx)}`, 'recorder error', { ...ctx, err: err.message });
@@ -364,7 +501,18 @@ export class RecordingService {
   }
 
   stats(): RecordingServiceStats {
-    const tracks = this.allRecorders().map((r) => r.stats());
+    const byTrack = new Map(this.retired);
+    for (const r of this.allRecorders()) {
+      const live = r.stats();
+      const prev = byTrack.get(live.track);
+      byTrack.set(live.track, prev ? addRecorderStats(prev, live) : live);
+    }
+    const tracks = [...byTrack.values()];
+    const lost = {
+      ...Object.fromEntries(LOSS_DROPS.map((d) => [d, tracks.reduce((a, t) => a + t.drops[d], 0)])),
+      queue: tracks.reduce((a, t) => a + t.queueDropped, 0),
+    } as RecordingServiceStats['lost'];
+    const pol = this.policy;
     return {
       running: this.started && !this.closing,
       run: this.run,
@@ -373,6 +521,9 @@ export class RecordingService {
       tracks,
       segmentsClosed: this.segmentsClosed,
       bytesWritten: tracks.reduce((a, t) => a + t.bytesWritten, 0),
+      lost,
+      diskFull: tracks.some((t) => t.diskFull),
+      space: pol ? { ...pol, freeBytes: fsSpaceOf(this.root).freeBytes } : null,
       index: this.db?.stats() ?? null,
       retention: this.retention ? { ...this.retention.st } : null,
       indexPrune: this.pruner ? { ...this.pruner.st } : null,
@@ -382,14 +533,33 @@ export class RecordingService {
     };
   }
 
+  /**
+   * The last index writes (segments closed just now) must land before the connection closes: a
+   * clean stop that leaves a `recording` row without its file (and the file without a row) would
+   * need recovery at the next start. Retried; what still cannot land is counted and logged.
+   */
+  private closeIndex(): void {
+    const db = this.db;
+    if (!db) return;
+    for (let i = 0; i < CLOSE_FLUSH_TRIES && !db.flush(); i++) {
+      /* a transient SQLITE_BUSY/IOERR: try again */
+    }
+    const left = db.stats().pendingOps;
+    if (left > 0) this.log.error({ pendingOps: left, err: db.stats().lastError }, 'recordings index: writes could not land at close (recovery reconciles them at the next start)');
+    db.close();
+  }
+
   /** Flush and close every segment, stop sync, close the index. Idempotent; never throws. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       for (const t of this.timers) clearInterval(t);
       this.timers.length = 0;
       try {
-        await Promise.all(this.allRecorders().map((r) => r.close()));
+        const all = this.allRecorders();
+        await Promise.all(all.map((r) => r.close()));
+        for (const r of all) this.retire(r);
         this.recorders.clear();
+        this.closingRecorders.clear();
         this.detached.clear();
         await this.uploader?.close();
         await this.pruner?.close();
@@ -397,7 +567,7 @@ export class RecordingService {
         this.log.error({ err: (err as Error).message }, 'recordings close');
       }
       this.readerDb?.close();
-      this.db?.close();
+      this.closeIndex();
     })();
     return this.closing;
   }

@@ -94,7 +94,7 @@ a relative root is relative to the file) or --root DIR (with --index FILE when t
 is REQUIRED.
 
   list     segments, oldest first (--newest-first), filtered
-  verify   size + sha256 of every local file against the index; exit 1 on a mismatch
+  verify   size + sha256 of every local file against the index, leftovers, --decode; exit 1 on a problem
   sync     one pass of uploads to recordings.sync; --retry-quarantined requeues quarantined segments
   export   one time range of video and sensors on one clock, as MCAP (Foxglove)
 
@@ -122,13 +122,18 @@ Examples:
   moth-edge recordings list --config robot.yaml --channel robot --track video --state quarantined
   moth-edge recordings list --config robot.yaml --from 2025-06-01T12:00:00Z --json | jq length
 `,
-  verify: `usage: moth-edge recordings verify (--config FILE | --root DIR) [filters]
+  verify: `usage: moth-edge recordings verify (--config FILE | --root DIR) [filters] [--decode]
 
 Reads every closed local segment and compares its size and sha256 with the index; lists files on disk
-that the index does not know. Prints BAD lines and "N ok, M bad"; exit 1 when anything is bad.
+that the index does not know, and .part files: a segment being recorded now, or one a crash left (the
+runtime's recovery closes it at its next start; a .part with no row is BAD).
+  --decode   also decode every video segment with ffmpeg (any error or timestamp warning is BAD) and
+             walk every record file to its end (CRC of each record)
+Prints BAD lines and "N ok, M bad"; exit 1 when anything is bad, 2 on bad usage.
 
 Examples:
   moth-edge recordings verify --root ./data/recordings
+  moth-edge recordings verify --root ./data/recordings --decode
   moth-edge recordings verify --config robot.yaml --channel robot --from 2025-06-01T00:00:00Z
 `,
   sync: `usage: moth-edge recordings sync --config FILE [--retry-quarantined]

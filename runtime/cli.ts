@@ -165,7 +165,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'doctor':
         return await runDoctorCli(args.rest, args.config, { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) });
       case 'recordings':
-        return await runRecordingsCli(args.config ? ['--config', args.config, ...args.rest] : args.rest);
+        return await runRecordingsCli([...(args.config ? ['--config', args.config] : []), ...args.rest, ...(args.help ? ['--help'] : [])]);
       case 'board':
         return await runBoardCli(args.rest);
       case 'devices':

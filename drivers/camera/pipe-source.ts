@@ -1,8 +1,11 @@
 // The shared body of the process-backed cameras (RTSP via ffmpeg, V4L2 via ffmpeg, rpicam-vid):
 // run one supervised child, split its stdout into whole access units (H.264 Annex-B) or images
 // (MJPEG), stamp them on the capture clock, start each run at a keyframe, count everything.
+// Timestamps come from the child's own clock where the stream has one (FLV tag times = ffmpeg's
+// dts), mapped onto the capture clock by SourceClock; raw Annex-B and MJPEG carry none and are
+// stamped on arrival. Either way a track's times strictly increase, across child restarts too.
 
-import { captureClockUs, EdgeError, type DriverOutput, type DriverStats } from '../../runtime/engine/api.js';
+import { captureClockUs, EdgeError, MsUnwrapper, SourceClock, type DriverOutput, type DriverStats } from '../../runtime/engine/api.js';
 import { runChild, type RunChildOptions, type SupervisedChild } from '../exec/child.js';
 import { AnnexBSplitter, h264Mime, parseSps, type SpsInfo } from '../../runtime/engine/h264.js';
 import { AvcDepacketizer, FlvStreamReader } from '../ingest/rtmp/flv.js';
@@ -28,6 +31,11 @@ export interface PipeRunOptions {
   fps?: number;
   /** JPEG has no SPS: the MIME size comes from config. */
   jpegSize?: { width: number; height: number };
+  /**
+   * The child makes exactly this many frames per second of its own clock (a lavfi generator):
+   * frame n's source time is n/fps. For streams that carry no timestamps (MJPEG).
+   */
+  frameRateClock?: number;
   /** Map a failure (stderr tail in the message) to a more specific error code. */
   classify?: (err: EdgeError) => string | undefined;
 }
@@ -45,6 +53,11 @@ export class PipeSource {
   private splitterStats: Record<string, number> = {};
   private child: SupervisedChild | undefined;
   private running = false;
+  /** The last frame time written: the next run's clock starts above it. */
+  private lastTs = -Infinity;
+  private clockReanchors = 0;
+  private clockBumped = 0;
+  private maxLagUs = 0;
 
   get isRunning(): boolean {
     return this.running;
@@ -60,24 +73,34 @@ export class PipeSource {
     const startedUs = captureClockUs();
     let first = true;
     let mime = '';
-    const emit = (data: Buffer, key: boolean): void => {
-      const ts = captureClockUs();
+    const clock = new SourceClock({ notBeforeUs: this.lastTs });
+    const prior = { reanchors: this.clockReanchors, bumped: this.clockBumped };
+    /** `srcUs`: the frame's time on the child's clock, when the stream carries one. */
+    const emit = (data: Buffer, key: boolean, srcUs?: number): void => {
+      const now = captureClockUs();
+      const ts = clock.map(srcUs ?? now, now);
+      this.lastTs = ts;
+      const c = clock.stats();
+      this.clockReanchors = prior.reanchors + c.reanchors;
+      this.clockBumped = prior.bumped + c.bumped;
+      this.maxLagUs = Math.max(this.maxLagUs, c.maxLagSeenUs);
       if (first) {
         first = false;
-        this.firstFrameMs = Math.round((ts - startedUs) / 1000);
+        this.firstFrameMs = Math.round((now - startedUs) / 1000);
       }
       this.frames++;
       this.bytes += data.length;
       if (key) this.keyframes++;
-      out.write(o.track, { ts, wallclock: Date.now(), key, data });
+      out.write(o.track, { ts, wallclock: Date.now() - (now - ts) / 1000, key, data });
     };
     let onData: (chunk: Buffer) => void;
     if (o.codec === 'jpeg') {
       const split = new JpegSplitter();
+      let n = 0;
       mime = o.jpegSize ? `image/jpeg;width=${o.jpegSize.width};height=${o.jpegSize.height}` : 'image/jpeg';
       out.setMime(o.track, mime);
       onData = (chunk) => {
-        for (const img of split.push(chunk)) emit(img, true);
+        for (const img of split.push(chunk)) emit(img, true, o.frameRateClock ? (n++ * 1e6) / o.frameRateClock : undefined);
         this.splitterStats = split.stats();
       };
     } else if (o.codec === 'h264-flv') {
@@ -85,6 +108,7 @@ export class PipeSource {
       // ffmpeg's FLV muxer writes 4-byte NAL lengths; with no extradata (a camera that sends SPS/PPS
       // only in-band) the parameter sets are taken from the stream.
       const depack = new AvcDepacketizer(4);
+      const unwrap = new MsUnwrapper();
       let seenKey = false;
       let sps: SpsInfo | undefined;
       onData = (chunk) => {
@@ -109,7 +133,7 @@ export class PipeSource {
             mime = m;
             out.setMime(o.track, m);
           }
-          emit(unit.data, unit.key);
+          emit(unit.data, unit.key, unwrap.push(tag.timestamp) * 1000);
         }
         const c = depack.counters;
         this.splitterStats = { flvTags: reader.tags, accessUnits: c.units, keyframes: c.keyframes, droppedNoConfig: c.droppedNoConfig, droppedInvalid: c.droppedInvalid, droppedOtherCodec: c.droppedOtherCodec };
@@ -171,6 +195,9 @@ export class PipeSource {
       restarts: Math.max(0, this.starts - 1),
       droppedBeforeKeyframe: this.droppedBeforeKeyframe,
       firstFrameMs: this.firstFrameMs,
+      clockReanchors: this.clockReanchors,
+      clockBumped: this.clockBumped,
+      clockMaxLagMs: Math.round(this.maxLagUs / 1000),
       running: this.running,
       lastError: this.lastError,
       lastErrorCode: this.lastErrorCode,

@@ -1,13 +1,13 @@
-// The embedded default camera: ffmpeg's test source encoded to H.264 (or JPEG), split into
-// access units by our own parser, SPS read for the MIME. Needs no hardware.
+// The embedded default camera: ffmpeg's test source encoded to H.264 (or JPEG), run through the
+// shared PipeSource (FLV tags → access units with ffmpeg's timestamps, SPS read for the MIME).
+// Needs no hardware.
 
 import { z } from 'zod';
-import { captureClockUs, type DriverOutput, type EncodingCap, type SourceDriver, type TrackSpec } from '../../runtime/engine/api.js';
+import type { DriverOutput, EncodingCap, SourceDriver, TrackSpec } from '../../runtime/engine/api.js';
 import { EncoderCapLoop } from './encoding-cap.js';
-import { runChild } from '../exec/child.js';
 import { resolveFfmpeg } from '../exec/ffmpeg.js';
-import { AnnexBSplitter, h264Mime } from '../../runtime/engine/h264.js';
-import { JpegSplitter } from './jpeg.js';
+import { h264Mime } from '../../runtime/engine/h264.js';
+import { PipeSource } from './pipe-source.js';
 
 export const testPatternDriverSchema = z
   .object({
@@ -44,17 +44,15 @@ export function testPatternArgs(c: TestPatternConfig): string[] {
     '-b:v', `${c.bitrateKbps}k`, '-maxrate', `${c.bitrateKbps}k`, '-bufsize', `${Math.round(c.bitrateKbps / 2)}k`,
     // SPS/PPS in front of every IDR: a late subscriber can start at any keyframe.
     '-x264-params', 'repeat-headers=1',
-    '-f', 'h264', 'pipe:1',
+    // FLV, not raw H.264: every tag carries ffmpeg's timestamp (frames keep the encoder's spacing
+    // after a stall instead of arriving in one burst) and its size (a frame leaves at once).
+    '-flush_packets', '1', '-f', 'flv', 'pipe:1',
   ];
 }
 
 export class TestPatternDriver implements SourceDriver {
   readonly kind = 'testpattern';
-  private frames = 0;
-  private bytes = 0;
-  private starts = 0;
-  private lastError: string | null = null;
-  private splitterStats: Record<string, number> = {};
+  private readonly pipe = new PipeSource();
   private readonly ffmpeg: string;
   private readonly caps: EncoderCapLoop;
 
@@ -72,52 +70,24 @@ export class TestPatternDriver implements SourceDriver {
   }
 
   async run(out: DriverOutput, signal: AbortSignal): Promise<void> {
-    this.starts++;
     // one encoder child per effective cap; a cap change restarts it inside this run
     await this.caps.run(signal, (capped, childSignal) => this.runChildOnce(out, { ...this.cfg, fps: capped.fps, bitrateKbps: capped.bitrateKbps }, childSignal));
   }
 
-  private async runChildOnce(out: DriverOutput, cfg: TestPatternConfig, signal: AbortSignal): Promise<void> {
-    const track = cfg.track;
-    let onData: (chunk: Buffer) => void;
-    if (cfg.codec === 'jpeg') {
-      const split = new JpegSplitter();
-      out.setMime(track, `image/jpeg;width=${cfg.width};height=${cfg.height}`);
-      onData = (chunk) => {
-        for (const img of split.push(chunk)) this.emit(out, img, true);
-        this.splitterStats = split.stats();
-      };
-    } else {
-      const split = new AnnexBSplitter();
-      let mime = '';
-      onData = (chunk) => {
-        for (const au of split.push(chunk)) {
-          const m = h264Mime(split.sps, cfg.fps);
-          if (m !== mime) {
-            mime = m;
-            out.setMime(track, m);
-          }
-          this.emit(out, au.data, au.key);
-        }
-        this.splitterStats = split.stats();
-      };
-    }
-    try {
-      await runChild(
-        {
-          cmd: this.ffmpeg,
-          args: testPatternArgs(cfg),
-          label: `ffmpeg testpattern(${track})`,
-          startTimeoutMs: 10_000,
-          stallTimeoutMs: 5_000,
-        },
-        onData,
-        signal,
-      );
-    } catch (err) {
-      this.lastError = (err as Error).message;
-      throw err;
-    }
+  private runChildOnce(out: DriverOutput, cfg: TestPatternConfig, signal: AbortSignal): Promise<void> {
+    return this.pipe.run(
+      {
+        child: { cmd: this.ffmpeg, args: testPatternArgs(cfg), label: `ffmpeg testpattern(${cfg.track})`, startTimeoutMs: 10_000, stallTimeoutMs: 5_000 },
+        codec: cfg.codec === 'jpeg' ? 'jpeg' : 'h264-flv',
+        track: cfg.track,
+        fps: cfg.fps,
+        jpegSize: { width: cfg.width, height: cfg.height },
+        // lavfi makes exactly one image per 1/fps of its clock: image n was made at n/fps
+        frameRateClock: cfg.codec === 'jpeg' ? cfg.fps : undefined,
+      },
+      out,
+      signal,
+    );
   }
 
   requestKeyframe(): boolean {
@@ -130,20 +100,7 @@ export class TestPatternDriver implements SourceDriver {
   }
 
   stats() {
-    return {
-      frames: this.frames,
-      bytes: this.bytes,
-      starts: this.starts,
-      lastError: this.lastError,
-      ...this.caps.stats(),
-      ...this.splitterStats,
-    };
-  }
-
-  private emit(out: DriverOutput, data: Buffer, key: boolean): void {
-    this.frames++;
-    this.bytes += data.length;
-    out.write(this.cfg.track, { ts: captureClockUs(), wallclock: Date.now(), key, data });
+    return { ...this.pipe.stats(), ...this.caps.stats() };
   }
 }
 

@@ -378,6 +378,28 @@ function wirePad(el) {
   el.querySelector('[data-stop]').addEventListener('click', stop);
 }
 
+/** Disk space and losses of the recordings (issue 15): shown only when there is something to say. */
+async function recordingSpaceNote() {
+  let st;
+  try {
+    st = await getJson('/api/recordings/stats');
+  } catch {
+    return '';
+  }
+  const notes = [];
+  const sp = st.space;
+  const paused = (st.tracks ?? []).filter((t) => t.diskFull);
+  if (paused.length) {
+    const why = paused.some((t) => t.pausedBy === 'floor') ? 'free space under the floor, nothing left to delete' : 'disk full';
+    notes.push(`<span class="badge warn">paused</span> ${esc(why)}${sp ? ` · ${fmtBytes(sp.freeBytes)} free, resumes at ${fmtBytes(sp.resumeBytes)}` : ''}`);
+  }
+  const lost = Object.entries(st.lost ?? {}).filter(([, n]) => n > 0);
+  if (lost.length) notes.push(`lost ${lost.map(([k, n]) => `${n} (${esc(k)})`).join(', ')} frames`);
+  const un = st.retention?.unsyncedLost ?? 0;
+  if (un > 0) notes.push(`${un} unsynced segment(s) deleted for space`);
+  return notes.length ? `<p class="meta">${notes.join('<br>')}</p>` : '';
+}
+
 async function refreshRecordings() {
   const box = $('recordings');
   try {
@@ -387,7 +409,7 @@ async function refreshRecordings() {
     const rows = list
       .map((s) => `<li data-id="${esc(s.id)}" data-start-ms="${esc(s.startMs)}"><div class="link-top"><span class="link-name mono" title="${esc(`${s.channel}/${s.source}/${s.track}`)}">${esc(named(`${s.channel}/${s.source}/${s.track}`))}</span><span class="badge ${s.state === 'synced' ? 'ok' : s.state === 'quarantined' || s.state === 'missing' ? 'bad' : 'warn'}">${esc(s.state)}</span></div><div class="meta">${esc(new Date(s.startMs).toLocaleString())} · ${Math.round((s.durationMs ?? 0) / 1000)} s · ${fmtBytes(s.bytes ?? 0)}</div></li>`)
       .join('');
-    box.innerHTML = `${rows ? `<ul class="links">${rows}</ul>` : '<p class="empty">No recordings yet</p>'}<p><a class="btn" href="/recordings">Open recordings →</a></p>`;
+    box.innerHTML = `${await recordingSpaceNote()}${rows ? `<ul class="links">${rows}</ul>` : '<p class="empty">No recordings yet</p>'}<p><a class="btn" href="/recordings">Open recordings →</a></p>`;
   } catch (e) {
     box.innerHTML = `<p class="empty">${e.status === 404 ? 'Recording API not enabled' : 'Recordings unavailable'}</p>`;
   }

@@ -13,6 +13,7 @@ export {
   type RetryPolicyOptions,
 } from './backoff.js';
 export { ThrottledLog, redactUrl, type LevelLog } from './throttled-log.js';
+export { MsUnwrapper, SourceClock, type SourceClockOptions, type SourceClockStats } from './source-clock.js';
 
 /** One encoded unit: a whole H.264 access unit, one JPEG image, or one data record. */
 export interface Frame {
@@ -243,6 +244,9 @@ export interface TrackSource {
   requestKeyframe(ref: TrackRef): boolean;
   /** Cap the encoding of the track's source on behalf of `by`; false when no publisher can. */
   requestEncodingCap(ref: TrackRef, by: string, cap: EncodingCap | null): boolean;
-  /** Every track that exists now, with its MIME. */
-  listTracks(): Array<TrackRef & { mime: string | undefined; kind: TrackKind }>;
+  /**
+   * Every track that exists now, with its MIME and, where known, how many publishers write it
+   * (0: a static channel keeps a track listed after its publisher left).
+   */
+  listTracks(): Array<TrackRef & { mime: string | undefined; kind: TrackKind; publishers?: number }>;
 }

@@ -216,10 +216,10 @@ export class Engine implements TrackSource {
     return this.findTrack(ref)?.requestEncodingCap(by, cap) ?? false;
   }
 
-  listTracks(): Array<TrackRef & { mime: string | undefined; kind: TrackKind }> {
-    const out: Array<TrackRef & { mime: string | undefined; kind: TrackKind }> = [];
+  listTracks(): Array<TrackRef & { mime: string | undefined; kind: TrackKind; publishers: number }> {
+    const out: Array<TrackRef & { mime: string | undefined; kind: TrackKind; publishers: number }> = [];
     for (const ch of this.channels.values()) {
-      for (const t of ch.tracks()) out.push({ ...t.ref, mime: t.mime, kind: t.kind });
+      for (const t of ch.tracks()) out.push({ ...t.ref, mime: t.mime, kind: t.kind, publishers: t.publisherCount });
     }
     return out;
   }

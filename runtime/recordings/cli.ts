@@ -1,7 +1,9 @@
 // `moth-edge recordings list | verify | sync | export` — readers open the index read-only.
 //   --config F (YAML/JSON, its `recordings:` section) or --root DIR [--index FILE]
 //   list    [--channel C --source S --track T --from T --to T --state S --limit N --newest-first --json]
-//   verify  [same filters] — size + sha256 of every local file against the index; exit 1 on a mismatch
+//   verify  [same filters] [--decode] — size + sha256 of every local file against the index, files
+//           without a row, `.part` leftovers; --decode also decodes every video segment with ffmpeg
+//           and walks every record file; exit 1 on a problem
 //   sync    [--retry-quarantined] — one pass of uploads (needs `recordings.sync`); exit 1 on failures
 //   export  --from T --to T --out run.mcap [filters] — MCAP with Foxglove schemas
 import fs from 'node:fs';
@@ -12,6 +14,11 @@ import { IndexDb, type SegmentRow, type SegmentState } from '../../recordings/in
 import { silentLog } from '../../recordings/log.js';
 import { exportMcap } from '../../recordings/mcap-export.js';
 import { listSegmentFiles, sha256File } from '../../recordings/recovery.js';
+import { finalOf, PART_SUFFIX } from '../../recordings/layout.js';
+import { decodeFileHeader, scanRecords } from '../../recordings/record-file.js';
+import { commandHelp } from '../cli-help.js';
+import { resolveFfmpeg } from '../../drivers/exec/ffmpeg.js';
+import { execFile } from 'node:child_process';
 import { Uploader } from '../../recordings/sync.js';
 import { parseTime } from './http.js';
 import { loadConfig } from '../config/load.js';
@@ -30,15 +37,11 @@ const stdio: CliIo = {
 
 class UsageError extends Error {}
 
-const USAGE = `usage: moth-edge recordings <list|verify|sync|export> (--config FILE | --root DIR) [options]
-  list    [--channel C] [--source S] [--track T] [--from TIME] [--to TIME] [--state S] [--limit N] [--newest-first] [--json]
-  verify  [filters]                       check size + sha256 of local files against the index
-  sync    [--retry-quarantined]           upload closed segments once (recordings.sync in the config)
-  export  --from TIME --to TIME --out run.mcap [filters]
-TIME: ms since the epoch or an ISO date.
-`;
+// One help text for the recordings CLI, whether it is reached as `moth-edge recordings …` or here.
+const USAGE = commandHelp('recordings')!;
+const HELP: Record<string, string> = Object.fromEntries(['list', 'verify', 'sync', 'export'].map((c) => [c, commandHelp('recordings', c)!]));
 
-const FLAGS = new Set(['json', 'retry-quarantined', 'help', 'newest-first']);
+const FLAGS = new Set(['json', 'retry-quarantined', 'help', 'newest-first', 'decode']);
 
 function parseArgs(argv: string[]): { cmd: string | undefined; opts: Map<string, string> } {
   const opts = new Map<string, string>();
@@ -118,6 +121,86 @@ function filters(opts: Map<string, string>) {
   };
 }
 
+/**
+ * Every local segment against the index; files without a row; `.part` files (open now, or left by
+ * a crash); with `decode`, every video segment through ffmpeg and every record file to its end.
+ */
+async function verifyRecordings(root: string, db: IndexDb, f: ReturnType<typeof filters>, o: { decode: boolean }, io: CliIo): Promise<{ ok: number; bad: number; parts: number }> {
+  let bad = 0;
+  let ok = 0;
+  let parts = 0;
+  const ffmpeg = o.decode ? resolveFfmpeg().path : '';
+  for (const r of db.list(f)) {
+    if (r.present !== 1) continue;
+    const abs = path.join(root, r.path);
+    let problem: string | null = null;
+    if (r.state === 'recording') {
+      // open: its .part is reported below; a row with neither file is the index pointing at nothing
+      if (fs.existsSync(abs + PART_SUFFIX)) continue;
+      problem = fs.existsSync(abs) ? 'closed file, but its row still says recording' : 'recording row with no file';
+    } else if (!fs.existsSync(abs)) problem = 'file missing';
+    else if (fs.statSync(abs).size !== r.bytes) problem = `size ${fs.statSync(abs).size} ≠ ${r.bytes}`;
+    else if (sha256File(abs) !== r.sha256) problem = 'sha256 mismatch';
+    else if (o.decode) problem = r.kind === 'video' ? await decodeProblem(ffmpeg, abs, r.frames) : recordProblem(abs, r.frames);
+    if (problem) {
+      bad++;
+      io.out(`BAD  ${r.path}: ${problem}\n`);
+    } else ok++;
+  }
+  const rows = new Map(db.all().map((r) => [r.path, r]));
+  for (const file of listSegmentFiles(root)) {
+    if (file.endsWith(PART_SUFFIX)) {
+      parts++;
+      const row = rows.get(finalOf(file));
+      const size = fs.statSync(path.join(root, file)).size;
+      if (row?.state === 'recording') io.out(`PART ${file}: ${size} bytes, open (being recorded, or left by a crash: recovery closes it at the next start)\n`);
+      else {
+        bad++;
+        io.out(`BAD  ${file}: ${size} bytes, a .part with no recording row (left over; the runtime's recovery closes or removes it at its next start)\n`);
+      }
+    } else if (!rows.has(file)) {
+      bad++;
+      io.out(`BAD  ${file}: on disk but not in the index\n`);
+    }
+  }
+  return { ok, bad, parts };
+}
+
+/** Decode a video segment (and remux its packets) with ffmpeg; any error or warning is a problem. */
+function decodeProblem(ffmpeg: string, abs: string, frames: number): Promise<string | null> {
+  // two outputs: a decode of every frame, and a stream copy into MPEG-TS (90 kHz: finer than the
+  // MP4's ticks) whose muxer refuses any DTS that does not increase — what a remux would hit; the
+  // decode keeps the file's time base (1/frame rate would fold frames closer than one interval)
+  const args = ['-hide_banner', '-nostdin', '-v', 'warning', '-i', abs, '-map', '0:v:0', '-c', 'copy', '-f', 'mpegts', '-y', '/dev/null', '-map', '0:v:0', '-enc_time_base', '-1', '-f', 'null', '-'];
+  return new Promise((resolve) => {
+    execFile(ffmpeg, args, { timeout: 300_000, maxBuffer: 4 * 1024 * 1024 }, (err, _out, stderr) => {
+      const text = stderr.trim().split('\n').filter((l) => l.trim() !== '');
+      if (err) resolve(`ffmpeg failed: ${(text[0] ?? err.message).slice(0, 300)}`);
+      else if (text.length) resolve(`ffmpeg: ${text[0]!.slice(0, 300)}${text.length > 1 ? ` (+${text.length - 1} more)` : ''}`);
+      else resolve(frames > 0 ? null : 'no frames');
+    });
+  });
+}
+
+/** Walk a record file: the header, every record's length and CRC, to the exact end. */
+function recordProblem(abs: string, frames: number): string | null {
+  const buf = fs.readFileSync(abs);
+  try {
+    const h = decodeFileHeader(buf);
+    let n = 0;
+    let end = h.bodyStart;
+    for (const r of scanRecords(buf, h.bodyStart)) {
+      n++;
+      end = r.end;
+    }
+    if (end !== buf.length) return `a torn or corrupt record at byte ${end} of ${buf.length}`;
+    if (n !== frames) return `${n} records ≠ ${frames} in the index`;
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
 function indexPathOf(cfg: RecordingsConfig): string {
   return path.resolve(cfg.indexPath ?? path.join(cfg.root, 'index.db'));
 }
@@ -130,10 +213,15 @@ function fmtRow(r: SegmentRow): string {
 export async function runRecordingsCli(argv: string[], io: CliIo = stdio): Promise<number> {
   try {
     const { cmd, opts } = parseArgs(argv);
-    if (!cmd || opts.has('help')) {
-      io.out(USAGE);
-      return cmd ? 0 : 2;
+    if (opts.has('help')) {
+      io.out(cmd && HELP[cmd] ? HELP[cmd] : USAGE);
+      return 0;
     }
+    if (!cmd) {
+      io.err(USAGE);
+      return 2;
+    }
+    if (!HELP[cmd]) throw new UsageError(`unknown command ${cmd}`);
     const cfg = loadRecordingsConfig(opts);
     const root = path.resolve(cfg.root);
     switch (cmd) {
@@ -153,34 +241,13 @@ export async function runRecordingsCli(argv: string[], io: CliIo = stdio): Promi
       }
       case 'verify': {
         const db = IndexDb.openReader(indexPathOf(cfg));
-        let bad = 0;
-        let ok = 0;
         try {
-          for (const r of db.list(filters(opts))) {
-            if (r.present !== 1) continue;
-            const abs = path.join(root, r.path);
-            let problem: string | null = null;
-            if (!fs.existsSync(abs)) problem = 'file missing';
-            else if (r.state === 'recording') continue;
-            else if (fs.statSync(abs).size !== r.bytes) problem = `size ${fs.statSync(abs).size} ≠ ${r.bytes}`;
-            else if (sha256File(abs) !== r.sha256) problem = 'sha256 mismatch';
-            if (problem) {
-              bad++;
-              io.out(`BAD  ${r.path}: ${problem}\n`);
-            } else ok++;
-          }
-          const known = new Set(db.all().map((r) => r.path));
-          for (const f of listSegmentFiles(root)) {
-            if (!known.has(f) && !f.endsWith('.part')) {
-              bad++;
-              io.out(`BAD  ${f}: on disk but not in the index\n`);
-            }
-          }
+          const r = await verifyRecordings(root, db, filters(opts), { decode: opts.has('decode') }, io);
+          io.out(`${r.ok} ok, ${r.bad} bad, ${r.parts} part(s)\n`);
+          return r.bad ? 1 : 0;
         } finally {
           db.close();
         }
-        io.out(`${ok} ok, ${bad} bad\n`);
-        return bad ? 1 : 0;
       }
       case 'sync': {
         if (!cfg.sync) throw new UsageError('no recordings.sync section in the config');

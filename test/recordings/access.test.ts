@@ -11,7 +11,7 @@ import { registerRecordingRoutes } from '../../runtime/recordings/http.js';
 import { runRecordingsCli } from '../../runtime/recordings/cli.js';
 import { IndexDb } from '../../recordings/index-db.js';
 import { createRecordingService } from '../../recordings/service.js';
-import { config, FFMPEG, FFPROBE, ffprobeFrames, newEngine, recordFixture, tempDir } from './helpers.js';
+import { config, decodeStrict, FFMPEG, FFPROBE, ffprobeFrames, newEngine, recordFixture, tempDir } from './helpers.js';
 import { execFileSync } from 'node:child_process';
 import { JpegSplitter } from '../../drivers/camera/jpeg.js';
 import { captureClockUs } from '../../runtime/engine/api.js';
@@ -85,11 +85,17 @@ test('HTTP: list with filters, Range download, continuous playback of a time ran
   fs.writeFileSync(file, Buffer.from(await pb.arrayBuffer()));
   const p = await ffprobeFrames(file);
   assert.equal(p.frames, fed.video, 'every frame, across segment boundaries, in one file');
-  // a sub-range starts at the keyframe before `from`
-  const sub = await fetch(`${base}/api/recordings/playback?channel=robot&source=base&track=cam&from=${from + 2500}&to=${from + 3500}`);
+  // a sub-range starts at the keyframe before `from`: in a whole 2 s segment (keyframes at +0 and +1 s),
+  // 1.5 s in — the output begins at the second keyframe, not at the segment's start
+  const full = cams.segments.find((s) => s.endMs - s.startMs >= 1900)!;
+  const sub = await fetch(`${base}/api/recordings/playback?channel=robot&source=base&track=cam&from=${full.startMs + 1500}&to=${full.startMs + 2500}`);
   fs.writeFileSync(file, Buffer.from(await sub.arrayBuffer()));
   const ps = await ffprobeFrames(file);
   assert.ok(ps.frames >= 30 && ps.frames <= 90, `sub-range frames ${ps.frames}`);
+  // the player's timeline starts at the first frame: no empty lead before the keyframe
+  const firstPts = execFileSync(FFPROBE, ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'packet=pts_time', '-read_intervals', '%+#1', '-of', 'csv=p=0', file], { encoding: 'utf8' }).trim().split('\n')[0];
+  assert.equal(Number(firstPts), 0, `first packet at ${firstPts} s`);
+  assert.equal((await decodeStrict(file)).frames, ps.frames);
   assert.equal((await fetch(`${base}/api/recordings/playback?channel=robot&source=base&track=cam&from=1&to=2`)).status, 404);
   const page = await fetch(`${base}/recordings`);
   assert.match(await page.text(), /play/);
@@ -331,4 +337,54 @@ test('JPEG track: one record per image, exported as foxglove.CompressedImage tha
   const jpg = path.join(dir, 'first.jpg');
   fs.writeFileSync(jpg, Buffer.from(msgs[0]!.data, 'base64'));
   assert.match(execFileSync(FFPROBE, ['-v', 'error', '-show_entries', 'stream=codec_name,width', '-of', 'csv=p=0', jpg]).toString(), /mjpeg,320/);
+});
+
+test('CLI help: `recordings --help` and each subcommand\'s own help, through the real moth-edge binary', async () => {
+  const { cliCommand, run } = await import('../support/app.js');
+  const bin = cliCommand();
+  const top = await run(bin.cmd, [...bin.args, 'recordings', '--help']);
+  assert.match(top.stdout, /usage: moth-edge recordings <list\|verify\|sync\|export>/);
+  assert.doesNotMatch(top.stdout, /--check-config/, 'not the top-level help');
+  const v = await run(bin.cmd, [...bin.args, 'recordings', 'verify', '--help']);
+  assert.match(v.stdout, /usage: moth-edge recordings verify/);
+  assert.match(v.stdout, /--decode/);
+  for (const c of ['list', 'sync', 'export']) assert.match((await cli([c, '--help'])).out, new RegExp(`usage: moth-edge recordings ${c}`));
+  const none = await cli([]);
+  assert.equal(none.code, 2);
+  assert.match(none.err, /usage:/);
+});
+
+test('CLI verify: .part leftovers reported, --decode catches a segment whose bytes match the index but do not decode', async (t) => {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'rec');
+  await recordFixture(root, 7); // 2 s segments on the capture-clock grid: at least 3 video segments
+  const good = await cli(['verify', '--root', root, '--decode']);
+  assert.equal(good.code, 0, good.out);
+  assert.match(good.out, /0 bad, 0 part\(s\)/);
+  const db = IndexDb.openWriter(path.join(root, 'index.db'));
+  t.after(() => db.close());
+  const video = db.all().filter((r) => r.kind === 'video');
+  // a .part with no row (left over), and one with its `recording` row (open, or left by a crash)
+  const leftover = video[0]!.path.replace(/\.mp4$/, '-8.mp4.part');
+  fs.copyFileSync(path.join(root, video[0]!.path), path.join(root, leftover));
+  const open = video[1]!.path.replace(/\.mp4$/, '-9.mp4');
+  fs.copyFileSync(path.join(root, video[1]!.path), path.join(root, `${open}.part`));
+  db.write(() => db.insert({ ...video[1]!, path: open, state: 'recording' }));
+  // damage inside the media data, then re-index it: size and sha256 agree, the pictures do not
+  const victim = video[2]!;
+  const abs = path.join(root, victim.path);
+  const buf = fs.readFileSync(abs);
+  for (let i = Math.floor(buf.length / 3); i < Math.floor(buf.length / 3) + 4000; i++) buf[i] = 0xff;
+  fs.writeFileSync(abs, buf);
+  const { sha256File } = await import('../../recordings/recovery.js');
+  db.write(() => db.update(victim.path, { sha256: sha256File(abs), bytes: buf.length }));
+  const plain = await cli(['verify', '--root', root]);
+  assert.equal(plain.code, 1);
+  assert.match(plain.out, new RegExp(`BAD  ${leftover.replace(/[.]/g, '\\.')}: .*no recording row`));
+  assert.match(plain.out, new RegExp(`PART ${open.replace(/[.]/g, '\\.')}\\.part: .*open`));
+  assert.doesNotMatch(plain.out, new RegExp(`BAD  ${victim.path.replace(/[.]/g, '\\.')}`), 'the hash agrees: only a decode can tell');
+  const dec = await cli(['verify', '--root', root, '--decode']);
+  assert.equal(dec.code, 1);
+  assert.match(dec.out, new RegExp(`BAD  ${victim.path.replace(/[.]/g, '\\.')}: ffmpeg`));
+  assert.match(dec.out, /2 part\(s\)/);
 });

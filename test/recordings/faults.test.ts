@@ -5,13 +5,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { captureClockUs } from '../../runtime/engine/api.js';
-import { IndexDb } from '../../recordings/index-db.js';
 import { listSegmentFiles, sha256File } from '../../recordings/recovery.js';
 import { decodeFileHeader, scanRecords } from '../../recordings/record-file.js';
 import { createRecordingService, type RecordingService } from '../../recordings/service.js';
 import type { AccessUnit } from '../../runtime/engine/h264.js';
 import type { Engine } from '../../runtime/engine/engine.js';
-import { config, ffprobeFrames, h264Units, listFiles, newEngine, recordFixture, tempDir } from './helpers.js';
+import { config, ffprobeFrames, h264Units, indexRows, listFiles, newEngine, recordFixture, tempDir } from './helpers.js';
 
 const CAM = { channel: 'robot', source: 'base', track: 'cam' };
 const GPS = { channel: 'robot', source: 'base', track: 'gps' };
@@ -22,14 +21,7 @@ async function startService(root: string, engine: Engine, over: Record<string, u
   return svc;
 }
 
-function rowsOf(root: string) {
-  const db = IndexDb.openReader(path.join(root, 'index.db'));
-  try {
-    return db.all();
-  } finally {
-    db.close();
-  }
-}
+const rowsOf = indexRows;
 
 test('malformed frames are dropped and counted; a MIME change starts a new segment; wallclock jumps do not reorder', async (t) => {
   const root = await tempDir(t);

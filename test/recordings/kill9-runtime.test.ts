@@ -9,9 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { test } from 'node:test';
-import { IndexDb } from '../../recordings/index-db.js';
 import { listSegmentFiles } from '../../recordings/recovery.js';
-import { ffprobeFrames, tempDir, waitFor } from './helpers.js';
+import { childrenOf, ffprobeFrames, indexRows, tempDir, waitFor } from './helpers.js';
 
 const KILLS = 5;
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
@@ -25,19 +24,6 @@ interface Started {
   child: ChildProcess;
   port: number;
   recovery: Record<string, number>;
-}
-
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  try {
-    for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
-      const c = fs.readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
-      if (c) out.push(...c.split(/\s+/).map(Number));
-    }
-  } catch {
-    /* gone */
-  }
-  return out;
 }
 
 function alive(pid: number): boolean {
@@ -76,6 +62,25 @@ async function start(cfg: string, t: import('node:test').TestContext): Promise<S
   });
 }
 
+/** The runtime's config: a test pattern and a 50 Hz IMU, recorded under root (`recordings` adds keys). */
+function runtimeConfig(root: string, recordings: string): string {
+  return `server: { host: 127.0.0.1, port: 0 }
+log: { level: info }
+recordings:
+  root: ${root}
+  ${recordings}
+egress: { whep: { enabled: false } }
+channels:
+  - id: m0thedge000000000000
+    name: robot
+    sources:
+      - name: base
+        driver: { kind: testpattern, track: video, codec: h264, width: 320, height: 240, fps: 30, bitrateKbps: 400, keyintSeconds: 1, pattern: testsrc2, profile: baseline }
+      - name: base
+        driver: { kind: simulated, track: imu, sensor: imu, rateHz: 50 }
+`;
+}
+
 interface RecStats {
   run: string;
   tracks: Array<{ track: string; framesWritten: number }>;
@@ -98,47 +103,19 @@ async function recStats(port: number): Promise<RecStats> {
   return r;
 }
 
-function db2rows(root: string) {
-  const db = IndexDb.openReader(path.join(root, 'index.db'));
-  try {
-    return db.all();
-  } finally {
-    db.close();
-  }
-}
 
 test(`kill -9 of the real runtime while it records, ${KILLS} times`, { timeout: 240_000 }, async (t) => {
   const dir = await tempDir(t, 'rec-rt-');
   const root = path.join(dir, 'rec');
   const cfg = path.join(dir, 'moth.yaml');
-  fs.writeFileSync(
-    cfg,
-    `server: { host: 127.0.0.1, port: 0 }
-log: { level: info }
-recordings:
-  root: ${root}
-  segmentDurationMs: 3000
-  retention: { minFreeBytes: 0 }
-egress: { whep: { enabled: false } }
-channels:
-  - id: m0thedge000000000000
-    name: robot
-    sources:
-      - name: base
-        driver: { kind: testpattern, track: video, codec: h264, width: 320, height: 240, fps: 30, bitrateKbps: 400, keyintSeconds: 1, pattern: testsrc2, profile: baseline }
-      - name: base
-        driver: { kind: simulated, track: imu, sensor: imu, rateHz: 50 }
-`,
-  );
+  fs.writeFileSync(cfg, runtimeConfig(root, 'segmentDurationMs: 3000\n  retention: { minFreeBytes: 0 }'));
   const probed = new Set<string>();
   let prev: { run: string; video: number } | null = null;
   for (let k = 0; k <= KILLS; k++) {
     const rt = await start(cfg, t);
     assert.equal(rt.recovery.rowsMissing, 0, `restart ${k}: no row lost its file`);
     // disk ↔ index, ignoring what the new run has already opened
-    const db = IndexDb.openReader(path.join(root, 'index.db'));
-    const rows = db.all().filter((r) => r.state !== 'recording');
-    db.close();
+    const rows = indexRows(root).filter((r) => r.state !== 'recording');
     const files = listSegmentFiles(root).filter((f) => !f.endsWith('.part'));
     const present = new Set(rows.filter((r) => r.present === 1).map((r) => r.path));
     for (const f of files) assert.ok(present.has(f), `restart ${k}: ${f} has a row`);
@@ -150,7 +127,7 @@ channels:
     }
     if (prev) {
       const kept = rows.filter((r) => r.run === prev!.run && r.kind === 'video').reduce((a, r) => a + r.frames, 0);
-      assert.ok(kept >= prev.video - FRAGMENT_FRAMES, `kill ${k}: kept ${kept} of ≥ ${prev.video} frames written before the kill; recovery ${JSON.stringify(rt.recovery)}; rows ${JSON.stringify(db2rows(root).map((r) => [r.path, r.run, r.state, r.frames]))} run ${prev.run}`);
+      assert.ok(kept >= prev.video - FRAGMENT_FRAMES, `kill ${k}: kept ${kept} of ≥ ${prev.video} frames written before the kill; recovery ${JSON.stringify(rt.recovery)}; rows ${JSON.stringify(indexRows(root).map((r) => [r.path, r.run, r.state, r.frames]))} run ${prev.run}`);
     }
     if (k === KILLS) {
       rt.child.kill('SIGTERM');
@@ -173,5 +150,28 @@ channels:
     });
     const s = snap as unknown as RecStats;
     prev = { run: s.run, video: s.tracks.find((x) => x.track.endsWith('/video'))!.framesWritten };
+  }
+});
+
+test('SIGTERM of the real runtime while it records, 3 times: index and disk agree at exit, before any recovery', { timeout: 180_000 }, async (t) => {
+  const dir = await tempDir(t, 'rec-term-');
+  const root = path.join(dir, 'rec');
+  const cfg = path.join(dir, 'moth.yaml');
+  fs.writeFileSync(cfg, runtimeConfig(root, 'segmentDurationMs: 2000'));
+  for (let k = 0; k < 3; k++) {
+    const rt = await start(cfg, t);
+    // stop in the middle of a segment, at a different point each time
+    await waitFor(async () => ((await recStats(rt.port)).tracks.find((x) => x.track.endsWith('/video'))?.framesWritten ?? 0) > 30 + k * 20, 'video on disk', 30_000);
+    const written = (await recStats(rt.port)).tracks.find((x) => x.track.endsWith('/video'))!.framesWritten;
+    rt.child.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => (rt.child.exitCode !== null ? r(rt.child.exitCode) : rt.child.once('exit', (c) => r(c))));
+    assert.equal(code, 0, 'a clean stop');
+    // what the runtime left, read as it is (no recovery has run)
+    const rows = indexRows(root);
+    assert.deepEqual(rows.filter((r) => r.state === 'recording').map((r) => r.path), [], `stop ${k}: no row left recording`);
+    assert.deepEqual(listSegmentFiles(root).filter((f) => f.endsWith('.part')), [], `stop ${k}: no .part left`);
+    assert.deepEqual(rows.filter((r) => r.present === 1).map((r) => r.path).sort(), listSegmentFiles(root), `stop ${k}: rows ↔ files`);
+    const video = rows.filter((r) => r.kind === 'video' && r.path.includes('/video/'));
+    assert.ok(video.reduce((a, r) => a + r.frames, 0) >= written, `stop ${k}: every frame on disk before the stop is indexed`);
   }
 });

@@ -12,6 +12,7 @@ import { parseSegmentPath, segmentRelPath, withCounter } from '../../recordings/
 import { encodeMetaTag, scanMp4 } from '../../recordings/mp4-scan.js';
 import { decodeFileHeader, encodeFileHeader, encodeRecord, RecordFormatError, scanRecords, type SegmentMeta } from '../../recordings/record-file.js';
 import { planRetention, type RetentionInput } from '../../recordings/retention.js';
+import { spacePolicy } from '../../recordings/free-space.js';
 import { TokenBucket } from '../../recordings/throttle.js';
 import { MAX_HEAD_BYTES, parseResponseHead } from '../../recordings/verify-get.js';
 import { ThrottledLog } from '../../recordings/log.js';
@@ -155,15 +156,44 @@ test('retention plan: synced first, budget and age only touch synced, the floor 
   });
   const rows = [row(1, 'closed', 5), row(2, 'synced', 4), row(3, 'synced', 0.5), row(4, 'closed', 0.2), row(5, 'recording', 0)];
   // age: #2 (synced, 4 h); budget 300 of 500 used: then #3 (synced). #1 is older but unsynced: kept.
-  const plan = planRetention(cfg, { rows, usedBytes: 500, freeBytes: 1000, now, syncEnabled: true });
+  const space = { floorBytes: 100, targetFreeBytes: 150 };
+  const plan = planRetention(cfg, { rows, usedBytes: 500, freeBytes: 1000, now, syncEnabled: true, ...space });
   assert.deepEqual(plan.map((d) => [d.path, d.reason, d.unsynced]), [['p2', 'age', false], ['p3', 'budget', false]]);
-  // floor: synced first, then the oldest unsynced; never a recording segment
-  const floor = planRetention({ ...cfg, minFreeBytes: 450 }, { rows, usedBytes: 500, freeBytes: 0, now, syncEnabled: true });
+  // floor: synced first, then the oldest unsynced, until free reaches the resume level (not just the floor); never a recording segment
+  const floor = planRetention(cfg, { rows, usedBytes: 500, freeBytes: 0, now, syncEnabled: true, floorBytes: 300, targetFreeBytes: 350 });
   assert.deepEqual(floor.map((d) => [d.path, d.reason, d.unsynced]), [['p2', 'age', false], ['p3', 'budget', false], ['p1', 'floor', true], ['p4', 'floor', true]]);
   assert.ok(!floor.some((d) => d.path === 'p5'));
+  // ENOSPC (pressure) with statfs saying 120 free (over the 100 floor): still frees up to the resume level
+  const pressed = planRetention({ ...cfg, maxAgeHours: 0, maxBytes: 0 }, { rows, usedBytes: 500, freeBytes: 120, now, syncEnabled: true, floorBytes: 100, targetFreeBytes: 250, pressure: true });
+  assert.deepEqual(pressed.map((d) => [d.path, d.reason]), [['p2', 'floor'], ['p3', 'floor']]);
   // no sync target: closed segments rotate under the budget without counting as losses
-  const nosync = planRetention(retentionConfigSchema.parse({ maxBytes: 300, minFreeBytes: 0 }), { rows, usedBytes: 500, freeBytes: 1e9, now, syncEnabled: false });
+  const nosync = planRetention(retentionConfigSchema.parse({ maxBytes: 300, minFreeBytes: 0 }), { rows, usedBytes: 500, freeBytes: 1e9, now, syncEnabled: false, floorBytes: 0, targetFreeBytes: 0 });
   assert.deepEqual(nosync.map((d) => [d.path, d.unsynced]), [['p1', false], ['p2', false]]);
+});
+
+test('free-space policy: the floor scales with the filesystem, the resume level sits one band above it', () => {
+  const MiB = 1024 * 1024;
+  const dflt = retentionConfigSchema.parse({});
+  // a 64 MiB card: 10 % (6.4 MiB), not 256 MiB; band 5 % = 3.2 MiB
+  const small = spacePolicy(dflt, 64 * MiB);
+  assert.equal(small.floorBytes, Math.floor(6.4 * MiB));
+  assert.equal(small.resumeBytes - small.floorBytes, Math.floor(3.2 * MiB));
+  // a 64 GB card: capped at minFreeBytes, band capped at 64 MiB
+  const big = spacePolicy(dflt, 64 * 1024 * MiB);
+  assert.deepEqual([big.floorBytes, big.resumeBytes], [256 * MiB, 320 * MiB]);
+  // minFreeBytes 0: no floor, but a paused recorder still has a way out (≥ 1 MiB band)
+  const none = spacePolicy(retentionConfigSchema.parse({ minFreeBytes: 0 }), 3 * MiB);
+  assert.deepEqual([none.floorBytes, none.resumeBytes], [0, MiB]);
+  // statfs failed (size 0): the configured bytes
+  assert.equal(spacePolicy(dflt, 0).floorBytes, 256 * MiB);
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 2 ** 44 }), fc.integer({ min: 0, max: 2 ** 34 }), fc.double({ min: 0, max: 100, noNaN: true }), (size, minFree, pct) => {
+      const p = spacePolicy({ minFreeBytes: minFree, minFreePercent: pct }, size);
+      assert.ok(p.floorBytes <= minFree);
+      assert.ok(p.resumeBytes >= p.floorBytes + MiB);
+      if (size > 0) assert.ok(p.floorBytes <= (size * pct) / 100);
+    }),
+  );
 });
 
 test('token bucket paces to the rate', () => {

@@ -4,9 +4,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { TestContext } from 'node:test';
 
-export async function smallFs(t: TestContext, sizeKb: number): Promise<string | null> {
+export async function smallFs(t: { after: (fn: () => unknown) => void }, sizeKb: number): Promise<string | null> {
   const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'small-fs-'));
   const mnt = path.join(dir, 'mnt');
   fs.mkdirSync(mnt);

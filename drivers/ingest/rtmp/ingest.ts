@@ -5,7 +5,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import { captureClockUs, EdgeError, type Frame, type TrackRef } from '../../../runtime/engine/api.js';
+import { captureClockUs, EdgeError, MsUnwrapper, SourceClock, type Frame, type TrackRef } from '../../../runtime/engine/api.js';
 import { h264Mime, parseSps, type SpsInfo } from '../../../runtime/engine/h264.js';
 import { AvcDepacketizer } from './flv.js';
 import { RtmpServerSession, type PublishDecision, type PublishRequest } from './session.js';
@@ -93,33 +93,27 @@ export interface RtmpIngestStats {
 
 const noLog: IngestLog = { info() {}, warn() {} };
 
-/** Maps RTMP millisecond timestamps (uint32, wrapping) onto the capture clock. */
+/**
+ * Maps RTMP millisecond timestamps (uint32, wrapping) onto the capture clock: the publisher's own
+ * clock through the shared SourceClock (strictly increasing, never in the future, re-anchored on
+ * an encoder restart).
+ */
 export class RtmpClock {
-  private lastRaw: number | null = null;
-  private unwrapped = 0;
-  private baseUs = 0;
-  resyncs = 0;
+  private readonly unwrap = new MsUnwrapper();
+  private readonly clock = new SourceClock();
+  private reported = 0;
+
+  /** Re-anchors since the last call (the ingest adds them to its counters). */
+  takeResyncs(): number {
+    const n = this.clock.stats().reanchors;
+    const d = n - this.reported;
+    this.reported = n;
+    return d;
+  }
 
   /** `nowUs` is captureClockUs() when the message arrived. */
   map(rawMs: number, nowUs: number): number {
-    if (this.lastRaw === null) {
-      this.unwrapped = rawMs;
-      this.baseUs = nowUs - rawMs * 1000;
-    } else {
-      // signed 32-bit delta: tolerates the wrap at 2^32 ms and small steps back
-      const delta = ((rawMs - this.lastRaw) << 0) | 0;
-      this.unwrapped += delta;
-    }
-    this.lastRaw = rawMs >>> 0;
-    let ts = this.baseUs + this.unwrapped * 1000;
-    // A frame cannot be captured in the future, and an encoder restarting its clock must not
-    // leave the track seconds behind: re-anchor on a jump (a burst without -re also lands here).
-    if (ts > nowUs + 1_000_000 || ts < nowUs - 5_000_000) {
-      this.baseUs = nowUs - this.unwrapped * 1000;
-      ts = nowUs;
-      this.resyncs++;
-    }
-    return ts;
+    return this.clock.map(this.unwrap.push(rawMs) * 1000, nowUs);
   }
 }
 
@@ -240,8 +234,7 @@ export class RtmpIngest {
       }
       writer = null;
       this.active.delete(trackPathStr);
-      this.counters.clockResyncs += clock.resyncs;
-      clock.resyncs = 0;
+      this.counters.clockResyncs += clock.takeResyncs();
       this.log.info({ remote, track: trackPathStr }, 'rtmp publish ended');
     };
 
@@ -290,11 +283,12 @@ export class RtmpIngest {
             mime = h264Mime(sps, fps);
             writer.setMime(mime);
           }
-          const ts = clock.map(rtmpTs, captureClockUs());
+          const now = captureClockUs();
+          const ts = clock.map(rtmpTs, now);
           this.counters.frames++;
           this.counters.bytes += unit.data.length;
           if (unit.key) this.counters.keyframes++;
-          writer.write({ ts, wallclock: Date.now(), key: unit.key, data: unit.data });
+          writer.write({ ts, wallclock: Date.now() - (now - ts) / 1000, key: unit.key, data: unit.data });
         },
         onAudio: () => {
           this.counters.audioMessagesIgnored++; // video tracks only; audio is not carried (yet)
