@@ -18,6 +18,7 @@
 // (long ladder, 1 s → 60 s); anything else is the network (short ladder, 250 ms → 1 s). "joined" is
 // logged only once the session outlived the refusal window.
 
+import { TcpProbe } from '../egress/tcp-probe.js';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import WebSocket from 'ws';
@@ -164,7 +165,7 @@ export class UpstreamControlClient {
     /** What went wrong with this attempt (becomes lastError when it closes). */
     let why: string | null = null;
     this.attemptError = (m) => (why = m);
-    ws.on('upgrade', (res: IncomingMessage) => keepAlive(res));
+    ws.on('upgrade', (res: IncomingMessage) => keepAlive(res, this.cfg.deadAfterMs));
     ws.on('unexpected-response', (_req, res: IncomingMessage) => {
       // An HTTP answer instead of the upgrade: 4xx is the server saying no.
       cls = httpFailureClass(res.statusCode);
@@ -280,7 +281,7 @@ export class UpstreamControlClient {
     const p = new WebSocket(this.withKey('/pang/ws/ctl'), this.socketOptions());
     this.probeWs = p;
     let openedAt = 0;
-    p.on('upgrade', (res: IncomingMessage) => keepAlive(res));
+    p.on('upgrade', (res: IncomingMessage) => keepAlive(res, this.cfg.deadAfterMs));
     p.on('unexpected-response', (_req, res: IncomingMessage) => {
       if (httpFailureClass(res.statusCode) === 'refused') this.probeUnavailable(`HTTP ${res.statusCode}`);
       res.resume();
@@ -378,10 +379,17 @@ export class UpstreamControlClient {
   }
 }
 
-/** TCP keepalive on the upgraded socket: NAT state stays, and the kernel can end a dead path itself. */
-function keepAlive(res: IncomingMessage): void {
+/**
+ * TCP keepalive on the upgraded socket (NAT state stays), and with the native addon the probe
+ * cadence plus TCP_USER_TIMEOUT: the kernel itself ends a path whose bytes go unacknowledged for
+ * deadAfterMs, the same bound the ctl probe applies (runtime/egress/tcp-probe.ts).
+ */
+function keepAlive(res: IncomingMessage, deadAfterMs: number): void {
   try {
-    res.socket.setKeepAlive(true, TCP_KEEPALIVE_IDLE_MS);
+    TcpProbe.for(res.socket).tune({
+      keepalive: { idleSec: Math.max(1, Math.round(TCP_KEEPALIVE_IDLE_MS / 1000)), intervalSec: 1, count: Math.max(1, Math.floor(deadAfterMs / 1000) - 1) },
+      userTimeoutMs: deadAfterMs,
+    });
   } catch {
     // a socket already gone
   }

@@ -9,83 +9,14 @@
 // live that did not arrive, no phantom "missing" slivers. While thin, the scheduler acts within
 // 5 s and the IMU stays under 1 s at p95. Ground truth is what the recorder wrote.
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import type { ChildProcess } from 'node:child_process';
-import { IndexDb } from '../../recordings/index-db.js';
-import { scanSegmentRecords } from '../../recordings/record-reader.js';
 import type { GapReport } from '../../runtime/uplink/spans.js';
 import { skipUnlessCi } from '../support/peer.js';
-import { startRuntime, type RuntimeProcess } from '../support/runtime-process.js';
-import { tempDir, waitFor } from '../egress/helpers.js';
-import { createNetnsPath, netnsUnavailable, type NetnsPath } from './netns.js';
-
-const CH = 'r0b0t000000000000000';
-const RELAY_CH = 're1a0000000000000000';
-const RELAY_PORT = 8276;
-const relayMain = fileURLToPath(new URL('../sim/ring-relay-main.js', import.meta.url));
-
-interface Line {
-  e: 'ready' | 'msg' | 'sub';
-  p?: string;
-  at: number;
-  d?: string;
-  w?: number;
-  k?: number;
-  n?: number;
-}
-
-class Relay {
-  readonly lines: Line[] = [];
-  private child: ChildProcess | null = null;
-  starts = 0;
-  constructor(private readonly path: NetnsPath) {}
-  async start(): Promise<number> {
-    const c = this.path.spawn(process.execPath, [relayMain, '--port', String(RELAY_PORT), '--channel', RELAY_CH, '--subscribe', 'imu.backfill,gps.backfill']);
-    this.child = c;
-    this.starts++;
-    let buf = '';
-    let readyAt = 0;
-    c.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const l = JSON.parse(buf.slice(0, i)) as Line & { port?: number };
-        buf = buf.slice(i + 1);
-        if (l.e === 'ready') readyAt = Date.now();
-        else this.lines.push(l);
-      }
-    });
-    c.stderr!.on('data', (d: Buffer) => process.stderr.write(`relay: ${d}`));
-    await waitFor(() => readyAt > 0, 10_000, 'the relay is listening');
-    return readyAt;
-  }
-  kill(): void {
-    this.child?.kill('SIGKILL');
-    this.child = null;
-  }
-  msgs(track: string, since = 0): Line[] {
-    return this.lines.filter((l) => l.e === 'msg' && l.p === `${RELAY_CH}/base/${track}` && l.at >= since);
-  }
-  subs(track: string): Line[] {
-    return this.lines.filter((l) => l.e === 'sub' && l.p === `${RELAY_CH}/base/${track}`);
-  }
-}
-
-const seqOf = (d: string | undefined): number => (JSON.parse(d ?? '{}') as { seq: number }).seq;
-
-interface Stats {
-  egress: {
-    upstream: Array<{ track: string; state: string; spans: { inDoubt: number }; priority: { mode: string; encodingCap: { requests: number; bytesPerSec: number | null } }; failures: Record<string, number>; retries: { refused: number; network: number } }>;
-    uplink: { backfill: { tracks: Array<{ track: string; doneBefore: number | null; link: { inDoubt: number; queued: number; inFlight: number; state: string } }> } | null };
-  };
-}
-
-async function firstAfter(relay: Relay, track: string, since: number, ms: number, what: string): Promise<number> {
-  await waitFor(() => relay.msgs(track, since).length > 0, ms, what);
-  return relay.msgs(track, since)[0]!.at - since;
-}
+import type { RuntimeProcess } from '../support/runtime-process.js';
+import { tempDir } from '../egress/helpers.js';
+import { createNetnsPath, netnsUnavailable } from './netns.js';
+import { CH, firstAfter, recordedSeqs, Relay, seqOf, startRobot, waitFor, type Stats } from './real-link-rig.js';
 
 test('real uplink faults in sequence, shipped defaults: live again within 2 s, nothing called delivered that was lost, gaps match the relay', { timeout: 15 * 60_000 }, async (t: TestContext) => {
   const why = await netnsUnavailable();
@@ -97,33 +28,7 @@ test('real uplink faults in sequence, shipped defaults: live again within 2 s, n
   await relay.start();
 
   const dir = await tempDir(t, 'real-link-');
-  const url = `ws://${path.peerAddr}:${RELAY_PORT}`;
-  const up = (track: string, backfill: boolean) => `    - { url: ${url}, channel: ${RELAY_CH}, source: base, track: ${track}, from: ${CH}/base/${track}, backfill: ${backfill} }`;
-  // The user's config: addresses and what to publish — every timing is the shipped default.
-  const rt: RuntimeProcess = await startRuntime(t, dir, 'robot.yaml', [
-    'server: { port: 0 }',
-    'log: { level: warn }',
-    'channels:',
-    `  - id: ${CH}`,
-    '    name: robot',
-    '    sources:',
-    '      - name: base',
-    '        driver: { kind: testpattern, track: video, width: 1280, height: 720, fps: 30, bitrateKbps: 2000 }',
-    '      - name: base',
-    '        driver: { kind: simulated, track: imu, sensor: imu, rateHz: 50 }',
-    '      - name: base',
-    '        driver: { kind: simulated, track: gps, sensor: gps, rateHz: 5 }',
-    'recordings:',
-    '  enabled: true',
-    `  root: ${join(dir, 'rec')}`,
-    `  tracks: [${CH}/base/imu, ${CH}/base/gps]`,
-    'egress:',
-    '  whep: { enabled: false }',
-    '  upstream:',
-    up('video', false),
-    up('imu', true),
-    up('gps', true),
-  ].join('\n'));
+  const rt: RuntimeProcess = await startRobot(t, dir, path);
   const stats = (): Promise<Stats> => rt.api<Stats>('/api/stats');
   const t0 = Date.now();
   await waitFor(() => relay.msgs('video').length > 30 && relay.msgs('imu').length > 100, 30_000, 'live before any fault');
@@ -228,13 +133,8 @@ test('real uplink faults in sequence, shipped defaults: live again within 2 s, n
   assert.equal(await rt.stop(), 0, 'the runtime stops cleanly');
 
   // Ground truth: what the recorder wrote.
-  const idx = IndexDb.openReader(join(dir, 'rec', 'index.db'));
-  t.after(() => idx.db.close());
   for (const track of ['imu', 'gps']) {
-    const recorded = new Map<number, number>();
-    for (const seg of idx.list({ channel: CH, source: 'base', track, limit: 10_000 })) {
-      for (const r of scanSegmentRecords(join(dir, 'rec'), seg.path, { maxReadBytes: Infinity }).records) recorded.set(seqOf(r.payload.toString()), r.wallclock);
-    }
+    const recorded = recordedSeqs(join(dir, 'rec'), track);
     const live = relay.msgs(track).map((l) => seqOf(l.d));
     const bf = relay.msgs(`${track}.backfill`).map((l) => ({ seq: seqOf(l.d), wallUs: l.w! }));
     const counts = new Map<number, number>();
