@@ -20,8 +20,8 @@ import { AckMeter, UplinkEstimator, type UplinkEstimate } from '../uplink/estima
 import { DEFAULT_PRIORITY, DemandMeter, type TrackDemand, type TrackMode } from '../uplink/scheduler.js';
 import type { DeliverySink } from '../uplink/spans.js';
 import { UplinkEncoderCap } from '../uplink/encoder-cap.js';
-import { GopGate, pangSessionUrl, redactPangUrl, type EgressLog, type PangEndpoint } from './pang-link.js';
-import { PangLink, sanitizeSecret, type PangSessionStats, type PangTcpOptions } from './pang-session.js';
+import { GopGate, type EgressLog, type PangEndpoint } from './pang-link.js';
+import { pangLinkOptions, PangLink, sanitizeSecret, type PangSessionStats, type PangTcpOptions } from './pang-session.js';
 
 export interface PangPublisherOptions {
   name: string;
@@ -123,7 +123,6 @@ export interface PangPublisherStats extends LinkStats {
 export class PangPublisher extends PangLink {
   private consumer: ConsumerHandle | null = null;
   private timer: NodeJS.Timeout | null = null;
-  private paceTimer: NodeJS.Timeout | null = null;
   private lastSendAt = 0;
   private lastMimeAt = 0;
   private sentMime: string | undefined;
@@ -169,21 +168,7 @@ export class PangPublisher extends PangLink {
   onSent: ((data: Buffer, key: boolean, ts: number) => void) | null = null;
 
   constructor(opts: PangPublisherOptions) {
-    const url = pangSessionUrl(opts.endpoint, 'pub', opts.requestAcks === false ? {} : { ack: '1' });
-    super({
-      name: opts.name,
-      kind: 'pang-pub',
-      url,
-      target: redactPangUrl(url),
-      secret: opts.endpoint.key,
-      caFile: opts.caFile,
-      insecure: opts.insecure,
-      log: opts.log,
-      backoff: opts.backoff,
-      handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 10_000,
-      refusalWindowMs: opts.refusalWindowMs ?? 3000,
-      tcp: opts.tcp,
-    });
+    super(pangLinkOptions('pang-pub', 'pub', opts, { ack: opts.requestAcks !== false }));
     this.cap = new UplinkEncoderCap(opts.source);
     const { tcp: _tcp, ...rest } = opts;
     this.o = {
@@ -292,7 +277,7 @@ export class PangPublisher extends PangLink {
         if (this.replaying && !this.upstreamAcks) {
           const wait = this.lastSendAt + this.o.replayIntervalMs - Date.now();
           if (this.c.framesOut > 0 && wait > 0) {
-            this.schedulePace(wait);
+            this.pumpAfter(wait);
             return;
           }
         }
@@ -347,13 +332,8 @@ export class PangPublisher extends PangLink {
     }
   }
 
-  private schedulePace(ms: number): void {
-    if (this.paceTimer) return;
-    this.paceTimer = setTimeout(() => {
-      this.paceTimer = null;
-      this.pump();
-    }, Math.max(1, Math.ceil(ms)));
-    this.paceTimer.unref?.();
+  protected override pumpAgain(): void {
+    this.pump();
   }
 
   // Bounded by the socket ceiling in practice; 65 536 entries is ~2 min of a 500 Hz data track.
@@ -482,8 +462,6 @@ export class PangPublisher extends PangLink {
   protected endSession(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    if (this.paceTimer) clearTimeout(this.paceTimer);
-    this.paceTimer = null;
     // Not acknowledged when the session ended: not delivered (the backfill sends them again).
     // Still in ws's buffer: never reached the kernel, certainly lost. In the kernel: in doubt —
     // the peer may have got them, so a backfilled copy may be a duplicate (bounded by this count).

@@ -10,8 +10,8 @@ import type { RawData } from 'ws';
 import { captureClockUs, mimeBase, mimeKind, trackPath, type Frame, type TrackRef } from '../engine/api.js';
 import { isIdr } from './h264-rtp.js';
 import type { LinkBackoff, LinkStats } from './link.js';
-import { pangSessionUrl, redactPangUrl, type EgressLog, type PangEndpoint } from './pang-link.js';
-import { PangLink, type PangSessionStats, type PangTcpOptions } from './pang-session.js';
+import type { EgressLog, PangEndpoint } from './pang-link.js';
+import { pangLinkOptions, PangLink, type PangSessionStats, type PangTcpOptions } from './pang-session.js';
 
 /** Where a pulled-down or ingested track is written (the engine's publisher satisfies it). */
 export interface TrackWriter {
@@ -84,23 +84,8 @@ export class PangPuller extends PangLink {
   private c = { framesIn: 0, bytesIn: 0, textsIn: 0, keepalivesIn: 0, noMime: 0, waitKeyframe: 0, commands: 0, idleProbes: 0 };
 
   constructor(opts: PangPullerOptions) {
-    const url = pangSessionUrl(opts.endpoint, 'sub');
     const o = { keepaliveMs: 20_000, readIdleMs: 3000, refusalWindowMs: 3000, handshakeTimeoutMs: 10_000, maxMessageBytes: 8 * 1024 * 1024, ...opts };
-    super({
-      name: opts.name,
-      kind: 'pang-pull',
-      url,
-      target: redactPangUrl(url),
-      secret: opts.endpoint.key,
-      caFile: opts.caFile,
-      insecure: opts.insecure,
-      log: opts.log,
-      backoff: opts.backoff,
-      handshakeTimeoutMs: o.handshakeTimeoutMs,
-      refusalWindowMs: o.refusalWindowMs,
-      maxPayload: o.maxMessageBytes,
-      tcp: opts.tcp,
-    });
+    super(pangLinkOptions('pang-pull', 'sub', o, { maxPayload: o.maxMessageBytes }));
     this.o = o;
   }
 

@@ -17,7 +17,7 @@ import WebSocket, { type RawData } from 'ws';
 import { isNetworkErrno, type FailureClass } from '../engine/api.js';
 import { AckTracker } from './ack-tracker.js';
 import { failureClassOf, ReconnectingLink, type LinkBackoff } from './link.js';
-import { classifyClose, connectErrorCode, type EgressLog } from './pang-link.js';
+import { classifyClose, connectErrorCode, pangSessionUrl, redactPangUrl, type EgressLog, type PangEndpoint } from './pang-link.js';
 import { openPangOrFail } from './pang-socket.js';
 import { parseDeliveryAck } from '../pang/wire.js';
 import { TcpProbe, type TcpProbeStats, type TcpSample } from './tcp-probe.js';
@@ -71,6 +71,39 @@ export interface PangLinkOptions {
   refusalWindowMs: number;
   maxPayload?: number | undefined;
   tcp?: Partial<PangTcpOptions> | undefined;
+}
+
+/** What the three pang links (live, backfill, pull) are given about their upstream. */
+export interface PangEndpointOptions {
+  name: string;
+  endpoint: PangEndpoint;
+  caFile?: string | undefined;
+  insecure?: boolean | undefined;
+  log: EgressLog;
+  backoff: LinkBackoff;
+  handshakeTimeoutMs?: number | undefined;
+  refusalWindowMs?: number | undefined;
+  tcp?: Partial<PangTcpOptions> | undefined;
+}
+
+/** The shell's options for one pang role at an endpoint (with `ack=1` asked of a publisher's relay). */
+export function pangLinkOptions(kind: string, role: 'pub' | 'sub', o: PangEndpointOptions, extra: { ack?: boolean; maxPayload?: number } = {}): PangLinkOptions {
+  const url = pangSessionUrl(o.endpoint, role, extra.ack ? { ack: '1' } : {});
+  return {
+    name: o.name,
+    kind,
+    url,
+    target: redactPangUrl(url),
+    secret: o.endpoint.key,
+    caFile: o.caFile,
+    insecure: o.insecure,
+    log: o.log,
+    backoff: o.backoff,
+    handshakeTimeoutMs: o.handshakeTimeoutMs ?? 10_000,
+    refusalWindowMs: o.refusalWindowMs ?? 3000,
+    tcp: o.tcp,
+    ...(extra.maxPayload !== undefined ? { maxPayload: extra.maxPayload } : {}),
+  };
 }
 
 export interface PangSessionStats {
@@ -146,6 +179,20 @@ export abstract class PangLink extends ReconnectingLink {
   protected abstract endSession(): void;
   /** Wire offset / message count now acknowledged: the subclass settles what it had in flight. */
   protected onAcked(): void {}
+  /** Called by pumpAfter() when a paced sender may send again. */
+  protected pumpAgain(): void {}
+
+  private paceTimer: NodeJS.Timeout | null = null;
+
+  /** Call pumpAgain() in `ms` (one pending at a time; dropped when the session ends). */
+  protected pumpAfter(ms: number): void {
+    if (this.paceTimer) return;
+    this.paceTimer = setTimeout(() => {
+      this.paceTimer = null;
+      this.pumpAgain();
+    }, Math.max(1, Math.ceil(ms)));
+    this.paceTimer.unref?.();
+  }
 
   protected attempt(): void {
     this.connectError = null;
@@ -363,6 +410,8 @@ export abstract class PangLink extends ReconnectingLink {
   protected teardown(): void {
     if (this.connectTimer) clearTimeout(this.connectTimer);
     this.connectTimer = null;
+    if (this.paceTimer) clearTimeout(this.paceTimer);
+    this.paceTimer = null;
     // A last look before the socket goes: what was acknowledged up to now still counts.
     const ws = this.ws;
     if (ws && ws.readyState === WebSocket.OPEN && this.probe) {

@@ -14,8 +14,8 @@
 import type WebSocket from 'ws';
 import { mimeKind, trackPath, type TrackRef } from '../engine/api.js';
 import type { LinkBackoff, LinkStats } from '../egress/link.js';
-import { pangSessionUrl, redactPangUrl, type EgressLog, type PangEndpoint } from '../egress/pang-link.js';
-import { PangLink, type PangSessionStats, type PangTcpOptions } from '../egress/pang-session.js';
+import type { EgressLog, PangEndpoint } from '../egress/pang-link.js';
+import { pangLinkOptions, PangLink, type PangSessionStats, type PangTcpOptions } from '../egress/pang-session.js';
 import { Coverage, owedIn, parseRangeRequest, parseXcmd, tsMime, tsPrefixed, xack, xerr, type RangeRequest } from './backfill-plan.js';
 import { rekey, SpanLog, teeSinks, type DeliverySink, type Span } from './spans.js';
 import { scanSegmentRecords, type RecordScan } from '../../recordings/record-reader.js';
@@ -108,7 +108,6 @@ export interface BackfillLinkStats extends LinkStats {
 /** One upstream session carrying the backfill of one track, open only while it has work. */
 export class BackfillLink extends PangLink {
   private timer: NodeJS.Timeout | null = null;
-  private paceTimer: NodeJS.Timeout | null = null;
   private ackTimer: NodeJS.Timeout | null = null;
   private lastRttMs = 10;
   private lastSendAt = 0;
@@ -132,21 +131,7 @@ export class BackfillLink extends PangLink {
   private leftover: number | null = null;
 
   constructor(opts: BackfillLinkOptions) {
-    const url = pangSessionUrl(opts.endpoint, 'pub', opts.requestAcks === false ? {} : { ack: '1' });
-    super({
-      name: opts.name,
-      kind: 'pang-backfill',
-      url,
-      target: redactPangUrl(url),
-      secret: opts.endpoint.key,
-      caFile: opts.caFile,
-      insecure: opts.insecure,
-      log: opts.log,
-      backoff: opts.backoff,
-      handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 10_000,
-      refusalWindowMs: opts.refusalWindowMs ?? 3000,
-      tcp: opts.tcp,
-    });
+    super(pangLinkOptions('pang-backfill', 'pub', opts, { ack: opts.requestAcks !== false }));
     this.track = trackPath(opts.from);
     const { tcp: _tcp, ...rest } = opts;
     this.o = {
@@ -273,7 +258,7 @@ export class BackfillLink extends PangLink {
       const wait = this.lastSendAt + interval - now;
       if (interval > 0 && this.c.sent > 0 && wait > 0) {
         this.c.paced++;
-        this.schedulePace(wait);
+        this.pumpAfter(wait);
         return;
       }
       const it = this.queue[this.queueHead]!;
@@ -295,7 +280,7 @@ export class BackfillLink extends PangLink {
       this.queue = this.queue.slice(this.queueHead);
       this.queueHead = 0;
     }
-    if (this.queueHead < this.queue.length && !this.upstreamAcks && this.o.minIntervalMs > 0) this.schedulePace(this.o.minIntervalMs);
+    if (this.queueHead < this.queue.length && !this.upstreamAcks && this.o.minIntervalMs > 0) this.pumpAfter(this.o.minIntervalMs);
   }
 
   /** The window is full: look at the kernel again in about a round trip (5 ms .. 250 ms). */
@@ -310,13 +295,8 @@ export class BackfillLink extends PangLink {
     this.ackTimer.unref?.();
   }
 
-  private schedulePace(ms: number): void {
-    if (this.paceTimer) return;
-    this.paceTimer = setTimeout(() => {
-      this.paceTimer = null;
-      this.pump();
-    }, Math.max(1, Math.ceil(ms)));
-    this.paceTimer.unref?.();
+  protected override pumpAgain(): void {
+    this.pump();
   }
 
   /** Records the upstream acknowledged (XACK count, or TCP) are delivered: confirm them in order. */
@@ -350,8 +330,6 @@ export class BackfillLink extends PangLink {
   protected endSession(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    if (this.paceTimer) clearTimeout(this.paceTimer);
-    this.paceTimer = null;
     if (this.ackTimer) clearTimeout(this.ackTimer);
     this.ackTimer = null;
     // Not acknowledged: not delivered. The recordings still hold them; the next scan offers them
